@@ -1,0 +1,23 @@
+// Conversion between absl::Status (used everywhere inside flowscope) and grpc::Status (used only
+// at the service edge). Pure functions; callable from any thread.
+//
+//   grpc::Status s = flowscope::ToGrpcStatus(filter.status());   // in a service handler
+//   absl::Status a = flowscope::FromGrpcStatus(stub_status);     // in a client
+#ifndef FLOWSCOPE_API_GRPC_STATUS_H_
+#define FLOWSCOPE_API_GRPC_STATUS_H_
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+
+namespace flowscope {
+
+// Same canonical code and message. Payloads are not carried.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Same canonical code and message; an out-of-range code becomes kUnknown.
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+}  // namespace flowscope
+
+#endif  // FLOWSCOPE_API_GRPC_STATUS_H_
