@@ -12,11 +12,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  const int code = static_cast<int>(status.error_code());
-  const auto absl_code = (code > 0 && code <= static_cast<int>(absl::StatusCode::kUnauthenticated))
-                             ? static_cast<absl::StatusCode>(code)
-                             : absl::StatusCode::kUnknown;
-  return absl::Status(absl_code, status.error_message());
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
 }  // namespace flowscope

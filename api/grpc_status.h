@@ -15,7 +15,7 @@ namespace flowscope {
 // Same canonical code and message. Payloads are not carried.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-// Same canonical code and message; an out-of-range code becomes kUnknown.
+// Same canonical code and message.
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
 }  // namespace flowscope
