@@ -4,6 +4,7 @@ namespace flowscope::bench {
 
 std::vector<Figure> AllFigures() {
   std::vector<Figure> figures;
+  for (auto& f : RingFigures()) figures.push_back(std::move(f));
   return figures;
 }
 

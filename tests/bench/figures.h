@@ -24,6 +24,9 @@ struct Figure {
 
 std::vector<Figure> AllFigures();
 
+// Per-area figure lists (ring_figures.cc, ...).
+std::vector<Figure> RingFigures();
+
 }  // namespace flowscope::bench
 
 #endif  // FLOWSCOPE_TESTS_BENCH_FIGURES_H_

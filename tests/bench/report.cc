@@ -118,8 +118,9 @@ std::string FormatJsonLine(const FigureResult& r) {
   j["baseline"] = r.baseline ? nlohmann::json(*r.baseline) : nlohmann::json(nullptr);
   const auto ratio = r.Ratio();
   j["ratio"] = ratio ? nlohmann::json(*ratio) : nlohmann::json(nullptr);
-  j["target"] = r.TargetText();
-  j["met"] = r.Met();
+  // A figure without a target (a reference rate such as a baseline) is neither met nor missed.
+  j["target"] = r.targets.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.TargetText());
+  j["met"] = r.targets.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.Met());
   j["runs"] = r.runs;
   return j.dump();
 }
