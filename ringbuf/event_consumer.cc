@@ -14,9 +14,7 @@
 namespace flowscope::ringbuf {
 namespace {
 
-absl::Status Errno(int err, absl::string_view what) {
-  return absl::ErrnoToStatus(err, what);
-}
+absl::Status Errno(int err, absl::string_view what) { return absl::ErrnoToStatus(err, what); }
 
 }  // namespace
 

@@ -44,9 +44,9 @@ namespace flowscope::ringbuf {
 // that the writer keeps non-decreasing.
 template <typename R>
 concept RingRecord = std::is_trivially_copyable_v<R> && std::is_default_constructible_v<R> &&
-                     requires(const R& r) {
-                       { r.time_ns } -> std::convertible_to<uint64_t>;
-                     };
+    requires(const R& r) {
+  { r.time_ns } -> std::convertible_to<uint64_t>;
+};
 
 enum class ReadStatus {
   kRecord,  // a record was copied out and the position advanced
@@ -71,8 +71,7 @@ class FlowRing {
 
   // --- writer thread only --------------------------------------------------------------------
 
-  // Appends one record. Lock-free and wait-free; never blocks. Readers see it at once; followers
-  // sleeping in Wait() are woken by the next Publish().
+  // Stores one record. Wait-free; never blocks. Readers see it after the next Publish().
   void Write(const R& record) {
     const uint64_t pos = written_.load(std::memory_order_relaxed);
     Slot& slot = slots_[pos & mask_];
@@ -87,23 +86,29 @@ class FlowRing {
     written_.store(pos + 1, std::memory_order_release);
   }
 
-  // Wakes readers blocked in Wait(). Costs one atomic load when nobody waits; call it once per
-  // batch of writes.
-  void Publish() { wake_.WakeAll(); }
+  // Makes every record written so far readable, including the newest, and wakes readers
+  // blocked in Wait(). Call it once per batch of writes: readers that have caught up look only
+  // at the published position, which changes once per batch, so they never contend with the
+  // writer on the slot it is writing or on a per-record counter.
+  void Publish() {
+    published_.store(written_.load(std::memory_order_relaxed), std::memory_order_release);
+    wake_.WakeAll();
+  }
 
   // --- any thread ----------------------------------------------------------------------------
 
   uint64_t Cap() const { return mask_; }
-  // Records written since creation.
+  // Records written since creation, and how many of them are published (readable).
   uint64_t Written() const { return written_.load(std::memory_order_acquire); }
+  uint64_t Published() const { return published_.load(std::memory_order_acquire); }
   // Records currently held: min(Written(), Cap()).
   uint64_t Len() const {
     const uint64_t w = Written();
     return w < Cap() ? w : Cap();
   }
-  // Absolute position of the oldest record still held, and one past the newest.
+  // Absolute position of the oldest record still held, and one past the newest readable one.
   uint64_t OldestPosition() const { return OldestFor(Written()); }
-  uint64_t EndPosition() const { return Written(); }
+  uint64_t EndPosition() const { return Published(); }
 
   // Copies the record at absolute position `pos`. kEnd if it is not written yet, kLost if it has
   // been (or is being) overwritten.
@@ -119,18 +124,18 @@ class FlowRing {
     return ReadStatus::kRecord;
   }
 
-  // Time of the oldest / newest record held; nullopt when the ring is empty.
+  // Time of the oldest / newest readable record; nullopt when there is none.
   std::optional<uint64_t> OldestTime() const { return TimeNear(true); }
   std::optional<uint64_t> NewestTime() const { return TimeNear(false); }
 
-  // The position of the first record with time_ns >= t_ns (binary search over the records
-  // held), or EndPosition() when every record is older. Records lapped during the search make it
+  // The position of the first record with time_ns >= t_ns (binary search over the readable
+  // records), or EndPosition() when every record is older. Records lapped during the search make it
   // restart from the new oldest record.
   uint64_t SeekTime(uint64_t t_ns) const {
     while (true) {
-      const uint64_t end = Written();
-      uint64_t lo = OldestFor(end);
-      uint64_t hi = end;
+      const uint64_t end = Published();
+      uint64_t lo = OldestPosition();
+      uint64_t hi = end < lo ? lo : end;
       bool lapped = false;
       R r;
       while (lo < hi) {
@@ -149,17 +154,17 @@ class FlowRing {
     }
   }
 
-  // Blocks until a record exists at `pos` (pos < Written()), `deadline` passes, or Interrupt()
+  // Blocks until a record is published at `pos`, `deadline` passes, or Interrupt()
   // is called, and returns whether a record is there. May return false before the deadline
   // (interrupted or spurious): callers check their own stop condition and wait again.
   bool WaitFor(uint64_t pos, absl::Time deadline) const {
     const uint32_t epoch = wake_.Prepare();
-    if (pos < Written()) {
+    if (pos < Published()) {
       wake_.Cancel();
       return true;
     }
     wake_.WaitUntil(epoch, deadline);
-    return pos < Written();
+    return pos < Published();
   }
 
   // Wakes every waiter (for example when a stream is cancelled); they re-check and return.
@@ -168,10 +173,15 @@ class FlowRing {
  private:
   static constexpr size_t kWords = (sizeof(R) + 7) / 8;
 
-  struct Slot {
+  // Slots whose size is a multiple of a cache line (a 120-byte record) are aligned to one, so
+  // no two slots share a line and readers right behind the writer do not slow it down.
+  static constexpr size_t kSlotBytes = 8 * (kWords + 1);
+  static constexpr size_t kSlotAlign = kSlotBytes % 64 == 0 ? 64 : 8;
+  struct alignas(kSlotAlign) Slot {
     std::atomic<uint64_t> seq{0};  // 2*pos+1 while writing pos, 2*pos+2 once it holds pos
     std::atomic<uint64_t> words[kWords];
   };
+  static_assert(sizeof(Slot) == kSlotBytes, "slots are never padded");
 
   explicit FlowRing(uint64_t slots) : mask_(slots - 1), slots_(new Slot[slots]) {}
 
@@ -180,16 +190,17 @@ class FlowRing {
   std::optional<uint64_t> TimeNear(bool oldest) const {
     R r;
     while (true) {
-      const uint64_t end = Written();
+      const uint64_t end = Published();
       if (end == 0) return std::nullopt;
-      const uint64_t pos = oldest ? OldestFor(end) : end - 1;
+      const uint64_t pos = oldest ? OldestPosition() : end - 1;
       if (ReadAt(pos, &r) == ReadStatus::kRecord) return static_cast<uint64_t>(r.time_ns);
     }
   }
 
   const uint64_t mask_;
   std::unique_ptr<Slot[]> slots_;
-  alignas(64) std::atomic<uint64_t> written_{0};
+  alignas(64) std::atomic<uint64_t> written_{0};    // stored by every Write()
+  alignas(64) std::atomic<uint64_t> published_{0};  // stored by Publish()
   alignas(64) mutable WakeWord wake_;
 };
 
@@ -199,16 +210,15 @@ template <RingRecord R>
 class RingReader {
  public:
   RingReader(const FlowRing<R>& ring, uint64_t position)
-      : ring_(&ring), pos_(position), end_(ring.Written()) {}
+      : ring_(&ring), pos_(position), end_(ring.Published()) {}
 
   // Copies the record at the current position and advances. kEnd when caught up with the
   // writer. kLost when lapped: the position has moved to the oldest record still held and
   // TakeLost() returns how many were skipped (added up until taken).
   ReadStatus Next(R* out) {
-    // The writer's position is re-read only on catching up or on a lap, so a reader touches the
-    // writer's hot cache line once per batch rather than once per record.
+    // The published position is re-read only on catching up with it: once per batch.
     if (pos_ >= end_) {
-      end_ = ring_->Written();
+      end_ = ring_->Published();
       if (pos_ >= end_) return ReadStatus::kEnd;
     }
     if (SkipLapped()) return ReadStatus::kLost;
@@ -218,8 +228,7 @@ class RingReader {
       return s;
     }
     if (s == ReadStatus::kLost) {
-      end_ = ring_->Written();
-      if (!SkipLapped()) {
+      if (!SkipLapped(ring_->OldestPosition())) {
         // Overwritten before `end_` moved past it (the writer is mid-write): only this one.
         lost_ += 1;
         pos_ += 1;
@@ -244,7 +253,7 @@ class RingReader {
   uint64_t position() const { return pos_; }
   void Seek(uint64_t position) {
     pos_ = position;
-    end_ = ring_->Written();
+    end_ = ring_->Published();
   }
 
   // Records skipped because the writer lapped this reader, since the last call.
@@ -255,11 +264,12 @@ class RingReader {
   }
 
  private:
+  // The oldest record held as of `end_`: never newer than the true oldest.
   uint64_t Oldest() const { return end_ > ring_->Cap() ? end_ - ring_->Cap() : 0; }
 
-  // If the position is older than the oldest record held as of `end_`, counts and skips.
-  bool SkipLapped() {
-    const uint64_t oldest = Oldest();
+  // If the position is older than `oldest`, counts the records in between as lost and skips.
+  bool SkipLapped() { return SkipLapped(Oldest()); }
+  bool SkipLapped(uint64_t oldest) {
     if (pos_ >= oldest) return false;
     lost_ += oldest - pos_;
     pos_ = oldest;
@@ -268,7 +278,7 @@ class RingReader {
 
   const FlowRing<R>* ring_;
   uint64_t pos_;
-  uint64_t end_;  // Written() as last seen by this reader
+  uint64_t end_;  // Published() as last seen by this reader
   uint64_t lost_ = 0;
 };
 

@@ -20,10 +20,9 @@ absl::Status ValidateCapacity(uint64_t capacity) {
   } else {
     nearest = absl::StrCat("the nearest valid values are ", below, " and ", above);
   }
-  return absl::InvalidArgumentError(absl::StrCat("ring capacity ", capacity,
-                                                 " is invalid: it must be 2^n - 1 for n in 1..",
-                                                 kMaxRingCapacityBits, " (1, 3, 7, ..., ",
-                                                 kMaxRingCapacity, "); ", nearest));
+  return absl::InvalidArgumentError(
+      absl::StrCat("ring capacity ", capacity, " is invalid: it must be 2^n - 1 for n in 1..",
+                   kMaxRingCapacityBits, " (1, 3, 7, ..., ", kMaxRingCapacity, "); ", nearest));
 }
 
 }  // namespace flowscope::ringbuf

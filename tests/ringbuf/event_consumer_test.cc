@@ -141,8 +141,8 @@ TEST_F(EventConsumerTest, ShortEventsAreCountedAndSkipped) {
   Skel skel = Load();
   ASSERT_TRUE(skel);
   Collector got;
-  auto consumer = RingBufferConsumer::Create(bpf_map__fd(skel->maps.events), -1,
-                                             sizeof(test_event), got.Callback());
+  auto consumer = RingBufferConsumer::Create(bpf_map__fd(skel->maps.events), -1, sizeof(test_event),
+                                             got.Callback());
   ASSERT_TRUE(consumer.ok()) << consumer.status();
   skel->bss->emit_short = 1;
   Produce(skel->progs.produce_ringbuf, 7);
@@ -157,8 +157,8 @@ TEST_F(EventConsumerTest, StopWakesABlockedPoll) {
   Skel skel = Load();
   ASSERT_TRUE(skel);
   Collector got;
-  auto consumer = RingBufferConsumer::Create(bpf_map__fd(skel->maps.events), -1,
-                                             sizeof(test_event), got.Callback());
+  auto consumer = RingBufferConsumer::Create(bpf_map__fd(skel->maps.events), -1, sizeof(test_event),
+                                             got.Callback());
   ASSERT_TRUE(consumer.ok()) << consumer.status();
   std::atomic<bool> returned{false};
   std::thread drain([&] {
@@ -204,8 +204,7 @@ TEST(EventConsumerErrorsTest, BadMapFdIsAClearError) {
   if (auto reason = testing::BpfUnavailableReason()) GTEST_SKIP() << *reason;
   auto c = RingBufferConsumer::Create(12345, -1, 8, [](absl::Span<const uint8_t>) {});
   ASSERT_FALSE(c.ok());
-  EXPECT_NE(c.status().message().find("ring_buffer__new"), absl::string_view::npos)
-      << c.status();
+  EXPECT_NE(c.status().message().find("ring_buffer__new"), absl::string_view::npos) << c.status();
   auto p = PerfBufferConsumer::Create(-1, 3, 8, [](absl::Span<const uint8_t>) {});
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);

@@ -47,7 +47,7 @@ TEST(FlowRingConcurrencyTest, OneWriterEightReaders) {
         ++st.seen;
         if (!follower) {
           // A slow consumer: a little work per record, so the writer laps it.
-          for (int i = 0; i < 200; ++i) spin = spin * 31 + r.payload[i % 13];
+          for (int i = 0; i < 200; ++i) spin = spin * 31 + r.payload[i % 12];
         }
         continue;
       }

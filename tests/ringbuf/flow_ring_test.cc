@@ -38,7 +38,8 @@ TEST(RingCapacityTest, AcceptsOnlyPowersOfTwoMinusOne) {
   for (int n = 1; n <= 24; ++n) {
     EXPECT_TRUE(ValidateCapacity((uint64_t{1} << n) - 1).ok()) << n;
   }
-  for (uint64_t bad : {0ULL, 2ULL, 4ULL, 1000ULL, 4096ULL, 65536ULL, 1ULL << 24, (1ULL << 25) - 1}) {
+  for (uint64_t bad :
+       {0ULL, 2ULL, 4ULL, 1000ULL, 4096ULL, 65536ULL, 1ULL << 24, (1ULL << 25) - 1}) {
     const absl::Status s = ValidateCapacity(bad);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_THAT(std::string(s.message()), HasSubstr(absl::StrCat("ring capacity ", bad)));
@@ -70,7 +71,10 @@ TEST(FlowRingTest, EmptyRing) {
 
 TEST(FlowRingTest, NewestRecordIsReadable) {
   auto ring = MakeRing(7);
-  WriteSeq(*ring, 0, 1);
+  ring->Write(TestRecord::Make(0, 0));
+  EXPECT_EQ(ring->EndPosition(), 0u) << "written, not yet published";
+  EXPECT_EQ(ring->Written(), 1u);
+  ring->Publish();
   EXPECT_EQ(ring->Len(), 1u);
   EXPECT_EQ(ring->NewestTime(), 0u);
   Reader reader(*ring, ring->EndPosition() - 1);
@@ -118,6 +122,8 @@ TEST(FlowRingTest, SeekTime) {
   for (uint64_t t : {10, 20, 20, 20, 30, 40, 50}) {
     ring->Write(TestRecord::Make(ring->Written(), t));
   }
+  EXPECT_EQ(ring->SeekTime(0), ring->EndPosition()) << "nothing is readable before Publish()";
+  ring->Publish();
   EXPECT_EQ(ring->SeekTime(20), 1u) << "exact: the first of equal times";
   EXPECT_EQ(ring->SeekTime(25), 4u) << "between: the next later record";
   EXPECT_EQ(ring->SeekTime(10), 0u);

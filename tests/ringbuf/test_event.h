@@ -7,10 +7,10 @@
 #define FLOWSCOPE_TEST_EVENT_MAGIC 0xF10775C0DEULL
 
 struct test_event {
-  __u64 seq;     /* 0, 1, 2, ... per loaded program instance */
-  __u64 magic;   /* FLOWSCOPE_TEST_EVENT_MAGIC */
-  __u32 len;     /* length of the packet the program ran on */
-  __u32 cpu;     /* CPU the program ran on */
+  __u64 seq;   /* 0, 1, 2, ... per loaded program instance */
+  __u64 magic; /* FLOWSCOPE_TEST_EVENT_MAGIC */
+  __u32 len;   /* length of the packet the program ran on */
+  __u32 cpu;   /* CPU the program ran on */
   __u64 pad;
 };
 

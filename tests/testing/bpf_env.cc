@@ -59,7 +59,8 @@ std::vector<uint8_t> UdpPacket(size_t size) {
 absl::StatusOr<TestRunResult> TestRun(int prog_fd, const std::vector<uint8_t>& packet,
                                       uint32_t repeat) {
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet.data(),
-              .data_size_in = static_cast<uint32_t>(packet.size()), .repeat = static_cast<int>(repeat));
+              .data_size_in = static_cast<uint32_t>(packet.size()),
+              .repeat = static_cast<int>(repeat));
   if (bpf_prog_test_run_opts(prog_fd, &opts) != 0) {
     return absl::ErrnoToStatus(errno, "bpf_prog_test_run_opts");
   }
