@@ -1,0 +1,256 @@
+#include "bpf/datapath.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+#include <mutex>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "flowscope_bpf.skel.h"
+
+namespace flowscope::bpf {
+namespace {
+
+// libbpf reports verifier logs through its print callback; Load() collects them here.
+std::mutex log_mu;
+std::string* log_sink = nullptr;  // guarded by log_mu
+
+int CollectLibbpfLog(enum libbpf_print_level level, const char* format, va_list args) {
+  if (level == LIBBPF_DEBUG) return 0;
+  char buf[4096];
+  const int n = vsnprintf(buf, sizeof buf, format, args);
+  std::lock_guard<std::mutex> lock(log_mu);
+  if (log_sink != nullptr && n > 0) log_sink->append(buf, std::min<size_t>(n, sizeof buf - 1));
+  return n;
+}
+
+bool IsPowerOfTwo(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+// Parses "", "any", an address or a CIDR into network-order net and mask words.
+absl::Status ParsePrefix(absl::string_view text, absl::string_view what, __u32 net[4],
+                         __u32 mask[4], uint8_t* family) {
+  std::memset(net, 0, 16);
+  std::memset(mask, 0, 16);
+  *family = 0;
+  if (text.empty() || text == "any") return absl::OkStatus();
+  std::vector<absl::string_view> parts = absl::StrSplit(text, absl::MaxSplits('/', 1));
+  const std::string addr(parts[0]);
+  uint8_t bytes[16] = {};
+  int bits;
+  if (inet_pton(AF_INET, addr.c_str(), bytes) == 1) {
+    *family = FS_FAMILY_IPV4;
+    bits = 32;
+  } else if (inet_pton(AF_INET6, addr.c_str(), bytes) == 1) {
+    *family = FS_FAMILY_IPV6;
+    bits = 128;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid ", what, " \"", text, "\": not an IP address or CIDR prefix"));
+  }
+  int len = bits;
+  if (parts.size() == 2 && (!absl::SimpleAtoi(parts[1], &len) || len < 0 || len > bits)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid ", what, " \"", text, "\": prefix length must be 0..", bits));
+  }
+  uint8_t mask_bytes[16] = {};
+  for (int i = 0; i < len; ++i) mask_bytes[i / 8] |= static_cast<uint8_t>(0x80 >> (i % 8));
+  for (int i = 0; i < 16; ++i) bytes[i] &= mask_bytes[i];
+  std::memcpy(net, bytes, 16);
+  std::memcpy(mask, mask_bytes, 16);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Aggregation> ParseAggregation(absl::string_view name) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  if (lower == "none") return Aggregation::kNone;
+  if (lower == "medium") return Aggregation::kMedium;
+  if (lower == "maximum") return Aggregation::kMaximum;
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid aggregation \"", name, "\": expected none, medium or maximum"));
+}
+
+absl::StatusOr<DenyRule> DenyRule::Parse(absl::string_view src, absl::string_view dst,
+                                         absl::string_view protocol, int port) {
+  DenyRule rule;
+  deny_rule& r = rule.raw;
+  uint8_t src_family;
+  uint8_t dst_family;
+  if (absl::Status s = ParsePrefix(src, "source", r.src_net, r.src_mask, &src_family); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ParsePrefix(dst, "destination", r.dst_net, r.dst_mask, &dst_family);
+      !s.ok()) {
+    return s;
+  }
+  if (src_family != 0 && dst_family != 0 && src_family != dst_family) {
+    return absl::InvalidArgumentError(absl::StrCat("deny rule mixes an IPv4 and an IPv6 prefix: \"",
+                                                   src, "\" and \"", dst, "\""));
+  }
+  r.family = src_family != 0 ? src_family : dst_family;  // 0 (both wildcards): either family
+
+  const std::string proto = absl::AsciiStrToLower(protocol);
+  if (proto.empty() || proto == "any") {
+    r.protocol = 0;
+  } else if (proto == "tcp") {
+    r.protocol = IPPROTO_TCP;
+  } else if (proto == "udp") {
+    r.protocol = IPPROTO_UDP;
+  } else if (proto == "sctp") {
+    r.protocol = IPPROTO_SCTP;
+  } else if (proto == "icmp" || proto == "icmpv4") {
+    r.protocol = IPPROTO_ICMP;
+  } else if (proto == "icmpv6") {
+    r.protocol = IPPROTO_ICMPV6;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid protocol \"", protocol, "\": expected any, tcp, udp, sctp, icmp or icmpv6"));
+  }
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid port ", port, ": expected 0..65535"));
+  }
+  if (port != 0 && r.protocol != IPPROTO_TCP && r.protocol != IPPROTO_UDP &&
+      r.protocol != IPPROTO_SCTP) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("port ", port, " needs protocol tcp, udp or sctp"));
+  }
+  r.dport = static_cast<__u16>(port);
+  return rule;
+}
+
+absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& options) {
+  if (!IsPowerOfTwo(options.ring_buffer_bytes) ||
+      options.ring_buffer_bytes < static_cast<uint32_t>(getpagesize())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ring buffer size ", options.ring_buffer_bytes,
+                     " is invalid: it must be a power of two of at least ", getpagesize()));
+  }
+  if (options.flow_table_entries == 0) {
+    return absl::InvalidArgumentError("the flow table needs at least one entry");
+  }
+  if (options.report_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("the report interval must be positive");
+  }
+  // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+  rlimit unlimited{RLIM_INFINITY, RLIM_INFINITY};
+  setrlimit(RLIMIT_MEMLOCK, &unlimited);
+
+  std::unique_ptr<Datapath> dp(new Datapath(options));
+  dp->skel_ = flowscope_bpf__open();
+  if (dp->skel_ == nullptr) return absl::ErrnoToStatus(errno, "opening the BPF datapath");
+  flowscope_bpf* s = dp->skel_;
+  s->rodata->aggregation = static_cast<__u8>(options.aggregation);
+  s->rodata->report_interval_ns =
+      static_cast<__u64>(absl::ToInt64Nanoseconds(options.report_interval));
+  s->rodata->wakeup_bytes = options.wakeup_bytes;
+  bpf_map__set_max_entries(s->maps.events, options.ring_buffer_bytes);
+  bpf_map__set_max_entries(s->maps.flows, options.flow_table_entries);
+
+  std::string log;
+  int err;
+  {
+    std::lock_guard<std::mutex> lock(log_mu);
+    log_sink = &log;
+  }
+  libbpf_print_fn_t previous = libbpf_set_print(CollectLibbpfLog);
+  err = flowscope_bpf__load(s);
+  libbpf_set_print(previous);
+  {
+    std::lock_guard<std::mutex> lock(log_mu);
+    log_sink = nullptr;
+  }
+  if (err != 0) {
+    const int e = -err;
+    if (e == EPERM || e == EACCES) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("loading the BPF datapath was refused (", std::strerror(e),
+                       "): run as root, or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"));
+    }
+    return absl::InternalError(absl::StrCat("the kernel rejected the BPF datapath (",
+                                            std::strerror(e), ")",
+                                            log.empty() ? "" : "; verifier log:\n", log));
+  }
+  return dp;
+}
+
+Datapath::~Datapath() {
+  if (skel_ != nullptr) flowscope_bpf__destroy(skel_);
+}
+
+int Datapath::ingress_prog_fd() const { return bpf_program__fd(skel_->progs.flowscope_ingress); }
+int Datapath::egress_prog_fd() const { return bpf_program__fd(skel_->progs.flowscope_egress); }
+int Datapath::events_fd() const { return bpf_map__fd(skel_->maps.events); }
+int Datapath::lost_events_fd() const { return bpf_map__fd(skel_->maps.lost_events); }
+int Datapath::flows_fd() const { return bpf_map__fd(skel_->maps.flows); }
+
+absl::Status Datapath::SetInterfacePoints(uint32_t ifindex, fs_obs_point ingress,
+                                          fs_obs_point egress) {
+  if_config cfg{};
+  cfg.ingress_point = static_cast<__u8>(ingress);
+  cfg.egress_point = static_cast<__u8>(egress);
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.if_config), &ifindex, &cfg, BPF_ANY) != 0) {
+    return absl::ErrnoToStatus(errno,
+                               absl::StrCat("setting observation points of ifindex ", ifindex));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Datapath::ClearInterfacePoints(uint32_t ifindex) {
+  if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.if_config), &ifindex) != 0 && errno != ENOENT) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("clearing ifindex ", ifindex));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Datapath::SetDenyRules(const std::vector<DenyRule>& rules) {
+  if (rules.size() > FS_MAX_DENY_RULES) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("too many deny rules: ", rules.size(), " (at most ", FS_MAX_DENY_RULES, ")"));
+  }
+  // Shrink the count first so the program never reads a half-written rule, then write the rules,
+  // then publish the new count.
+  skel_->bss->deny_rule_count = 0;
+  const int fd = bpf_map__fd(skel_->maps.deny_rules);
+  for (uint32_t i = 0; i < rules.size(); ++i) {
+    if (bpf_map_update_elem(fd, &i, &rules[i].raw, BPF_ANY) != 0) {
+      return absl::ErrnoToStatus(errno, absl::StrCat("writing deny rule ", i));
+    }
+  }
+  __atomic_store_n(&skel_->bss->deny_rule_count, static_cast<__u32>(rules.size()),
+                   __ATOMIC_RELEASE);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DatapathStats> Datapath::ReadStats() const {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return absl::ErrnoToStatus(-cpus, "libbpf_num_possible_cpus");
+  std::vector<uint64_t> values(static_cast<size_t>(cpus));
+  std::array<uint64_t, FS_STAT_MAX> sums{};
+  const int fd = bpf_map__fd(skel_->maps.datapath_stats);
+  for (uint32_t k = 0; k < FS_STAT_MAX; ++k) {
+    if (bpf_map_lookup_elem(fd, &k, values.data()) != 0) {
+      return absl::ErrnoToStatus(errno, "reading datapath counters");
+    }
+    for (uint64_t v : values) sums[k] += v;
+  }
+  DatapathStats st;
+  st.packets = sums[FS_STAT_PACKETS];
+  st.events = sums[FS_STAT_EVENTS];
+  st.malformed = sums[FS_STAT_MALFORMED];
+  st.not_ip = sums[FS_STAT_NOT_IP];
+  st.policy_drops = sums[FS_STAT_POLICY_DROPS];
+  return st;
+}
+
+}  // namespace flowscope::bpf

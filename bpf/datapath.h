@@ -1,0 +1,101 @@
+// Datapath: loads flowscope's tc programs (flow.bpf.c, embedded through its skeleton) with the
+// chosen aggregation level and sizes, and gives user space their maps: the event ring buffer and
+// lost counter (for ringbuf::RingBufferConsumer), per-interface observation points, deny rules
+// and datapath counters. Create it on one thread; the setters may then be called from any one
+// thread at a time. Attaching the programs to interfaces is observer/'s attach manager's job.
+//
+//   DatapathOptions opts;
+//   opts.aggregation = Aggregation::kMedium;
+//   FLOWSCOPE_ASSIGN_OR_RETURN(auto dp, Datapath::Load(opts));
+//   FLOWSCOPE_RETURN_IF_ERROR(dp->SetDenyRules({*DenyRule::Parse("10.0.1.5/32", "10.0.2.0/24",
+//                                                                "tcp", 80)}));
+//   auto consumer = RingBufferConsumer::Create(dp->events_fd(), dp->lost_events_fd(), ...);
+#ifndef FLOWSCOPE_BPF_DATAPATH_H_
+#define FLOWSCOPE_BPF_DATAPATH_H_
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "bpf/flow_event.h"
+
+struct flowscope_bpf;  // the generated skeleton
+
+namespace flowscope::bpf {
+
+enum class Aggregation { kNone = FS_AGG_NONE, kMedium = FS_AGG_MEDIUM, kMaximum = FS_AGG_MAXIMUM };
+
+// "none", "medium" or "maximum".
+absl::StatusOr<Aggregation> ParseAggregation(absl::string_view name);
+
+struct DatapathOptions {
+  Aggregation aggregation = Aggregation::kMedium;
+  absl::Duration report_interval = absl::Seconds(5);
+  uint32_t ring_buffer_bytes = 16u << 20;  // a power of two, at least one page
+  uint32_t flow_table_entries = 65536;
+  // 0: the kernel wakes the consumer adaptively; N: only once N bytes wait (poll with a timeout).
+  uint32_t wakeup_bytes = 0;
+};
+
+// A deny rule: source and destination prefixes, protocol and destination port; empty or zero
+// parts are wildcards.
+struct DenyRule {
+  deny_rule raw{};
+
+  // `src` / `dst`: "" or "any" (wildcard), an address, or a CIDR prefix; both sides must be of
+  // the same family unless one is a wildcard. `protocol`: "", "any", "tcp", "udp", "sctp",
+  // "icmp", "icmpv6". `port`: 0 (any) or 1..65535 (needs tcp, udp or sctp).
+  static absl::StatusOr<DenyRule> Parse(absl::string_view src, absl::string_view dst,
+                                        absl::string_view protocol, int port);
+};
+
+struct DatapathStats {
+  uint64_t packets = 0;
+  uint64_t events = 0;
+  uint64_t malformed = 0;
+  uint64_t not_ip = 0;
+  uint64_t policy_drops = 0;
+};
+
+class Datapath {
+ public:
+  // Opens and loads the programs. Fails with a message that says what is needed when not
+  // privileged, and with the verifier's log when the kernel rejects the program.
+  static absl::StatusOr<std::unique_ptr<Datapath>> Load(const DatapathOptions& options);
+  ~Datapath();
+  Datapath(const Datapath&) = delete;
+  Datapath& operator=(const Datapath&) = delete;
+
+  int ingress_prog_fd() const;
+  int egress_prog_fd() const;
+  int events_fd() const;       // BPF_MAP_TYPE_RINGBUF
+  int lost_events_fd() const;  // per-CPU __u64 at key 0
+  int flows_fd() const;        // LRU hash flow_key -> flow_state
+
+  // Observation points reported for packets on `ifindex` (ingress and egress hooks).
+  absl::Status SetInterfacePoints(uint32_t ifindex, fs_obs_point ingress, fs_obs_point egress);
+  absl::Status ClearInterfacePoints(uint32_t ifindex);
+
+  // Replaces every deny rule (at most FS_MAX_DENY_RULES).
+  absl::Status SetDenyRules(const std::vector<DenyRule>& rules);
+
+  // Counters summed over CPUs.
+  absl::StatusOr<DatapathStats> ReadStats() const;
+
+  const DatapathOptions& options() const { return options_; }
+
+ private:
+  explicit Datapath(const DatapathOptions& options) : options_(options) {}
+
+  DatapathOptions options_;
+  flowscope_bpf* skel_ = nullptr;
+};
+
+}  // namespace flowscope::bpf
+
+#endif  // FLOWSCOPE_BPF_DATAPATH_H_

@@ -1,0 +1,456 @@
+// SPDX-License-Identifier: GPL-2.0
+// flowscope's datapath: tc (sched_cls, direct-action) programs for the ingress and egress hooks
+// of the interfaces they are attached to. Each parses Ethernet, IPv4/IPv6 (skipping extension
+// headers), TCP/UDP/SCTP/ICMPv4/ICMPv6; keeps per-flow state in an LRU hash (both directions of
+// a flow at one interface share an entry, which remembers who originated it); drops packets
+// that match a deny rule; and reports flows into a BPF ring buffer, as often as the aggregation
+// level asks. The event layout and every map key and value live in bpf/flow_event.h.
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/pkt_cls.h>
+
+// After the kernel headers, which define the types they use.
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "bpf/flow_event.h"
+
+// --- load-time settings ------------------------------------------------------------------------
+
+const volatile __u8 aggregation = FS_AGG_MEDIUM;
+const volatile __u64 report_interval_ns = 5000000000ULL;
+// 0: the kernel's adaptive wake-up of the consumer. N > 0: wake it only once at least N bytes
+// wait in the ring buffer (the consumer then polls with a timeout to bound latency).
+const volatile __u32 wakeup_bytes = 0;
+// Observation points for interfaces that have no if_config entry.
+const volatile __u8 default_ingress_point = FS_OBS_FROM_ENDPOINT;
+const volatile __u8 default_egress_point = FS_OBS_TO_ENDPOINT;
+
+// Number of valid entries in deny_rules; written by user space.
+__u32 deny_rule_count = 0;
+
+// --- maps --------------------------------------------------------------------------------------
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 1 << 24);  // resized at load
+} events SEC(".maps");
+
+// Events that could not be reserved in the ring buffer, per CPU.
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} lost_events SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);  // resized at load
+  __type(key, struct flow_key);
+  __type(value, struct flow_state);
+} flows SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 4096);
+  __type(key, __u32);
+  __type(value, struct if_config);
+} if_config SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, FS_MAX_DENY_RULES);
+  __type(key, __u32);
+  __type(value, struct deny_rule);
+} deny_rules SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, FS_STAT_MAX);
+  __type(key, __u32);
+  __type(value, __u64);
+} datapath_stats SEC(".maps");
+
+// --- parsing -----------------------------------------------------------------------------------
+
+#define ETH_HLEN_ 14
+#define VLAN_HLEN_ 4
+#define IPV6_MAX_EXT_HEADERS 8
+
+// IPv6 extension header numbers.
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_AUTH 51
+#define NEXTHDR_NONE 59
+#define NEXTHDR_DEST 60
+
+#ifndef IPPROTO_ICMPV6
+#define IPPROTO_ICMPV6 58  // <linux/in6.h> has it, but clashes with <linux/in.h> here
+#endif
+
+struct pkt {
+  __u32 saddr[4];
+  __u32 daddr[4];
+  __u16 sport;
+  __u16 dport;
+  __u16 tcp_flags;
+  __u16 echo_id;  // ICMP echo identifier (flow key port on both sides)
+  __u8 family;
+  __u8 protocol;
+  __u8 icmp_type;
+  __u8 icmp_code;
+  __u8 is_echo_request;
+  __u8 is_echo_reply;
+};
+
+static __always_inline void stat_inc(__u32 idx) {
+  __u64* v = bpf_map_lookup_elem(&datapath_stats, &idx);
+  if (v) *v += 1;
+}
+
+enum parse_result { PARSE_OK = 0, PARSE_NOT_IP = 1, PARSE_MALFORMED = 2 };
+
+// Reads the L4 header at `off`. `has_l4` is 0 for non-first fragments (protocol, no ports).
+static __always_inline int parse_l4(struct __sk_buff* skb, __u32 off, int has_l4, struct pkt* p) {
+  if (!has_l4) return PARSE_OK;
+  __u8 b[20];
+  switch (p->protocol) {
+    case IPPROTO_TCP:
+      if (bpf_skb_load_bytes(skb, off, b, 20) < 0) return PARSE_MALFORMED;
+      p->sport = ((__u16)b[0] << 8) | b[1];
+      p->dport = ((__u16)b[2] << 8) | b[3];
+      p->tcp_flags = b[13] | ((__u16)(b[12] & 1) << 8);
+      return PARSE_OK;
+    case IPPROTO_UDP:
+    case IPPROTO_SCTP:
+      if (bpf_skb_load_bytes(skb, off, b, 4) < 0) return PARSE_MALFORMED;
+      p->sport = ((__u16)b[0] << 8) | b[1];
+      p->dport = ((__u16)b[2] << 8) | b[3];
+      return PARSE_OK;
+    case IPPROTO_ICMP:
+    case IPPROTO_ICMPV6:
+      if (bpf_skb_load_bytes(skb, off, b, 8) < 0) return PARSE_MALFORMED;
+      p->icmp_type = b[0];
+      p->icmp_code = b[1];
+      if (p->protocol == IPPROTO_ICMP) {
+        p->is_echo_request = b[0] == 8;
+        p->is_echo_reply = b[0] == 0;
+      } else {
+        p->is_echo_request = b[0] == 128;
+        p->is_echo_reply = b[0] == 129;
+      }
+      if (p->is_echo_request || p->is_echo_reply) p->echo_id = ((__u16)b[4] << 8) | b[5];
+      return PARSE_OK;
+    default:
+      return PARSE_OK;  // other protocols: addresses and protocol only
+  }
+}
+
+static __always_inline int parse(struct __sk_buff* skb, struct pkt* p) {
+  __u16 eth_proto;
+  __u32 off = ETH_HLEN_;
+  if (bpf_skb_load_bytes(skb, 12, &eth_proto, 2) < 0) return PARSE_NOT_IP;
+  if (eth_proto == bpf_htons(ETH_P_8021Q) || eth_proto == bpf_htons(ETH_P_8021AD)) {
+    if (bpf_skb_load_bytes(skb, 16, &eth_proto, 2) < 0) return PARSE_NOT_IP;
+    off += VLAN_HLEN_;
+  }
+
+  if (eth_proto == bpf_htons(ETH_P_IP)) {
+    __u8 ip[20];
+    if (bpf_skb_load_bytes(skb, off, ip, 20) < 0) return PARSE_MALFORMED;
+    const __u8 ihl = ip[0] & 0x0f;
+    if ((ip[0] >> 4) != 4 || ihl < 5) return PARSE_MALFORMED;
+    p->family = FS_FAMILY_IPV4;
+    p->protocol = ip[9];
+    __builtin_memcpy(&p->saddr[0], &ip[12], 4);
+    __builtin_memcpy(&p->daddr[0], &ip[16], 4);
+    const __u16 frag = ((__u16)(ip[6] & 0x1f) << 8) | ip[7];
+    return parse_l4(skb, off + ihl * 4, frag == 0, p);
+  }
+
+  if (eth_proto == bpf_htons(ETH_P_IPV6)) {
+    __u8 ip6[40];
+    if (bpf_skb_load_bytes(skb, off, ip6, 40) < 0) return PARSE_MALFORMED;
+    if ((ip6[0] >> 4) != 6) return PARSE_MALFORMED;
+    p->family = FS_FAMILY_IPV6;
+    __builtin_memcpy(p->saddr, &ip6[8], 16);
+    __builtin_memcpy(p->daddr, &ip6[24], 16);
+    __u8 next = ip6[6];
+    off += 40;
+    int has_l4 = 1;
+#pragma unroll
+    for (int i = 0; i < IPV6_MAX_EXT_HEADERS; i++) {
+      __u8 ext[8];
+      if (next == NEXTHDR_HOP || next == NEXTHDR_ROUTING || next == NEXTHDR_DEST) {
+        if (bpf_skb_load_bytes(skb, off, ext, 2) < 0) return PARSE_MALFORMED;
+        next = ext[0];
+        off += ((__u32)ext[1] + 1) * 8;
+      } else if (next == NEXTHDR_AUTH) {
+        if (bpf_skb_load_bytes(skb, off, ext, 2) < 0) return PARSE_MALFORMED;
+        next = ext[0];
+        off += ((__u32)ext[1] + 2) * 4;
+      } else if (next == NEXTHDR_FRAGMENT) {
+        if (bpf_skb_load_bytes(skb, off, ext, 8) < 0) return PARSE_MALFORMED;
+        next = ext[0];
+        if ((((__u16)ext[2] << 8) | ext[3]) & 0xfff8) has_l4 = 0;  // not the first fragment
+        off += 8;
+      } else {
+        break;
+      }
+    }
+    if (next == NEXTHDR_HOP || next == NEXTHDR_ROUTING || next == NEXTHDR_DEST ||
+        next == NEXTHDR_AUTH || next == NEXTHDR_FRAGMENT) {
+      return PARSE_MALFORMED;  // more extension headers than we follow
+    }
+    if (next == NEXTHDR_NONE) has_l4 = 0;
+    p->protocol = next;
+    return parse_l4(skb, off, has_l4, p);
+  }
+  return PARSE_NOT_IP;
+}
+
+// --- policy ------------------------------------------------------------------------------------
+
+static __always_inline int masked_eq(const __u32* addr, const __u32* net, const __u32* mask) {
+  return (addr[0] & mask[0]) == net[0] && (addr[1] & mask[1]) == net[1] &&
+         (addr[2] & mask[2]) == net[2] && (addr[3] & mask[3]) == net[3];
+}
+
+// The packet being handled, for fs_denied(): a global function is verified once on its own,
+// not once per path of the caller, which keeps the 64-rule scan cheap for the verifier.
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct pkt);
+} scratch_pkt SEC(".maps");
+
+__attribute__((noinline)) int fs_denied(__u32 slot) {
+  const struct pkt* p = bpf_map_lookup_elem(&scratch_pkt, &slot);
+  if (!p) return 0;
+  const __u32 count = deny_rule_count;
+  for (__u32 i = 0; i < FS_MAX_DENY_RULES; i++) {
+    if (i >= count) break;
+    __u32 key = i;
+    const struct deny_rule* r = bpf_map_lookup_elem(&deny_rules, &key);
+    if (!r) break;
+    if (r->family && r->family != p->family) continue;
+    if (r->protocol && r->protocol != p->protocol) continue;
+    if (r->dport && r->dport != p->dport) continue;
+    if (!masked_eq(p->saddr, r->src_net, r->src_mask)) continue;
+    if (!masked_eq(p->daddr, r->dst_net, r->dst_mask)) continue;
+    return 1;
+  }
+  return 0;
+}
+
+static __always_inline int denied(const struct pkt* p) {
+  if (!deny_rule_count) return 0;
+  __u32 slot = 0;
+  struct pkt* scratch = bpf_map_lookup_elem(&scratch_pkt, &slot);
+  if (!scratch) return 0;
+  __builtin_memcpy(scratch, p, sizeof(*p));
+  return fs_denied(0);
+}
+
+// --- flow state --------------------------------------------------------------------------------
+
+// Whether (a, pa) sorts before (b, pb): compares addresses word by word, then ports.
+static __always_inline int endpoint_less(const __u32* a, __u16 pa, const __u32* b, __u16 pb) {
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const __u32 x = bpf_ntohl(a[i]);
+    const __u32 y = bpf_ntohl(b[i]);
+    if (x != y) return x < y;
+  }
+  return pa < pb;
+}
+
+// Builds the flow key; returns whether the packet's source is endpoint "a".
+static __always_inline int make_key(const struct pkt* p, __u32 ifindex, struct flow_key* k) {
+  const int icmp = p->protocol == IPPROTO_ICMP || p->protocol == IPPROTO_ICMPV6;
+  const __u16 sport = icmp ? p->echo_id : p->sport;
+  const __u16 dport = icmp ? p->echo_id : p->dport;
+  const int src_is_a = !endpoint_less(p->daddr, dport, p->saddr, sport);
+  if (src_is_a) {
+    __builtin_memcpy(k->addr_a, p->saddr, 16);
+    __builtin_memcpy(k->addr_b, p->daddr, 16);
+    k->port_a = sport;
+    k->port_b = dport;
+  } else {
+    __builtin_memcpy(k->addr_a, p->daddr, 16);
+    __builtin_memcpy(k->addr_b, p->saddr, 16);
+    k->port_a = dport;
+    k->port_b = sport;
+  }
+  k->ifindex = ifindex;
+  k->protocol = p->protocol;
+  k->family = p->family;
+  return src_is_a;
+}
+
+// Who originated a flow whose first packet is `p`: 1 if the sender, 0 if the receiver. Sets
+// *known to 0 when that is a guess (TCP picked up mid-stream).
+static __always_inline int sender_originates(const struct pkt* p, __u8* known) {
+  *known = 1;
+  if (p->protocol == IPPROTO_TCP) {
+    if (p->tcp_flags & FS_TCP_SYN) return !(p->tcp_flags & FS_TCP_ACK);  // SYN / SYN-ACK
+    *known = 0;
+    return 1;
+  }
+  if (p->is_echo_reply) return 0;
+  return 1;
+}
+
+// --- events ------------------------------------------------------------------------------------
+
+static __always_inline void emit(struct __sk_buff* skb, const struct pkt* p, __u8 obs_point,
+                                 __u8 verdict, __u8 drop_reason, __u8 is_reply, __u8 reason,
+                                 __u64 now, const struct flow_state* st) {
+  struct flow_event* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+  if (!e) {
+    __u32 key = 0;
+    __u64* lost = bpf_map_lookup_elem(&lost_events, &key);
+    if (lost) *lost += 1;
+    return;
+  }
+  e->ktime_ns = now;
+  e->flow_packets = st ? st->packets : 1;
+  e->flow_bytes = st ? st->bytes : skb->len;
+  __builtin_memcpy(e->saddr, p->saddr, 16);
+  __builtin_memcpy(e->daddr, p->daddr, 16);
+  e->ifindex = skb->ifindex;
+  e->pkt_len = skb->len;
+  e->sport = p->sport;
+  e->dport = p->dport;
+  e->tcp_flags = p->tcp_flags;
+  e->flow_tcp_flags = st ? (st->flags_seen[0] | st->flags_seen[1]) : p->tcp_flags;
+  e->family = p->family;
+  e->protocol = p->protocol;
+  e->obs_point = obs_point;
+  e->verdict = verdict;
+  e->drop_reason = drop_reason;
+  e->is_reply = is_reply;
+  e->icmp_type = p->icmp_type;
+  e->icmp_code = p->icmp_code;
+  e->emit_reason = reason;
+  __builtin_memset(e->pad, 0, sizeof(e->pad));
+  stat_inc(FS_STAT_EVENTS);
+
+  __u64 flags = 0;
+  if (wakeup_bytes) {
+    flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+                                                                          : BPF_RB_NO_WAKEUP;
+  }
+  bpf_ringbuf_submit(e, flags);
+}
+
+static __always_inline int handle(struct __sk_buff* skb, int ingress) {
+  stat_inc(FS_STAT_PACKETS);
+  struct pkt p = {};
+  const int parsed = parse(skb, &p);
+  if (parsed == PARSE_NOT_IP) {
+    stat_inc(FS_STAT_NOT_IP);
+    return TC_ACT_OK;
+  }
+  if (parsed != PARSE_OK) {
+    stat_inc(FS_STAT_MALFORMED);
+    return TC_ACT_OK;
+  }
+
+  __u32 ifindex = skb->ifindex;
+  __u8 obs_point = ingress ? default_ingress_point : default_egress_point;
+  const struct if_config* cfg = bpf_map_lookup_elem(&if_config, &ifindex);
+  if (cfg) obs_point = ingress ? cfg->ingress_point : cfg->egress_point;
+
+  const __u64 now = bpf_ktime_get_ns();
+  struct flow_key key = {};
+  const int src_is_a = make_key(&p, ifindex, &key);
+  struct flow_state* st = bpf_map_lookup_elem(&flows, &key);
+
+  if (denied(&p)) {
+    // Always reported. The direction is known only if the flow was established before.
+    __u8 is_reply = FS_REPLY_UNKNOWN;
+    if (st && st->origin_known)
+      is_reply = (src_is_a == st->origin_is_a) ? FS_REPLY_NO : FS_REPLY_YES;
+    stat_inc(FS_STAT_POLICY_DROPS);
+    emit(skb, &p, obs_point, FS_VERDICT_DROPPED, FS_DROP_POLICY_DENIED, is_reply, FS_EMIT_DROP, now,
+         st);
+    return TC_ACT_SHOT;
+  }
+
+  const int syn_only =
+      p.protocol == IPPROTO_TCP && (p.tcp_flags & (FS_TCP_SYN | FS_TCP_ACK)) == FS_TCP_SYN;
+  int new_flow = 0;
+  if (!st || (st->closed && syn_only)) {
+    struct flow_state fresh = {};
+    __u8 known;
+    const int sender = sender_originates(&p, &known);
+    fresh.first_ns = now;
+    fresh.origin_is_a = sender ? src_is_a : !src_is_a;
+    fresh.origin_known = known;
+    if (bpf_map_update_elem(&flows, &key, &fresh, BPF_ANY) != 0) return TC_ACT_OK;
+    st = bpf_map_lookup_elem(&flows, &key);
+    if (!st) return TC_ACT_OK;
+    new_flow = 1;
+  }
+
+  const int dir = (src_is_a == st->origin_is_a) ? 0 : 1;
+  __sync_fetch_and_add(&st->packets, 1);
+  __sync_fetch_and_add(&st->bytes, skb->len);
+
+  const __u16 seen = dir ? st->flags_seen[1] : st->flags_seen[0];
+  const __u16 new_flags = p.tcp_flags & ~seen & (FS_TCP_SYN | FS_TCP_FIN | FS_TCP_RST);
+  const int first_in_dir = !(st->dirs_seen & (1 << dir));
+  const __u64 last = dir ? st->last_report_ns[1] : st->last_report_ns[0];
+  const int closing = (p.tcp_flags & (FS_TCP_FIN | FS_TCP_RST)) && !st->closed;
+
+  __u8 reason = 0;
+  if (aggregation == FS_AGG_NONE) {
+    reason = new_flow ? FS_EMIT_NEW_FLOW : FS_EMIT_PACKET;
+  } else if (aggregation == FS_AGG_MAXIMUM) {
+    if (new_flow)
+      reason = FS_EMIT_NEW_FLOW;
+    else if (closing)
+      reason = FS_EMIT_TCP_FLAG;
+  } else {
+    if (new_flow)
+      reason = FS_EMIT_NEW_FLOW;
+    else if (first_in_dir)
+      reason = FS_EMIT_NEW_DIR;
+    else if (new_flags)
+      reason = FS_EMIT_TCP_FLAG;
+    else if (now - last >= report_interval_ns)
+      reason = FS_EMIT_PERIODIC;
+  }
+
+  if (dir) {
+    st->flags_seen[1] |= p.tcp_flags;
+  } else {
+    st->flags_seen[0] |= p.tcp_flags;
+  }
+  st->dirs_seen |= 1 << dir;
+  if (p.tcp_flags & (FS_TCP_FIN | FS_TCP_RST)) st->closed = 1;
+
+  if (reason) {
+    if (dir) {
+      st->last_report_ns[1] = now;
+    } else {
+      st->last_report_ns[0] = now;
+    }
+    const __u8 is_reply = !st->origin_known ? FS_REPLY_UNKNOWN : (dir ? FS_REPLY_YES : FS_REPLY_NO);
+    emit(skb, &p, obs_point, FS_VERDICT_FORWARDED, 0, is_reply, reason, now, st);
+  }
+  return TC_ACT_OK;
+}
+
+SEC("tc")
+int flowscope_ingress(struct __sk_buff* skb) { return handle(skb, 1); }
+
+SEC("tc")
+int flowscope_egress(struct __sk_buff* skb) { return handle(skb, 0); }
+
+char LICENSE[] SEC("license") = "GPL";
