@@ -34,7 +34,7 @@ namespace {
 
 using testing::InNetns;
 using testing::NetnsThread;
-using testing::Sh;
+using testing::ShIn;
 using testing::TestNetwork;
 
 uint32_t Ipv4(const char* text) {
@@ -218,7 +218,7 @@ TEST_F(AttachNetnsTest, RealTcpUdpIcmpTrafficIsReported) {
 
   const uint16_t tcp_port = TcpExchange(*net_, 8080);
   const uint16_t udp_port = UdpExchange(*net_, 5353);
-  ASSERT_TRUE(Sh("ip netns exec " + net_->pod_a() + " ping -c 1 -W 5 " + TestNetwork::kIpB).ok());
+  ASSERT_TRUE(ShIn(net_->pod_a(), std::string("ping -c 1 -W 5 ") + TestNetwork::kIpB).ok());
   const auto all = Drain();
 
   // TCP at pod a's interface: the client's packets come in (from-endpoint), the server's go out
@@ -351,7 +351,7 @@ TEST_F(AttachNetnsTest, MalformedFramesOnTheWireAreCountedNotReported) {
     }
     close(s);
   });
-  ASSERT_TRUE(Sh("ip netns exec " + net_->pod_a() + " ping -c 1 -W 5 " + TestNetwork::kIpB).ok())
+  ASSERT_TRUE(ShIn(net_->pod_a(), std::string("ping -c 1 -W 5 ") + TestNetwork::kIpB).ok())
       << "traffic still flows";
   auto stats = dp_->ReadStats();
   ASSERT_TRUE(stats.ok());
@@ -367,16 +367,16 @@ TEST_F(AttachNetnsTest, MalformedFramesOnTheWireAreCountedNotReported) {
 
 TEST_F(AttachNetnsTest, FollowsNewInterfacesAndLeavesNothingBehind) {
   // A clsact qdisc that someone else created must survive our Stop().
-  ASSERT_TRUE(Sh("tc -n " + net_->node() + " qdisc add dev " + net_->veth_b() + " clsact").ok());
+  ASSERT_TRUE(ShIn(net_->node(), "tc qdisc add dev " + net_->veth_b() + " clsact").ok());
   StartManager();
   EXPECT_TRUE(mgr_->WaitFor(net_->veth_a(), true, absl::Now() + absl::Seconds(5)));
   ASSERT_TRUE(net_->AddNodeVeth("c").ok());
   EXPECT_TRUE(mgr_->WaitFor(net_->prefix() + "c", true, absl::Now() + absl::Seconds(5)))
       << "a veth created after start is attached";
-  ASSERT_TRUE(Sh("ip -n " + net_->node() + " link del " + net_->prefix() + "c").ok());
+  ASSERT_TRUE(ShIn(net_->node(), "ip link del " + net_->prefix() + "c").ok());
   EXPECT_TRUE(mgr_->WaitFor(net_->prefix() + "c", false, absl::Now() + absl::Seconds(5)))
       << "a removed interface is forgotten";
-  auto shown = Sh("tc -n " + net_->node() + " filter show dev " + net_->veth_a() + " ingress");
+  auto shown = ShIn(net_->node(), "tc filter show dev " + net_->veth_a() + " ingress");
   ASSERT_TRUE(shown.ok());
   EXPECT_THAT(*shown, ::testing::HasSubstr("flowscope_ingre"));
   EXPECT_TRUE(std::filesystem::exists(StateFile()));
@@ -384,13 +384,13 @@ TEST_F(AttachNetnsTest, FollowsNewInterfacesAndLeavesNothingBehind) {
   mgr_->Stop();
   for (const std::string& dev : {net_->veth_a(), net_->veth_b()}) {
     for (const char* dir : {"ingress", "egress"}) {
-      auto f = Sh("tc -n " + net_->node() + " filter show dev " + dev + " " + dir);
+      auto f = ShIn(net_->node(), "tc filter show dev " + dev + " " + dir);
       ASSERT_TRUE(f.ok()) << f.status();
       EXPECT_EQ(*f, "") << dev << " " << dir;
     }
   }
-  auto qa = Sh("tc -n " + net_->node() + " qdisc show dev " + net_->veth_a());
-  auto qb = Sh("tc -n " + net_->node() + " qdisc show dev " + net_->veth_b());
+  auto qa = ShIn(net_->node(), "tc qdisc show dev " + net_->veth_a());
+  auto qb = ShIn(net_->node(), "tc qdisc show dev " + net_->veth_b());
   ASSERT_TRUE(qa.ok() && qb.ok());
   EXPECT_THAT(*qa, ::testing::Not(::testing::HasSubstr("clsact"))) << "ours is removed";
   EXPECT_THAT(*qb, ::testing::HasSubstr("clsact")) << "theirs is kept";
@@ -421,15 +421,14 @@ TEST_F(AttachNetnsTest, LeftoversOfACrashedRunAreRemovedOnStart) {
   kill(child, SIGKILL);
   waitpid(child, nullptr, 0);
 
-  const std::string show =
-      "tc -n " + net_->node() + " filter show dev " + net_->veth_a() + " ingress";
-  auto before = Sh(show);
+  const std::string show = "tc filter show dev " + net_->veth_a() + " ingress";
+  auto before = ShIn(net_->node(), show);
   ASSERT_TRUE(before.ok());
   ASSERT_THAT(*before, ::testing::HasSubstr("flowscope_ingre")) << "the crash left a filter";
   const std::string old_id = before->substr(before->find(" id "), 10);
 
   StartManager();
-  auto during = Sh(show);
+  auto during = ShIn(net_->node(), show);
   ASSERT_TRUE(during.ok());
   size_t filters = 0;
   for (size_t at = 0; (at = during->find("handle 0xf10c", at)) != std::string::npos; ++at) {
@@ -440,10 +439,10 @@ TEST_F(AttachNetnsTest, LeftoversOfACrashedRunAreRemovedOnStart) {
       << "the crashed run's program is gone";
 
   mgr_->Stop();
-  auto after = Sh(show);
+  auto after = ShIn(net_->node(), show);
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(*after, "");
-  auto q = Sh("tc -n " + net_->node() + " qdisc show dev " + net_->veth_a());
+  auto q = ShIn(net_->node(), "tc qdisc show dev " + net_->veth_a());
   EXPECT_THAT(*q, ::testing::Not(::testing::HasSubstr("clsact")));
 }
 

@@ -29,6 +29,33 @@ absl::StatusOr<std::string> Sh(const std::string& command) {
   return out;
 }
 
+absl::StatusOr<std::string> ShIn(const std::string& netns, const std::string& command) {
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) return absl::ErrnoToStatus(errno, "pipe");
+  const pid_t child = fork();
+  if (child < 0) return absl::ErrnoToStatus(errno, "fork");
+  if (child == 0) {
+    dup2(out[1], 1);
+    dup2(out[1], 2);
+    if (!EnterNetns(netns).ok()) _exit(126);
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
+  close(out[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(
+        absl::StrCat("`", command, "` in netns ", netns, " failed (status ", status, "): ", text));
+  }
+  return text;
+}
+
 absl::Status EnterNetns(const std::string& name) {
   const std::string path = "/run/netns/" + name;
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -70,40 +97,42 @@ absl::StatusOr<std::unique_ptr<TestNetwork>> TestNetwork::Create() {
   net->Destroy();  // leftovers of an earlier process with the same pid
 
   const std::string& n = net->node_;
-  const std::string cmds[] = {
-      absl::StrCat("ip netns add ", n),
-      absl::StrCat("ip netns add ", net->pod_a_),
-      absl::StrCat("ip netns add ", net->pod_b_),
-      absl::StrCat("ip -n ", n, " link set lo up"),
-      absl::StrCat("ip netns exec ", n, " sysctl -qw net.ipv4.ip_forward=1"),
+  const std::string& a = net->pod_a_;
+  const std::string& b = net->pod_b_;
+  // {namespace to run in ("" = here), command}
+  const std::pair<std::string, std::string> cmds[] = {
+      {"", absl::StrCat("ip netns add ", n)},
+      {"", absl::StrCat("ip netns add ", a)},
+      {"", absl::StrCat("ip netns add ", b)},
+      {n, "ip link set lo up"},
+      {n, "sysctl -qw net.ipv4.ip_forward=1"},
       // pod a
-      absl::StrCat("ip -n ", n, " link add ", net->veth_a(), " type veth peer name eth0 netns ",
-                   net->pod_a_),
-      absl::StrCat("ip -n ", n, " addr add 10.200.1.1/24 dev ", net->veth_a()),
-      absl::StrCat("ip -n ", n, " link set ", net->veth_a(), " up"),
-      absl::StrCat("ip -n ", net->pod_a_, " link set lo up"),
-      absl::StrCat("ip -n ", net->pod_a_, " addr add ", kIpA, "/24 dev eth0"),
-      absl::StrCat("ip -n ", net->pod_a_, " link set eth0 up"),
-      absl::StrCat("ip -n ", net->pod_a_, " route add default via 10.200.1.1"),
+      {n, absl::StrCat("ip link add ", net->veth_a(), " type veth peer name eth0 netns ", a)},
+      {n, absl::StrCat("ip addr add 10.200.1.1/24 dev ", net->veth_a())},
+      {n, absl::StrCat("ip link set ", net->veth_a(), " up")},
+      {a, "ip link set lo up"},
+      {a, absl::StrCat("ip addr add ", kIpA, "/24 dev eth0")},
+      {a, "ip link set eth0 up"},
+      {a, "ip route add default via 10.200.1.1"},
       // pod b
-      absl::StrCat("ip -n ", n, " link add ", net->veth_b(), " type veth peer name eth0 netns ",
-                   net->pod_b_),
-      absl::StrCat("ip -n ", n, " addr add 10.200.2.1/24 dev ", net->veth_b()),
-      absl::StrCat("ip -n ", n, " link set ", net->veth_b(), " up"),
-      absl::StrCat("ip -n ", net->pod_b_, " link set lo up"),
-      absl::StrCat("ip -n ", net->pod_b_, " addr add ", kIpB, "/24 dev eth0"),
-      absl::StrCat("ip -n ", net->pod_b_, " link set eth0 up"),
-      absl::StrCat("ip -n ", net->pod_b_, " route add default via 10.200.2.1"),
+      {n, absl::StrCat("ip link add ", net->veth_b(), " type veth peer name eth0 netns ", b)},
+      {n, absl::StrCat("ip addr add 10.200.2.1/24 dev ", net->veth_b())},
+      {n, absl::StrCat("ip link set ", net->veth_b(), " up")},
+      {b, "ip link set lo up"},
+      {b, absl::StrCat("ip addr add ", kIpB, "/24 dev eth0")},
+      {b, "ip link set eth0 up"},
+      {b, "ip route add default via 10.200.2.1"},
   };
-  for (const std::string& c : cmds) {
-    if (auto r = Sh(c); !r.ok()) return r.status();  // the destructor removes what was made
+  for (const auto& [ns, c] : cmds) {
+    auto r = ns.empty() ? Sh(c) : ShIn(ns, c);
+    if (!r.ok()) return r.status();  // the destructor removes what was made
   }
   return net;
 }
 
 absl::Status TestNetwork::AddNodeVeth(const std::string& suffix) {
-  return Sh(absl::StrCat("ip -n ", node_, " link add ", prefix_, suffix, " type veth peer name ",
-                         prefix_, suffix, "p"))
+  return ShIn(node_, absl::StrCat("ip link add ", prefix_, suffix, " type veth peer name ", prefix_,
+                                  suffix, "p"))
       .status();
 }
 

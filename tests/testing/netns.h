@@ -20,6 +20,10 @@ namespace flowscope::testing {
 // Runs `command` with /bin/sh; returns its stdout+stderr, or an error with them if it failed.
 absl::StatusOr<std::string> Sh(const std::string& command);
 
+// The same, inside network namespace `netns` (entered with setns() in the child, so it works
+// where `ip netns exec` cannot remount, e.g. in a chroot).
+absl::StatusOr<std::string> ShIn(const std::string& netns, const std::string& command);
+
 // Moves the calling thread into network namespace `name` (/run/netns/<name>).
 absl::Status EnterNetns(const std::string& name);
 
