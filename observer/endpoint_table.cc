@@ -1,0 +1,196 @@
+#include "observer/endpoint_table.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace flowscope::observer {
+namespace {
+
+// The content that decides whether two entries are the same.
+std::string ContentKey(const Endpoint& e) {
+  return absl::StrJoin({absl::StrCat(e.identity), e.namespace_name, e.pod_name,
+                        absl::StrJoin(e.labels, ","), e.workload_name, e.workload_kind, e.node_name,
+                        e.cluster_name, std::string(e.reserved ? "r" : "")},
+                       "\x1f");
+}
+
+}  // namespace
+
+absl::StatusOr<AddrKey> ParseAddr(absl::string_view ip) {
+  AddrKey key;
+  const std::string s(ip);
+  if (inet_pton(AF_INET, s.c_str(), key.words.data()) == 1) {
+    key.family = 4;
+  } else if (inet_pton(AF_INET6, s.c_str(), key.words.data()) == 1) {
+    key.family = 6;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("invalid IP address \"", ip, "\""));
+  }
+  return key;
+}
+
+std::vector<std::string> NormalizeLabels(absl::string_view namespace_name,
+                                         const std::vector<std::string>& labels) {
+  std::vector<std::string> out;
+  out.reserve(labels.size() + 1);
+  for (const std::string& l : labels) {
+    // A source prefix is the part before the first ':' if that comes before any '='.
+    const size_t colon = l.find(':');
+    const size_t eq = l.find('=');
+    const bool has_source = colon != std::string::npos && (eq == std::string::npos || colon < eq);
+    out.push_back(has_source ? l : "k8s:" + l);
+  }
+  if (!namespace_name.empty()) {
+    out.push_back(absl::StrCat("k8s:io.kubernetes.pod.namespace=", namespace_name));
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+uint32_t DeriveIdentity(absl::string_view namespace_name,
+                        const std::vector<std::string>& normalized_labels) {
+  // FNV-1a, 64 bit, over the namespace and the sorted labels.
+  uint64_t h = 0xcbf29ce484222325ULL;
+  auto mix = [&h](absl::string_view s) {
+    for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
+    h = (h ^ 0xff) * 0x100000001b3ULL;  // separator
+  };
+  mix(namespace_name);
+  for (const std::string& l : normalized_labels) mix(l);
+  return kMinPodIdentity + static_cast<uint32_t>(h % (kMaxPodIdentity - kMinPodIdentity + 1));
+}
+
+EndpointTable::EndpointTable(std::string cluster_name) : cluster_name_(std::move(cluster_name)) {
+  absl::MutexLock lock(&mu_);
+  Endpoint host;
+  host.identity = kIdentityHost;
+  host.labels = {"reserved:host"};
+  host.reserved = true;
+  Endpoint world;
+  world.identity = kIdentityWorld;
+  world.labels = {"reserved:world"};
+  world.reserved = true;
+  Intern(std::move(host));   // id 1
+  Intern(std::move(world));  // id 2
+  Publish();
+}
+
+uint32_t EndpointTable::Intern(Endpoint entry) {
+  const std::string key = ContentKey(entry);
+  if (auto it = by_content_.find(key); it != by_content_.end()) return it->second;
+  entry.id = static_cast<uint32_t>(entries_.size() + 1);
+  by_content_.emplace(key, entry.id);
+  entries_.push_back(std::move(entry));
+  return entries_.back().id;
+}
+
+void EndpointTable::Publish() {
+  auto merged = std::make_shared<AddrMap>(endpoints_by_addr_);
+  // The node's own addresses win over anything a source says about them.
+  for (const auto& [addr, id] : node_addrs_) (*merged)[addr] = id;
+  published_ = std::move(merged);
+  version_.fetch_add(1, std::memory_order_release);
+}
+
+std::vector<std::string> EndpointTable::Update(const std::vector<EndpointInfo>& endpoints) {
+  std::vector<std::string> errors;
+  absl::MutexLock lock(&mu_);
+  AddrMap next;
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    const EndpointInfo& info = endpoints[i];
+    const std::string where = absl::StrCat(
+        "endpoint ", i + 1,
+        info.pod_name.empty() ? ""
+                              : absl::StrCat(" (", info.namespace_name, "/", info.pod_name, ")"));
+    if (info.ips.empty()) {
+      errors.push_back(absl::StrCat(where, ": no IP address"));
+      continue;
+    }
+    std::vector<AddrKey> addrs;
+    std::string bad;
+    for (const std::string& ip : info.ips) {
+      auto a = ParseAddr(ip);
+      if (!a.ok()) {
+        bad = std::string(a.status().message());
+        break;
+      }
+      addrs.push_back(*a);
+    }
+    if (!bad.empty()) {
+      errors.push_back(absl::StrCat(where, ": ", bad));
+      continue;
+    }
+    Endpoint e;
+    e.namespace_name = info.namespace_name;
+    e.pod_name = info.pod_name;
+    e.labels = NormalizeLabels(info.namespace_name, info.labels);
+    e.workload_name = info.workload_name;
+    e.workload_kind = info.workload_kind;
+    e.node_name = info.node_name;
+    e.cluster_name = info.cluster_name.empty() ? cluster_name_ : info.cluster_name;
+    e.identity =
+        info.identity.has_value() ? *info.identity : DeriveIdentity(e.namespace_name, e.labels);
+    const uint32_t id = Intern(std::move(e));
+    for (size_t k = 0; k < addrs.size(); ++k) {
+      auto [it, inserted] = next.emplace(addrs[k], id);
+      if (!inserted && it->second != id) {
+        errors.push_back(absl::StrCat(where, ": address ", info.ips[k],
+                                      " already belongs to another endpoint; skipped"));
+      }
+    }
+  }
+  endpoints_by_addr_ = std::move(next);
+  Publish();
+  return errors;
+}
+
+std::vector<std::string> EndpointTable::SetNodeAddresses(const std::vector<std::string>& ips) {
+  std::vector<std::string> errors;
+  absl::MutexLock lock(&mu_);
+  node_addrs_.clear();
+  for (const std::string& ip : ips) {
+    auto a = ParseAddr(ip);
+    if (!a.ok()) {
+      errors.push_back(std::string(a.status().message()));
+      continue;
+    }
+    node_addrs_[*a] = kHostEndpointId;
+  }
+  Publish();
+  return errors;
+}
+
+const Endpoint& EndpointTable::Get(uint32_t id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  if (id == 0 || id > entries_.size()) return entries_[kWorldEndpointId - 1];
+  // std::deque keeps element addresses stable as it grows at the end.
+  return entries_[id - 1];
+}
+
+size_t EndpointTable::size() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return entries_.size();
+}
+
+uint32_t EndpointTable::Resolver::Lookup(uint8_t family, const uint32_t addr[4]) {
+  const uint64_t v = table_->version();
+  if (v != version_) {
+    absl::ReaderMutexLock lock(&table_->mu_);
+    map_ = table_->published_;
+    version_ = table_->version();
+  }
+  AddrKey key;
+  key.family = family;
+  std::memcpy(key.words.data(), addr, 16);
+  if (family == 4) key.words[1] = key.words[2] = key.words[3] = 0;
+  auto it = map_->find(key);
+  return it == map_->end() ? kWorldEndpointId : it->second;
+}
+
+}  // namespace flowscope::observer

@@ -1,0 +1,162 @@
+// EndpointTable: what the observer knows about the addresses it sees — namespace, pod, labels,
+// workload, node and security identity. Entries are immutable and never removed, and records
+// refer to them by id, so a flow keeps the names it had when it was seen even after the pod is
+// gone or relabelled. Reserved entries stand for the node itself (identity host=1) and for any
+// address outside the known set (world=2). Pods get an identity derived from their namespace
+// and labels alone, so every node computes the same number without coordination.
+//
+// Thread-safety: Update()/SetNodeAddresses() from any thread (a source's); Get() from any
+// thread; the drain thread resolves addresses through its own Resolver, which touches no lock
+// unless the table changed since its last lookup.
+//
+//   EndpointTable table("default");
+//   table.Update({EndpointInfo{.ips = {"10.0.1.5"}, .namespace_name = "default",
+//                              .pod_name = "tiefighter", .labels = {"org=empire"}}});
+//   EndpointTable::Resolver r(table);
+//   uint32_t id = r.Lookup(FS_FAMILY_IPV4, addr);
+//   const Endpoint& ep = table.Get(id);
+#ifndef FLOWSCOPE_OBSERVER_ENDPOINT_TABLE_H_
+#define FLOWSCOPE_OBSERVER_ENDPOINT_TABLE_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+
+namespace flowscope::observer {
+
+// Hubble's reserved security identities.
+enum ReservedIdentity : uint32_t {
+  kIdentityUnknown = 0,
+  kIdentityHost = 1,
+  kIdentityWorld = 2,
+  kIdentityUnmanaged = 3,
+  kIdentityHealth = 4,
+  kIdentityInit = 5,
+  kIdentityRemoteNode = 6,
+  kIdentityKubeApiserver = 7,
+  kIdentityIngress = 8,
+};
+// Identities derived from labels fall in [kMinPodIdentity, kMaxPodIdentity].
+inline constexpr uint32_t kMinPodIdentity = 256;
+inline constexpr uint32_t kMaxPodIdentity = (1u << 24) - 1;
+
+// Table ids of the two entries every table has.
+inline constexpr uint32_t kHostEndpointId = 1;
+inline constexpr uint32_t kWorldEndpointId = 2;
+
+// What a source knows about one endpoint.
+struct EndpointInfo {
+  std::vector<std::string> ips;
+  std::string namespace_name;
+  std::string pod_name;
+  std::vector<std::string> labels;  // "key=value" or "source:key=value"; "k8s:" when no source
+  std::string workload_name;
+  std::string workload_kind;
+  std::string node_name;
+  std::string cluster_name;          // empty: the table's cluster
+  std::optional<uint32_t> identity;  // explicit identity; otherwise derived
+};
+
+// An immutable table entry.
+struct Endpoint {
+  uint32_t id = 0;
+  uint32_t identity = 0;
+  std::string namespace_name;
+  std::string pod_name;
+  std::vector<std::string> labels;  // sorted, each with its source ("k8s:org=empire")
+  std::string workload_name;
+  std::string workload_kind;
+  std::string node_name;
+  std::string cluster_name;
+  bool reserved = false;  // host or world
+};
+
+// 16 bytes of address (IPv4 in the first 4) plus the family: the table's key.
+struct AddrKey {
+  std::array<uint32_t, 4> words{};
+  uint8_t family = 0;
+  bool operator==(const AddrKey& o) const { return family == o.family && words == o.words; }
+  template <typename H>
+  friend H AbslHashValue(H h, const AddrKey& k) {
+    return H::combine(std::move(h), k.words, k.family);
+  }
+};
+
+// Parses an IPv4 or IPv6 literal.
+absl::StatusOr<AddrKey> ParseAddr(absl::string_view ip);
+
+// Labels as the table stores them: "k8s:" added where no source is given, the namespace label
+// Kubernetes pods carry added, sorted, duplicates removed.
+std::vector<std::string> NormalizeLabels(absl::string_view namespace_name,
+                                         const std::vector<std::string>& labels);
+
+// The identity of a pod: a hash of its namespace and normalized labels, in
+// [kMinPodIdentity, kMaxPodIdentity].
+uint32_t DeriveIdentity(absl::string_view namespace_name,
+                        const std::vector<std::string>& normalized_labels);
+
+class EndpointTable {
+ public:
+  explicit EndpointTable(std::string cluster_name = "default");
+  EndpointTable(const EndpointTable&) = delete;
+  EndpointTable& operator=(const EndpointTable&) = delete;
+
+  // Replaces the known endpoints. Entries whose content did not change keep their ids. Returns
+  // an error per entry that was skipped (bad address, address claimed twice); the rest apply.
+  std::vector<std::string> Update(const std::vector<EndpointInfo>& endpoints);
+
+  // The node's own addresses, reported as the host entry.
+  std::vector<std::string> SetNodeAddresses(const std::vector<std::string>& ips);
+
+  // The entry with this id (stable for the table's lifetime), or the world entry for an
+  // unknown id.
+  const Endpoint& Get(uint32_t id) const;
+
+  uint64_t version() const { return version_.load(std::memory_order_acquire); }
+  size_t size() const;
+  const std::string& cluster_name() const { return cluster_name_; }
+
+  // Address lookups for one thread (the drain thread).
+  class Resolver {
+   public:
+    explicit Resolver(const EndpointTable& table) : table_(&table) {}
+    // The entry id for an address: a known endpoint, the host, or the world.
+    uint32_t Lookup(uint8_t family, const uint32_t addr[4]);
+
+   private:
+    const EndpointTable* table_;
+    uint64_t version_ = ~uint64_t{0};
+    std::shared_ptr<const absl::flat_hash_map<AddrKey, uint32_t>> map_;
+  };
+
+ private:
+  using AddrMap = absl::flat_hash_map<AddrKey, uint32_t>;
+
+  // The id of an entry with this content, creating it if needed. Requires mu_.
+  uint32_t Intern(Endpoint entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string cluster_name_;
+  mutable absl::Mutex mu_;
+  std::deque<Endpoint> entries_ ABSL_GUARDED_BY(mu_);  // index = id - 1; never shrinks
+  absl::flat_hash_map<std::string, uint32_t> by_content_ ABSL_GUARDED_BY(mu_);
+  AddrMap endpoints_by_addr_ ABSL_GUARDED_BY(mu_);
+  AddrMap node_addrs_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const AddrMap> published_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> version_{0};
+};
+
+}  // namespace flowscope::observer
+
+#endif  // FLOWSCOPE_OBSERVER_ENDPOINT_TABLE_H_

@@ -1,0 +1,279 @@
+#include "observer/flow_builder.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <array>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "bpf/flow_event.h"
+
+namespace flowscope::observer {
+namespace {
+
+// Monitor trace sub-types (the reference §2.6) and the proto enum for each observation point.
+struct PointInfo {
+  int32_t monitor_sub_type;
+  flow::TraceObservationPoint proto;
+};
+PointInfo Point(uint8_t obs) {
+  switch (obs) {
+    case FS_OBS_FROM_ENDPOINT:
+      return {5, flow::FROM_ENDPOINT};
+    case FS_OBS_TO_ENDPOINT:
+      return {0, flow::TO_ENDPOINT};
+    case FS_OBS_FROM_NETWORK:
+      return {10, flow::FROM_NETWORK};
+    case FS_OBS_TO_NETWORK:
+      return {11, flow::TO_NETWORK};
+    default:
+      return {0, flow::UNKNOWN_POINT};
+  }
+}
+
+std::string AddrString(uint8_t family, const uint32_t addr[4]) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(family == FS_FAMILY_IPV4 ? AF_INET : AF_INET6, addr, buf, sizeof buf);
+  return buf;
+}
+
+// gopacket's names for ICMP type/codes, which Hubble's Summary uses.
+struct IcmpName {
+  uint8_t type;
+  const char* name;
+  std::array<const char*, 16> codes;  // nullptr-terminated; empty: the type has no code names
+};
+
+constexpr IcmpName kIcmpv4[] = {
+    {0, "EchoReply", {}},
+    {3,
+     "DestinationUnreachable",
+     {"Net", "Host", "Protocol", "Port", "FragmentationNeeded", "SourceRoutingFailed", "NetUnknown",
+      "HostUnknown", "SourceIsolated", "NetAdminProhibited", "HostAdminProhibited", "NetTOS",
+      "HostTOS", "CommAdminProhibited", "HostPrecedence", "PrecedenceCutoff"}},
+    {4, "SourceQuench", {}},
+    {5, "Redirect", {"Net", "Host", "TOS+Net", "TOS+Host"}},
+    {8, "EchoRequest", {}},
+    {9, "RouterAdvertisement", {}},
+    {10, "RouterSolicitation", {}},
+    {11, "TimeExceeded", {"TTLExceeded", "FragmentReassemblyTimeExceeded"}},
+    {12, "ParameterProblem", {"PointerIndicatesError", "MissingOption", "BadLength"}},
+    {13, "TimestampRequest", {}},
+    {14, "TimestampReply", {}},
+    {15, "InfoRequest", {}},
+    {16, "InfoReply", {}},
+    {17, "AddressMaskRequest", {}},
+    {18, "AddressMaskReply", {}},
+};
+
+constexpr IcmpName kIcmpv6[] = {
+    {1,
+     "DestinationUnreachable",
+     {"NoRouteToDst", "AdminProhibited", "BeyondScopeOfSrc", "AddressUnreachable",
+      "PortUnreachable", "SrcAddressFailedPolicy", "RejectRouteToDst"}},
+    {2, "PacketTooBig", {}},
+    {3, "TimeExceeded", {"HopLimitExceeded", "FragmentReassemblyTimeExceeded"}},
+    {4,
+     "ParameterProblem",
+     {"ErroneousHeaderField", "UnrecognizedNextHeader", "UnrecognizedIPv6Option"}},
+    {128, "EchoRequest", {}},
+    {129, "EchoReply", {}},
+    {133, "RouterSolicitation", {}},
+    {134, "RouterAdvertisement", {}},
+    {135, "NeighborSolicitation", {}},
+    {136, "NeighborAdvertisement", {}},
+    {137, "Redirect", {}},
+};
+
+template <size_t N>
+std::string IcmpTypeCode(const IcmpName (&table)[N], uint8_t type, uint8_t code) {
+  for (const IcmpName& t : table) {
+    if (t.type != type) continue;
+    if (t.codes[0] == nullptr) return t.name;
+    if (code < t.codes.size() && t.codes[code] != nullptr) {
+      return absl::StrCat(t.name, "(", t.codes[code], ")");
+    }
+    return absl::StrCat(t.name, "(Code: ", code, ")");
+  }
+  return absl::StrCat(type, "(", code, ")");
+}
+
+}  // namespace
+
+void InterfaceNames::Set(uint32_t ifindex, std::string name) {
+  absl::MutexLock lock(&mu_);
+  names_[ifindex] = std::move(name);
+}
+
+void InterfaceNames::Remove(uint32_t ifindex) {
+  absl::MutexLock lock(&mu_);
+  names_.erase(ifindex);
+}
+
+std::string InterfaceNames::Get(uint32_t ifindex) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = names_.find(ifindex);
+  return it == names_.end() ? "" : it->second;
+}
+
+std::string FlowSummary(const FlowRecord& r) {
+  switch (r.protocol) {
+    case IPPROTO_TCP: {
+      // Hubble's order.
+      static constexpr std::pair<uint16_t, const char*> kFlags[] = {
+          {FS_TCP_SYN, "SYN"}, {FS_TCP_ACK, "ACK"}, {FS_TCP_RST, "RST"},
+          {FS_TCP_FIN, "FIN"}, {FS_TCP_PSH, "PSH"}, {FS_TCP_URG, "URG"},
+          {FS_TCP_ECE, "ECE"}, {FS_TCP_CWR, "CWR"}, {FS_TCP_NS, "NS"}};
+      std::vector<const char*> set;
+      for (const auto& [bit, name] : kFlags) {
+        if (r.tcp_flags & bit) set.push_back(name);
+      }
+      // Non-first fragments have no TCP header: the last layer decoded is IP.
+      if (set.empty() && r.sport == 0 && r.dport == 0) {
+        return r.family == FS_FAMILY_IPV4 ? "IPv4" : "IPv6";
+      }
+      return absl::StrCat("TCP Flags: ", absl::StrJoin(set, ", "));
+    }
+    case IPPROTO_UDP:
+      return "UDP";
+    case IPPROTO_SCTP:
+      return "SCTP";
+    case IPPROTO_ICMP:
+      return absl::StrCat("ICMPv4 ", IcmpTypeCode(kIcmpv4, r.icmp_type, r.icmp_code));
+    case IPPROTO_ICMPV6:
+      return absl::StrCat("ICMPv6 ", IcmpTypeCode(kIcmpv6, r.icmp_type, r.icmp_code));
+    default:
+      return r.family == FS_FAMILY_IPV4 ? "IPv4" : "IPv6";
+  }
+}
+
+int32_t MonitorType(const FlowRecord& r) { return r.verdict == FS_VERDICT_DROPPED ? 1 : 4; }
+
+int32_t MonitorSubType(const FlowRecord& r) {
+  return r.verdict == FS_VERDICT_DROPPED ? r.drop_reason : Point(r.obs_point).monitor_sub_type;
+}
+
+FlowBuilder::FlowBuilder(const EndpointTable& table, std::string node_name,
+                         const InterfaceNames* interfaces, uint64_t run_id)
+    : table_(table), node_name_(std::move(node_name)), interfaces_(interfaces), run_id_(run_id) {}
+
+void FlowBuilder::FillEndpoint(uint32_t id, flow::Endpoint* out) const {
+  const Endpoint& e = table_.Get(id);
+  if (!e.reserved) out->set_id(e.id);
+  out->set_identity(e.identity);
+  if (!e.namespace_name.empty()) out->set_namespace_(e.namespace_name);
+  for (const std::string& l : e.labels) out->add_labels(l);
+  if (!e.pod_name.empty()) out->set_pod_name(e.pod_name);
+  if (!e.workload_name.empty()) {
+    flow::Workload* w = out->add_workloads();
+    w->set_name(e.workload_name);
+    w->set_kind(e.workload_kind);
+  }
+  if (!e.reserved && !e.cluster_name.empty()) out->set_cluster_name(e.cluster_name);
+}
+
+void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out) const {
+  out->mutable_time()->set_seconds(static_cast<int64_t>(r.time_ns / 1'000'000'000));
+  out->mutable_time()->set_nanos(static_cast<int32_t>(r.time_ns % 1'000'000'000));
+
+  // A version-4-shaped UUID from the run and the ring position: unique per record.
+  uint64_t hi = run_id_ ^ (position * 0x9E3779B97F4A7C15ULL);
+  uint64_t lo = (position + 1) * 0xBF58476D1CE4E5B9ULL ^ (run_id_ >> 7);
+  hi = (hi & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;
+  lo = (lo & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;
+  out->set_uuid(absl::StrFormat("%08x-%04x-%04x-%04x-%012x", hi >> 32, (hi >> 16) & 0xFFFF,
+                                hi & 0xFFFF, lo >> 48, lo & 0xFFFFFFFFFFFFULL));
+
+  const bool dropped = r.verdict == FS_VERDICT_DROPPED;
+  out->set_verdict(dropped ? flow::DROPPED : flow::FORWARDED);
+  if (dropped) {
+    out->set_drop_reason(r.drop_reason);
+    out->set_drop_reason_desc(static_cast<flow::DropReason>(r.drop_reason));
+  }
+
+  flow::IP* ip = out->mutable_ip();
+  ip->set_source(AddrString(r.family, r.saddr));
+  ip->set_destination(AddrString(r.family, r.daddr));
+  ip->set_ipversion(r.family == FS_FAMILY_IPV4 ? flow::IPv4 : flow::IPv6);
+
+  flow::Layer4* l4 = out->mutable_l4();
+  switch (r.protocol) {
+    case IPPROTO_TCP: {
+      flow::TCP* tcp = l4->mutable_tcp();
+      tcp->set_source_port(r.sport);
+      tcp->set_destination_port(r.dport);
+      if (r.tcp_flags != 0) {
+        flow::TCPFlags* f = tcp->mutable_flags();
+        f->set_fin(r.tcp_flags & FS_TCP_FIN);
+        f->set_syn(r.tcp_flags & FS_TCP_SYN);
+        f->set_rst(r.tcp_flags & FS_TCP_RST);
+        f->set_psh(r.tcp_flags & FS_TCP_PSH);
+        f->set_ack(r.tcp_flags & FS_TCP_ACK);
+        f->set_urg(r.tcp_flags & FS_TCP_URG);
+        f->set_ece(r.tcp_flags & FS_TCP_ECE);
+        f->set_cwr(r.tcp_flags & FS_TCP_CWR);
+        f->set_ns(r.tcp_flags & FS_TCP_NS);
+      }
+      break;
+    }
+    case IPPROTO_UDP:
+      l4->mutable_udp()->set_source_port(r.sport);
+      l4->mutable_udp()->set_destination_port(r.dport);
+      break;
+    case IPPROTO_SCTP:
+      l4->mutable_sctp()->set_source_port(r.sport);
+      l4->mutable_sctp()->set_destination_port(r.dport);
+      break;
+    case IPPROTO_ICMP:
+      l4->mutable_icmpv4()->set_type(r.icmp_type);
+      l4->mutable_icmpv4()->set_code(r.icmp_code);
+      break;
+    case IPPROTO_ICMPV6:
+      l4->mutable_icmpv6()->set_type(r.icmp_type);
+      l4->mutable_icmpv6()->set_code(r.icmp_code);
+      break;
+    default:
+      out->clear_l4();
+      break;
+  }
+
+  FillEndpoint(r.src_endpoint, out->mutable_source());
+  FillEndpoint(r.dst_endpoint, out->mutable_destination());
+  out->set_type(flow::L3_L4);
+  out->set_node_name(node_name_);
+
+  out->mutable_event_type()->set_type(MonitorType(r));
+  out->mutable_event_type()->set_sub_type(MonitorSubType(r));
+  if (!dropped) out->set_trace_observation_point(Point(r.obs_point).proto);
+
+  // The direction of the connection as the endpoint (or, at the uplink, the node) sees it:
+  // packets leaving it in the original direction are egress; replies flip it.
+  const bool leaving = r.obs_point == FS_OBS_FROM_ENDPOINT || r.obs_point == FS_OBS_TO_NETWORK;
+  const bool reply = r.is_reply == FS_REPLY_YES;
+  if (r.obs_point != FS_OBS_UNKNOWN) {
+    out->set_traffic_direction(leaving != reply ? flow::EGRESS : flow::INGRESS);
+  }
+  if (r.is_reply != FS_REPLY_UNKNOWN) {
+    out->mutable_is_reply()->set_value(reply);
+    out->set_reply(reply);
+  }
+
+  flow::NetworkInterface* iface = out->mutable_interface();
+  iface->set_index(r.ifindex);
+  if (interfaces_ != nullptr) {
+    std::string name = interfaces_->Get(r.ifindex);
+    if (!name.empty()) iface->set_name(std::move(name));
+  }
+  out->set_summary(FlowSummary(r));
+}
+
+void FlowBuilder::BuildResponse(const FlowRecord& r, uint64_t position,
+                                ::observer::GetFlowsResponse* out) const {
+  Build(r, position, out->mutable_flow());
+  out->set_node_name(node_name_);
+  *out->mutable_time() = out->flow().time();
+}
+
+}  // namespace flowscope::observer

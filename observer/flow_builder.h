@@ -1,0 +1,69 @@
+// FlowBuilder: materializes a FlowRecord as Hubble's flow.Flow (and the GetFlowsResponse that
+// carries it) only when a query wants it: addresses, L4, endpoints with their names, labels,
+// workloads and identities, verdict and drop reason, monitor event type, observation point,
+// traffic direction, is_reply, interface, and the Summary text Hubble's CLI prints.
+// Const after construction; callable from any thread.
+//
+//   FlowBuilder builder(table, "node-1", &interfaces);
+//   observer::GetFlowsResponse resp;
+//   builder.BuildResponse(record, ring_position, &resp);
+#ifndef FLOWSCOPE_OBSERVER_FLOW_BUILDER_H_
+#define FLOWSCOPE_OBSERVER_FLOW_BUILDER_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "flow/flow.pb.h"
+#include "observer/endpoint_table.h"
+#include "observer/flow_record.h"
+#include "observer/observer.pb.h"
+
+namespace flowscope::observer {
+
+// ifindex -> interface name, kept by the attach manager; thread-safe.
+class InterfaceNames {
+ public:
+  void Set(uint32_t ifindex, std::string name);
+  void Remove(uint32_t ifindex);
+  std::string Get(uint32_t ifindex) const;  // "" if unknown
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<uint32_t, std::string> names_ ABSL_GUARDED_BY(mu_);
+};
+
+// "TCP Flags: SYN, ACK", "UDP", "ICMPv4 EchoRequest", ... as Hubble's parser writes Summary.
+std::string FlowSummary(const FlowRecord& r);
+
+// Hubble's monitor numbering for the event type of a record: {1, drop reason} for drops,
+// {4, observation point} for traces.
+int32_t MonitorType(const FlowRecord& r);
+int32_t MonitorSubType(const FlowRecord& r);
+
+class FlowBuilder {
+ public:
+  // `run_id` makes flow uuids unique across observer restarts.
+  FlowBuilder(const EndpointTable& table, std::string node_name, const InterfaceNames* interfaces,
+              uint64_t run_id);
+
+  // `position` is the record's ring position (it makes the uuid).
+  void Build(const FlowRecord& r, uint64_t position, flow::Flow* out) const;
+  void BuildResponse(const FlowRecord& r, uint64_t position,
+                     ::observer::GetFlowsResponse* out) const;
+
+  const std::string& node_name() const { return node_name_; }
+
+ private:
+  void FillEndpoint(uint32_t id, flow::Endpoint* out) const;
+
+  const EndpointTable& table_;
+  const std::string node_name_;
+  const InterfaceNames* interfaces_;
+  const uint64_t run_id_;
+};
+
+}  // namespace flowscope::observer
+
+#endif  // FLOWSCOPE_OBSERVER_FLOW_BUILDER_H_

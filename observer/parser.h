@@ -1,0 +1,53 @@
+// EventParser: turns raw datapath events (bpf/flow_event.h) into FlowRecords on the drain
+// thread — validating them, converting kernel time to wall-clock UTC, keeping record times
+// non-decreasing, and resolving both addresses to EndpointTable ids. Malformed events are
+// counted, never logged one by one. One instance per drain thread; not thread-safe.
+//
+//   EventParser parser(table);
+//   FlowRecord rec;
+//   if (parser.Parse(raw_event, &rec)) ring.Write(rec);
+#ifndef FLOWSCOPE_OBSERVER_PARSER_H_
+#define FLOWSCOPE_OBSERVER_PARSER_H_
+
+#include <cstdint>
+
+#include "absl/types/span.h"
+#include "observer/endpoint_table.h"
+#include "observer/flow_record.h"
+
+namespace flowscope::observer {
+
+struct ParserStats {
+  uint64_t parsed = 0;
+  uint64_t malformed = 0;  // wrong size or impossible field values
+  uint64_t clamped = 0;    // times raised to keep the ring in order
+};
+
+class EventParser {
+ public:
+  explicit EventParser(const EndpointTable& table);
+
+  // Fills *out from one ring-buffer event. Returns false (and counts it) if it is malformed.
+  bool Parse(absl::Span<const uint8_t> raw, FlowRecord* out);
+
+  // Re-measures the offset between the kernel's monotonic clock (bpf_ktime_get_ns) and UTC.
+  // Parse() does it by itself once a second of kernel time has passed.
+  void RefreshClock();
+
+  // For tests: a fixed offset (UTC ns = kernel ns + offset) that RefreshClock() will not change.
+  void SetFixedClockOffset(int64_t offset_ns);
+
+  const ParserStats& stats() const { return stats_; }
+
+ private:
+  EndpointTable::Resolver resolver_;
+  ParserStats stats_;
+  int64_t offset_ns_ = 0;
+  bool fixed_offset_ = false;
+  uint64_t next_refresh_ktime_ = 0;
+  uint64_t last_time_ns_ = 0;
+};
+
+}  // namespace flowscope::observer
+
+#endif  // FLOWSCOPE_OBSERVER_PARSER_H_

@@ -1,0 +1,187 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "observer/endpoint_source.h"
+#include "observer/endpoint_table.h"
+
+namespace flowscope::observer {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+uint32_t LookupIp(const EndpointTable& t, const std::string& ip) {
+  auto a = ParseAddr(ip);
+  EXPECT_TRUE(a.ok()) << ip;
+  EndpointTable::Resolver r(t);
+  return r.Lookup(a->family, a->words.data());
+}
+
+EndpointInfo Pod(std::string ns, std::string pod, std::string ip, std::vector<std::string> labels) {
+  EndpointInfo i;
+  i.namespace_name = std::move(ns);
+  i.pod_name = std::move(pod);
+  i.ips = {std::move(ip)};
+  i.labels = std::move(labels);
+  return i;
+}
+
+TEST(EndpointTableTest, ReservedEntriesForHostAndWorld) {
+  EndpointTable t("default");
+  EXPECT_EQ(t.Get(kHostEndpointId).identity, kIdentityHost);
+  EXPECT_THAT(t.Get(kHostEndpointId).labels, ElementsAre("reserved:host"));
+  EXPECT_EQ(t.Get(kWorldEndpointId).identity, kIdentityWorld);
+  EXPECT_EQ(LookupIp(t, "8.8.8.8"), kWorldEndpointId) << "unknown addresses are the world";
+  EXPECT_TRUE(t.SetNodeAddresses({"10.0.0.1", "fd00::1"}).empty());
+  EXPECT_EQ(LookupIp(t, "10.0.0.1"), kHostEndpointId);
+  EXPECT_EQ(LookupIp(t, "fd00::1"), kHostEndpointId);
+  EXPECT_EQ(t.Get(0).identity, kIdentityWorld) << "unknown ids read as the world";
+}
+
+TEST(EndpointTableTest, PodsGetStableIdsAndDerivedIdentities) {
+  EndpointTable t("default");
+  auto errors =
+      t.Update({Pod("default", "tiefighter", "10.0.1.5", {"org=empire", "class=tiefighter"}),
+                Pod("default", "xwing", "10.0.1.6", {"org=alliance"})});
+  EXPECT_TRUE(errors.empty());
+  const uint32_t tie = LookupIp(t, "10.0.1.5");
+  const Endpoint& e = t.Get(tie);
+  EXPECT_EQ(e.pod_name, "tiefighter");
+  EXPECT_EQ(e.namespace_name, "default");
+  EXPECT_EQ(e.cluster_name, "default");
+  EXPECT_THAT(e.labels, ElementsAre("k8s:class=tiefighter",
+                                    "k8s:io.kubernetes.pod.namespace=default", "k8s:org=empire"));
+  EXPECT_GE(e.identity, kMinPodIdentity);
+  EXPECT_LE(e.identity, kMaxPodIdentity);
+  EXPECT_EQ(e.identity, DeriveIdentity("default", e.labels));
+
+  // The same namespace and labels give the same identity anywhere (another table, another order).
+  EndpointTable other("default");
+  other.Update({Pod("default", "tiefighter-2", "10.9.9.9", {"class=tiefighter", "org=empire"})});
+  EXPECT_EQ(other.Get(LookupIp(other, "10.9.9.9")).identity, e.identity);
+  EXPECT_NE(t.Get(LookupIp(t, "10.0.1.6")).identity, e.identity);
+
+  // Re-applying the same content keeps ids; a relabelled pod gets a new entry and the old one
+  // stays readable for records that refer to it.
+  t.Update({Pod("default", "tiefighter", "10.0.1.5", {"org=empire", "class=tiefighter"})});
+  EXPECT_EQ(LookupIp(t, "10.0.1.5"), tie);
+  EXPECT_EQ(LookupIp(t, "10.0.1.6"), kWorldEndpointId) << "xwing left the set";
+  t.Update({Pod("default", "tiefighter", "10.0.1.5", {"org=rebels"})});
+  const uint32_t relabelled = LookupIp(t, "10.0.1.5");
+  EXPECT_NE(relabelled, tie);
+  EXPECT_THAT(t.Get(tie).labels, ::testing::Contains("k8s:org=empire"));
+  EXPECT_THAT(t.Get(relabelled).labels, ::testing::Contains("k8s:org=rebels"));
+}
+
+TEST(EndpointTableTest, BadEntriesAreReportedAndSkipped) {
+  EndpointTable t("default");
+  EndpointInfo no_ip;
+  no_ip.pod_name = "ghost";
+  EndpointInfo explicit_id = Pod("kube-system", "coredns-1", "10.0.3.2", {});
+  explicit_id.identity = 102;
+  auto errors =
+      t.Update({Pod("default", "a", "10.0.1.999", {}), no_ip, Pod("default", "b", "10.0.1.7", {}),
+                Pod("default", "c", "10.0.1.7", {"x=y"}), explicit_id});
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_THAT(errors[0], HasSubstr("invalid IP address \"10.0.1.999\""));
+  EXPECT_THAT(errors[1], HasSubstr("no IP address"));
+  EXPECT_THAT(errors[2], HasSubstr("already belongs to another endpoint"));
+  EXPECT_EQ(t.Get(LookupIp(t, "10.0.1.7")).pod_name, "b");
+  EXPECT_EQ(t.Get(LookupIp(t, "10.0.3.2")).identity, 102u);
+}
+
+TEST(EndpointTableTest, ResolverSeesUpdatesFromAnotherThread) {
+  EndpointTable t("default");
+  EndpointTable::Resolver r(t);
+  auto a = ParseAddr("10.0.1.5");
+  EXPECT_EQ(r.Lookup(4, a->words.data()), kWorldEndpointId);
+  std::thread([&] { t.Update({Pod("default", "p", "10.0.1.5", {})}); }).join();
+  EXPECT_NE(r.Lookup(4, a->words.data()), kWorldEndpointId);
+}
+
+TEST(EndpointFileTest, ParsesYamlAndJsonWithPerEntryErrors) {
+  auto yaml = ParseEndpointList(R"(
+- ip: 10.0.1.5
+  namespace: default
+  pod: tiefighter
+  labels: {org: empire, class: tiefighter}
+  workload: {name: tiefighter, kind: Deployment}
+  node: node-1
+- ips: [10.0.2.7, fd00::7]
+  namespace: default
+  pod: deathstar-6fb5694d48-5hmds
+  labels: [org=empire, class=deathstar]
+  identity: 4242
+- ip: 10.0.9.9
+  colour: red
+- just a string
+)");
+  ASSERT_TRUE(yaml.ok()) << yaml.status();
+  ASSERT_EQ(yaml->endpoints.size(), 2u);
+  EXPECT_EQ(yaml->endpoints[0].workload_kind, "Deployment");
+  EXPECT_THAT(yaml->endpoints[0].labels, ElementsAre("org=empire", "class=tiefighter"));
+  EXPECT_THAT(yaml->endpoints[1].ips, ElementsAre("10.0.2.7", "fd00::7"));
+  EXPECT_EQ(yaml->endpoints[1].identity, 4242u);
+  ASSERT_EQ(yaml->errors.size(), 2u);
+  EXPECT_THAT(yaml->errors[0], HasSubstr("entry 3"));
+  EXPECT_THAT(yaml->errors[0], HasSubstr("unknown key \"colour\""));
+  EXPECT_THAT(yaml->errors[1], HasSubstr("entry 4"));
+
+  auto json = ParseEndpointList(
+      R"({"endpoints": [{"ip": "10.0.3.2", "namespace": "kube-system", "pod": "coredns-1"}]})");
+  ASSERT_TRUE(json.ok()) << json.status();
+  ASSERT_EQ(json->endpoints.size(), 1u);
+  EXPECT_EQ(json->endpoints[0].namespace_name, "kube-system");
+
+  EXPECT_FALSE(ParseEndpointList("{not: [valid").ok());
+  auto scalar = ParseEndpointList("42");
+  ASSERT_FALSE(scalar.ok());
+  EXPECT_THAT(std::string(scalar.status().message()), HasSubstr("expected a list of endpoints"));
+  EXPECT_TRUE(ParseEndpointList("")->endpoints.empty());
+}
+
+TEST(EndpointFileTest, ReloadsWhenTheFileChangesAndKeepsTheLastGoodSet) {
+  const auto dir = std::filesystem::temp_directory_path() / ("fs-ep-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "endpoints.yaml").string();
+  auto write = [&](const std::string& text) {
+    const std::string tmp = path + ".tmp";
+    std::ofstream(tmp) << text;
+    std::filesystem::rename(tmp, path);
+  };
+  write("- {ip: 10.0.1.5, namespace: default, pod: tiefighter}\n");
+  EndpointTable t("default");
+  FileEndpointSource src(path, t, absl::Milliseconds(10));
+  ASSERT_TRUE(src.Start().ok());
+  EXPECT_EQ(t.Get(LookupIp(t, "10.0.1.5")).pod_name, "tiefighter");
+
+  auto wait_loads = [&](uint64_t n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (src.loads() < n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+    return src.loads() >= n;
+  };
+  write("- {ip: 10.0.1.5, namespace: default, pod: xwing}\n");
+  ASSERT_TRUE(wait_loads(2));
+  EXPECT_EQ(t.Get(LookupIp(t, "10.0.1.5")).pod_name, "xwing");
+
+  write("[this is not: valid");  // a broken file keeps the last good endpoints
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(t.Get(LookupIp(t, "10.0.1.5")).pod_name, "xwing");
+  write("- {ip: 10.0.1.5, namespace: default, pod: tiefighter}\n");
+  ASSERT_TRUE(wait_loads(3));
+  EXPECT_EQ(t.Get(LookupIp(t, "10.0.1.5")).pod_name, "tiefighter");
+  src.Stop();
+
+  FileEndpointSource missing((dir / "nope.yaml").string(), t);
+  auto s = missing.Start();
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(std::string(s.message()), HasSubstr("nope.yaml"));
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace flowscope::observer

@@ -1,0 +1,216 @@
+#include "observer/flow_builder.h"
+
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+#include "bpf/flow_event.h"
+
+namespace flowscope::observer {
+namespace {
+
+using ::testing::ElementsAre;
+
+FlowRecord Record(const char* src, const char* dst, uint8_t protocol) {
+  FlowRecord r;
+  const bool v6 = std::string(src).find(':') != std::string::npos;
+  r.family = v6 ? FS_FAMILY_IPV6 : FS_FAMILY_IPV4;
+  inet_pton(v6 ? AF_INET6 : AF_INET, src, r.saddr);
+  inet_pton(v6 ? AF_INET6 : AF_INET, dst, r.daddr);
+  r.protocol = protocol;
+  r.time_ns = 1'714'826'828'811'000'000ULL;  // 2024-05-04T12:47:08.811Z
+  r.verdict = FS_VERDICT_FORWARDED;
+  r.obs_point = FS_OBS_TO_ENDPOINT;
+  r.is_reply = FS_REPLY_NO;
+  r.ifindex = 12;
+  r.src_endpoint = kWorldEndpointId;
+  r.dst_endpoint = kWorldEndpointId;
+  return r;
+}
+
+class FlowBuilderTest : public ::testing::Test {
+ protected:
+  FlowBuilderTest() : table_("default"), builder_(table_, "node-1", &names_, 42) {
+    EndpointInfo tie;
+    tie.ips = {"10.0.1.5"};
+    tie.namespace_name = "default";
+    tie.pod_name = "tiefighter";
+    tie.labels = {"org=empire", "class=tiefighter"};
+    tie.workload_name = "tiefighter";
+    tie.workload_kind = "Deployment";
+    EndpointInfo dns;
+    dns.ips = {"10.0.3.2"};
+    dns.namespace_name = "kube-system";
+    dns.pod_name = "coredns-74ff55c5b-66f4n";
+    table_.Update({tie, dns});
+    names_.Set(12, "lxc12");
+  }
+
+  uint32_t Id(const char* ip) {
+    auto a = ParseAddr(ip);
+    EndpointTable::Resolver r(table_);
+    return r.Lookup(a->family, a->words.data());
+  }
+
+  EndpointTable table_;
+  InterfaceNames names_;
+  FlowBuilder builder_;
+};
+
+TEST_F(FlowBuilderTest, UdpToAPodAsHubbleShowsIt) {
+  FlowRecord r = Record("10.0.1.5", "10.0.3.2", IPPROTO_UDP);
+  r.sport = 53875;
+  r.dport = 53;
+  r.src_endpoint = Id("10.0.1.5");
+  r.dst_endpoint = Id("10.0.3.2");
+  ::observer::GetFlowsResponse resp;
+  builder_.BuildResponse(r, 7, &resp);
+  const flow::Flow& f = resp.flow();
+  EXPECT_EQ(f.time().seconds(), 1714826828);
+  EXPECT_EQ(f.time().nanos(), 811000000);
+  EXPECT_EQ(resp.time().seconds(), 1714826828);
+  EXPECT_EQ(resp.node_name(), "node-1");
+  EXPECT_EQ(f.node_name(), "node-1");
+  EXPECT_EQ(f.verdict(), flow::FORWARDED);
+  EXPECT_EQ(f.ip().source(), "10.0.1.5");
+  EXPECT_EQ(f.ip().destination(), "10.0.3.2");
+  EXPECT_EQ(f.ip().ipversion(), flow::IPv4);
+  EXPECT_EQ(f.l4().udp().source_port(), 53875u);
+  EXPECT_EQ(f.l4().udp().destination_port(), 53u);
+  EXPECT_EQ(f.source().namespace_(), "default");
+  EXPECT_EQ(f.source().pod_name(), "tiefighter");
+  EXPECT_THAT(f.source().labels(),
+              ElementsAre("k8s:class=tiefighter", "k8s:io.kubernetes.pod.namespace=default",
+                          "k8s:org=empire"));
+  ASSERT_EQ(f.source().workloads_size(), 1);
+  EXPECT_EQ(f.source().workloads(0).kind(), "Deployment");
+  EXPECT_GE(f.source().identity(), kMinPodIdentity);
+  EXPECT_EQ(f.destination().pod_name(), "coredns-74ff55c5b-66f4n");
+  EXPECT_EQ(f.type(), flow::L3_L4);
+  EXPECT_EQ(f.event_type().type(), 4);
+  EXPECT_EQ(f.event_type().sub_type(), 0) << "to-endpoint";
+  EXPECT_EQ(f.trace_observation_point(), flow::TO_ENDPOINT);
+  EXPECT_EQ(f.traffic_direction(), flow::INGRESS);
+  ASSERT_TRUE(f.has_is_reply());
+  EXPECT_FALSE(f.is_reply().value());
+  EXPECT_EQ(f.interface().index(), 12u);
+  EXPECT_EQ(f.interface().name(), "lxc12");
+  EXPECT_EQ(f.summary(), "UDP");
+  EXPECT_EQ(f.uuid().size(), 36u);
+  ::observer::GetFlowsResponse other;
+  builder_.BuildResponse(r, 8, &other);
+  EXPECT_NE(other.flow().uuid(), f.uuid()) << "uuids differ per record";
+}
+
+TEST_F(FlowBuilderTest, TcpFlagsInHubblesOrder) {
+  struct {
+    uint16_t flags;
+    const char* summary;
+  } cases[] = {
+      {FS_TCP_SYN, "TCP Flags: SYN"},
+      {FS_TCP_SYN | FS_TCP_ACK, "TCP Flags: SYN, ACK"},
+      {FS_TCP_ACK | FS_TCP_PSH, "TCP Flags: ACK, PSH"},
+      {FS_TCP_ACK | FS_TCP_FIN, "TCP Flags: ACK, FIN"},
+      {FS_TCP_RST | FS_TCP_ACK, "TCP Flags: ACK, RST"},
+      {FS_TCP_SYN | FS_TCP_ECE | FS_TCP_CWR | FS_TCP_NS | FS_TCP_URG,
+       "TCP Flags: SYN, URG, ECE, CWR, NS"},
+  };
+  for (const auto& c : cases) {
+    FlowRecord r = Record("10.0.1.5", "10.0.2.7", IPPROTO_TCP);
+    r.sport = 50214;
+    r.dport = 80;
+    r.tcp_flags = c.flags;
+    EXPECT_EQ(FlowSummary(r), c.summary);
+    flow::Flow f;
+    builder_.Build(r, 0, &f);
+    EXPECT_EQ(f.l4().tcp().flags().syn(), (c.flags & FS_TCP_SYN) != 0);
+    EXPECT_EQ(f.l4().tcp().flags().ack(), (c.flags & FS_TCP_ACK) != 0);
+    EXPECT_EQ(f.l4().tcp().flags().ns(), (c.flags & FS_TCP_NS) != 0);
+  }
+}
+
+TEST_F(FlowBuilderTest, IcmpSummaries) {
+  FlowRecord r = Record("10.0.1.5", "10.0.2.7", IPPROTO_ICMP);
+  r.icmp_type = 8;
+  EXPECT_EQ(FlowSummary(r), "ICMPv4 EchoRequest");
+  r.icmp_type = 0;
+  EXPECT_EQ(FlowSummary(r), "ICMPv4 EchoReply");
+  r.icmp_type = 3;
+  r.icmp_code = 3;
+  EXPECT_EQ(FlowSummary(r), "ICMPv4 DestinationUnreachable(Port)");
+  FlowRecord v6 = Record("fd00::1", "fd00::2", IPPROTO_ICMPV6);
+  v6.icmp_type = 128;
+  EXPECT_EQ(FlowSummary(v6), "ICMPv6 EchoRequest");
+  v6.icmp_type = 135;
+  EXPECT_EQ(FlowSummary(v6), "ICMPv6 NeighborSolicitation");
+  flow::Flow f;
+  builder_.Build(v6, 0, &f);
+  EXPECT_EQ(f.ip().ipversion(), flow::IPv6);
+  EXPECT_EQ(f.ip().source(), "fd00::1");
+  EXPECT_EQ(f.l4().icmpv6().type(), 135u);
+  FlowRecord sctp = Record("10.0.1.5", "10.0.2.7", IPPROTO_SCTP);
+  EXPECT_EQ(FlowSummary(sctp), "SCTP");
+  FlowRecord gre = Record("10.0.1.5", "10.0.2.7", 47);
+  EXPECT_EQ(FlowSummary(gre), "IPv4");
+}
+
+TEST_F(FlowBuilderTest, PolicyDropWithUnknownDirection) {
+  FlowRecord r = Record("10.0.1.6", "10.0.2.7", IPPROTO_TCP);
+  r.verdict = FS_VERDICT_DROPPED;
+  r.drop_reason = FS_DROP_POLICY_DENIED;
+  r.obs_point = FS_OBS_FROM_ENDPOINT;
+  r.is_reply = FS_REPLY_UNKNOWN;
+  r.tcp_flags = FS_TCP_SYN;
+  flow::Flow f;
+  builder_.Build(r, 0, &f);
+  EXPECT_EQ(f.verdict(), flow::DROPPED);
+  EXPECT_EQ(f.drop_reason(), 133u);
+  EXPECT_EQ(f.drop_reason_desc(), flow::POLICY_DENIED);
+  EXPECT_EQ(f.event_type().type(), 1);
+  EXPECT_EQ(f.event_type().sub_type(), 133);
+  EXPECT_EQ(f.trace_observation_point(), flow::UNKNOWN_POINT);
+  EXPECT_FALSE(f.has_is_reply()) << "unknown direction: is_reply unset";
+  EXPECT_EQ(f.traffic_direction(), flow::EGRESS);
+  EXPECT_EQ(f.source().identity(), kIdentityWorld);
+  EXPECT_THAT(f.source().labels(), ElementsAre("reserved:world"));
+  EXPECT_EQ(f.source().id(), 0u) << "reserved entries have no endpoint id";
+
+  std::string json;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(f, &json, o).ok());
+  EXPECT_THAT(json, ::testing::HasSubstr("\"drop_reason_desc\":\"POLICY_DENIED\""));
+  EXPECT_THAT(json, ::testing::HasSubstr("\"Summary\":\"TCP Flags: SYN\""));
+}
+
+TEST_F(FlowBuilderTest, TrafficDirectionFollowsTheConnection) {
+  struct {
+    uint8_t point;
+    uint8_t reply;
+    flow::TrafficDirection want;
+    int32_t sub_type;
+  } cases[] = {
+      {FS_OBS_FROM_ENDPOINT, FS_REPLY_NO, flow::EGRESS, 5},
+      {FS_OBS_FROM_ENDPOINT, FS_REPLY_YES, flow::INGRESS, 5},
+      {FS_OBS_TO_ENDPOINT, FS_REPLY_NO, flow::INGRESS, 0},
+      {FS_OBS_TO_ENDPOINT, FS_REPLY_YES, flow::EGRESS, 0},
+      {FS_OBS_FROM_NETWORK, FS_REPLY_NO, flow::INGRESS, 10},
+      {FS_OBS_TO_NETWORK, FS_REPLY_NO, flow::EGRESS, 11},
+  };
+  for (const auto& c : cases) {
+    FlowRecord r = Record("10.0.1.5", "10.0.2.7", IPPROTO_UDP);
+    r.obs_point = c.point;
+    r.is_reply = c.reply;
+    flow::Flow f;
+    builder_.Build(r, 0, &f);
+    EXPECT_EQ(f.traffic_direction(), c.want) << int(c.point) << "/" << int(c.reply);
+    EXPECT_EQ(f.event_type().sub_type(), c.sub_type);
+    EXPECT_EQ(f.is_reply().value(), c.reply == FS_REPLY_YES);
+    EXPECT_EQ(f.reply(), c.reply == FS_REPLY_YES);
+  }
+}
+
+}  // namespace
+}  // namespace flowscope::observer

@@ -1,0 +1,115 @@
+#include "observer/parser.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+#include <cstring>
+#include <vector>
+
+#include "bpf/flow_event.h"
+
+namespace flowscope::observer {
+namespace {
+
+flow_event Event(uint64_t ktime, const char* src, const char* dst) {
+  flow_event e{};
+  e.ktime_ns = ktime;
+  inet_pton(AF_INET, src, e.saddr);
+  inet_pton(AF_INET, dst, e.daddr);
+  e.family = FS_FAMILY_IPV4;
+  e.protocol = IPPROTO_TCP;
+  e.sport = 40000;
+  e.dport = 80;
+  e.tcp_flags = FS_TCP_SYN;
+  e.verdict = FS_VERDICT_FORWARDED;
+  e.obs_point = FS_OBS_FROM_ENDPOINT;
+  e.is_reply = FS_REPLY_NO;
+  e.flow_packets = 1;
+  e.flow_bytes = 74;
+  e.ifindex = 7;
+  e.pkt_len = 74;
+  e.emit_reason = FS_EMIT_NEW_FLOW;
+  return e;
+}
+
+absl::Span<const uint8_t> Raw(const flow_event& e) {
+  return {reinterpret_cast<const uint8_t*>(&e), sizeof e};
+}
+
+class ParserTest : public ::testing::Test {
+ protected:
+  ParserTest() : table_("default"), parser_(table_) {
+    EndpointInfo tie;
+    tie.ips = {"10.0.1.5"};
+    tie.namespace_name = "default";
+    tie.pod_name = "tiefighter";
+    table_.Update({tie});
+    table_.SetNodeAddresses({"10.0.0.1"});
+    parser_.SetFixedClockOffset(1'700'000'000'000'000'000LL);
+  }
+  EndpointTable table_;
+  EventParser parser_;
+};
+
+TEST_F(ParserTest, ConvertsTimeResolvesEndpointsAndCopiesFields) {
+  FlowRecord r;
+  const flow_event e = Event(5'000'000'000, "10.0.1.5", "10.0.2.7");
+  ASSERT_TRUE(parser_.Parse(Raw(e), &r));
+  EXPECT_EQ(r.time_ns, 1'700'000'005'000'000'000ULL);
+  EXPECT_EQ(table_.Get(r.src_endpoint).pod_name, "tiefighter");
+  EXPECT_EQ(r.dst_endpoint, kWorldEndpointId);
+  EXPECT_EQ(r.sport, 40000);
+  EXPECT_EQ(r.dport, 80);
+  EXPECT_EQ(r.tcp_flags, FS_TCP_SYN);
+  EXPECT_EQ(r.ifindex, 7u);
+  EXPECT_EQ(r.flow_bytes, 74u);
+  EXPECT_EQ(std::memcmp(r.saddr, e.saddr, 16), 0);
+  FlowRecord h;
+  ASSERT_TRUE(parser_.Parse(Raw(Event(5'000'000'001, "10.0.0.1", "10.0.1.5")), &h));
+  EXPECT_EQ(h.src_endpoint, kHostEndpointId);
+  EXPECT_EQ(parser_.stats().parsed, 2u);
+}
+
+TEST_F(ParserTest, KeepsTimesNonDecreasing) {
+  FlowRecord a, b, c;
+  ASSERT_TRUE(parser_.Parse(Raw(Event(2'000, "10.0.1.5", "10.0.2.7")), &a));
+  ASSERT_TRUE(parser_.Parse(Raw(Event(1'000, "10.0.1.5", "10.0.2.7")), &b));  // another CPU, late
+  ASSERT_TRUE(parser_.Parse(Raw(Event(3'000, "10.0.1.5", "10.0.2.7")), &c));
+  EXPECT_EQ(b.time_ns, a.time_ns);
+  EXPECT_GT(c.time_ns, b.time_ns);
+  EXPECT_EQ(parser_.stats().clamped, 1u);
+}
+
+TEST_F(ParserTest, CountsMalformedEvents) {
+  FlowRecord r;
+  const flow_event good = Event(1, "10.0.1.5", "10.0.2.7");
+  EXPECT_FALSE(parser_.Parse(Raw(good).subspan(0, 40), &r)) << "short";
+  std::vector<flow_event> bad(6, good);
+  bad[0].family = 5;
+  bad[1].verdict = 9;
+  bad[2].obs_point = 77;
+  bad[3].is_reply = 3;
+  bad[4].drop_reason = 133;  // a drop reason on a forwarded flow
+  bad[5].ktime_ns = 0;
+  for (const auto& e : bad) EXPECT_FALSE(parser_.Parse(Raw(e), &r));
+  EXPECT_EQ(parser_.stats().malformed, 7u);
+  EXPECT_EQ(parser_.stats().parsed, 0u);
+  EXPECT_TRUE(parser_.Parse(Raw(good), &r));
+}
+
+TEST(ParserClockTest, RealClockOffsetGivesCurrentUtc) {
+  EndpointTable table("default");
+  EventParser parser(table);
+  timespec mono{};
+  clock_gettime(CLOCK_MONOTONIC, &mono);
+  flow_event e = Event(static_cast<uint64_t>(mono.tv_sec) * 1'000'000'000 + mono.tv_nsec,
+                       "10.0.1.5", "10.0.2.7");
+  FlowRecord r;
+  ASSERT_TRUE(parser.Parse(Raw(e), &r));
+  const absl::Time t = absl::FromUnixNanos(static_cast<int64_t>(r.time_ns));
+  EXPECT_LT(absl::AbsDuration(absl::Now() - t), absl::Seconds(5));
+}
+
+}  // namespace
+}  // namespace flowscope::observer
