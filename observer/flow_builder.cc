@@ -155,6 +155,29 @@ int32_t MonitorSubType(const FlowRecord& r) {
   return r.verdict == FS_VERDICT_DROPPED ? r.drop_reason : Point(r.obs_point).monitor_sub_type;
 }
 
+flow::TrafficDirection TrafficDirectionOf(const FlowRecord& r) {
+  // Packets leaving the endpoint (or the node, at the uplink) in the original direction are
+  // egress; replies flip it.
+  if (r.obs_point == FS_OBS_UNKNOWN) return flow::TRAFFIC_DIRECTION_UNKNOWN;
+  const bool leaving = r.obs_point == FS_OBS_FROM_ENDPOINT || r.obs_point == FS_OBS_TO_NETWORK;
+  const bool reply = r.is_reply == FS_REPLY_YES;
+  return leaving != reply ? flow::EGRESS : flow::INGRESS;
+}
+
+std::string FlowBuilder::InterfaceName(uint32_t ifindex) const {
+  return interfaces_ == nullptr ? "" : interfaces_->Get(ifindex);
+}
+
+std::string FlowBuilder::Uuid(uint64_t position) const {
+  // A version-4-shaped UUID from the run and the ring position: unique per record.
+  uint64_t hi = run_id_ ^ (position * 0x9E3779B97F4A7C15ULL);
+  uint64_t lo = ((position + 1) * 0xBF58476D1CE4E5B9ULL) ^ (run_id_ >> 7);
+  hi = (hi & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;
+  lo = (lo & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", hi >> 32, (hi >> 16) & 0xFFFF, hi & 0xFFFF,
+                         lo >> 48, lo & 0xFFFFFFFFFFFFULL);
+}
+
 FlowBuilder::FlowBuilder(const EndpointTable& table, std::string node_name,
                          const InterfaceNames* interfaces, uint64_t run_id)
     : table_(table), node_name_(std::move(node_name)), interfaces_(interfaces), run_id_(run_id) {}
@@ -178,13 +201,7 @@ void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out)
   out->mutable_time()->set_seconds(static_cast<int64_t>(r.time_ns / 1'000'000'000));
   out->mutable_time()->set_nanos(static_cast<int32_t>(r.time_ns % 1'000'000'000));
 
-  // A version-4-shaped UUID from the run and the ring position: unique per record.
-  uint64_t hi = run_id_ ^ (position * 0x9E3779B97F4A7C15ULL);
-  uint64_t lo = (position + 1) * 0xBF58476D1CE4E5B9ULL ^ (run_id_ >> 7);
-  hi = (hi & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;
-  lo = (lo & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;
-  out->set_uuid(absl::StrFormat("%08x-%04x-%04x-%04x-%012x", hi >> 32, (hi >> 16) & 0xFFFF,
-                                hi & 0xFFFF, lo >> 48, lo & 0xFFFFFFFFFFFFULL));
+  out->set_uuid(Uuid(position));
 
   const bool dropped = r.verdict == FS_VERDICT_DROPPED;
   out->set_verdict(dropped ? flow::DROPPED : flow::FORWARDED);
@@ -248,13 +265,8 @@ void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out)
   out->mutable_event_type()->set_sub_type(MonitorSubType(r));
   if (!dropped) out->set_trace_observation_point(Point(r.obs_point).proto);
 
-  // The direction of the connection as the endpoint (or, at the uplink, the node) sees it:
-  // packets leaving it in the original direction are egress; replies flip it.
-  const bool leaving = r.obs_point == FS_OBS_FROM_ENDPOINT || r.obs_point == FS_OBS_TO_NETWORK;
+  out->set_traffic_direction(TrafficDirectionOf(r));
   const bool reply = r.is_reply == FS_REPLY_YES;
-  if (r.obs_point != FS_OBS_UNKNOWN) {
-    out->set_traffic_direction(leaving != reply ? flow::EGRESS : flow::INGRESS);
-  }
   if (r.is_reply != FS_REPLY_UNKNOWN) {
     out->mutable_is_reply()->set_value(reply);
     out->set_reply(reply);
@@ -262,10 +274,7 @@ void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out)
 
   flow::NetworkInterface* iface = out->mutable_interface();
   iface->set_index(r.ifindex);
-  if (interfaces_ != nullptr) {
-    std::string name = interfaces_->Get(r.ifindex);
-    if (!name.empty()) iface->set_name(std::move(name));
-  }
+  if (std::string name = InterfaceName(r.ifindex); !name.empty()) iface->set_name(std::move(name));
   out->set_summary(FlowSummary(r));
 }
 

@@ -42,6 +42,9 @@ std::string FlowSummary(const FlowRecord& r);
 int32_t MonitorType(const FlowRecord& r);
 int32_t MonitorSubType(const FlowRecord& r);
 
+// The direction of the connection as the endpoint (or, at the uplink, the node) sees it.
+flow::TrafficDirection TrafficDirectionOf(const FlowRecord& r);
+
 class FlowBuilder {
  public:
   // `run_id` makes flow uuids unique across observer restarts.
@@ -54,6 +57,8 @@ class FlowBuilder {
                      ::observer::GetFlowsResponse* out) const;
 
   const std::string& node_name() const { return node_name_; }
+  std::string InterfaceName(uint32_t ifindex) const;
+  std::string Uuid(uint64_t position) const;
 
  private:
   void FillEndpoint(uint32_t id, flow::Endpoint* out) const;

@@ -1,0 +1,649 @@
+#include "observer/filter.h"
+
+#include <arpa/inet.h>
+#include <fnmatch.h>
+#include <netinet/in.h>
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <bitset>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "bpf/flow_event.h"
+
+namespace flowscope::observer {
+namespace {
+
+absl::Status Invalid(absl::string_view field, absl::string_view value, absl::string_view why) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid ", field, " filter \"", value, "\": ", why));
+}
+
+// --- addresses ---------------------------------------------------------------------------------
+
+struct Cidr {
+  uint8_t family = 0;
+  uint32_t net[4] = {};
+  uint32_t mask[4] = {};
+
+  bool Match(uint8_t fam, const uint32_t addr[4]) const {
+    if (fam != family) return false;
+    for (int i = 0; i < 4; ++i) {
+      if ((addr[i] & mask[i]) != net[i]) return false;
+    }
+    return true;
+  }
+};
+
+absl::StatusOr<Cidr> ParseCidr(absl::string_view field, const std::string& value) {
+  std::vector<std::string> parts = absl::StrSplit(value, absl::MaxSplits('/', 1));
+  Cidr c;
+  uint8_t bytes[16] = {};
+  int bits;
+  if (inet_pton(AF_INET, parts[0].c_str(), bytes) == 1) {
+    c.family = FS_FAMILY_IPV4;
+    bits = 32;
+  } else if (inet_pton(AF_INET6, parts[0].c_str(), bytes) == 1) {
+    c.family = FS_FAMILY_IPV6;
+    bits = 128;
+  } else {
+    return Invalid(field, value, "not an IP address or CIDR");
+  }
+  int len = bits;
+  if (parts.size() == 2 && (!absl::SimpleAtoi(parts[1], &len) || len < 0 || len > bits)) {
+    return Invalid(field, value, absl::StrCat("prefix length must be 0..", bits));
+  }
+  uint8_t m[16] = {};
+  for (int i = 0; i < len; ++i) m[i / 8] |= static_cast<uint8_t>(0x80 >> (i % 8));
+  for (int i = 0; i < 16; ++i) bytes[i] &= m[i];
+  std::memcpy(c.net, bytes, 16);
+  std::memcpy(c.mask, m, 16);
+  return c;
+}
+
+// --- pods and services: "[namespace/]name-prefix" ------------------------------------------------
+
+struct NameRule {
+  bool any_namespace = false;
+  std::string namespace_name;
+  std::string prefix;
+
+  bool Match(const std::string& ns, const std::string& name) const {
+    if (ns.empty() && name.empty()) return false;
+    if (!any_namespace && ns != namespace_name) return false;
+    return absl::StartsWith(name, prefix);
+  }
+};
+
+absl::StatusOr<NameRule> ParseNameRule(absl::string_view field, const std::string& value) {
+  if (value.empty()) return Invalid(field, value, "name must not be empty");
+  NameRule rule;
+  const size_t slash = value.find('/');
+  if (slash == std::string::npos) {
+    rule.namespace_name = "default";
+    rule.prefix = value;
+  } else {
+    rule.namespace_name = value.substr(0, slash);
+    rule.any_namespace = rule.namespace_name.empty();
+    rule.prefix = value.substr(slash + 1);
+  }
+  return rule;
+}
+
+// --- labels ------------------------------------------------------------------------------------
+
+bool ValidLabelPart(absl::string_view s, bool key) {
+  if (key && s.empty()) return false;
+  return std::all_of(s.begin(), s.end(), [key](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
+           (key && c == '/');
+  });
+}
+
+// Splits "source:key=value" into parts ("" source when there is none).
+void SplitLabel(absl::string_view label, absl::string_view* source, absl::string_view* key,
+                absl::string_view* value) {
+  const size_t eq = label.find('=');
+  absl::string_view kv_key = eq == absl::string_view::npos ? label : label.substr(0, eq);
+  *value = eq == absl::string_view::npos ? absl::string_view() : label.substr(eq + 1);
+  const size_t colon = kv_key.find(':');
+  if (colon == absl::string_view::npos) {
+    *source = {};
+    *key = kv_key;
+  } else {
+    *source = kv_key.substr(0, colon);
+    *key = kv_key.substr(colon + 1);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<LabelRequirement>> ParseLabelSelector(absl::string_view selector) {
+  std::vector<LabelRequirement> reqs;
+  // Split on commas that are not inside parentheses.
+  std::vector<std::string> terms;
+  int depth = 0;
+  std::string cur;
+  for (char c : selector) {
+    if (c == '(') ++depth;
+    if (c == ')') --depth;
+    if (c == ',' && depth == 0) {
+      terms.push_back(cur);
+      cur.clear();
+    } else {
+      cur.push_back(c);
+    }
+  }
+  terms.push_back(cur);
+  if (depth != 0) return absl::InvalidArgumentError("unbalanced parentheses");
+
+  for (std::string& raw : terms) {
+    absl::string_view t = absl::StripAsciiWhitespace(raw);
+    if (t.empty()) return absl::InvalidArgumentError("empty requirement");
+    LabelRequirement r;
+    absl::string_view key;
+    if (absl::ConsumePrefix(&t, "!")) {
+      r.op = LabelRequirement::Op::kNotExists;
+      key = absl::StripAsciiWhitespace(t);
+    } else if (size_t p = t.find("!="); p != absl::string_view::npos) {
+      r.op = LabelRequirement::Op::kNotEquals;
+      key = absl::StripAsciiWhitespace(t.substr(0, p));
+      r.values.emplace_back(absl::StripAsciiWhitespace(t.substr(p + 2)));
+    } else if (size_t q = t.find('='); q != absl::string_view::npos) {
+      r.op = LabelRequirement::Op::kEquals;
+      key = absl::StripAsciiWhitespace(t.substr(0, q));
+      absl::string_view v = t.substr(q + 1);
+      absl::ConsumePrefix(&v, "=");
+      r.values.emplace_back(absl::StripAsciiWhitespace(v));
+    } else if (size_t sp = t.find_first_of(" \t"); sp != absl::string_view::npos) {
+      key = t.substr(0, sp);
+      absl::string_view rest = absl::StripAsciiWhitespace(t.substr(sp));
+      if (absl::ConsumePrefix(&rest, "notin")) {
+        r.op = LabelRequirement::Op::kNotIn;
+      } else if (absl::ConsumePrefix(&rest, "in")) {
+        r.op = LabelRequirement::Op::kIn;
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("cannot parse \"", t, "\""));
+      }
+      rest = absl::StripAsciiWhitespace(rest);
+      if (!absl::ConsumePrefix(&rest, "(") || !absl::ConsumeSuffix(&rest, ")")) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("expected a parenthesised value list in \"", t, "\""));
+      }
+      for (absl::string_view v : absl::StrSplit(rest, ',')) {
+        v = absl::StripAsciiWhitespace(v);
+        if (!ValidLabelPart(v, false)) {
+          return absl::InvalidArgumentError(absl::StrCat("invalid value \"", v, "\""));
+        }
+        r.values.emplace_back(v);
+      }
+    } else {
+      r.op = LabelRequirement::Op::kExists;
+      key = t;
+    }
+    absl::string_view source;
+    absl::string_view bare_key;
+    absl::string_view unused;
+    SplitLabel(key, &source, &bare_key, &unused);
+    if (!ValidLabelPart(bare_key, true) || !ValidLabelPart(source, false)) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid label key \"", key, "\""));
+    }
+    for (const std::string& v : r.values) {
+      if (!ValidLabelPart(v, false)) {
+        return absl::InvalidArgumentError(absl::StrCat("invalid label value \"", v, "\""));
+      }
+    }
+    r.source = source == "any" ? "" : std::string(source);
+    r.key = std::string(bare_key);
+    reqs.push_back(std::move(r));
+  }
+  return reqs;
+}
+
+bool SelectorMatches(const std::vector<LabelRequirement>& selector,
+                     const std::vector<std::string>& labels) {
+  for (const LabelRequirement& r : selector) {
+    bool found = false;
+    bool value_ok = false;
+    for (const std::string& l : labels) {
+      absl::string_view source, key, value;
+      SplitLabel(l, &source, &key, &value);
+      if (key != r.key || (!r.source.empty() && source != r.source)) continue;
+      found = true;
+      const bool in_values = std::find(r.values.begin(), r.values.end(), value) != r.values.end();
+      if (in_values) value_ok = true;
+    }
+    switch (r.op) {
+      case LabelRequirement::Op::kExists:
+        if (!found) return false;
+        break;
+      case LabelRequirement::Op::kNotExists:
+        if (found) return false;
+        break;
+      case LabelRequirement::Op::kEquals:
+      case LabelRequirement::Op::kIn:
+        if (!value_ok) return false;
+        break;
+      case LabelRequirement::Op::kNotEquals:
+      case LabelRequirement::Op::kNotIn:
+        if (value_ok) return false;  // a missing label satisfies != and notin
+        break;
+    }
+  }
+  return true;
+}
+
+// --- one FlowFilter ----------------------------------------------------------------------------
+
+class CompiledFilter {
+ public:
+  struct Side {
+    std::vector<Cidr> ips;
+    std::vector<NameRule> pods;
+    std::vector<std::vector<LabelRequirement>> labels;
+    std::vector<uint32_t> identities;
+    std::vector<flow::Workload> workloads;
+    std::vector<std::string> clusters;
+    std::vector<uint16_t> ports;
+    bool never = false;  // services, FQDNs, translated IPs: not produced yet
+
+    bool HasEndpointCriteria() const {
+      return !pods.empty() || !labels.empty() || !identities.empty() || !workloads.empty() ||
+             !clusters.empty();
+    }
+    bool EndpointMatches(const Endpoint& e) const {
+      if (!pods.empty() && std::none_of(pods.begin(), pods.end(), [&](const NameRule& p) {
+            return p.Match(e.namespace_name, e.pod_name);
+          })) {
+        return false;
+      }
+      if (!labels.empty() && std::none_of(labels.begin(), labels.end(), [&](const auto& sel) {
+            return SelectorMatches(sel, e.labels);
+          })) {
+        return false;
+      }
+      if (!identities.empty() &&
+          std::find(identities.begin(), identities.end(), e.identity) == identities.end()) {
+        return false;
+      }
+      if (!workloads.empty() &&
+          std::none_of(workloads.begin(), workloads.end(), [&](const flow::Workload& w) {
+            return (w.name().empty() || w.name() == e.workload_name) &&
+                   (w.kind().empty() || w.kind() == e.workload_kind);
+          })) {
+        return false;
+      }
+      if (!clusters.empty() &&
+          std::find(clusters.begin(), clusters.end(), e.cluster_name) == clusters.end()) {
+        return false;
+      }
+      return true;
+    }
+  };
+
+  static absl::StatusOr<std::unique_ptr<CompiledFilter>> Compile(const flow::FlowFilter& f,
+                                                                 const EndpointTable& table,
+                                                                 const FlowBuilder& builder);
+
+  bool Match(const FlowRecord& r, uint64_t position) const {
+    if (never_ || src_.never || dst_.never) return false;
+    if (!node_matches_) return false;
+    if (verdicts_.any() &&
+        !verdicts_.test(r.verdict == FS_VERDICT_DROPPED ? flow::DROPPED : flow::FORWARDED)) {
+      return false;
+    }
+    if (!ip_versions_.empty() &&
+        std::find(ip_versions_.begin(), ip_versions_.end(),
+                  r.family == FS_FAMILY_IPV4 ? flow::IPv4 : flow::IPv6) == ip_versions_.end()) {
+      return false;
+    }
+    if (!protocols_.empty() &&
+        std::find(protocols_.begin(), protocols_.end(), r.protocol) == protocols_.end()) {
+      return false;
+    }
+    if (!SideMatches(src_, r.family, r.saddr, r.sport, r.protocol, r.src_endpoint, &src_cache_)) {
+      return false;
+    }
+    if (!SideMatches(dst_, r.family, r.daddr, r.dport, r.protocol, r.dst_endpoint, &dst_cache_)) {
+      return false;
+    }
+    if (!event_types_.empty()) {
+      const int32_t type = MonitorType(r);
+      const int32_t sub = MonitorSubType(r);
+      if (std::none_of(event_types_.begin(), event_types_.end(),
+                       [&](const flow::EventTypeFilter& e) {
+                         return (e.type() == 0 || e.type() == type) &&
+                                (!e.match_sub_type() || e.sub_type() == sub);
+                       })) {
+        return false;
+      }
+    }
+    if (!tcp_flags_.empty()) {
+      if (r.protocol != IPPROTO_TCP) return false;
+      if (std::none_of(tcp_flags_.begin(), tcp_flags_.end(),
+                       [&](uint16_t m) { return (r.tcp_flags & m) == m; })) {
+        return false;
+      }
+    }
+    if (!reply_.empty()) {
+      bool reply;
+      if (r.is_reply == FS_REPLY_UNKNOWN) {
+        if (r.verdict != FS_VERDICT_DROPPED) return false;
+        reply = false;  // a drop with no known direction counts as not a reply
+      } else {
+        reply = r.is_reply == FS_REPLY_YES;
+      }
+      if (std::find(reply_.begin(), reply_.end(), reply) == reply_.end()) return false;
+    }
+    if (!directions_.empty() && std::find(directions_.begin(), directions_.end(),
+                                          TrafficDirectionOf(r)) == directions_.end()) {
+      return false;
+    }
+    if (!drop_reasons_.empty()) {
+      const int desc = r.verdict == FS_VERDICT_DROPPED ? r.drop_reason : 0;
+      if (std::find(drop_reasons_.begin(), drop_reasons_.end(), desc) == drop_reasons_.end()) {
+        return false;
+      }
+    }
+    if (!interfaces_.empty()) {
+      const std::string name = builder_->InterfaceName(r.ifindex);
+      if (std::none_of(interfaces_.begin(), interfaces_.end(),
+                       [&](const flow::NetworkInterface& i) {
+                         return (i.index() == 0 || i.index() == r.ifindex) &&
+                                (i.name().empty() || i.name() == name);
+                       })) {
+        return false;
+      }
+    }
+    if (!encrypted_.empty() &&
+        std::find(encrypted_.begin(), encrypted_.end(), false) == encrypted_.end()) {
+      return false;  // nothing flowscope sees is encrypted (yet)
+    }
+    if (!uuids_.empty() &&
+        std::find(uuids_.begin(), uuids_.end(), builder_->Uuid(position)) == uuids_.end()) {
+      return false;
+    }
+    return true;
+  }
+
+ private:
+  bool SideMatches(const Side& side, uint8_t family, const uint32_t addr[4], uint16_t port,
+                   uint8_t protocol, uint32_t endpoint_id, std::vector<int8_t>* cache) const {
+    if (!side.ips.empty() && std::none_of(side.ips.begin(), side.ips.end(),
+                                          [&](const Cidr& c) { return c.Match(family, addr); })) {
+      return false;
+    }
+    if (!side.ports.empty()) {
+      if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP && protocol != IPPROTO_SCTP) {
+        return false;
+      }
+      if (std::find(side.ports.begin(), side.ports.end(), port) == side.ports.end()) return false;
+    }
+    if (side.HasEndpointCriteria()) {
+      // Evaluated once per endpoint id: ids are small and dense.
+      if (endpoint_id >= cache->size()) cache->resize(endpoint_id + 64, -1);
+      int8_t& hit = (*cache)[endpoint_id];
+      if (hit < 0) hit = side.EndpointMatches(table_->Get(endpoint_id)) ? 1 : 0;
+      if (hit == 0) return false;
+    }
+    return true;
+  }
+
+  const EndpointTable* table_ = nullptr;
+  const FlowBuilder* builder_ = nullptr;
+  bool never_ = false;
+  bool node_matches_ = true;
+  Side src_;
+  Side dst_;
+  std::bitset<8> verdicts_;
+  std::vector<flow::IPVersion> ip_versions_;
+  std::vector<uint8_t> protocols_;
+  std::vector<flow::EventTypeFilter> event_types_;
+  std::vector<uint16_t> tcp_flags_;
+  std::vector<bool> reply_;
+  std::vector<flow::TrafficDirection> directions_;
+  std::vector<int> drop_reasons_;
+  std::vector<flow::NetworkInterface> interfaces_;
+  std::vector<bool> encrypted_;
+  std::vector<std::string> uuids_;
+  mutable std::vector<int8_t> src_cache_;
+  mutable std::vector<int8_t> dst_cache_;
+};
+
+namespace {
+
+absl::Status ValidateRegex(absl::string_view field, const std::string& value) {
+  RE2 re(value, RE2::Quiet);
+  if (!re.ok()) return Invalid(field, value, re.error());
+  return absl::OkStatus();
+}
+
+absl::Status ValidateFqdn(absl::string_view field, const std::string& value) {
+  const std::string lower = absl::AsciiStrToLower(value);
+  absl::string_view v = lower;
+  absl::ConsumeSuffix(&v, ".");
+  if (v.empty()) return Invalid(field, value, "must not be empty");
+  for (char c : v) {
+    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '*' ||
+          c == '_')) {
+      return Invalid(
+          field, value,
+          absl::StrCat("character '", std::string(1, c), "' is not allowed in an FQDN pattern"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<uint8_t>> Protocols(const std::string& value) {
+  const std::string p = absl::AsciiStrToLower(value);
+  if (p == "tcp") return std::vector<uint8_t>{IPPROTO_TCP};
+  if (p == "udp") return std::vector<uint8_t>{IPPROTO_UDP};
+  if (p == "sctp") return std::vector<uint8_t>{IPPROTO_SCTP};
+  if (p == "icmp") return std::vector<uint8_t>{IPPROTO_ICMP, IPPROTO_ICMPV6};
+  if (p == "icmpv4") return std::vector<uint8_t>{IPPROTO_ICMP};
+  if (p == "icmpv6") return std::vector<uint8_t>{IPPROTO_ICMPV6};
+  if (p == "vrrp") return std::vector<uint8_t>{112};
+  if (p == "igmp") return std::vector<uint8_t>{IPPROTO_IGMP};
+  if (p == "dns" || p == "http" || p == "kafka") return std::vector<uint8_t>{};  // L7 only
+  return Invalid("protocol", value,
+                 "unknown protocol; expected icmp, icmpv4, icmpv6, tcp, udp, sctp, vrrp, igmp, "
+                 "dns, http or kafka");
+}
+
+absl::Status CompileSide(const flow::FlowFilter& f, bool source, const EndpointTable& table,
+                         CompiledFilter::Side* side) {
+  const char* prefix = source ? "source_" : "destination_";
+  auto field = [&](const char* name) { return absl::StrCat(prefix, name); };
+  const auto& ips = source ? f.source_ip() : f.destination_ip();
+  for (const std::string& v : ips) {
+    auto c = ParseCidr(field("ip"), v);
+    if (!c.ok()) return c.status();
+    side->ips.push_back(*c);
+  }
+  for (const std::string& v : source ? f.source_pod() : f.destination_pod()) {
+    auto r = ParseNameRule(field("pod"), v);
+    if (!r.ok()) return r.status();
+    side->pods.push_back(*r);
+  }
+  for (const std::string& v : source ? f.source_label() : f.destination_label()) {
+    auto sel = ParseLabelSelector(v);
+    if (!sel.ok()) return Invalid(field("label"), v, sel.status().message());
+    side->labels.push_back(*std::move(sel));
+  }
+  for (uint32_t id : source ? f.source_identity() : f.destination_identity()) {
+    side->identities.push_back(id);
+  }
+  for (const flow::Workload& w : source ? f.source_workload() : f.destination_workload()) {
+    side->workloads.push_back(w);
+  }
+  for (const std::string& v : source ? f.source_cluster_name() : f.destination_cluster_name()) {
+    if (v.empty()) return Invalid(field("cluster_name"), v, "cluster name must not be empty");
+    side->clusters.push_back(v);
+  }
+  for (const std::string& v : source ? f.source_port() : f.destination_port()) {
+    int port;
+    if (!absl::SimpleAtoi(v, &port) || port < 0 || port > 65535) {
+      return Invalid(field("port"), v, "expected a port number 0..65535");
+    }
+    side->ports.push_back(static_cast<uint16_t>(port));
+  }
+  // Criteria on data flowscope does not produce yet: valid, but nothing matches them.
+  for (const std::string& v : source ? f.source_service() : f.destination_service()) {
+    if (auto r = ParseNameRule(field("service"), v); !r.ok()) return r.status();
+    side->never = true;
+  }
+  for (const std::string& v : source ? f.source_fqdn() : f.destination_fqdn()) {
+    if (absl::Status s = ValidateFqdn(field("fqdn"), v); !s.ok()) return s;
+    side->never = true;
+  }
+  if (source) {
+    for (const std::string& v : f.source_ip_xlated()) {
+      if (auto c = ParseCidr("source_ip_xlated", v); !c.ok()) return c.status();
+      side->never = true;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CompiledFilter>> CompiledFilter::Compile(
+    const flow::FlowFilter& f, const EndpointTable& table, const FlowBuilder& builder) {
+  auto c = std::make_unique<CompiledFilter>();
+  c->table_ = &table;
+  c->builder_ = &builder;
+  if (absl::Status s = CompileSide(f, true, table, &c->src_); !s.ok()) return s;
+  if (absl::Status s = CompileSide(f, false, table, &c->dst_); !s.ok()) return s;
+
+  for (int v : f.verdict()) {
+    if (v < 0 || v >= 8) return Invalid("verdict", absl::StrCat(v), "unknown verdict");
+    c->verdicts_.set(static_cast<size_t>(v));
+  }
+  for (const auto& e : f.event_type()) c->event_types_.push_back(e);
+  for (const std::string& p : f.protocol()) {
+    auto protos = Protocols(p);
+    if (!protos.ok()) return protos.status();
+    c->protocols_.insert(c->protocols_.end(), protos->begin(), protos->end());
+  }
+  // Only L7 protocols asked for: no L3/L4 flow matches.
+  if (f.protocol_size() > 0 && c->protocols_.empty()) c->never_ = true;
+  for (const flow::TCPFlags& t : f.tcp_flags()) {
+    uint16_t m = 0;
+    if (t.fin()) m |= FS_TCP_FIN;
+    if (t.syn()) m |= FS_TCP_SYN;
+    if (t.rst()) m |= FS_TCP_RST;
+    if (t.psh()) m |= FS_TCP_PSH;
+    if (t.ack()) m |= FS_TCP_ACK;
+    if (t.urg()) m |= FS_TCP_URG;
+    if (t.ece()) m |= FS_TCP_ECE;
+    if (t.cwr()) m |= FS_TCP_CWR;
+    if (t.ns()) m |= FS_TCP_NS;
+    c->tcp_flags_.push_back(m);
+  }
+  for (bool r : f.reply()) c->reply_.push_back(r);
+  for (int d : f.traffic_direction()) {
+    c->directions_.push_back(static_cast<flow::TrafficDirection>(d));
+  }
+  for (int d : f.drop_reason_desc()) c->drop_reasons_.push_back(d);
+  for (int v : f.ip_version()) c->ip_versions_.push_back(static_cast<flow::IPVersion>(v));
+  for (const auto& i : f.interface()) c->interfaces_.push_back(i);
+  for (bool e : f.encrypted()) c->encrypted_.push_back(e);
+  for (const std::string& u : f.uuid()) c->uuids_.push_back(absl::AsciiStrToLower(u));
+
+  // Node names: "[cluster/]node" globs; a flow's node is "<cluster>/<node>".
+  if (f.node_name_size() > 0) {
+    std::string flow_node = builder.node_name();
+    if (flow_node.find('/') == std::string::npos) {
+      flow_node = absl::StrCat(table.cluster_name().empty() ? "default" : table.cluster_name(), "/",
+                               flow_node);
+    }
+    c->node_matches_ = false;
+    for (const std::string& p : f.node_name()) {
+      if (p.empty()) return Invalid("node_name", p, "pattern must not be empty");
+      const std::string pattern = p.find('/') == std::string::npos ? "*/" + p : p;
+      if (fnmatch(pattern.c_str(), flow_node.c_str(), FNM_PATHNAME) == 0) c->node_matches_ = true;
+    }
+  }
+  // Node labels: flowscope nodes carry none yet; selectors are checked against the empty set.
+  for (const std::string& sel : f.node_labels()) {
+    auto parsed = ParseLabelSelector(sel);
+    if (!parsed.ok()) return Invalid("node_labels", sel, parsed.status().message());
+    if (!SelectorMatches(*parsed, {})) c->node_matches_ = false;
+  }
+
+  // L7 and tracing fields: validated; no L3/L4 flow has them.
+  const bool http = f.http_status_code_size() > 0 || f.http_method_size() > 0 ||
+                    f.http_path_size() > 0 || f.http_url_size() > 0 || f.http_header_size() > 0;
+  if (http && f.event_type_size() > 0 &&
+      std::none_of(f.event_type().begin(), f.event_type().end(),
+                   [](const flow::EventTypeFilter& e) { return e.type() == 129; })) {
+    return absl::InvalidArgumentError(
+        "invalid filter: HTTP fields need event type l7 (129) when event_type is set");
+  }
+  for (const std::string& code : f.http_status_code()) {
+    absl::string_view digits = code;
+    const bool prefix = absl::ConsumeSuffix(&digits, "+");
+    int n;
+    if (digits.empty() || digits.size() > 3 || !absl::SimpleAtoi(digits, &n) ||
+        (!prefix && digits.size() != 3)) {
+      return Invalid("http_status_code", code, "expected a code like 404, or a prefix like 4+");
+    }
+  }
+  for (const std::string& v : f.http_path()) {
+    if (absl::Status s = ValidateRegex("http_path", v); !s.ok()) return s;
+  }
+  for (const std::string& v : f.http_url()) {
+    if (absl::Status s = ValidateRegex("http_url", v); !s.ok()) return s;
+  }
+  for (const std::string& v : f.dns_query()) {
+    if (absl::Status s = ValidateRegex("dns_query", v); !s.ok()) return s;
+  }
+  if (http || f.dns_query_size() > 0 || f.trace_id_size() > 0 || f.ip_trace_id_size() > 0) {
+    c->never_ = true;
+  }
+  if (f.has_experimental() && f.experimental().cel_expression_size() > 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid experimental.cel_expression filter \"", f.experimental().cel_expression(0),
+        "\": CEL expressions are not supported by flowscope"));
+  }
+  return c;
+}
+
+FlowPredicate::FlowPredicate(FlowPredicate&&) noexcept = default;
+FlowPredicate& FlowPredicate::operator=(FlowPredicate&&) noexcept = default;
+FlowPredicate::~FlowPredicate() = default;
+
+absl::StatusOr<FlowPredicate> FlowPredicate::Compile(
+    const google::protobuf::RepeatedPtrField<flow::FlowFilter>& whitelist,
+    const google::protobuf::RepeatedPtrField<flow::FlowFilter>& blacklist,
+    const EndpointTable& table, const FlowBuilder& builder) {
+  FlowPredicate p;
+  for (const auto& f : whitelist) {
+    auto c = CompiledFilter::Compile(f, table, builder);
+    if (!c.ok()) return c.status();
+    p.whitelist_.push_back(*std::move(c));
+  }
+  for (const auto& f : blacklist) {
+    auto c = CompiledFilter::Compile(f, table, builder);
+    if (!c.ok()) return c.status();
+    p.blacklist_.push_back(*std::move(c));
+  }
+  return p;
+}
+
+bool FlowPredicate::Match(const FlowRecord& r, uint64_t position) const {
+  if (!whitelist_.empty() && std::none_of(whitelist_.begin(), whitelist_.end(),
+                                          [&](const auto& f) { return f->Match(r, position); })) {
+    return false;
+  }
+  return std::none_of(blacklist_.begin(), blacklist_.end(),
+                      [&](const auto& f) { return f->Match(r, position); });
+}
+
+}  // namespace flowscope::observer

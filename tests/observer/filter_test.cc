@@ -1,0 +1,257 @@
+// FlowFilter semantics over records: every L3/L4 field, whitelist/blacklist combination, and
+// the InvalidArgument errors for bad filters.
+#include "observer/filter.h"
+
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <google/protobuf/text_format.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+#include "bpf/flow_event.h"
+
+namespace flowscope::observer {
+namespace {
+
+using ::testing::HasSubstr;
+
+class FilterTest : public ::testing::Test {
+ protected:
+  FilterTest() : table_("default"), builder_(table_, "node-1", &names_, 7) {
+    table_.Update({Pod("default", "tiefighter", "10.0.1.5", {"org=empire", "class=tiefighter"},
+                       "tiefighter", "Deployment"),
+                   Pod("default", "xwing", "10.0.1.6", {"org=alliance", "class=xwing"}, "", ""),
+                   Pod("default", "deathstar-6fb5694d48-5hmds", "10.0.2.7",
+                       {"org=empire", "class=deathstar"}, "deathstar", "Deployment"),
+                   Pod("kube-system", "coredns-74ff55c5b-66f4n", "10.0.3.2", {"k8s-app=kube-dns"},
+                       "coredns", "Deployment")});
+    names_.Set(12, "lxc12");
+  }
+
+  static EndpointInfo Pod(std::string ns, std::string pod, std::string ip,
+                          std::vector<std::string> labels, std::string wl, std::string kind) {
+    EndpointInfo i;
+    i.namespace_name = std::move(ns);
+    i.pod_name = std::move(pod);
+    i.ips = {std::move(ip)};
+    i.labels = std::move(labels);
+    i.workload_name = std::move(wl);
+    i.workload_kind = std::move(kind);
+    return i;
+  }
+
+  FlowRecord Tcp(const char* src, uint16_t sport, const char* dst, uint16_t dport, uint16_t flags,
+                 uint8_t reply = FS_REPLY_NO) {
+    FlowRecord r;
+    r.family = FS_FAMILY_IPV4;
+    inet_pton(AF_INET, src, r.saddr);
+    inet_pton(AF_INET, dst, r.daddr);
+    r.protocol = IPPROTO_TCP;
+    r.sport = sport;
+    r.dport = dport;
+    r.tcp_flags = flags;
+    r.verdict = FS_VERDICT_FORWARDED;
+    r.obs_point = FS_OBS_FROM_ENDPOINT;
+    r.is_reply = reply;
+    r.ifindex = 12;
+    EndpointTable::Resolver res(table_);
+    r.src_endpoint = res.Lookup(r.family, r.saddr);
+    r.dst_endpoint = res.Lookup(r.family, r.daddr);
+    return r;
+  }
+
+  // Whether `record` passes whitelist = [filters...] (text-format FlowFilters).
+  bool Passes(const FlowRecord& record, std::vector<std::string> allow,
+              std::vector<std::string> deny = {}) {
+    auto pred = Compile(allow, deny);
+    EXPECT_TRUE(pred.ok()) << pred.status();
+    return pred.ok() && pred->Match(record, 0);
+  }
+
+  absl::StatusOr<FlowPredicate> Compile(const std::vector<std::string>& allow,
+                                        const std::vector<std::string>& deny = {}) {
+    google::protobuf::RepeatedPtrField<flow::FlowFilter> w, b;
+    for (const auto& t : allow) {
+      EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(t, w.Add())) << t;
+    }
+    for (const auto& t : deny) {
+      EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(t, b.Add())) << t;
+    }
+    return FlowPredicate::Compile(w, b, table_, builder_);
+  }
+
+  std::string CompileError(const std::string& filter) {
+    auto p = Compile({filter});
+    EXPECT_FALSE(p.ok()) << filter;
+    if (p.ok()) return "";
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+    return std::string(p.status().message());
+  }
+
+  EndpointTable table_;
+  InterfaceNames names_;
+  FlowBuilder builder_;
+};
+
+TEST_F(FilterTest, EmptyListsMatchEverything) {
+  const FlowRecord r = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, FS_TCP_SYN);
+  EXPECT_TRUE(Passes(r, {}));
+  auto p = Compile({});
+  EXPECT_TRUE(p->MatchesAll());
+  EXPECT_TRUE(Passes(r, {""})) << "an empty filter matches";
+}
+
+TEST_F(FilterTest, PodRules) {
+  const FlowRecord r = Tcp("10.0.1.5", 40000, "10.0.3.2", 53, 0);
+  EXPECT_TRUE(Passes(r, {R"(source_pod: "tiefighter")"})) << "bare name: default namespace";
+  EXPECT_TRUE(Passes(r, {R"(source_pod: "default/tie")"})) << "prefix";
+  EXPECT_FALSE(Passes(r, {R"(source_pod: "kube-system/tiefighter")"}));
+  EXPECT_TRUE(Passes(r, {R"(destination_pod: "kube-system/coredns-")"}));
+  EXPECT_TRUE(Passes(r, {R"(destination_pod: "kube-system/")"}));
+  EXPECT_FALSE(Passes(r, {R"(destination_pod: "coredns")"})) << "coredns is not in default";
+  EXPECT_TRUE(Passes(r, {R"(destination_pod: "/coredns")"})) << "any namespace";
+  EXPECT_TRUE(Passes(r, {R"(source_pod: "/")"}));
+  const FlowRecord world = Tcp("8.8.8.8", 53, "10.0.1.5", 40000, 0);
+  EXPECT_FALSE(Passes(world, {R"(source_pod: "/")"})) << "no namespace and no pod: never";
+  // --pod sends a source and a destination filter: either side matches.
+  EXPECT_TRUE(Passes(
+      world, {R"(source_pod: "default/tiefighter")", R"(destination_pod: "default/tiefighter")"}));
+  EXPECT_THAT(CompileError(R"(source_pod: "")"), HasSubstr("name must not be empty"));
+}
+
+TEST_F(FilterTest, IpsAndCidrs) {
+  const FlowRecord r = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, 0);
+  EXPECT_TRUE(Passes(r, {R"(source_ip: "10.0.1.5")"}));
+  EXPECT_TRUE(Passes(r, {R"(source_ip: "10.0.0.0/16")"}));
+  EXPECT_FALSE(Passes(r, {R"(source_ip: "10.0.2.0/24")"}));
+  EXPECT_TRUE(Passes(r, {R"(destination_ip: ["1.1.1.1", "10.0.2.7"])"})) << "values OR'ed";
+  EXPECT_FALSE(Passes(r, {R"(destination_ip: "fd00::/8")"}));
+  EXPECT_THAT(CompileError(R"(source_ip: "10.0.0.0/40")"), HasSubstr("prefix length"));
+  EXPECT_THAT(CompileError(R"(destination_ip: "example.com")"),
+              HasSubstr("invalid destination_ip filter \"example.com\""));
+}
+
+TEST_F(FilterTest, LabelSelectors) {
+  const FlowRecord r = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, 0);
+  EXPECT_TRUE(Passes(r, {R"(source_label: "org=empire")"}));
+  EXPECT_TRUE(Passes(r, {R"(source_label: "k8s:org=empire")"}));
+  EXPECT_FALSE(Passes(r, {R"(source_label: "reserved:org=empire")"}));
+  EXPECT_TRUE(Passes(r, {R"(source_label: "org==empire,class!=xwing")"}));
+  EXPECT_TRUE(Passes(r, {R"pb(source_label: "class in (tiefighter, xwing)")pb"}));
+  EXPECT_FALSE(Passes(r, {R"pb(source_label: "class notin (tiefighter)")pb"}));
+  EXPECT_TRUE(Passes(r, {R"(source_label: "org")"}));
+  EXPECT_FALSE(Passes(r, {R"(source_label: "!org")"}));
+  EXPECT_TRUE(Passes(r, {R"(source_label: "!missing")"}));
+  EXPECT_TRUE(Passes(r, {R"(destination_label: "class=deathstar")"}));
+  const FlowRecord world = Tcp("8.8.8.8", 53, "10.0.1.5", 40000, 0);
+  EXPECT_TRUE(Passes(world, {R"(source_label: "reserved:world")"}));
+  EXPECT_THAT(CompileError(R"(source_label: "class in (a")"), HasSubstr("source_label"));
+  EXPECT_THAT(CompileError(R"(source_label: "a=b=c")"), HasSubstr("invalid label value"));
+  EXPECT_THAT(CompileError(R"(source_label: "org,,x")"), HasSubstr("empty requirement"));
+}
+
+TEST_F(FilterTest, VerdictEventTypeProtocolPortsFlags) {
+  FlowRecord drop = Tcp("10.0.1.6", 40001, "10.0.2.7", 80, FS_TCP_SYN, FS_REPLY_UNKNOWN);
+  drop.verdict = FS_VERDICT_DROPPED;
+  drop.drop_reason = FS_DROP_POLICY_DENIED;
+  const FlowRecord fwd = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, FS_TCP_SYN | FS_TCP_ACK);
+  EXPECT_TRUE(Passes(drop, {"verdict: DROPPED"}));
+  EXPECT_FALSE(Passes(fwd, {"verdict: DROPPED"}));
+  EXPECT_TRUE(Passes(drop, {"event_type { type: 1 }"}));
+  EXPECT_TRUE(Passes(drop, {"event_type { type: 1 match_sub_type: true sub_type: 133 }"}));
+  EXPECT_FALSE(Passes(drop, {"event_type { type: 1 match_sub_type: true sub_type: 181 }"}));
+  EXPECT_TRUE(Passes(fwd, {"event_type { type: 4 match_sub_type: true sub_type: 5 }"}))
+      << "trace from-endpoint";
+  EXPECT_TRUE(Passes(fwd, {"event_type { type: 0 }"})) << "type 0 is any";
+  EXPECT_TRUE(Passes(drop, {"drop_reason_desc: POLICY_DENIED"}));
+  EXPECT_FALSE(Passes(fwd, {"drop_reason_desc: POLICY_DENIED"}));
+  EXPECT_TRUE(Passes(fwd, {R"(protocol: "TCP")"}));
+  EXPECT_FALSE(Passes(fwd, {R"(protocol: "udp")"}));
+  EXPECT_FALSE(Passes(fwd, {R"(protocol: "http")"})) << "L7 only";
+  EXPECT_THAT(CompileError(R"(protocol: "gre")"), HasSubstr("unknown protocol"));
+  EXPECT_TRUE(Passes(fwd, {R"(destination_port: "80")"}));
+  EXPECT_TRUE(Passes(fwd, {R"(source_port: "40000")"}));
+  EXPECT_FALSE(Passes(fwd, {R"(destination_port: "443")"}));
+  EXPECT_THAT(CompileError(R"(destination_port: "99999")"), HasSubstr("0..65535"));
+  EXPECT_THAT(CompileError(R"(source_port: "http")"), HasSubstr("source_port"));
+  EXPECT_TRUE(Passes(fwd, {"tcp_flags { SYN: true }"}));
+  EXPECT_TRUE(Passes(fwd, {"tcp_flags { SYN: true ACK: true }"}));
+  EXPECT_FALSE(Passes(drop, {"tcp_flags { SYN: true ACK: true }"}));
+  EXPECT_TRUE(Passes(drop, {"tcp_flags { FIN: true } tcp_flags { SYN: true }"}));
+  EXPECT_TRUE(Passes(fwd, {"ip_version: IPv4"}));
+  EXPECT_FALSE(Passes(fwd, {"ip_version: IPv6"}));
+}
+
+TEST_F(FilterTest, ReplyDirectionAndInterfaces) {
+  const FlowRecord req = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, FS_TCP_SYN, FS_REPLY_NO);
+  const FlowRecord rep =
+      Tcp("10.0.2.7", 80, "10.0.1.5", 40000, FS_TCP_SYN | FS_TCP_ACK, FS_REPLY_YES);
+  FlowRecord unknown = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, FS_TCP_ACK, FS_REPLY_UNKNOWN);
+  EXPECT_TRUE(Passes(req, {"reply: false"}));
+  EXPECT_FALSE(Passes(req, {"reply: true"}));
+  EXPECT_TRUE(Passes(rep, {"reply: true"}));
+  EXPECT_FALSE(Passes(unknown, {"reply: false"})) << "unknown direction matches nothing";
+  unknown.verdict = FS_VERDICT_DROPPED;
+  unknown.drop_reason = FS_DROP_POLICY_DENIED;
+  EXPECT_TRUE(Passes(unknown, {"reply: false"})) << "except drops, where it counts as false";
+  EXPECT_TRUE(Passes(req, {"traffic_direction: EGRESS"}));
+  EXPECT_TRUE(Passes(rep, {"traffic_direction: INGRESS"}));
+  EXPECT_TRUE(Passes(req, {R"(interface { name: "lxc12" })"}));
+  EXPECT_TRUE(Passes(req, {"interface { index: 12 }"}));
+  EXPECT_FALSE(Passes(req, {R"(interface { name: "eth0" })"}));
+}
+
+TEST_F(FilterTest, IdentitiesWorkloadsClustersNodes) {
+  const FlowRecord r = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, 0);
+  const uint32_t tie = table_.Get(r.src_endpoint).identity;
+  EXPECT_TRUE(Passes(r, {absl::StrCat("source_identity: ", tie)}));
+  EXPECT_FALSE(Passes(r, {absl::StrCat("destination_identity: ", tie)}));
+  EXPECT_TRUE(Passes(r, {R"(source_workload { name: "tiefighter" })"}));
+  EXPECT_TRUE(Passes(r, {R"(source_workload { kind: "Deployment" })"}));
+  EXPECT_FALSE(Passes(r, {R"(source_workload { name: "tiefighter" kind: "StatefulSet" })"}));
+  EXPECT_TRUE(Passes(r, {R"(source_cluster_name: "default")"}));
+  EXPECT_FALSE(Passes(r, {R"(destination_cluster_name: "other")"}));
+  EXPECT_THAT(CompileError(R"(source_cluster_name: "")"), HasSubstr("must not be empty"));
+  EXPECT_TRUE(Passes(r, {R"(node_name: "node-1")"}));
+  EXPECT_TRUE(Passes(r, {R"(node_name: "node-*")"}));
+  EXPECT_TRUE(Passes(r, {R"(node_name: "default/node-1")"}));
+  EXPECT_FALSE(Passes(r, {R"(node_name: "other/node-1")"}));
+  EXPECT_FALSE(Passes(r, {R"(node_name: "k8s*")"}));
+  EXPECT_TRUE(Passes(r, {R"(uuid: ")" + builder_.Uuid(0) + R"(")"}));
+  EXPECT_FALSE(Passes(r, {R"(uuid: "00000000-0000-4000-8000-000000000000")"}));
+}
+
+TEST_F(FilterTest, FieldsFlowscopeDoesNotProduceMatchNothingButAreValidated) {
+  const FlowRecord r = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, 0);
+  EXPECT_FALSE(Passes(r, {R"(source_fqdn: "*.cluster.local")"}));
+  EXPECT_FALSE(Passes(r, {R"(destination_service: "default/deathstar")"}));
+  EXPECT_FALSE(Passes(r, {R"(http_status_code: "4+")"}));
+  EXPECT_FALSE(Passes(r, {R"(dns_query: ".*\\.local")"}));
+  EXPECT_TRUE(Passes(r, {"encrypted: false"}));
+  EXPECT_FALSE(Passes(r, {"encrypted: true"}));
+  EXPECT_THAT(CompileError(R"(http_status_code: "4xx")"), HasSubstr("http_status_code"));
+  EXPECT_THAT(CompileError(R"(http_path: "(unclosed")"), HasSubstr("http_path"));
+  EXPECT_THAT(CompileError(R"(dns_query: "[")"), HasSubstr("dns_query"));
+  EXPECT_THAT(CompileError(R"(source_fqdn: "bad name!")"), HasSubstr("source_fqdn"));
+  EXPECT_THAT(CompileError(R"(destination_service: "")"), HasSubstr("must not be empty"));
+  EXPECT_THAT(CompileError(R"(http_method: "GET" event_type { type: 4 })"),
+              HasSubstr("event type l7 (129)"));
+  EXPECT_THAT(CompileError(R"(experimental { cel_expression: "true" })"),
+              HasSubstr("CEL expressions are not supported"));
+}
+
+TEST_F(FilterTest, WhitelistMinusBlacklist) {
+  const FlowRecord tie = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, 0);
+  const FlowRecord dns = Tcp("10.0.1.5", 40000, "10.0.3.2", 53, 0);
+  const std::vector<std::string> not_kube_system = {R"(source_pod: "kube-system/")",
+                                                    R"(destination_pod: "kube-system/")"};
+  EXPECT_TRUE(Passes(tie, {}, not_kube_system));
+  EXPECT_FALSE(Passes(dns, {}, not_kube_system));
+  // Within a filter fields AND; across filters OR.
+  EXPECT_FALSE(Passes(dns, {R"(source_pod: "tiefighter" destination_port: "80")"}));
+  EXPECT_TRUE(Passes(
+      dns, {R"(source_pod: "tiefighter" destination_port: "80")", R"(destination_port: "53")"}));
+}
+
+}  // namespace
+}  // namespace flowscope::observer
