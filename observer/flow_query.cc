@@ -1,0 +1,94 @@
+#include "observer/flow_query.h"
+
+namespace flowscope::observer {
+
+absl::StatusOr<FlowQuery> FlowQuery::Create(const Ring& ring, const QueryOptions& options,
+                                            FlowPredicate predicate) {
+  if (options.first && options.follow) {
+    return absl::InvalidArgumentError("first cannot be specified with follow");
+  }
+  if (options.since_ns && options.until_ns && *options.until_ns < *options.since_ns) {
+    return absl::InvalidArgumentError("until must not be before since");
+  }
+  return FlowQuery(ring, options, std::move(predicate));
+}
+
+FlowQuery::FlowQuery(const Ring& ring, const QueryOptions& options, FlowPredicate predicate)
+    : ring_(&ring),
+      options_(options),
+      predicate_(std::move(predicate)),
+      reader_(ring, ring.EndPosition()) {}
+
+void FlowQuery::Position() {
+  positioned_ = true;
+  if (options_.since_ns) {
+    // The first `number` matching flows at or after `since`.
+    reader_.Seek(ring_->SeekTime(*options_.since_ns));
+    limit_ = options_.number;
+    return;
+  }
+  if (options_.first) {
+    reader_.Seek(ring_->OldestPosition());
+    limit_ = options_.number;
+    return;
+  }
+  reader_.Seek(ring_->EndPosition());
+  if (options_.follow && options_.number == 0) return;  // from now on
+  // Last N: walk back over N matching flows (all of them when number is 0).
+  uint64_t found = 0;
+  FlowRecord r;
+  while (options_.number == 0 || found < options_.number) {
+    if (reader_.Prev(&r) != ringbuf::ReadStatus::kRecord) break;
+    if (predicate_.MatchesAll() || predicate_.Match(r, reader_.position())) ++found;
+  }
+  if (!options_.follow) limit_ = found;
+  if (!options_.follow && found == 0) done_ = true;
+}
+
+bool FlowQuery::FlushLost(absl::Time now, bool force, Item* item) {
+  if (pending_lost_.count == 0) return false;
+  if (!force && now - last_lost_sent_ < options_.lost_report_interval) return false;
+  item->lost = pending_lost_;
+  pending_lost_ = {};
+  last_lost_sent_ = now;
+  return true;
+}
+
+FlowQuery::Step FlowQuery::Next(absl::Time now, Item* item) {
+  if (!positioned_) Position();
+  while (!done_) {
+    const uint64_t position = reader_.position();
+    const ringbuf::ReadStatus s = reader_.Next(&item->record);
+    if (s == ringbuf::ReadStatus::kLost) {
+      const uint64_t n = reader_.TakeLost();
+      if (pending_lost_.count == 0) pending_lost_.first = now;
+      pending_lost_.count += n;
+      pending_lost_.last = now;
+      if (FlushLost(now, false, item)) return Step::kLost;
+      continue;
+    }
+    if (s == ringbuf::ReadStatus::kEnd) {
+      if (options_.follow) {
+        if (FlushLost(now, false, item)) return Step::kLost;
+        return Step::kWait;
+      }
+      done_ = true;
+      break;
+    }
+    const FlowRecord& r = item->record;
+    if (options_.since_ns && r.time_ns < *options_.since_ns) continue;
+    if (options_.until_ns && !options_.follow && r.time_ns > *options_.until_ns) {
+      done_ = true;
+      break;
+    }
+    if (!predicate_.MatchesAll() && !predicate_.Match(r, position)) continue;
+    item->position = position;
+    ++delivered_;
+    if (!options_.follow && limit_ != 0 && delivered_ >= limit_) done_ = true;
+    return Step::kFlow;
+  }
+  if (FlushLost(now, true, item)) return Step::kLost;
+  return Step::kEnd;
+}
+
+}  // namespace flowscope::observer

@@ -1,0 +1,90 @@
+// FlowQuery: one GetFlows request's walk over the FlowRing, with Hubble's semantics (the
+// reference §3.2): `since` (a binary search, then the first `number` matches), `first` (from
+// the oldest), follow without `number` (from the newest), otherwise "last N" (walk back over N
+// matching flows, then forward); `until` ends a non-follow stream; `follow` waits for new
+// records. Records the writer overwrote before this reader got to them are reported as one
+// aggregated HUBBLE_RING_BUFFER lost event at most once per second, and never count toward
+// `number`. Used by one stream (thread) at a time.
+//
+//   FLOWSCOPE_ASSIGN_OR_RETURN(auto q, FlowQuery::Create(ring, options, std::move(pred)));
+//   for (;;) {
+//     FlowQuery::Item item;
+//     switch (q.Next(absl::Now(), &item)) {
+//       case FlowQuery::Step::kFlow: send(item.record, item.position); break;
+//       case FlowQuery::Step::kLost: send(item.lost); break;
+//       case FlowQuery::Step::kWait: q.Wait(deadline); break;
+//       case FlowQuery::Step::kEnd: return;
+//     }
+//   }
+#ifndef FLOWSCOPE_OBSERVER_FLOW_QUERY_H_
+#define FLOWSCOPE_OBSERVER_FLOW_QUERY_H_
+
+#include <cstdint>
+#include <optional>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "observer/filter.h"
+#include "observer/flow_record.h"
+#include "ringbuf/flow_ring.h"
+
+namespace flowscope::observer {
+
+using Ring = ringbuf::FlowRing<FlowRecord>;
+
+struct QueryOptions {
+  uint64_t number = 0;
+  bool first = false;
+  bool follow = false;
+  std::optional<uint64_t> since_ns = std::nullopt;
+  std::optional<uint64_t> until_ns = std::nullopt;
+  absl::Duration lost_report_interval = absl::Seconds(1);
+};
+
+struct LostNotice {
+  uint64_t count = 0;
+  absl::Time first;
+  absl::Time last;
+};
+
+class FlowQuery {
+ public:
+  enum class Step { kFlow, kLost, kWait, kEnd };
+  struct Item {
+    FlowRecord record;
+    uint64_t position = 0;
+    LostNotice lost;
+  };
+
+  // InvalidArgument for first together with follow.
+  static absl::StatusOr<FlowQuery> Create(const Ring& ring, const QueryOptions& options,
+                                          FlowPredicate predicate);
+
+  // The next thing to send, or kWait (follow, caught up) / kEnd.
+  Step Next(absl::Time now, Item* item);
+
+  // Blocks until a record may be there, `deadline` passes or Interrupt() on the ring.
+  void Wait(absl::Time deadline) { reader_.Wait(deadline); }
+
+  uint64_t delivered() const { return delivered_; }
+
+ private:
+  FlowQuery(const Ring& ring, const QueryOptions& options, FlowPredicate predicate);
+  void Position();
+  bool FlushLost(absl::Time now, bool force, Item* item);
+
+  const Ring* ring_;
+  QueryOptions options_;
+  FlowPredicate predicate_;
+  ringbuf::RingReader<FlowRecord> reader_;
+  uint64_t limit_ = 0;  // flows to deliver before ending (0: no limit)
+  uint64_t delivered_ = 0;
+  bool positioned_ = false;
+  bool done_ = false;
+  LostNotice pending_lost_;
+  absl::Time last_lost_sent_ = absl::InfinitePast();
+};
+
+}  // namespace flowscope::observer
+
+#endif  // FLOWSCOPE_OBSERVER_FLOW_QUERY_H_
