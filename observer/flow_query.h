@@ -68,6 +68,9 @@ class FlowQuery {
 
   uint64_t delivered() const { return delivered_; }
 
+  // Whether the ring may have records this query has not looked at yet.
+  bool MaybeReady() const { return reader_.position() < ring_->EndPosition(); }
+
  private:
   FlowQuery(const Ring& ring, const QueryOptions& options, FlowPredicate predicate);
   void Position();

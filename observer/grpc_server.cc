@@ -1,0 +1,108 @@
+#include "observer/grpc_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace flowscope::observer {
+
+absl::Status PrepareUnixSocket(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("unix socket path is too long: ", path));
+  }
+  std::error_code ec;
+  const auto dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create ", dir.string(), ": ", ec.message()));
+  }
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0) return absl::OkStatus();  // nothing there
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " exists and is not a socket; not replacing it"));
+  }
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::ErrnoToStatus(errno, "socket");
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size());
+  const bool live = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  if (live) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("another server is listening on ", path, "; not replacing it"));
+  }
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("removing stale socket ", path));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
+    const std::vector<grpc::Service*>& services, const ListenOptions& options) {
+  if (options.unix_socket.empty() && options.tcp_address.empty()) {
+    return absl::InvalidArgumentError("nothing to listen on: give a unix socket or a TCP address");
+  }
+  std::unique_ptr<GrpcServer> s(new GrpcServer());
+  s->options_ = options;
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  if (!options.unix_socket.empty()) {
+    if (absl::Status st = PrepareUnixSocket(options.unix_socket); !st.ok()) return st;
+    builder.AddListeningPort("unix://" + options.unix_socket, grpc::InsecureServerCredentials());
+  }
+  if (!options.tcp_address.empty()) {
+    builder.AddListeningPort(options.tcp_address, grpc::InsecureServerCredentials(), &s->tcp_port_);
+  }
+  for (grpc::Service* svc : services) builder.RegisterService(svc);
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || (!options.tcp_address.empty() && s->tcp_port_ == 0)) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ",
+                     options.unix_socket.empty() ? options.tcp_address : options.unix_socket,
+                     options.unix_socket.empty() || options.tcp_address.empty()
+                         ? ""
+                         : absl::StrCat(" and ", options.tcp_address),
+                     " (address in use or not permitted)"));
+  }
+  if (!options.unix_socket.empty() && chmod(options.unix_socket.c_str(), 0660) != 0) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("chmod ", options.unix_socket));
+  }
+  grpc::HealthCheckServiceInterface* health = s->server_->GetHealthCheckService();
+  health->SetServingStatus(true);
+  health->SetServingStatus("hubble.server.Observer", true);
+  return s;
+}
+
+GrpcServer::~GrpcServer() { Shutdown(absl::Seconds(1)); }
+
+void GrpcServer::Shutdown(absl::Duration grace) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  server_->GetHealthCheckService()->Shutdown();
+  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
+  server_->Wait();
+  if (!options_.unix_socket.empty()) unlink(options_.unix_socket.c_str());
+}
+
+std::string GrpcServer::target() const {
+  if (!options_.unix_socket.empty()) return "unix://" + options_.unix_socket;
+  std::string host = options_.tcp_address.substr(0, options_.tcp_address.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "127.0.0.1";
+  return absl::StrCat(host, ":", tcp_port_);
+}
+
+}  // namespace flowscope::observer

@@ -1,0 +1,52 @@
+// GrpcServer: serves the Observer service (plus the standard gRPC health service, answering
+// SERVING for "" and "hubble.server.Observer", and server reflection) on a unix socket and,
+// optionally, a TCP address. A stale socket left by a crash is replaced; a live one (another
+// observer answering on it) is not. Start/Shutdown from one thread.
+#ifndef FLOWSCOPE_OBSERVER_GRPC_SERVER_H_
+#define FLOWSCOPE_OBSERVER_GRPC_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace flowscope::observer {
+
+struct ListenOptions {
+  std::string unix_socket;  // "" for none
+  std::string tcp_address;  // "" for none; "127.0.0.1:0" picks a port
+};
+
+class GrpcServer {
+ public:
+  // `services` must outlive the server.
+  static absl::StatusOr<std::unique_ptr<GrpcServer>> Start(
+      const std::vector<grpc::Service*>& services, const ListenOptions& options);
+  ~GrpcServer();
+
+  // Stops accepting calls, cancels streams still open after `grace`, removes the socket.
+  void Shutdown(absl::Duration grace);
+
+  int tcp_port() const { return tcp_port_; }
+  // A target for clients: "unix:///path" or "host:port".
+  std::string target() const;
+
+ private:
+  GrpcServer() = default;
+  std::unique_ptr<grpc::Server> server_;
+  ListenOptions options_;
+  int tcp_port_ = 0;
+  bool shut_down_ = false;
+};
+
+// Replaces a stale unix socket at `path` (connection refused) and creates its directory;
+// AlreadyExists if something answers there, FailedPrecondition if it is not a socket.
+absl::Status PrepareUnixSocket(const std::string& path);
+
+}  // namespace flowscope::observer
+
+#endif  // FLOWSCOPE_OBSERVER_GRPC_SERVER_H_

@@ -1,0 +1,316 @@
+#include "observer/observer_service.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "api/grpc_status.h"
+#include "api/logging.h"
+
+namespace flowscope::observer {
+namespace {
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  const int64_t ns = absl::ToUnixNanos(t);
+  ts.set_seconds(ns / 1'000'000'000);
+  ts.set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
+  return ts;
+}
+
+std::optional<uint64_t> ToNanos(const google::protobuf::Timestamp& t) {
+  if (t.seconds() < 0) return uint64_t{0};
+  return static_cast<uint64_t>(t.seconds()) * 1'000'000'000 + static_cast<uint64_t>(t.nanos());
+}
+
+// A streaming call that ends at once with `status`.
+template <typename T>
+class FinishNow final : public grpc::ServerWriteReactor<T> {
+ public:
+  explicit FinishNow(const grpc::Status& status) { this->Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+// --- one GetFlows stream -----------------------------------------------------------------------
+
+class FlowStreamReactor final : public grpc::ServerWriteReactor<::observer::GetFlowsResponse> {
+ public:
+  FlowStreamReactor(ObserverService* service, FlowQuery query)
+      : service_(service), query_(std::move(query)) {
+    service_->active_streams_.fetch_add(1);
+    Pump();
+  }
+
+  // From the notifier, which took a reference when it unparked us.
+  void Resume() {
+    Pump();
+    Unref();
+  }
+
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed"));
+      return;
+    }
+    Pump();
+  }
+
+  void OnCancel() override {
+    cancelled_.store(true);
+    // If parked, nothing else will run us: finish here. Otherwise the write in flight (or the
+    // notifier resuming us) sees the flag.
+    if (service_->notifier_.Unpark(this)) {
+      FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+      Unref();
+    }
+  }
+
+  void OnDone() override {
+    if (service_->notifier_.Unpark(this)) Unref();
+    service_->active_streams_.fetch_sub(1);
+    Unref();
+  }
+
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  void FinishOnce(const grpc::Status& status) {
+    if (!finished_.exchange(true)) Finish(status);
+  }
+
+  // Produces the next message and starts writing it, or parks, or finishes. Never blocks.
+  void Pump() {
+    while (true) {
+      if (cancelled_.load()) {
+        FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+        return;
+      }
+      switch (query_.Next(absl::Now(), &item_)) {
+        case FlowQuery::Step::kEnd:
+          FinishOnce(grpc::Status::OK);
+          return;
+        case FlowQuery::Step::kWait:
+          Ref();
+          service_->notifier_.Park(this);
+          // Records published between the check and the park would wait for the next wake-up:
+          // look again, and take ourselves back if there is something.
+          if (query_.MaybeReady() && service_->notifier_.Unpark(this)) {
+            Unref();
+            continue;
+          }
+          return;
+        case FlowQuery::Step::kFlow:
+          resp_.Clear();
+          service_->builder_.BuildResponse(item_.record, item_.position, &resp_);
+          break;
+        case FlowQuery::Step::kLost: {
+          resp_.Clear();
+          flow::LostEvent* lost = resp_.mutable_lost_events();
+          lost->set_source(flow::HUBBLE_RING_BUFFER);
+          lost->set_num_events_lost(item_.lost.count);
+          lost->mutable_cpu()->set_value(0);
+          *lost->mutable_first() = ToProto(item_.lost.first);
+          *lost->mutable_last() = ToProto(item_.lost.last);
+          resp_.set_node_name(service_->options_.node_name);
+          *resp_.mutable_time() = ToProto(item_.lost.last);
+          break;
+        }
+      }
+      // One write in flight; no buffer hint: a buffered write would only complete when a later
+      // unbuffered one flushes it, and the next write waits for this one.
+      StartWrite(&resp_);
+      return;
+    }
+  }
+
+  ObserverService* service_;
+  FlowQuery query_;
+  ::observer::GetFlowsResponse resp_;
+  FlowQuery::Item item_;
+  std::atomic<bool> cancelled_{false};
+  std::atomic<bool> finished_{false};
+  std::atomic<int> refs_{1};  // gRPC's, released in OnDone
+};
+
+// --- notifier ----------------------------------------------------------------------------------
+
+StreamNotifier::StreamNotifier(const Ring& ring) : ring_(ring), thread_([this] { Run(); }) {}
+
+StreamNotifier::~StreamNotifier() { Stop(); }
+
+void StreamNotifier::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  ring_.Interrupt();
+  if (thread_.joinable()) thread_.join();
+}
+
+void StreamNotifier::Park(FlowStreamReactor* r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  parked_.insert(r);
+}
+
+bool StreamNotifier::Unpark(FlowStreamReactor* r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return parked_.erase(r) > 0;
+}
+
+void StreamNotifier::Run() {
+  uint64_t seen = ring_.EndPosition();
+  absl::Time next_tick = absl::Now() + absl::Seconds(1);
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+    }
+    ring_.WaitFor(seen, std::min(next_tick, absl::Now() + absl::Milliseconds(200)));
+    const uint64_t end = ring_.EndPosition();
+    const absl::Time now = absl::Now();
+    const bool tick = now >= next_tick;  // lets pending lost-event notices go out
+    if (end == seen && !tick) continue;
+    seen = end;
+    if (tick) next_tick = now + absl::Seconds(1);
+    std::vector<FlowStreamReactor*> wake;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+      wake.assign(parked_.begin(), parked_.end());
+      parked_.clear();
+    }
+    // Each parked stream holds a reference for us; Resume() releases it.
+    for (FlowStreamReactor* r : wake) r->Resume();
+  }
+}
+
+// --- service -----------------------------------------------------------------------------------
+
+ObserverService::ObserverService(const Ring& ring, const EndpointTable& table,
+                                 const FlowBuilder& builder, ObserverOptions options)
+    : ring_(ring),
+      table_(table),
+      builder_(builder),
+      options_(std::move(options)),
+      notifier_(ring) {}
+
+ObserverService::~ObserverService() { Shutdown(); }
+
+void ObserverService::Shutdown() { notifier_.Stop(); }
+
+grpc::ServerWriteReactor<::observer::GetFlowsResponse>* ObserverService::GetFlows(
+    grpc::CallbackServerContext* ctx, const ::observer::GetFlowsRequest* req) {
+  QueryOptions q;
+  q.number = req->number();
+  q.first = req->first();
+  q.follow = req->follow();
+  if (req->has_since()) q.since_ns = ToNanos(req->since());
+  if (req->has_until()) q.until_ns = ToNanos(req->until());
+  q.lost_report_interval = options_.lost_report_interval;
+  auto predicate = FlowPredicate::Compile(req->whitelist(), req->blacklist(), table_, builder_);
+  if (!predicate.ok()) {
+    return new FinishNow<::observer::GetFlowsResponse>(ToGrpcStatus(predicate.status()));
+  }
+  auto query = FlowQuery::Create(ring_, q, *std::move(predicate));
+  if (!query.ok()) {
+    return new FinishNow<::observer::GetFlowsResponse>(ToGrpcStatus(query.status()));
+  }
+  return new FlowStreamReactor(this, *std::move(query));
+}
+
+grpc::ServerWriteReactor<::observer::GetAgentEventsResponse>* ObserverService::GetAgentEvents(
+    grpc::CallbackServerContext* ctx, const ::observer::GetAgentEventsRequest* req) {
+  return new FinishNow<::observer::GetAgentEventsResponse>(
+      grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "flowscope does not produce agent events"));
+}
+
+grpc::ServerWriteReactor<::observer::GetDebugEventsResponse>* ObserverService::GetDebugEvents(
+    grpc::CallbackServerContext* ctx, const ::observer::GetDebugEventsRequest* req) {
+  return new FinishNow<::observer::GetDebugEventsResponse>(grpc::Status(
+      grpc::StatusCode::UNIMPLEMENTED, "flowscope does not produce datapath debug events"));
+}
+
+void ObserverService::Status(absl::Time now, ::observer::ServerStatusResponse* out) const {
+  out->set_num_flows(ring_.Len());
+  out->set_max_flows(ring_.Cap());
+  out->set_seen_flows(ring_.Written());
+  out->set_uptime_ns(static_cast<uint64_t>(absl::ToInt64Nanoseconds(now - start_)));
+  out->set_version(std::string(kVersion));
+  // Flows in the last minute per second; over the time the ring covers if that is shorter.
+  const uint64_t now_ns = static_cast<uint64_t>(absl::ToUnixNanos(now));
+  const uint64_t minute_ago = now_ns - 60'000'000'000ULL;
+  const uint64_t end = ring_.EndPosition();
+  const uint64_t from = ring_.SeekTime(minute_ago);
+  const uint64_t count = end > from ? end - from : 0;
+  double seconds = 60.0;
+  if (auto oldest = ring_.OldestTime();
+      oldest && *oldest > minute_ago && from <= ring_.OldestPosition()) {
+    seconds = static_cast<double>(now_ns - std::min(now_ns, *oldest)) / 1e9;
+  }
+  out->set_flows_rate(count == 0 || seconds <= 0 ? 0.0 : static_cast<double>(count) / seconds);
+}
+
+grpc::ServerUnaryReactor* ObserverService::ServerStatus(grpc::CallbackServerContext* ctx,
+                                                        const ::observer::ServerStatusRequest*,
+                                                        ::observer::ServerStatusResponse* resp) {
+  Status(absl::Now(), resp);
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ObserverService::GetNodes(grpc::CallbackServerContext* ctx,
+                                                    const ::observer::GetNodesRequest*,
+                                                    ::observer::GetNodesResponse* resp) {
+  ::observer::ServerStatusResponse status;
+  Status(absl::Now(), &status);
+  ::observer::Node* node = resp->add_nodes();
+  node->set_name(options_.node_name);
+  node->set_version(status.version());
+  node->set_address(options_.address);
+  node->set_state(relay::NODE_CONNECTED);
+  node->mutable_tls()->set_enabled(false);
+  node->set_uptime_ns(status.uptime_ns());
+  node->set_num_flows(status.num_flows());
+  node->set_max_flows(status.max_flows());
+  node->set_seen_flows(status.seen_flows());
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ObserverService::GetNamespaces(grpc::CallbackServerContext* ctx,
+                                                         const ::observer::GetNamespacesRequest*,
+                                                         ::observer::GetNamespacesResponse* resp) {
+  // Namespaces of the endpoints in the flows of the last hour that the ring still holds.
+  const uint64_t hour_ago = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now() - absl::Hours(1)));
+  ringbuf::RingReader<FlowRecord> reader(ring_, ring_.SeekTime(hour_ago));
+  absl::flat_hash_set<uint32_t> ids;
+  FlowRecord r;
+  for (ringbuf::ReadStatus s; (s = reader.Next(&r)) != ringbuf::ReadStatus::kEnd;) {
+    if (s != ringbuf::ReadStatus::kRecord) continue;
+    ids.insert(r.src_endpoint);
+    ids.insert(r.dst_endpoint);
+  }
+  std::set<std::pair<std::string, std::string>> namespaces;
+  for (uint32_t id : ids) {
+    const Endpoint& e = table_.Get(id);
+    if (!e.namespace_name.empty()) namespaces.emplace(e.cluster_name, e.namespace_name);
+  }
+  for (const auto& [cluster, ns] : namespaces) {
+    ::observer::Namespace* n = resp->add_namespaces();
+    n->set_cluster(cluster);
+    n->set_namespace_(ns);
+  }
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace flowscope::observer

@@ -1,0 +1,315 @@
+// The Observer service through a real gRPC client on a unix socket: GetFlows (last N, filters,
+// follow, cancellation), ServerStatus, GetNodes, GetNamespaces, health, and the errors for bad
+// requests.
+#include "observer/observer_service.h"
+
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "bpf/flow_event.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "observer/grpc_server.h"
+
+namespace flowscope::observer {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ObserverServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ring_ = std::move(Ring::Create(1023)).value();
+    table_ = std::make_unique<EndpointTable>("default");
+    EndpointInfo tie;
+    tie.ips = {"10.0.1.5"};
+    tie.namespace_name = "default";
+    tie.pod_name = "tiefighter";
+    EndpointInfo dns;
+    dns.ips = {"10.0.3.2"};
+    dns.namespace_name = "kube-system";
+    dns.pod_name = "coredns-1";
+    table_->Update({tie, dns});
+    builder_ = std::make_unique<FlowBuilder>(*table_, "node-1", nullptr, 99);
+    dir_ = std::filesystem::temp_directory_path() / ("fs-svc-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir_);
+    socket_ = (dir_ / "observer.sock").string();
+    service_ = std::make_unique<ObserverService>(*ring_, *table_, *builder_,
+                                                 ObserverOptions{"node-1", "unix://" + socket_});
+    auto server = GrpcServer::Start({service_.get()}, {socket_, ""});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(server).value();
+    channel_ = grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials());
+    stub_ = ::observer::Observer::NewStub(channel_);
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown(absl::Milliseconds(100));
+    service_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Writes n records from tiefighter to coredns:53 (sport = sequence) starting now-ish.
+  void Write(uint64_t n) {
+    EndpointTable::Resolver res(*table_);
+    const uint64_t base = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+    for (uint64_t i = 0; i < n; ++i) {
+      FlowRecord r;
+      r.time_ns = base + i;
+      r.family = FS_FAMILY_IPV4;
+      inet_pton(AF_INET, "10.0.1.5", r.saddr);
+      inet_pton(AF_INET, "10.0.3.2", r.daddr);
+      r.protocol = IPPROTO_UDP;
+      r.sport = static_cast<uint16_t>(seq_++);
+      r.dport = 53;
+      r.verdict = FS_VERDICT_FORWARDED;
+      r.obs_point = FS_OBS_FROM_ENDPOINT;
+      r.src_endpoint = res.Lookup(r.family, r.saddr);
+      r.dst_endpoint = res.Lookup(r.family, r.daddr);
+      ring_->Write(r);
+    }
+    ring_->Publish();
+  }
+
+  std::vector<::observer::GetFlowsResponse> GetFlows(const ::observer::GetFlowsRequest& req,
+                                                     grpc::Status* status) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    auto reader = stub_->GetFlows(&ctx, req);
+    std::vector<::observer::GetFlowsResponse> out;
+    ::observer::GetFlowsResponse resp;
+    while (reader->Read(&resp)) out.push_back(resp);
+    *status = reader->Finish();
+    return out;
+  }
+
+  std::unique_ptr<Ring> ring_;
+  std::unique_ptr<EndpointTable> table_;
+  std::unique_ptr<FlowBuilder> builder_;
+  std::unique_ptr<ObserverService> service_;
+  std::unique_ptr<GrpcServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<::observer::Observer::Stub> stub_;
+  std::filesystem::path dir_;
+  std::string socket_;
+  uint64_t seq_ = 0;
+};
+
+TEST_F(ObserverServiceTest, SocketIsGroupReadableAndHealthServes) {
+  struct stat st {};
+  ASSERT_EQ(stat(socket_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  for (const char* name : {"", "hubble.server.Observer"}) {
+    grpc::ClientContext ctx;
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(name);
+    grpc::health::v1::HealthCheckResponse resp;
+    ASSERT_TRUE(health->Check(&ctx, req, &resp).ok()) << name;
+    EXPECT_EQ(resp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+}
+
+TEST_F(ObserverServiceTest, LastNWithFiltersAndEmptyRing) {
+  grpc::Status status;
+  ::observer::GetFlowsRequest req;
+  req.set_number(20);
+  EXPECT_TRUE(GetFlows(req, &status).empty());
+  EXPECT_TRUE(status.ok()) << "an empty ring ends the stream with OK";
+  Write(50);
+  auto got = GetFlows(req, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(got.size(), 20u);
+  EXPECT_EQ(got.front().flow().l4().udp().source_port(), 30u);
+  EXPECT_EQ(got.back().flow().l4().udp().source_port(), 49u);
+  EXPECT_EQ(got.back().node_name(), "node-1");
+  EXPECT_EQ(got.back().flow().source().pod_name(), "tiefighter");
+  EXPECT_EQ(got.back().time().seconds(), got.back().flow().time().seconds());
+  for (size_t i = 1; i < got.size(); ++i) {
+    EXPECT_LE(
+        absl::FromUnixSeconds(got[i - 1].time().seconds()) +
+            absl::Nanoseconds(got[i - 1].time().nanos()),
+        absl::FromUnixSeconds(got[i].time().seconds()) + absl::Nanoseconds(got[i].time().nanos()));
+  }
+  req.add_whitelist()->add_destination_pod("kube-system/coredns");
+  EXPECT_EQ(GetFlows(req, &status).size(), 20u);
+  req.mutable_whitelist(0)->set_destination_pod(0, "default/");
+  EXPECT_TRUE(GetFlows(req, &status).empty());
+}
+
+TEST_F(ObserverServiceTest, BadRequestsAreInvalidArgumentBeforeAnyMessage) {
+  Write(5);
+  grpc::Status status;
+  ::observer::GetFlowsRequest both;
+  both.set_first(true);
+  both.set_follow(true);
+  EXPECT_TRUE(GetFlows(both, &status).empty());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "first cannot be specified with follow");
+  ::observer::GetFlowsRequest bad;
+  bad.add_whitelist()->add_source_ip("300.1.1.1");
+  EXPECT_TRUE(GetFlows(bad, &status).empty());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("source_ip"));
+  // The server is unharmed.
+  ::observer::GetFlowsRequest ok;
+  ok.set_number(5);
+  EXPECT_EQ(GetFlows(ok, &status).size(), 5u);
+
+  grpc::ClientContext ctx;
+  auto agent = stub_->GetAgentEvents(&ctx, ::observer::GetAgentEventsRequest());
+  ::observer::GetAgentEventsResponse ignored;
+  EXPECT_FALSE(agent->Read(&ignored));
+  EXPECT_EQ(agent->Finish().error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST_F(ObserverServiceTest, FollowStreamsNewFlowsAndCancelFreesTheStream) {
+  Write(3);
+  grpc::ClientContext ctx;
+  ::observer::GetFlowsRequest req;
+  req.set_follow(true);
+  auto reader = stub_->GetFlows(&ctx, req);
+  std::thread writer([&] {
+    for (int i = 0; i < 5; ++i) {
+      absl::SleepFor(absl::Milliseconds(20));
+      Write(1);
+    }
+  });
+  ::observer::GetFlowsResponse resp;
+  std::vector<uint32_t> ports;
+  while (ports.size() < 5 && reader->Read(&resp))
+    ports.push_back(resp.flow().l4().udp().source_port());
+  writer.join();
+  EXPECT_THAT(ports, ::testing::ElementsAre(3, 4, 5, 6, 7)) << "follow without number: new flows";
+  EXPECT_EQ(service_->active_streams(), 1);
+  ctx.TryCancel();
+  while (reader->Read(&resp)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (service_->active_streams() != 0 && absl::Now() < deadline)
+    absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_EQ(service_->active_streams(), 0) << "the cancelled stream released its reader";
+}
+
+TEST_F(ObserverServiceTest, StatusNodesAndNamespaces) {
+  Write(100);
+  grpc::ClientContext c1;
+  ::observer::ServerStatusResponse status;
+  ASSERT_TRUE(stub_->ServerStatus(&c1, {}, &status).ok());
+  EXPECT_EQ(status.num_flows(), 100u);
+  EXPECT_EQ(status.max_flows(), 1023u);
+  EXPECT_EQ(status.seen_flows(), 100u);
+  EXPECT_GT(status.uptime_ns(), 0u);
+  EXPECT_EQ(status.version(), "flowscope v0.1.0");
+  EXPECT_GT(status.flows_rate(), 0.0);
+  EXPECT_FALSE(status.has_num_connected_nodes()) << "node servers leave it unset";
+
+  grpc::ClientContext c2;
+  ::observer::GetNodesResponse nodes;
+  ASSERT_TRUE(stub_->GetNodes(&c2, {}, &nodes).ok());
+  ASSERT_EQ(nodes.nodes_size(), 1);
+  EXPECT_EQ(nodes.nodes(0).name(), "node-1");
+  EXPECT_EQ(nodes.nodes(0).state(), relay::NODE_CONNECTED);
+  EXPECT_EQ(nodes.nodes(0).num_flows(), 100u);
+
+  grpc::ClientContext c3;
+  ::observer::GetNamespacesResponse ns;
+  ASSERT_TRUE(stub_->GetNamespaces(&c3, {}, &ns).ok());
+  ASSERT_EQ(ns.namespaces_size(), 2);
+  EXPECT_EQ(ns.namespaces(0).namespace_(), "default");
+  EXPECT_EQ(ns.namespaces(1).namespace_(), "kube-system");
+  EXPECT_EQ(ns.namespaces(1).cluster(), "default");
+}
+
+TEST_F(ObserverServiceTest, FollowOnAnEmptyRing) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  ::observer::GetFlowsRequest req;
+  req.set_follow(true);
+  auto reader = stub_->GetFlows(&ctx, req);
+  absl::SleepFor(absl::Milliseconds(50));
+  Write(1);
+  ::observer::GetFlowsResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  EXPECT_TRUE(resp.has_flow());
+  ctx.TryCancel();
+  while (reader->Read(&resp)) {
+  }
+  reader->Finish();
+}
+
+TEST_F(ObserverServiceTest, SlowClientIsLappedAndToldHowMuchItLost) {
+  // A follow stream that does not read while far more than the ring holds is written.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+  ::observer::GetFlowsRequest req;
+  req.set_follow(true);
+  auto reader = stub_->GetFlows(&ctx, req);
+  absl::SleepFor(absl::Milliseconds(50));
+  for (int i = 0; i < 20; ++i) Write(1000);  // 20 ring-fulls; the writer never waits
+  uint64_t flows = 0;
+  uint64_t lost = 0;
+  ::observer::GetFlowsResponse resp;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (flows + lost < 20000 && absl::Now() < deadline && reader->Read(&resp)) {
+    if (resp.has_flow()) ++flows;
+    if (resp.has_lost_events()) {
+      EXPECT_EQ(resp.lost_events().source(), flow::HUBBLE_RING_BUFFER);
+      lost += resp.lost_events().num_events_lost();
+    }
+  }
+  EXPECT_EQ(flows + lost, 20000u) << "flows " << flows << " lost " << lost;
+  EXPECT_GT(lost, 0u);
+  ctx.TryCancel();
+  while (reader->Read(&resp)) {
+  }
+  reader->Finish();
+}
+
+TEST(GrpcServerTest, StaleSocketIsReplacedLiveOneIsNot) {
+  const auto dir = std::filesystem::temp_directory_path() / ("fs-sock-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "obs.sock").string();
+  auto ring = std::move(Ring::Create(7)).value();
+  EndpointTable table("default");
+  FlowBuilder builder(table, "n", nullptr, 1);
+  ObserverService svc(*ring, table, builder, ObserverOptions{"n", path});
+  {
+    auto first = GrpcServer::Start({&svc}, {path, ""});
+    ASSERT_TRUE(first.ok()) << first.status();
+    auto second = GrpcServer::Start({&svc}, {path, ""});
+    ASSERT_FALSE(second.ok());
+    EXPECT_THAT(std::string(second.status().message()), HasSubstr("another server is listening"));
+    // Simulate a crash: the socket file stays behind, nobody listens.
+    (*first)->Shutdown(absl::Milliseconds(10));
+  }
+  std::ofstream(dir / "not-a-socket") << "x";
+  EXPECT_EQ(PrepareUnixSocket((dir / "not-a-socket").string()).code(),
+            absl::StatusCode::kFailedPrecondition);
+  // A leftover socket file with no listener.
+  {
+    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    close(fd);  // bound, never listened: connect() is refused
+  }
+  auto again = GrpcServer::Start({&svc}, {path, ""});
+  EXPECT_TRUE(again.ok()) << again.status();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace flowscope::observer
