@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "api/logging.h"
+#include "observer/flow_builder.h"
 
 namespace flowscope::observer {
 namespace {
@@ -326,6 +327,7 @@ absl::Status AttachManager::OnLink(uint32_t ifindex, const std::string& name, bo
       attached_.erase(it);  // its tc filters went with it
     } else if (it != attached_.end()) {
       it->second.name = name;  // already attached (state change or rename)
+      if (options_.names != nullptr) options_.names->Set(ifindex, name);
       return absl::OkStatus();
     }
   }
@@ -380,6 +382,7 @@ absl::Status AttachManager::AttachOne(uint32_t ifindex, const std::string& name,
     std::lock_guard<std::mutex> lock(mu_);
     attached_[ifindex] = {name, ifindex, created_qdisc, rule.ingress, rule.egress};
   }
+  if (options_.names != nullptr) options_.names->Set(ifindex, name);
   FLOWSCOPE_LOG_INFO("attached to {} (ifindex {}{})", name, ifindex,
                      created_qdisc ? ", created clsact" : "");
   SaveState();
@@ -399,6 +402,7 @@ void AttachManager::DetachAll() {
     DetachOurs(idx, BPF_TC_EGRESS);
     if (a.created_qdisc) DestroyClsact(idx);
     (void)datapath_.ClearInterfacePoints(ifindex);
+    if (options_.names != nullptr) options_.names->Remove(ifindex);
   }
   if (!options_.state_file.empty()) std::remove(options_.state_file.c_str());
   changed_.notify_all();

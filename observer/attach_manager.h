@@ -51,11 +51,15 @@ struct InterfaceRule {
 absl::StatusOr<std::vector<InterfaceRule>> ParseInterfaceRules(absl::string_view endpoints,
                                                                absl::string_view network);
 
+class InterfaceNames;
+
 struct AttachOptions {
   std::vector<InterfaceRule> rules;
   // Where the manager records which clsact qdiscs it created, so a restart after a crash
   // removes only those. Empty: not recorded (leftover filters are still found and removed).
   std::string state_file;
+  // Kept up to date with the names of attached interfaces (for flows' `interface`); optional.
+  InterfaceNames* names = nullptr;
 };
 
 struct AttachedInterface {

@@ -34,6 +34,12 @@ absl::StatusOr<AddrKey> ParseAddr(absl::string_view ip) {
   return key;
 }
 
+std::string AddrToString(const AddrKey& addr) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(addr.family == 4 ? AF_INET : AF_INET6, addr.words.data(), buf, sizeof buf);
+  return buf;
+}
+
 std::vector<std::string> NormalizeLabels(absl::string_view namespace_name,
                                          const std::vector<std::string>& labels) {
   std::vector<std::string> out;
@@ -171,6 +177,11 @@ const Endpoint& EndpointTable::Get(uint32_t id) const {
   if (id == 0 || id > entries_.size()) return entries_[kWorldEndpointId - 1];
   // std::deque keeps element addresses stable as it grows at the end.
   return entries_[id - 1];
+}
+
+std::vector<std::pair<AddrKey, uint32_t>> EndpointTable::Addresses() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return {published_->begin(), published_->end()};
 }
 
 size_t EndpointTable::size() const {

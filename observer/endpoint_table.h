@@ -93,8 +93,9 @@ struct AddrKey {
   }
 };
 
-// Parses an IPv4 or IPv6 literal.
+// Parses an IPv4 or IPv6 literal, and prints one.
 absl::StatusOr<AddrKey> ParseAddr(absl::string_view ip);
+std::string AddrToString(const AddrKey& addr);
 
 // Labels as the table stores them: "k8s:" added where no source is given, the namespace label
 // Kubernetes pods carry added, sorted, duplicates removed.
@@ -124,6 +125,9 @@ class EndpointTable {
   const Endpoint& Get(uint32_t id) const;
 
   uint64_t version() const { return version_.load(std::memory_order_acquire); }
+
+  // Every address currently known (endpoints and the node's own) with its entry id.
+  std::vector<std::pair<AddrKey, uint32_t>> Addresses() const;
   size_t size() const;
   const std::string& cluster_name() const { return cluster_name_; }
 

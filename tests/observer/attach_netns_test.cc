@@ -28,6 +28,7 @@
 #include "ringbuf/event_consumer.h"
 #include "tests/testing/bpf_env.h"
 #include "tests/testing/netns.h"
+#include "tests/testing/traffic.h"
 
 namespace flowscope::observer {
 namespace {
@@ -35,13 +36,11 @@ namespace {
 using testing::InNetns;
 using testing::NetnsThread;
 using testing::ShIn;
+using testing::TcpExchange;
 using testing::TestNetwork;
+using testing::UdpExchange;
 
-uint32_t Ipv4(const char* text) {
-  in_addr a{};
-  inet_pton(AF_INET, text, &a);
-  return a.s_addr;
-}
+using testing::Ipv4;
 
 class AttachNetnsTest : public ::testing::Test {
  protected:
@@ -108,92 +107,6 @@ class AttachNetnsTest : public ::testing::Test {
   std::vector<flow_event> events_;
   std::filesystem::path state_dir_;
 };
-
-// A TCP server in pod b that answers one request; a client in pod a. Returns the client port.
-uint16_t TcpExchange(const TestNetwork& net, uint16_t port) {
-  int listen_fd = -1;
-  InNetns(net.pod_b(), [&] {
-    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = Ipv4(TestNetwork::kIpB);
-    EXPECT_EQ(bind(listen_fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
-    EXPECT_EQ(listen(listen_fd, 4), 0);
-  });
-  NetnsThread server(net.pod_b(), [&] {
-    const int c = accept(listen_fd, nullptr, nullptr);
-    char buf[16];
-    EXPECT_EQ(read(c, buf, 4), 4);
-    EXPECT_EQ(write(c, "pong", 4), 4);
-    close(c);
-  });
-  uint16_t client_port = 0;
-  InNetns(net.pod_a(), [&] {
-    const int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = Ipv4(TestNetwork::kIpB);
-    ASSERT_EQ(connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
-    sockaddr_in local{};
-    socklen_t len = sizeof local;
-    getsockname(s, reinterpret_cast<sockaddr*>(&local), &len);
-    client_port = ntohs(local.sin_port);
-    EXPECT_EQ(write(s, "ping", 4), 4);
-    char buf[16];
-    EXPECT_EQ(read(s, buf, sizeof buf), 4);
-    EXPECT_EQ(read(s, buf, sizeof buf), 0) << "server closed";
-    close(s);
-  });
-  server.Join();
-  close(listen_fd);
-  return client_port;
-}
-
-uint16_t UdpExchange(const TestNetwork& net, uint16_t port) {
-  int server_fd = -1;
-  InNetns(net.pod_b(), [&] {
-    server_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = Ipv4(TestNetwork::kIpB);
-    EXPECT_EQ(bind(server_fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  });
-  NetnsThread server(net.pod_b(), [&] {
-    char buf[64];
-    sockaddr_in from{};
-    socklen_t len = sizeof from;
-    const ssize_t n =
-        recvfrom(server_fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
-    EXPECT_GT(n, 0);
-    sendto(server_fd, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), len);
-  });
-  uint16_t client_port = 0;
-  InNetns(net.pod_a(), [&] {
-    const int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    timeval tv{5, 0};
-    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = Ipv4(TestNetwork::kIpB);
-    EXPECT_EQ(sendto(s, "query", 5, 0, reinterpret_cast<sockaddr*>(&a), sizeof a), 5);
-    char buf[64];
-    EXPECT_EQ(recv(s, buf, sizeof buf, 0), 5);
-    sockaddr_in local{};
-    socklen_t len = sizeof local;
-    getsockname(s, reinterpret_cast<sockaddr*>(&local), &len);
-    client_port = ntohs(local.sin_port);
-    close(s);
-  });
-  server.Join();
-  close(server_fd);
-  return client_port;
-}
 
 // Events of one L4 flow (either direction) seen at `ifindex` with observation point `point`.
 std::vector<flow_event> Select(const std::vector<flow_event>& all, uint8_t protocol,
@@ -283,30 +196,7 @@ TEST_F(AttachNetnsTest, DenyRuleReallyBlocksATcpConnection) {
   ASSERT_TRUE(dp_->SetDenyRules({*rule}).ok());
   const uint32_t if_a = NodeIfindex(net_->veth_a());
 
-  int listen_fd = -1;
-  InNetns(net_->pod_b(), [&] {
-    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(8081);
-    a.sin_addr.s_addr = Ipv4(TestNetwork::kIpB);
-    ASSERT_EQ(bind(listen_fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    ASSERT_EQ(listen(listen_fd, 4), 0);
-  });
-  bool connected = true;
-  InNetns(net_->pod_a(), [&] {
-    const int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(8081);
-    a.sin_addr.s_addr = Ipv4(TestNetwork::kIpB);
-    connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    pollfd p{s, POLLOUT, 0};
-    // The SYN is retransmitted after 1 s; both copies are dropped.
-    connected = poll(&p, 1, 1500) == 1;
-    close(s);
-  });
-  close(listen_fd);
+  const bool connected = testing::TryConnect(*net_, 8081, absl::Milliseconds(1500));
   EXPECT_FALSE(connected) << "the deny rule must block the handshake";
 
   int drops = 0;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -65,6 +66,59 @@ absl::Status EnterNetns(const std::string& name) {
   close(fd);
   if (r != 0) return absl::ErrnoToStatus(err, absl::StrCat("setns ", path));
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<NetnsProcess>> NetnsProcess::Start(
+    const std::string& netns, const std::vector<std::string>& argv, const std::string& log_path) {
+  const pid_t child = fork();
+  if (child < 0) return absl::ErrnoToStatus(errno, "fork");
+  if (child == 0) {
+    const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (log >= 0) {
+      dup2(log, 1);
+      dup2(log, 2);
+    }
+    if (!netns.empty() && !EnterNetns(netns).ok()) _exit(126);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  auto p = std::unique_ptr<NetnsProcess>(new NetnsProcess());
+  p->pid_ = child;
+  return p;
+}
+
+bool NetnsProcess::Running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  const pid_t r = waitpid(pid_, &status, WNOHANG);
+  if (r == pid_) pid_ = -1;
+  return r == 0;
+}
+
+absl::StatusOr<int> NetnsProcess::Signal(int sig, absl::Duration timeout) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("not running");
+  kill(pid_, sig);
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    int status = 0;
+    const pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      pid_ = -1;
+      return status;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return absl::DeadlineExceededError("the process did not exit");
+}
+
+NetnsProcess::~NetnsProcess() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
 }
 
 NetnsThread::NetnsThread(std::string netns, std::function<void()> fn)

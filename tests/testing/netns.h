@@ -12,8 +12,10 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace flowscope::testing {
 
@@ -29,6 +31,24 @@ absl::Status EnterNetns(const std::string& name);
 
 // Runs `fn` on a new thread inside namespace `name` and waits for it.
 void InNetns(const std::string& name, const std::function<void()>& fn);
+
+// A process started inside a namespace (stdout and stderr to `log_path`). The destructor kills
+// it (SIGKILL) if it is still running.
+class NetnsProcess {
+ public:
+  static absl::StatusOr<std::unique_ptr<NetnsProcess>> Start(const std::string& netns,
+                                                             const std::vector<std::string>& argv,
+                                                             const std::string& log_path);
+  ~NetnsProcess();
+  pid_t pid() const { return pid_; }
+  // Sends `sig`, waits up to `timeout`; returns the exit status (as waitpid reports it), or
+  // DeadlineExceeded if it did not exit.
+  absl::StatusOr<int> Signal(int sig, absl::Duration timeout);
+  bool Running();
+
+ private:
+  pid_t pid_ = -1;
+};
 
 // A thread running inside a namespace; joined by the destructor.
 class NetnsThread {

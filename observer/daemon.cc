@@ -1,0 +1,191 @@
+#include "observer/daemon.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "api/logging.h"
+
+namespace flowscope::observer {
+namespace {
+
+std::string FileSignature(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return "";
+  return absl::StrCat(st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ":", st.st_size, ":", st.st_ino);
+}
+
+}  // namespace
+
+std::vector<std::string> LocalAddresses() {
+  std::vector<std::string> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    if (a->ifa_addr == nullptr) continue;
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (a->ifa_addr->sa_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, buf, sizeof buf);
+    } else if (a->ifa_addr->sa_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(a->ifa_addr)->sin6_addr, buf,
+                sizeof buf);
+    } else {
+      continue;
+    }
+    out.emplace_back(buf);
+  }
+  freeifaddrs(list);
+  return out;
+}
+
+ObserverDaemon::ObserverDaemon(DaemonOptions options) : options_(std::move(options)) {}
+
+ObserverDaemon::~ObserverDaemon() { Stop(); }
+
+absl::Status ObserverDaemon::Start() {
+  auto ring = Ring::Create(options_.ring_capacity);
+  if (!ring.ok()) return ring.status();
+  ring_ = std::move(ring).value();
+
+  table_ = std::make_unique<EndpointTable>(options_.cluster_name);
+  for (const std::string& e : table_->SetNodeAddresses(LocalAddresses())) {
+    FLOWSCOPE_LOG_WARN("node address: {}", e);
+  }
+  std::random_device rd;
+  const uint64_t run_id = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  builder_ = std::make_unique<FlowBuilder>(*table_, options_.node_name, &names_, run_id);
+
+  if (!options_.endpoints_file.empty()) {
+    endpoints_ = std::make_unique<FileEndpointSource>(options_.endpoints_file, *table_);
+    if (absl::Status s = endpoints_->Start(); !s.ok()) return s;
+  }
+  if (!options_.policy_file.empty()) {
+    // Checked before anything is attached: a broken policy is a start-up error.
+    std::ifstream in(options_.policy_file);
+    if (!in) {
+      return absl::NotFoundError(absl::StrCat("cannot read policy file ", options_.policy_file));
+    }
+  }
+
+  auto dp = bpf::Datapath::Load(options_.datapath);
+  if (!dp.ok()) return dp.status();
+  datapath_ = std::move(dp).value();
+  if (!options_.policy_file.empty()) {
+    if (absl::Status s = ReloadPolicy(); !s.ok()) return s;
+  }
+
+  parser_ = std::make_unique<EventParser>(*table_);
+  auto consumer =
+      ringbuf::RingBufferConsumer::Create(datapath_->events_fd(), datapath_->lost_events_fd(),
+                                          sizeof(flow_event), [this](absl::Span<const uint8_t> ev) {
+                                            events_.fetch_add(1, std::memory_order_relaxed);
+                                            FlowRecord r;
+                                            if (parser_->Parse(ev, &r)) {
+                                              ring_->Write(r);
+                                            } else {
+                                              malformed_.fetch_add(1, std::memory_order_relaxed);
+                                            }
+                                          });
+  if (!consumer.ok()) return consumer.status();
+  consumer_ = std::move(consumer).value();
+  drain_ = std::thread([this] { Drain(); });
+
+  auto rules = ParseInterfaceRules(options_.interfaces, options_.network_interfaces);
+  if (!rules.ok()) return rules.status();
+  attach_ = std::make_unique<AttachManager>(
+      *datapath_, AttachOptions{*rules, options_.state_dir + "/tc-attach.state", &names_});
+  if (absl::Status s = attach_->Start(); !s.ok()) return s;
+
+  service_ = std::make_unique<ObserverService>(
+      *ring_, *table_, *builder_,
+      ObserverOptions{options_.node_name, options_.listen_address.empty()
+                                              ? "unix://" + options_.listen_socket
+                                              : options_.listen_address});
+  auto server =
+      GrpcServer::Start({service_.get()}, {options_.listen_socket, options_.listen_address});
+  if (!server.ok()) return server.status();
+  server_ = std::move(server).value();
+  maintain_ = std::thread([this] { Maintain(); });
+  started_ = true;
+  FLOWSCOPE_LOG_INFO("serving on {} (node {}, ring capacity {}, {} interfaces attached)",
+                     server_->target(), options_.node_name, ring_->Cap(),
+                     attach_->Attached().size());
+  return absl::OkStatus();
+}
+
+void ObserverDaemon::Drain() {
+  while (!stop_.load(std::memory_order_acquire)) {
+    // Wake at least every 100 ms: records are published per batch.
+    absl::StatusOr<int> n = consumer_->Poll(absl::Milliseconds(100));
+    if (!n.ok()) {
+      FLOWSCOPE_LOG_ERROR("draining the BPF ring buffer: {}", std::string(n.status().message()));
+      absl::SleepFor(absl::Milliseconds(100));
+      continue;
+    }
+    if (*n > 0) ring_->Publish();
+  }
+}
+
+absl::Status ObserverDaemon::ReloadPolicy() {
+  std::ifstream in(options_.policy_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  auto rules = ParsePolicy(text.str());
+  if (!rules.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("policy file ", options_.policy_file, ": ", rules.status().message()));
+  }
+  auto resolved = ResolvePolicy(*rules, *table_);
+  if (!resolved.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("policy file ", options_.policy_file, ": ", resolved.status().message()));
+  }
+  if (absl::Status s = datapath_->SetDenyRules(*resolved); !s.ok()) return s;
+  policy_ = *std::move(rules);
+  policy_signature_ = FileSignature(options_.policy_file);
+  policy_table_version_ = table_->version();
+  FLOWSCOPE_LOG_INFO("policy: {} rules, {} datapath deny entries", policy_.size(),
+                     resolved->size());
+  return absl::OkStatus();
+}
+
+void ObserverDaemon::Maintain() {
+  while (!stop_.load()) {
+    absl::SleepFor(absl::Milliseconds(200));
+    if (auto lost = consumer_->TakeLost(); lost.ok()) kernel_lost_ += *lost;
+    if (options_.policy_file.empty()) continue;
+    const std::string sig = FileSignature(options_.policy_file);
+    if (sig != policy_signature_ || table_->version() != policy_table_version_) {
+      if (absl::Status s = ReloadPolicy(); !s.ok()) {
+        FLOWSCOPE_LOG_WARN("{}; keeping the previous policy", std::string(s.message()));
+        policy_signature_ = sig;  // do not retry until the file changes again
+        policy_table_version_ = table_->version();
+      }
+    }
+  }
+}
+
+void ObserverDaemon::Stop() {
+  if (stop_.exchange(true)) return;
+  if (server_) server_->Shutdown(absl::Milliseconds(300));
+  if (service_) service_->Shutdown();
+  if (maintain_.joinable()) maintain_.join();
+  if (consumer_) consumer_->Stop();
+  if (drain_.joinable()) drain_.join();
+  if (attach_) attach_->Stop();
+  if (endpoints_) endpoints_->Stop();
+  server_.reset();
+  service_.reset();
+}
+
+DaemonStats ObserverDaemon::stats() const {
+  return {events_.load(), malformed_.load(), kernel_lost_.load()};
+}
+
+}  // namespace flowscope::observer

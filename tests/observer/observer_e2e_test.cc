@@ -1,0 +1,231 @@
+// flowscope-observer as a process in a "node" namespace with two "pods", real traffic, and a
+// gRPC client: GetFlows with source_pod finds the right flows with the right names, verdicts,
+// TCP flags and is_reply; the policy file's pod rule really drops; SIGTERM stops the daemon
+// within a second, removing its socket and its tc filters.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "observer/observer.grpc.pb.h"
+#include "tests/testing/bpf_env.h"
+#include "tests/testing/netns.h"
+#include "tests/testing/traffic.h"
+
+namespace flowscope::observer {
+namespace {
+
+using testing::NetnsProcess;
+using testing::ShIn;
+using testing::TestNetwork;
+
+class ObserverE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto reason = testing::BpfUnavailableReason()) GTEST_SKIP() << *reason;
+    auto net = TestNetwork::Create();
+    ASSERT_TRUE(net.ok()) << net.status();
+    net_ = std::move(net).value();
+    dir_ = std::filesystem::temp_directory_path() / ("fs-e2e-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir_);
+    socket_ = (dir_ / "observer.sock").string();
+    std::ofstream(dir_ / "endpoints.yaml") << absl::StrCat(
+        "- ip: ", TestNetwork::kIpA, "\n  namespace: default\n  pod: tiefighter\n",
+        "  labels: {org: empire, class: tiefighter}\n  workload: {name: tiefighter, kind: "
+        "Deployment}\n",
+        "- ip: ", TestNetwork::kIpB, "\n  namespace: default\n  pod: deathstar-6fb5694d48-5hmds\n",
+        "  labels: {org: empire, class: deathstar}\n");
+    std::ofstream(dir_ / "policy.yaml")
+        << "deny:\n  - fromPod: default/tiefighter\n    toPod: default/deathstar\n"
+           "    protocol: tcp\n    port: 8081\n";
+  }
+
+  void TearDown() override {
+    if (HasFailure() || getenv("FLOWSCOPE_TEST_SHOW_LOG")) std::cerr << Log();
+    daemon_.reset();
+    net_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  void StartDaemon() {
+    auto p = NetnsProcess::Start(
+        net_->node(),
+        {FLOWSCOPE_OBSERVER_BINARY, "--node-name", "node-1", "--interfaces", net_->prefix() + "*",
+         "--endpoints", (dir_ / "endpoints.yaml").string(), "--policy",
+         (dir_ / "policy.yaml").string(), "--ring-capacity", "4095", "--listen-socket", socket_,
+         "--state-dir", dir_.string(), "--ring-buffer-bytes", "1048576"},
+        (dir_ / "observer.log").string());
+    ASSERT_TRUE(p.ok()) << p.status();
+    daemon_ = std::move(p).value();
+    // Ready when the health check answers (a fresh channel per try: a channel that failed to
+    // connect backs off for a second or more).
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < deadline) {
+      ASSERT_TRUE(daemon_->Running()) << Log();
+      if (!std::filesystem::exists(socket_)) {
+        absl::SleepFor(absl::Milliseconds(20));
+        continue;
+      }
+      channel_ = grpc::CreateChannel("unix://" + socket_, grpc::InsecureChannelCredentials());
+      auto health = grpc::health::v1::Health::NewStub(channel_);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+      grpc::health::v1::HealthCheckRequest req;
+      req.set_service("hubble.server.Observer");
+      grpc::health::v1::HealthCheckResponse resp;
+      if (health->Check(&ctx, req, &resp).ok() &&
+          resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+        stub_ = ::observer::Observer::NewStub(channel_);
+        return;
+      }
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    FAIL() << "the observer did not become ready: " << Log();
+  }
+
+  std::string Log() const {
+    std::ifstream in(dir_ / "observer.log");
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+  std::vector<flow::Flow> Flows(const std::string& source_pod) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ::observer::GetFlowsRequest req;
+    req.set_number(1000);
+    req.add_whitelist()->add_source_pod(source_pod);
+    auto reader = stub_->GetFlows(&ctx, req);
+    std::vector<flow::Flow> out;
+    ::observer::GetFlowsResponse resp;
+    while (reader->Read(&resp)) {
+      if (resp.has_flow()) out.push_back(resp.flow());
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    return out;
+  }
+
+  std::unique_ptr<TestNetwork> net_;
+  std::filesystem::path dir_;
+  std::string socket_;
+  std::unique_ptr<NetnsProcess> daemon_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<::observer::Observer::Stub> stub_;
+};
+
+TEST_F(ObserverE2eTest, RealFlowsWithNamesVerdictsFlagsAndDirections) {
+  StartDaemon();
+  const uint16_t port = testing::TcpExchange(*net_, 8080);
+  EXPECT_FALSE(testing::TryConnect(*net_, 8081, absl::Milliseconds(1200)))
+      << "the policy file denies tiefighter -> deathstar:8081";
+
+  // The drain publishes within ~100 ms; wait for the last expected flow.
+  std::vector<flow::Flow> flows;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  auto has_drop = [&] {
+    return std::any_of(flows.begin(), flows.end(),
+                       [](const flow::Flow& f) { return f.verdict() == flow::DROPPED; });
+  };
+  while (absl::Now() < deadline && (flows.size() < 4 || !has_drop())) {
+    flows = Flows("default/tiefighter");
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+
+  // tiefighter's own packets, seen as they leave it (from-endpoint) and as they reach the
+  // deathstar (to-endpoint).
+  std::vector<std::string> syn_points;
+  bool saw_fin = false;
+  for (const flow::Flow& f : flows) {
+    EXPECT_EQ(f.source().pod_name(), "tiefighter");
+    EXPECT_EQ(f.source().namespace_(), "default");
+    EXPECT_THAT(f.source().labels(), ::testing::Contains("k8s:org=empire"));
+    EXPECT_EQ(f.node_name(), "node-1");
+    if (f.l4().tcp().destination_port() == 8080 && f.l4().tcp().source_port() == port) {
+      EXPECT_EQ(f.destination().pod_name(), "deathstar-6fb5694d48-5hmds");
+      EXPECT_EQ(f.verdict(), flow::FORWARDED);
+      ASSERT_TRUE(f.has_is_reply());
+      EXPECT_FALSE(f.is_reply().value());
+      if (f.l4().tcp().flags().syn()) {
+        EXPECT_EQ(f.summary(), "TCP Flags: SYN");
+        syn_points.push_back(flow::TraceObservationPoint_Name(f.trace_observation_point()));
+      }
+      saw_fin = saw_fin || f.l4().tcp().flags().fin();
+    }
+  }
+  EXPECT_THAT(syn_points, ::testing::UnorderedElementsAre("FROM_ENDPOINT", "TO_ENDPOINT"));
+  EXPECT_TRUE(saw_fin);
+
+  int drops = 0;
+  for (const flow::Flow& f : flows) {
+    if (f.verdict() != flow::DROPPED) continue;
+    ++drops;
+    EXPECT_EQ(f.l4().tcp().destination_port(), 8081u);
+    EXPECT_EQ(f.drop_reason_desc(), flow::POLICY_DENIED);
+    EXPECT_EQ(f.event_type().type(), 1);
+    EXPECT_EQ(f.event_type().sub_type(), 133);
+    EXPECT_FALSE(f.has_is_reply()) << "direction unknown for a dropped SYN";
+    EXPECT_EQ(f.destination().pod_name(), "deathstar-6fb5694d48-5hmds");
+  }
+  EXPECT_GE(drops, 1);
+
+  // The deathstar's replies are found by a destination filter, marked as replies.
+  grpc::ClientContext ctx;
+  ::observer::GetFlowsRequest req;
+  req.set_number(100);
+  req.add_whitelist()->add_source_pod("default/deathstar");
+  req.mutable_whitelist(0)->add_reply(true);
+  auto reader = stub_->GetFlows(&ctx, req);
+  ::observer::GetFlowsResponse resp;
+  int replies = 0;
+  while (reader->Read(&resp)) {
+    ++replies;
+    EXPECT_TRUE(resp.flow().is_reply().value());
+    EXPECT_EQ(resp.flow().destination().pod_name(), "tiefighter");
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_GE(replies, 2) << "SYN-ACK at both observation points";
+}
+
+TEST_F(ObserverE2eTest, SigtermStopsWithinASecondAndLeavesNothingBehind) {
+  StartDaemon();
+  ASSERT_TRUE(std::filesystem::exists(socket_));
+  auto filters = ShIn(net_->node(), "tc filter show dev " + net_->veth_a() + " ingress");
+  ASSERT_TRUE(filters.ok());
+  EXPECT_THAT(*filters, ::testing::HasSubstr("flowscope_ingre"));
+
+  const absl::Time start = absl::Now();
+  auto status = daemon_->Signal(SIGTERM, absl::Seconds(5));
+  ASSERT_TRUE(status.ok()) << status.status() << "\n" << Log();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2)) << "stops promptly";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << Log();
+  EXPECT_FALSE(std::filesystem::exists(socket_)) << "socket removed";
+  auto after = ShIn(net_->node(), "tc filter show dev " + net_->veth_a() + " ingress");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(*after, "") << "tc filters removed";
+}
+
+TEST_F(ObserverE2eTest, RefusesBadConfigurationWithAClearMessage) {
+  std::ofstream(dir_ / "bad-policy.yaml") << "deny:\n  - to: 10.0.0.0/99\n";
+  auto p = NetnsProcess::Start(
+      net_->node(),
+      {FLOWSCOPE_OBSERVER_BINARY, "--policy", (dir_ / "bad-policy.yaml").string(),
+       "--listen-socket", socket_, "--state-dir", dir_.string()},
+      (dir_ / "observer.log").string());
+  ASSERT_TRUE(p.ok());
+  auto status = (*p)->Signal(0, absl::Seconds(10));  // just wait for it to exit
+  ASSERT_TRUE(status.ok()) << "it must exit by itself";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1);
+  EXPECT_THAT(Log(), ::testing::HasSubstr("prefix length must be 0..32"));
+  EXPECT_FALSE(std::filesystem::exists(socket_));
+}
+
+}  // namespace
+}  // namespace flowscope::observer
