@@ -106,32 +106,40 @@ class FlowStreamReactor final : public grpc::ServerWriteReactor<::observer::GetF
           }
           return;
         case FlowQuery::Step::kFlow:
-          resp_.Clear();
-          service_->builder_.BuildResponse(item_.record, item_.position, &resp_);
+          NewResponse();
+          service_->builder_.BuildResponse(item_.record, item_.position, resp_);
           break;
         case FlowQuery::Step::kLost: {
-          resp_.Clear();
-          flow::LostEvent* lost = resp_.mutable_lost_events();
+          NewResponse();
+          flow::LostEvent* lost = resp_->mutable_lost_events();
           lost->set_source(flow::HUBBLE_RING_BUFFER);
           lost->set_num_events_lost(item_.lost.count);
           lost->mutable_cpu()->set_value(0);
           *lost->mutable_first() = ToProto(item_.lost.first);
           *lost->mutable_last() = ToProto(item_.lost.last);
-          resp_.set_node_name(service_->options_.node_name);
-          *resp_.mutable_time() = ToProto(item_.lost.last);
+          resp_->set_node_name(service_->options_.node_name);
+          *resp_->mutable_time() = ToProto(item_.lost.last);
           break;
         }
       }
       // One write in flight; no buffer hint: a buffered write would only complete when a later
       // unbuffered one flushes it, and the next write waits for this one.
-      StartWrite(&resp_);
+      StartWrite(resp_);
       return;
     }
   }
 
   ObserverService* service_;
   FlowQuery query_;
-  ::observer::GetFlowsResponse resp_;
+  // Each message is built in an arena that starts in a block inside the reactor and is reset
+  // for the next one (the previous write has completed by then): no malloc per flow.
+  void NewResponse() {
+    arena_.Reset();
+    resp_ = google::protobuf::Arena::CreateMessage<::observer::GetFlowsResponse>(&arena_);
+  }
+  alignas(8) char arena_block_[16384];
+  google::protobuf::Arena arena_{arena_block_, sizeof arena_block_};
+  ::observer::GetFlowsResponse* resp_ = nullptr;
   FlowQuery::Item item_;
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> finished_{false};

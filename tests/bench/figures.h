@@ -26,6 +26,7 @@ std::vector<Figure> AllFigures();
 
 // Per-area figure lists (ring_figures.cc, ...).
 std::vector<Figure> RingFigures();
+std::vector<Figure> ObserverFigures();
 
 }  // namespace flowscope::bench
 

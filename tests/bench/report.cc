@@ -91,7 +91,8 @@ std::string FormatTable(const std::vector<FigureResult>& results) {
     const auto ratio = r.Ratio();
     rows.push_back(
         {r.id, r.figure, r.unit, FormatNumber(r.ours), r.baseline ? FormatNumber(*r.baseline) : "-",
-         ratio ? absl::StrFormat("%.2f", *ratio) : "-", r.TargetText(), r.Met() ? "yes" : "NO"});
+         ratio ? absl::StrFormat("%.2f", *ratio) : "-", r.targets.empty() ? "-" : r.TargetText(),
+         r.targets.empty() ? "-" : (r.Met() ? "yes" : "NO")});
   }
   std::vector<size_t> width(rows[0].size(), 0);
   for (const auto& row : rows) {

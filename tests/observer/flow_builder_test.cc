@@ -98,7 +98,10 @@ TEST_F(FlowBuilderTest, UdpToAPodAsHubbleShowsIt) {
   EXPECT_EQ(f.interface().index(), 12u);
   EXPECT_EQ(f.interface().name(), "lxc12");
   EXPECT_EQ(f.summary(), "UDP");
-  EXPECT_EQ(f.uuid().size(), 36u);
+  ASSERT_EQ(f.uuid().size(), 36u);
+  for (size_t i : {8u, 13u, 18u, 23u}) EXPECT_EQ(f.uuid()[i], '-') << f.uuid();
+  EXPECT_EQ(f.uuid()[14], '4') << "version 4 layout: " << f.uuid();
+  EXPECT_EQ(f.uuid().find_first_not_of("0123456789abcdef-"), std::string::npos) << f.uuid();
   ::observer::GetFlowsResponse other;
   builder_.BuildResponse(r, 8, &other);
   EXPECT_NE(other.flow().uuid(), f.uuid()) << "uuids differ per record";

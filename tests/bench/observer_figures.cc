@@ -1,0 +1,290 @@
+// Observer figures: B1 (ingest through parse + enrich + ring write vs a bare counting
+// consumer, both draining the real datapath run at full speed), B3 (filtered scan of a full
+// 1 M ring vs reading it), B5 (memory per stored flow), B6 (GetFlows flows/s to a client that
+// discards them).
+#include <arpa/inet.h>
+#include <bpf/libbpf.h>
+#include <grpcpp/grpcpp.h>
+#include <netinet/in.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "bpf/datapath.h"
+#include "observer/filter.h"
+#include "observer/flow_query.h"
+#include "observer/grpc_server.h"
+#include "observer/observer_service.h"
+#include "observer/parser.h"
+#include "ringbuf/event_consumer.h"
+#include "tests/bench/figures.h"
+#include "tests/testing/bpf_env.h"
+#include "tests/testing/packet.h"
+
+namespace flowscope::bench {
+namespace {
+
+using observer::EndpointInfo;
+using observer::EndpointTable;
+using observer::FlowRecord;
+using observer::Ring;
+using Clock = std::chrono::steady_clock;
+
+constexpr uint64_t kMaxRingCapacityForBench = (1u << 20) - 1;  // 1,048,575 records
+
+double Seconds(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// 1,000 pods in 10 namespaces at 10.1.x.y.
+void AddPods(EndpointTable& table) {
+  std::vector<EndpointInfo> pods;
+  for (int i = 0; i < 1000; ++i) {
+    EndpointInfo e;
+    e.ips = {absl::StrCat("10.1.", i / 250, ".", i % 250 + 1)};
+    e.namespace_name = absl::StrCat("ns", i % 10);
+    e.pod_name = absl::StrCat("pod-", i);
+    e.labels = {absl::StrCat("app=app", i % 50)};
+    pods.push_back(std::move(e));
+  }
+  table.Update(pods);
+}
+
+// Fills `ring` with flows between random pods.
+void FillRing(Ring& ring, EndpointTable& table, uint64_t n) {
+  EndpointTable::Resolver res(table);
+  uint64_t x = 12345;
+  const uint64_t t0 = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now())) - n * 1000;
+  for (uint64_t i = 0; i < n; ++i) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    const int a = static_cast<int>((x >> 33) % 1000);
+    const int b = static_cast<int>((x >> 13) % 1000);
+    FlowRecord r;
+    r.time_ns = t0 + i * 1000;
+    r.family = FS_FAMILY_IPV4;
+    inet_pton(AF_INET, absl::StrCat("10.1.", a / 250, ".", a % 250 + 1).c_str(), r.saddr);
+    inet_pton(AF_INET, absl::StrCat("10.1.", b / 250, ".", b % 250 + 1).c_str(), r.daddr);
+    r.protocol = IPPROTO_TCP;
+    r.sport = static_cast<uint16_t>(30000 + i % 30000);
+    r.dport = 80;
+    r.tcp_flags = FS_TCP_ACK;
+    r.verdict = FS_VERDICT_FORWARDED;
+    r.obs_point = FS_OBS_FROM_ENDPOINT;
+    r.is_reply = FS_REPLY_NO;
+    r.src_endpoint = res.Lookup(r.family, r.saddr);
+    r.dst_endpoint = res.Lookup(r.family, r.daddr);
+    ring.Write(r);
+  }
+  ring.Publish();
+}
+
+// --- B1 ----------------------------------------------------------------------------------------
+
+struct DrainRun {
+  double events_per_s = 0;
+  uint64_t lost = 0;
+};
+
+// Runs the real datapath (aggregation none) on `kEvents` packets on one thread while this
+// thread drains; `ingest` selects the full observer path instead of counting.
+absl::StatusOr<DrainRun> DrainOnce(bool ingest) {
+  constexpr uint32_t kEvents = 1'000'000;
+  bpf::DatapathOptions o;
+  o.aggregation = bpf::Aggregation::kNone;
+  o.ring_buffer_bytes = 1u << 27;  // 128 MiB: holds every event, so nothing is lost
+  o.wakeup_bytes = 1u << 20;       // the consumer busy-polls
+  o.flow_table_entries = 1024;
+  auto dp = bpf::Datapath::Load(o);
+  if (!dp.ok()) return dp.status();
+
+  EndpointTable table("default");
+  AddPods(table);
+  auto ring = std::move(Ring::Create(kMaxRingCapacityForBench)).value();
+  observer::EventParser parser(table);
+  uint64_t count = 0;
+  ringbuf::EventCallback cb;
+  if (ingest) {
+    cb = [&](absl::Span<const uint8_t> ev) {
+      FlowRecord r;
+      if (parser.Parse(ev, &r)) ring->Write(r);
+      ++count;
+    };
+  } else {
+    cb = [&](absl::Span<const uint8_t>) { ++count; };
+  }
+  auto consumer = ringbuf::RingBufferConsumer::Create((*dp)->events_fd(), (*dp)->lost_events_fd(),
+                                                      sizeof(flow_event), cb);
+  if (!consumer.ok()) return consumer.status();
+  testing::PacketSpec spec;
+  spec.src = "10.1.0.1";
+  spec.dst = "10.1.0.2";
+  const auto packet = testing::BuildPacket(spec);
+  std::atomic<bool> produced{false};
+  const auto start = Clock::now();
+  std::thread producer([&] {
+    auto r = testing::TestRun((*dp)->ingress_prog_fd(), packet, kEvents);
+    if (!r.ok()) std::cerr << "flowscope-bench: B1 producer: " << r.status() << "\n";
+    produced = true;
+  });
+  while (true) {
+    const bool finished = produced.load();
+    (void)(*consumer)->Consume();
+    if (ingest) ring->Publish();
+    if (finished && count >= kEvents) break;
+    if (finished && Seconds(start) > 60) break;
+  }
+  const double seconds = Seconds(start);
+  producer.join();
+  DrainRun out;
+  out.events_per_s = static_cast<double>(count) / seconds;
+  out.lost = *(*consumer)->TakeLost();
+  return out;
+}
+
+std::vector<FigureResult> RunB1(const Options& options) {
+  if (auto reason = testing::BpfUnavailableReason()) {
+    std::cerr << "flowscope-bench: B1 skipped: " << *reason << "\n";
+    return {};
+  }
+  std::vector<double> ours;
+  std::vector<double> bare;
+  uint64_t lost = 0;
+  for (int run = 0; run < options.runs; ++run) {
+    auto b = DrainOnce(false);
+    auto o = DrainOnce(true);
+    if (!b.ok() || !o.ok()) {
+      std::cerr << "flowscope-bench: B1: " << (b.ok() ? o.status() : b.status()) << "\n";
+      return {};
+    }
+    bare.push_back(b->events_per_s);
+    ours.push_back(o->events_per_s);
+    lost += o->lost + b->lost;
+  }
+  std::cerr << "flowscope-bench: B1: events lost in all runs: " << lost << "\n";
+  return {MakeFigure("B1", "ingest_events_per_s", "events/s", ours, bare,
+                     {Target::AtLeastTimesBaseline(0.5), Target::AtLeast(1e6, "events/s")})};
+}
+
+// --- B3 ----------------------------------------------------------------------------------------
+
+std::vector<FigureResult> RunB3(const Options& options) {
+  EndpointTable table("default");
+  AddPods(table);
+  auto ring = std::move(Ring::Create(kMaxRingCapacityForBench)).value();
+  FillRing(*ring, table, ring->Cap());
+  observer::FlowBuilder builder(table, "bench", nullptr, 1);
+  std::vector<double> ours;
+  std::vector<double> base;
+  for (int run = 0; run < options.runs; ++run) {
+    // Baseline: read every record once.
+    {
+      ringbuf::RingReader<FlowRecord> reader(*ring, ring->OldestPosition());
+      FlowRecord r;
+      uint64_t sum = 0;
+      uint64_t n = 0;
+      const auto start = Clock::now();
+      while (reader.Next(&r) == ringbuf::ReadStatus::kRecord) {
+        sum += r.time_ns;
+        ++n;
+      }
+      base.push_back(static_cast<double>(n) / Seconds(start));
+      if (sum == 42) std::cerr << "";
+    }
+    // Ours: --pod ns3/pod-13 (a source and a destination filter), oldest first, all matches.
+    google::protobuf::RepeatedPtrField<flow::FlowFilter> w, b;
+    w.Add()->add_source_pod("ns3/pod-13");
+    w.Add()->add_destination_pod("ns3/pod-13");
+    auto pred = observer::FlowPredicate::Compile(w, b, table, builder);
+    auto q = observer::FlowQuery::Create(*ring, {.first = true}, *std::move(pred));
+    observer::FlowQuery::Item item;
+    uint64_t matched = 0;
+    const auto start = Clock::now();
+    while (q->Next(absl::Now(), &item) == observer::FlowQuery::Step::kFlow) ++matched;
+    ours.push_back(static_cast<double>(ring->Len()) / Seconds(start));
+    if (run == 0) std::cerr << "flowscope-bench: B3: " << matched << " matching flows\n";
+  }
+  return {MakeFigure("B3", "filtered_scan_records_per_s", "records/s", ours, base,
+                     {Target::AtLeastTimesBaseline(0.25), Target::AtLeast(20e6, "records/s")})};
+}
+
+// --- B5 ----------------------------------------------------------------------------------------
+
+uint64_t RssBytes() {
+  std::ifstream in("/proc/self/statm");
+  uint64_t size = 0;
+  uint64_t resident = 0;
+  in >> size >> resident;
+  return resident * static_cast<uint64_t>(getpagesize());
+}
+
+std::vector<FigureResult> RunB5(const Options& options) {
+  std::vector<double> per_flow;
+  for (int run = 0; run < options.runs; ++run) {
+    EndpointTable table("default");
+    AddPods(table);
+    const uint64_t before = RssBytes();
+    auto ring = std::move(Ring::Create(kMaxRingCapacityForBench)).value();
+    FillRing(*ring, table, ring->Cap());
+    const uint64_t after = RssBytes();
+    per_flow.push_back(static_cast<double>(after - before) / static_cast<double>(ring->Len()));
+  }
+  return {MakeFigure("B5", "bytes_per_stored_flow", "bytes", per_flow,
+                     std::vector<double>(per_flow.size(), 1024.0), {Target::AtMost(160, "bytes")})};
+}
+
+// --- B6 ----------------------------------------------------------------------------------------
+
+std::vector<FigureResult> RunB6(const Options& options) {
+  EndpointTable table("default");
+  AddPods(table);
+  auto ring = std::move(Ring::Create((1u << 18) - 1)).value();
+  FillRing(*ring, table, ring->Cap());
+  observer::FlowBuilder builder(table, "bench", nullptr, 1);
+  observer::ObserverService service(*ring, table, builder, {"bench", "bench"});
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("fs-bench-" + std::to_string(getpid()))).string();
+  std::filesystem::create_directories(dir);
+  auto server = observer::GrpcServer::Start({&service}, {dir + "/obs.sock", ""});
+  if (!server.ok()) {
+    std::cerr << "flowscope-bench: B6: " << server.status() << "\n";
+    return {};
+  }
+  auto stub = ::observer::Observer::NewStub(
+      grpc::CreateChannel((*server)->target(), grpc::InsecureChannelCredentials()));
+  std::vector<double> rates;
+  for (int run = 0; run < options.runs; ++run) {
+    grpc::ClientContext ctx;
+    ::observer::GetFlowsRequest req;
+    req.set_first(true);  // every flow in the ring, oldest first
+    auto reader = stub->GetFlows(&ctx, req);
+    ::observer::GetFlowsResponse resp;
+    uint64_t n = 0;
+    const auto start = Clock::now();
+    while (reader->Read(&resp)) ++n;
+    rates.push_back(static_cast<double>(n) / Seconds(start));
+    reader->Finish();
+  }
+  (*server)->Shutdown(absl::Milliseconds(100));
+  std::filesystem::remove_all(dir);
+  return {MakeFigure("B6", "getflows_flows_per_s", "flows/s", rates, std::nullopt,
+                     {Target::AtLeast(200e3, "flows/s")})};
+}
+
+}  // namespace
+
+std::vector<Figure> ObserverFigures() {
+  return {
+      {"B1", "observer ingest (parse + enrich + ring write) vs a bare counting consumer", RunB1},
+      {"B3", "--pod filtered scan of a full 1 M ring vs reading it", RunB3},
+      {"B5", "memory per stored flow (RSS growth, 1 M capacity)", RunB5},
+      {"B6", "GetFlows to a discarding client, one flow per message", RunB6},
+  };
+}
+
+}  // namespace flowscope::bench
