@@ -158,7 +158,10 @@ absl::Status ObserverDaemon::ReloadPolicy() {
 void ObserverDaemon::Maintain() {
   while (!stop_.load()) {
     absl::SleepFor(absl::Milliseconds(200));
-    if (auto lost = consumer_->TakeLost(); lost.ok()) kernel_lost_ += *lost;
+    if (auto lost = consumer_->TakeLost(); lost.ok() && *lost > 0) {
+      kernel_lost_ += *lost;
+      service_->lost_log().Add(flow::PERF_EVENT_RING_BUFFER, *lost, absl::Now());
+    }
     if (options_.policy_file.empty()) continue;
     const std::string sig = FileSignature(options_.policy_file);
     if (sig != policy_signature_ || table_->version() != policy_table_version_) {

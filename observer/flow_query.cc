@@ -17,7 +17,20 @@ FlowQuery::FlowQuery(const Ring& ring, const QueryOptions& options, FlowPredicat
     : ring_(&ring),
       options_(options),
       predicate_(std::move(predicate)),
-      reader_(ring, ring.EndPosition()) {}
+      reader_(ring, ring.EndPosition()) {
+  last_lost_sent_.fill(absl::InfinitePast());
+  // Only losses after the query started concern it.
+  if (options_.lost_log != nullptr) log_seen_ = options_.lost_log->seq();
+}
+
+void FlowQuery::AddLost(flow::LostEventSource source, uint64_t count, absl::Time first,
+                        absl::Time last) {
+  LostNotice& p = pending_lost_[static_cast<size_t>(source) & 3];
+  if (p.count == 0) p.first = first;
+  p.source = source;
+  p.count += count;
+  p.last = last;
+}
 
 void FlowQuery::Position() {
   positioned_ = true;
@@ -46,24 +59,31 @@ void FlowQuery::Position() {
 }
 
 bool FlowQuery::FlushLost(absl::Time now, bool force, Item* item) {
-  if (pending_lost_.count == 0) return false;
-  if (!force && now - last_lost_sent_ < options_.lost_report_interval) return false;
-  item->lost = pending_lost_;
-  pending_lost_ = {};
-  last_lost_sent_ = now;
-  return true;
+  for (size_t i = 0; i < pending_lost_.size(); ++i) {
+    if (pending_lost_[i].count == 0) continue;
+    if (!force && now - last_lost_sent_[i] < options_.lost_report_interval) continue;
+    item->lost = pending_lost_[i];
+    pending_lost_[i] = {};
+    last_lost_sent_[i] = now;
+    return true;
+  }
+  return false;
 }
 
 FlowQuery::Step FlowQuery::Next(absl::Time now, Item* item) {
   if (!positioned_) Position();
+  if (options_.follow && options_.lost_log != nullptr && options_.lost_log->seq() != log_seen_) {
+    for (const LostEventLog::Entry& e : options_.lost_log->Since(log_seen_)) {
+      AddLost(e.source, e.count, e.time, e.time);
+      log_seen_ = e.seq;
+    }
+  }
+  if (options_.follow && FlushLost(now, false, item)) return Step::kLost;
   while (!done_) {
     const uint64_t position = reader_.position();
     const ringbuf::ReadStatus s = reader_.Next(&item->record);
     if (s == ringbuf::ReadStatus::kLost) {
-      const uint64_t n = reader_.TakeLost();
-      if (pending_lost_.count == 0) pending_lost_.first = now;
-      pending_lost_.count += n;
-      pending_lost_.last = now;
+      AddLost(flow::HUBBLE_RING_BUFFER, reader_.TakeLost(), now, now);
       if (FlushLost(now, false, item)) return Step::kLost;
       continue;
     }

@@ -19,6 +19,7 @@
 #ifndef FLOWSCOPE_OBSERVER_FLOW_QUERY_H_
 #define FLOWSCOPE_OBSERVER_FLOW_QUERY_H_
 
+#include <array>
 #include <cstdint>
 #include <optional>
 
@@ -26,6 +27,7 @@
 #include "absl/time/time.h"
 #include "observer/filter.h"
 #include "observer/flow_record.h"
+#include "observer/lost_events.h"
 #include "ringbuf/flow_ring.h"
 
 namespace flowscope::observer {
@@ -39,9 +41,12 @@ struct QueryOptions {
   std::optional<uint64_t> since_ns = std::nullopt;
   std::optional<uint64_t> until_ns = std::nullopt;
   absl::Duration lost_report_interval = absl::Seconds(1);
+  // Losses outside the ring (the datapath's ring buffer), reported by follow queries.
+  const LostEventLog* lost_log = nullptr;
 };
 
 struct LostNotice {
+  flow::LostEventSource source = flow::HUBBLE_RING_BUFFER;
   uint64_t count = 0;
   absl::Time first;
   absl::Time last;
@@ -75,6 +80,7 @@ class FlowQuery {
   FlowQuery(const Ring& ring, const QueryOptions& options, FlowPredicate predicate);
   void Position();
   bool FlushLost(absl::Time now, bool force, Item* item);
+  void AddLost(flow::LostEventSource source, uint64_t count, absl::Time first, absl::Time last);
 
   const Ring* ring_;
   QueryOptions options_;
@@ -84,8 +90,10 @@ class FlowQuery {
   uint64_t delivered_ = 0;
   bool positioned_ = false;
   bool done_ = false;
-  LostNotice pending_lost_;
-  absl::Time last_lost_sent_ = absl::InfinitePast();
+  // Per LostEventSource (0..3): what waits to be reported and when it last was.
+  std::array<LostNotice, 4> pending_lost_;
+  std::array<absl::Time, 4> last_lost_sent_;
+  uint64_t log_seen_ = 0;
 };
 
 }  // namespace flowscope::observer

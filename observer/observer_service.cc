@@ -112,7 +112,7 @@ class FlowStreamReactor final : public grpc::ServerWriteReactor<::observer::GetF
         case FlowQuery::Step::kLost: {
           NewResponse();
           flow::LostEvent* lost = resp_->mutable_lost_events();
-          lost->set_source(flow::HUBBLE_RING_BUFFER);
+          lost->set_source(item_.lost.source);
           lost->set_num_events_lost(item_.lost.count);
           lost->mutable_cpu()->set_value(0);
           *lost->mutable_first() = ToProto(item_.lost.first);
@@ -221,6 +221,7 @@ grpc::ServerWriteReactor<::observer::GetFlowsResponse>* ObserverService::GetFlow
   if (req->has_since()) q.since_ns = ToNanos(req->since());
   if (req->has_until()) q.until_ns = ToNanos(req->until());
   q.lost_report_interval = options_.lost_report_interval;
+  q.lost_log = &lost_log_;
   auto predicate = FlowPredicate::Compile(req->whitelist(), req->blacklist(), table_, builder_);
   if (!predicate.ok()) {
     return new FinishNow<::observer::GetFlowsResponse>(ToGrpcStatus(predicate.status()));

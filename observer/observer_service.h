@@ -22,6 +22,7 @@
 #include "observer/endpoint_table.h"
 #include "observer/flow_builder.h"
 #include "observer/flow_query.h"
+#include "observer/lost_events.h"
 #include "observer/observer.grpc.pb.h"
 
 namespace flowscope::observer {
@@ -87,6 +88,9 @@ class ObserverService final : public ::observer::Observer::CallbackService {
 
   int active_streams() const { return active_streams_.load(); }
 
+  // Losses outside the ring (the daemon reports the datapath's); follow streams report them.
+  LostEventLog& lost_log() { return lost_log_; }
+
  private:
   friend class FlowStreamReactor;
 
@@ -95,6 +99,7 @@ class ObserverService final : public ::observer::Observer::CallbackService {
   const FlowBuilder& builder_;
   const ObserverOptions options_;
   const absl::Time start_ = absl::Now();
+  LostEventLog lost_log_;
   StreamNotifier notifier_;
   std::atomic<int> active_streams_{0};
 };

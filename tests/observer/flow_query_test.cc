@@ -219,3 +219,34 @@ TEST_F(FlowQueryTest, NonFollowQueryFlushesLostBeforeEnding) {
 
 }  // namespace
 }  // namespace flowscope::observer
+
+namespace flowscope::observer {
+namespace {
+
+TEST_F(FlowQueryTest, KernelLossesReachFollowStreamsOncePerIntervalPerSource) {
+  auto ring = MakeRing(7);
+  LostEventLog log;
+  const absl::Time t0 = absl::FromUnixSeconds(2000);
+  log.Add(flow::PERF_EVENT_RING_BUFFER, 99, t0);  // before the query: not its business
+  auto q = FlowQuery::Create(*ring, {.follow = true, .lost_log = &log}, Pred());
+  FlowQuery::Item item;
+  ASSERT_EQ(q->Next(t0, &item), FlowQuery::Step::kWait);
+  log.Add(flow::PERF_EVENT_RING_BUFFER, 5, t0);
+  ASSERT_EQ(q->Next(t0, &item), FlowQuery::Step::kLost);
+  EXPECT_EQ(item.lost.source, flow::PERF_EVENT_RING_BUFFER);
+  EXPECT_EQ(item.lost.count, 5u);
+  log.Add(flow::PERF_EVENT_RING_BUFFER, 2, t0 + absl::Milliseconds(10));
+  log.Add(flow::PERF_EVENT_RING_BUFFER, 3, t0 + absl::Milliseconds(20));
+  EXPECT_EQ(q->Next(t0 + absl::Milliseconds(30), &item), FlowQuery::Step::kWait) << "held back";
+  ASSERT_EQ(q->Next(t0 + absl::Seconds(2), &item), FlowQuery::Step::kLost);
+  EXPECT_EQ(item.lost.count, 5u) << "2 + 3, aggregated";
+  EXPECT_EQ(item.lost.first, t0 + absl::Milliseconds(10));
+  EXPECT_EQ(item.lost.last, t0 + absl::Milliseconds(20));
+  // A non-follow query does not report them.
+  auto hist = FlowQuery::Create(*ring, {.number = 5, .lost_log = &log}, Pred());
+  log.Add(flow::PERF_EVENT_RING_BUFFER, 1, t0);
+  EXPECT_EQ(hist->Next(t0 + absl::Seconds(5), &item), FlowQuery::Step::kEnd);
+}
+
+}  // namespace
+}  // namespace flowscope::observer

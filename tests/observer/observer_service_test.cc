@@ -313,3 +313,58 @@ TEST(GrpcServerTest, StaleSocketIsReplacedLiveOneIsNot) {
 
 }  // namespace
 }  // namespace flowscope::observer
+
+namespace flowscope::observer {
+namespace {
+
+TEST(ObserverStatusTest, FlowsRateOverTheLastMinuteOrTheTimeTheRingCovers) {
+  auto ring = std::move(Ring::Create(1023)).value();
+  EndpointTable table("default");
+  FlowBuilder builder(table, "n", nullptr, 1);
+  ObserverService svc(*ring, table, builder, ObserverOptions{"n", "x"});
+  const absl::Time now = absl::FromUnixSeconds(1'800'000'000);
+  ::observer::ServerStatusResponse st;
+  svc.Status(now, &st);
+  EXPECT_EQ(st.flows_rate(), 0.0) << "an empty ring";
+  auto write_at = [&](absl::Time t) {
+    FlowRecord r;
+    r.time_ns = static_cast<uint64_t>(absl::ToUnixNanos(t));
+    ring->Write(r);
+  };
+  // 30 flows over the last 30 s only: 30 / 30 s.
+  for (int i = 30; i >= 1; --i) write_at(now - absl::Seconds(i));
+  ring->Publish();
+  svc.Status(now, &st);
+  EXPECT_NEAR(st.flows_rate(), 1.0, 1e-9);
+  // Now 600 flows spread over the last 600 s: 60 of them in the last minute.
+  auto ring2 = std::move(Ring::Create(1023)).value();
+  ObserverService svc2(*ring2, table, builder, ObserverOptions{"n", "x"});
+  for (int i = 600; i >= 1; --i) {
+    FlowRecord r;
+    r.time_ns = static_cast<uint64_t>(absl::ToUnixNanos(now - absl::Seconds(i)));
+    ring2->Write(r);
+  }
+  ring2->Publish();
+  svc2.Status(now, &st);
+  EXPECT_NEAR(st.flows_rate(), 1.0, 1e-9);
+  EXPECT_EQ(st.num_flows(), 600u);
+}
+
+TEST(GrpcServerTest, ServesOnATcpPortToo) {
+  auto ring = std::move(Ring::Create(7)).value();
+  EndpointTable table("default");
+  FlowBuilder builder(table, "n", nullptr, 1);
+  ObserverService svc(*ring, table, builder, ObserverOptions{"n", "x"});
+  auto server = GrpcServer::Start({&svc}, {"", "127.0.0.1:0"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_GT((*server)->tcp_port(), 0);
+  auto stub = ::observer::Observer::NewStub(
+      grpc::CreateChannel((*server)->target(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ::observer::ServerStatusResponse st;
+  ASSERT_TRUE(stub->ServerStatus(&ctx, {}, &st).ok());
+  EXPECT_EQ(st.max_flows(), 7u);
+}
+
+}  // namespace
+}  // namespace flowscope::observer
