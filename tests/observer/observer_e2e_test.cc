@@ -229,3 +229,38 @@ TEST_F(ObserverE2eTest, RefusesBadConfigurationWithAClearMessage) {
 
 }  // namespace
 }  // namespace flowscope::observer
+
+namespace flowscope::observer {
+namespace {
+
+TEST_F(ObserverE2eTest, FlagsComeFromAConfigFileToo) {
+  std::ofstream(dir_ / "observer.toml") << "node-name = \"from-config\"\n"
+                                        << "ring-capacity = 1023\n"
+                                        << "interfaces = \"" << net_->prefix() << "*\"\n"
+                                        << "listen-socket = \"" << socket_ << "\"\n"
+                                        << "state-dir = \"" << dir_.string() << "\"\n";
+  auto p = NetnsProcess::Start(
+      net_->node(), {FLOWSCOPE_OBSERVER_BINARY, "--config", (dir_ / "observer.toml").string()},
+      (dir_ / "observer.log").string());
+  ASSERT_TRUE(p.ok());
+  daemon_ = std::move(p).value();
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  ::observer::GetNodesResponse nodes;
+  while (absl::Now() < deadline) {
+    ASSERT_TRUE(daemon_->Running()) << Log();
+    if (std::filesystem::exists(socket_)) {
+      auto stub = ::observer::Observer::NewStub(
+          grpc::CreateChannel("unix://" + socket_, grpc::InsecureChannelCredentials()));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+      if (stub->GetNodes(&ctx, {}, &nodes).ok()) break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_EQ(nodes.nodes_size(), 1) << Log();
+  EXPECT_EQ(nodes.nodes(0).name(), "from-config");
+  EXPECT_EQ(nodes.nodes(0).max_flows(), 1023u);
+}
+
+}  // namespace
+}  // namespace flowscope::observer
