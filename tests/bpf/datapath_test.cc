@@ -14,6 +14,7 @@
 
 #include "ringbuf/event_consumer.h"
 #include "tests/testing/bpf_env.h"
+#include "tests/testing/flow_events.h"
 #include "tests/testing/packet.h"
 
 namespace flowscope::bpf {
@@ -48,15 +49,9 @@ class DatapathTest : public ::testing::Test {
     auto dp = Datapath::Load(options);
     ASSERT_TRUE(dp.ok()) << dp.status();
     dp_ = std::move(dp).value();
-    auto c = ringbuf::RingBufferConsumer::Create(dp_->events_fd(), dp_->lost_events_fd(),
-                                                 sizeof(flow_event),
-                                                 [this](absl::Span<const uint8_t> ev) {
-                                                   flow_event e;
-                                                   std::memcpy(&e, ev.data(), sizeof e);
-                                                   events_.push_back(e);
-                                                 });
+    auto c = testing::FlowEventCollector::Create(*dp_);
     ASSERT_TRUE(c.ok()) << c.status();
-    consumer_ = std::move(c).value();
+    events_ = std::move(c).value();
   }
 
   // Runs the ingress (or egress) program on the packet; returns the tc verdict.
@@ -70,15 +65,10 @@ class DatapathTest : public ::testing::Test {
   }
 
   // Events emitted since the last call.
-  std::vector<flow_event> Drain() {
-    events_.clear();
-    EXPECT_TRUE(consumer_->Consume().ok());
-    return events_;
-  }
+  std::vector<flow_event> Drain() { return events_->Drain(); }
 
   std::unique_ptr<Datapath> dp_;
-  std::unique_ptr<ringbuf::RingBufferConsumer> consumer_;
-  std::vector<flow_event> events_;
+  std::unique_ptr<testing::FlowEventCollector> events_;
 };
 
 PacketSpec Tcp(const std::string& src, uint16_t sport, const std::string& dst, uint16_t dport,
@@ -430,7 +420,7 @@ TEST_F(DatapathTest, FullRingBufferCountsLostEvents) {
   auto r = testing::TestRun(dp_->ingress_prog_fd(), packet, 1000);
   ASSERT_TRUE(r.ok()) << r.status();
   const size_t got = Drain().size();
-  const uint64_t lost = *consumer_->TakeLost();
+  const uint64_t lost = *events_->consumer().TakeLost();
   EXPECT_GT(got, 0u);
   EXPECT_GT(lost, 0u);
   EXPECT_EQ(got + lost, 1000u);

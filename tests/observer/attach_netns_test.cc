@@ -27,6 +27,7 @@
 #include "observer/attach_manager.h"
 #include "ringbuf/event_consumer.h"
 #include "tests/testing/bpf_env.h"
+#include "tests/testing/flow_events.h"
 #include "tests/testing/netns.h"
 #include "tests/testing/traffic.h"
 
@@ -55,15 +56,9 @@ class AttachNetnsTest : public ::testing::Test {
     auto dp = bpf::Datapath::Load(o);
     ASSERT_TRUE(dp.ok()) << dp.status();
     dp_ = std::move(dp).value();
-    auto c = ringbuf::RingBufferConsumer::Create(dp_->events_fd(), dp_->lost_events_fd(),
-                                                 sizeof(flow_event),
-                                                 [this](absl::Span<const uint8_t> ev) {
-                                                   flow_event e;
-                                                   std::memcpy(&e, ev.data(), sizeof e);
-                                                   events_.push_back(e);
-                                                 });
+    auto c = testing::FlowEventCollector::Create(*dp_);
     ASSERT_TRUE(c.ok()) << c.status();
-    consumer_ = std::move(c).value();
+    events_ = std::move(c).value();
     state_dir_ = std::filesystem::temp_directory_path() / ("fs-attach-" + std::to_string(getpid()));
     std::filesystem::create_directories(state_dir_);
   }
@@ -94,17 +89,12 @@ class AttachNetnsTest : public ::testing::Test {
     return idx;
   }
 
-  std::vector<flow_event> Drain() {
-    events_.clear();
-    EXPECT_TRUE(consumer_->Consume().ok());
-    return events_;
-  }
+  std::vector<flow_event> Drain() { return events_->Drain(); }
 
   std::unique_ptr<TestNetwork> net_;
   std::unique_ptr<bpf::Datapath> dp_;
-  std::unique_ptr<ringbuf::RingBufferConsumer> consumer_;
+  std::unique_ptr<testing::FlowEventCollector> events_;
   std::unique_ptr<AttachManager> mgr_;
-  std::vector<flow_event> events_;
   std::filesystem::path state_dir_;
 };
 
@@ -186,7 +176,7 @@ TEST_F(AttachNetnsTest, RealTcpUdpIcmpTrafficIsReported) {
   EXPECT_EQ(i_in[0].is_reply, FS_REPLY_NO);
   EXPECT_EQ(i_out[0].icmp_type, 0);
   EXPECT_EQ(i_out[0].is_reply, FS_REPLY_YES);
-  EXPECT_EQ(*consumer_->TakeLost(), 0u);
+  EXPECT_EQ(*events_->consumer().TakeLost(), 0u);
 }
 
 TEST_F(AttachNetnsTest, DenyRuleReallyBlocksATcpConnection) {

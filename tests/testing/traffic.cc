@@ -18,8 +18,10 @@ uint32_t Ipv4(const char* text) {
   return a.s_addr;
 }
 
-// A TCP server in pod b that answers one request; a client in pod a. Returns the client port.
-uint16_t TcpExchange(const TestNetwork& net, uint16_t port) {
+namespace {
+
+// A TCP listener on pod b's address.
+int ListenInPodB(const TestNetwork& net, uint16_t port) {
   int listen_fd = -1;
   InNetns(net.pod_b(), [&] {
     listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -32,6 +34,14 @@ uint16_t TcpExchange(const TestNetwork& net, uint16_t port) {
     EXPECT_EQ(bind(listen_fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
     EXPECT_EQ(listen(listen_fd, 4), 0);
   });
+  return listen_fd;
+}
+
+}  // namespace
+
+// A TCP server in pod b that answers one request; a client in pod a. Returns the client port.
+uint16_t TcpExchange(const TestNetwork& net, uint16_t port) {
+  const int listen_fd = ListenInPodB(net, port);
   NetnsThread server(net.pod_b(), [&] {
     const int c = accept(listen_fd, nullptr, nullptr);
     char buf[16];
@@ -105,18 +115,7 @@ uint16_t UdpExchange(const TestNetwork& net, uint16_t port) {
 }
 
 bool TryConnect(const TestNetwork& net, uint16_t port, absl::Duration timeout) {
-  int listen_fd = -1;
-  InNetns(net.pod_b(), [&] {
-    listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = Ipv4(TestNetwork::kIpB);
-    EXPECT_EQ(bind(listen_fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(listen(listen_fd, 4), 0);
-  });
+  const int listen_fd = ListenInPodB(net, port);
   bool connected = false;
   InNetns(net.pod_a(), [&] {
     const int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
