@@ -81,6 +81,7 @@ std::string FormatNumber(double v) {
   if (a >= 1e9) return absl::StrFormat("%.3gG", v / 1e9);
   if (a >= 1e6) return absl::StrFormat("%.3gM", v / 1e6);
   if (a >= 1e4) return absl::StrFormat("%.3gk", v / 1e3);
+  if (a >= 100) return absl::StrFormat("%.0f", v);
   return absl::StrFormat("%.3g", v);
 }
 

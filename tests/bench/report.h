@@ -58,7 +58,8 @@ FigureResult MakeFigure(std::string id, std::string figure, std::string unit,
                         std::optional<std::vector<double>> baseline_runs,
                         std::vector<Target> targets);
 
-// Human-readable number: 3 significant digits, k from 10,000, M from 1e6, G from 1e9.
+// Human-readable number: 3 significant digits (whole numbers from 100), k from 10,000, M from
+// 1e6, G from 1e9.
 std::string FormatNumber(double v);
 
 // The aligned table with a header row, one row per figure.

@@ -49,6 +49,15 @@ TEST(ReportTest, FigureWithoutBaselineHasNullRatioAndAbsoluteTarget) {
   EXPECT_EQ(both.TargetText(), ">= 0.5x baseline, >= 1M events/s");
 }
 
+TEST(ReportTest, NumbersAreShortAndReadable) {
+  EXPECT_EQ(FormatNumber(1024), "1024");
+  EXPECT_EQ(FormatNumber(17.77), "17.8");
+  EXPECT_EQ(FormatNumber(0.994), "0.994");
+  EXPECT_EQ(FormatNumber(229000), "229k");
+  EXPECT_EQ(FormatNumber(2.3e6), "2.3M");
+  EXPECT_EQ(FormatNumber(4.7e10), "47G");
+}
+
 TEST(ReportTest, TableAlignsColumnsAndMarksMisses) {
   FigureResult a = MakeFigure("B4", "seek", "us", {3}, std::nullopt, {Target::AtMost(10, "us")});
   FigureResult b = MakeFigure("B6", "getflows_flows_per_s", "flows/s", {150000}, std::nullopt,
