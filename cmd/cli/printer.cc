@@ -1,0 +1,456 @@
+#include "cmd/cli/printer.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+
+namespace flowscope::cli {
+namespace {
+
+const std::map<int, const char*>& DropTexts() {
+  static const auto* texts = new std::map<int, const char*>{
+      {0, "Success"},
+      {2, "Invalid packet"},
+      {0, "Success"},
+      {2, "Invalid packet"},
+      {130, "Invalid source mac"},
+      {131, "Invalid destination mac"},
+      {132, "Invalid source ip"},
+      {133, "Policy denied"},
+      {134, "Invalid packet"},
+      {135, "CT: Truncated or invalid header"},
+      {136, "Fragmentation needed"},
+      {137, "CT: Unknown L4 protocol"},
+      {138, "CT: Can't create entry from packet"},
+      {139, "Unsupported L3 protocol"},
+      {140, "Missed tail call"},
+      {141, "Error writing to packet"},
+      {142, "Unknown L4 protocol"},
+      {143, "Unknown ICMPv4 code"},
+      {144, "Unknown ICMPv4 type"},
+      {145, "Unknown ICMPv6 code"},
+      {146, "Unknown ICMPv6 type"},
+      {147, "Error retrieving tunnel key"},
+      {148, "Error retrieving tunnel options"},
+      {149, "Invalid Geneve option"},
+      {150, "Unknown L3 target address"},
+      {151, "Stale or unroutable IP"},
+      {152, "No matching local container found"},
+      {153, "Error while correcting L3 checksum"},
+      {154, "Error while correcting L4 checksum"},
+      {155, "CT: Map insertion failed"},
+      {156, "Invalid IPv6 extension header"},
+      {157, "IP fragmentation not supported"},
+      {158, "Service backend not found"},
+      {160, "No tunnel/encapsulation endpoint (datapath BUG!)"},
+      {161, "NAT 46/64 not enabled"},
+      {162, "Reached EDT rate-limiting drop horizon"},
+      {163, "Unknown connection tracking state"},
+      {164, "Local host is unreachable"},
+      {165, "No configuration available to perform policy decision"},
+      {166, "Unsupported L2 protocol"},
+      {167, "No mapping for NAT masquerade"},
+      {168, "Unsupported protocol for NAT masquerade"},
+      {169, "FIB lookup failed"},
+      {170, "Encapsulation traffic is prohibited"},
+      {171, "Invalid identity"},
+      {172, "Unknown sender"},
+      {173, "NAT not needed"},
+      {174, "Is a ClusterIP"},
+      {175, "First logical datagram fragment not found"},
+      {176, "Forbidden ICMPv6 message"},
+      {177, "Denied by LB src range check"},
+      {178, "Socket lookup failed"},
+      {179, "Socket assign failed"},
+      {180, "Proxy redirection not supported for protocol"},
+      {181, "Policy denied by denylist"},
+      {182, "VLAN traffic disallowed by VLAN filter"},
+      {183, "Incorrect VNI from VTEP"},
+      {184, "Failed to update or lookup TC buffer"},
+      {185, "No SID was found for the IP address"},
+      {186, "SRv6 state was removed during tail call"},
+      {187, "L3 translation from IPv4 to IPv6 failed (NAT46)"},
+      {188, "L3 translation from IPv6 to IPv4 failed (NAT64)"},
+      {189, "Authentication required"},
+      {190, "No conntrack map found"},
+      {191, "No nat map found"},
+      {192, "Invalid ClusterID"},
+      {193, "Unsupported packet protocol for DSR encapsulation"},
+      {194, "No egress gateway found"},
+      {195, "Traffic is unencrypted"},
+      {196, "TTL exceeded"},
+      {197, "No node ID found"},
+      {198, "Rate limited"},
+      {199, "IGMP handled"},
+      {200, "IGMP subscribed"},
+      {201, "Multicast handled"},
+      {202, "Host datapath not ready"},
+      {203, "Endpoint policy program not available"},
+      {204, "No Egress IP configured"},
+      {205, "Punt to proxy"},
+  };
+  return *texts;
+}
+
+// Monitor trace observation points (the reference §2.6).
+constexpr const char* kTracePoints[] = {
+    "to-endpoint",   "to-proxy",   "to-host",     "to-stack",   "to-overlay",
+    "from-endpoint", "from-proxy", "from-host",   "from-stack", "from-overlay",
+    "from-network",  "to-network", "from-crypto", "to-crypto"};
+
+constexpr const char* kReservedIdentities[] = {
+    "unknown",     "host",           "world",   "unmanaged",  "health",    "init",
+    "remote-node", "kube-apiserver", "ingress", "world-ipv4", "world-ipv6"};
+
+std::string Identity(uint32_t id) {
+  if (id < std::size(kReservedIdentities)) return absl::StrCat("(", kReservedIdentities[id], ")");
+  return absl::StrCat("(ID:", id, ")");
+}
+
+// Printed strings never carry raw control sequences (colours are the printer's own).
+std::string Sanitize(absl::string_view s) {
+  return absl::StrReplaceAll(s, {{"\x1b", "^["}, {"\r", "\\r"}});
+}
+
+std::string PortOf(const flow::Flow& f, bool source) {
+  const auto& l4 = f.l4();
+  uint32_t port = 0;
+  if (l4.has_tcp()) port = source ? l4.tcp().source_port() : l4.tcp().destination_port();
+  if (l4.has_udp()) port = source ? l4.udp().source_port() : l4.udp().destination_port();
+  if (l4.has_sctp()) port = source ? l4.sctp().source_port() : l4.sctp().destination_port();
+  return port == 0 ? "" : absl::StrCat(port);
+}
+
+std::string Verdict(const flow::Flow& f) {
+  if (f.event_type().type() == 5) {
+    switch (f.verdict()) {
+      case flow::FORWARDED:
+      case flow::REDIRECTED:
+        return "ALLOWED";
+      case flow::DROPPED:
+      case flow::ERROR:
+        return "DENIED";
+      case flow::AUDIT:
+        return "AUDITED";
+      default:
+        break;
+    }
+  }
+  return flow::Verdict_Name(f.verdict());
+}
+
+std::string Summary(const flow::Flow& f) {
+  std::string s;
+  if (f.has_ip_trace_id() && f.ip_trace_id().trace_id() != 0) {
+    absl::StrAppend(&s, "IP Trace ID: ", f.ip_trace_id().trace_id(), "; ");
+  }
+  absl::StrAppend(&s, Sanitize(f.summary()));
+  if (f.auth_type() != flow::DISABLED) {
+    absl::StrAppend(&s, "; Auth: ", flow::AuthType_Name(f.auth_type()));
+  }
+  return s;
+}
+
+std::string JoinNodes(const google::protobuf::RepeatedPtrField<std::string>& names) {
+  std::string out;
+  int shown = 0;
+  for (const std::string& n : names) {
+    if (!out.empty() && out.size() + n.size() > 50) break;
+    absl::StrAppend(&out, out.empty() ? "" : ", ", n);
+    ++shown;
+  }
+  if (shown < names.size()) absl::StrAppend(&out, " (and ", names.size() - shown, " more)");
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<Format> ParseFormat(absl::string_view name) {
+  const std::string n = absl::AsciiStrToLower(name);
+  if (n == "compact") return Format::kCompact;
+  if (n == "dict") return Format::kDict;
+  if (n == "table" || n == "tab") return Format::kTable;
+  if (n == "json" || n == "jsonpb") return Format::kJson;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "invalid output format \"", name, "\": expected compact, dict, json, jsonpb or table"));
+}
+
+std::string FormatTime(const google::protobuf::Timestamp* ts, absl::string_view layout) {
+  if (ts == nullptr || ts->nanos() < 0 || ts->nanos() >= 1'000'000'000) return "N/A";
+  const absl::Time t = absl::FromUnixSeconds(ts->seconds()) + absl::Nanoseconds(ts->nanos());
+  const std::string name = absl::AsciiStrToLower(layout);
+  const char* fmt = "%b %e %H:%M:%E3S";  // StampMilli, also for unknown names
+  if (name == "yearmonthday") fmt = "%Y-%m-%d";
+  if (name == "yearmonthdayhour") fmt = "%Y-%m-%dT%HZ";
+  if (name == "yearmonthdayhourminute") fmt = "%Y-%m-%dT%H:%MZ";
+  if (name == "rfc3339") fmt = "%Y-%m-%dT%H:%M:%SZ";
+  if (name == "rfc3339milli") fmt = "%Y-%m-%dT%H:%M:%E3SZ";
+  if (name == "rfc3339micro") fmt = "%Y-%m-%dT%H:%M:%E6SZ";
+  if (name == "rfc3339nano") fmt = "%Y-%m-%dT%H:%M:%E*SZ";
+  if (name == "rfc1123z") fmt = "%a, %d %b %Y %H:%M:%S +0000";
+  return absl::FormatTime(fmt, t, absl::UTCTimeZone());
+}
+
+std::string FlowType(const flow::Flow& f) {
+  if (f.has_l7()) {
+    const char* proto = f.l7().has_dns()     ? "dns"
+                        : f.l7().has_http()  ? "http"
+                        : f.l7().has_kafka() ? "kafka"
+                                             : "l7";
+    std::string t =
+        absl::StrCat(proto, "-", absl::AsciiStrToLower(flow::L7FlowType_Name(f.l7().type())));
+    if (f.l7().has_dns() && !f.l7().dns().observation_source().empty()) {
+      absl::StrAppend(&t, " ", f.l7().dns().observation_source());
+    }
+    return t;
+  }
+  const int32_t sub = f.event_type().sub_type();
+  switch (f.event_type().type()) {
+    case 4:
+      if (sub >= 0 && sub < static_cast<int32_t>(std::size(kTracePoints))) return kTracePoints[sub];
+      return absl::StrCat(sub);
+    case 1: {
+      auto it = DropTexts().find(sub);
+      return it != DropTexts().end() ? it->second : absl::StrCat(sub, ", 0");
+    }
+    case 5: {
+      static constexpr const char* kMatch[] = {"none", "L3-Only",  "L3-L4",     "L4-Only",
+                                               "all",  "L3-Proto", "Proto-Only"};
+      const uint32_t m = f.policy_match_type();
+      return absl::StrCat("policy-verdict:", m < std::size(kMatch) ? kMatch[m] : "unknown", " ",
+                          flow::TrafficDirection_Name(f.traffic_direction()));
+    }
+    case 3:
+      return flow::DebugCapturePoint_Name(f.debug_capture_point());
+    case 7: {
+      switch (f.sock_xlate_point()) {
+        case flow::SOCK_XLATE_POINT_PRE_DIRECTION_FWD:
+          return "pre-xlate-fwd";
+        case flow::SOCK_XLATE_POINT_POST_DIRECTION_FWD:
+          return "post-xlate-fwd";
+        case flow::SOCK_XLATE_POINT_PRE_DIRECTION_REV:
+          return "pre-xlate-rev";
+        case flow::SOCK_XLATE_POINT_POST_DIRECTION_REV:
+          return "post-xlate-rev";
+        default:
+          return flow::SocketTranslationPoint_Name(f.sock_xlate_point());
+      }
+    }
+    default:
+      return "UNKNOWN";
+  }
+}
+
+std::string TabWrite(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i + 1 < row.size(); ++i) {
+      if (width.size() <= i) width.resize(i + 1, 0);
+      width[i] = std::max(width[i], row[i].size());
+    }
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      out += row[i];
+      if (i + 1 < row.size()) out.append(std::max<size_t>(width[i] + 3, 2) - row[i].size(), ' ');
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+Printer::Printer(PrinterOptions options, std::ostream& out, std::ostream& err)
+    : options_(std::move(options)), out_(out), err_(err) {}
+
+std::string Printer::Host(const flow::Flow& f, bool source) const {
+  std::string host;
+  if (!f.has_ip()) {
+    host = source ? f.ethernet().source() : f.ethernet().destination();
+  } else {
+    const flow::Endpoint& ep = source ? f.source() : f.destination();
+    const flow::Service& svc = source ? f.source_service() : f.destination_service();
+    const auto& names = source ? f.source_names() : f.destination_names();
+    const std::string& ip = source ? f.ip().source() : f.ip().destination();
+    if (options_.ip_translation && !ep.pod_name().empty()) {
+      host = absl::StrCat(ep.namespace_(), "/", ep.pod_name());
+    } else if (options_.ip_translation && !svc.name().empty()) {
+      host = absl::StrCat(svc.namespace_().empty() ? ep.namespace_() : svc.namespace_(), "/",
+                          svc.name());
+    } else if (options_.ip_translation && !names.empty()) {
+      host = absl::StrJoin(names, ",");
+    } else {
+      host = ip;
+    }
+    const std::string port = PortOf(f, source);
+    if (!port.empty()) {
+      if (host == ip && ip.find(':') != std::string::npos) host = absl::StrCat("[", host, "]");
+      absl::StrAppend(&host, ":", port);
+    }
+  }
+  return Sanitize(host);
+}
+
+void Printer::WriteFlowCompact(const ::observer::GetFlowsResponse& resp) {
+  const flow::Flow& f = resp.flow();
+  std::string src = absl::StrCat(Host(f, true), " ", Identity(f.source().identity()));
+  std::string dst = absl::StrCat(Host(f, false), " ", Identity(f.destination().identity()));
+  std::string arrow = "<>";
+  if (f.has_is_reply()) {
+    arrow = f.is_reply().value() ? "<-" : "->";
+    if (f.is_reply().value()) std::swap(src, dst);
+  }
+  out_ << FormatTime(f.has_time() ? &f.time() : nullptr, options_.time_format);
+  if (options_.print_node_name) out_ << " [" << Sanitize(f.node_name()) << "]";
+  out_ << ": " << src << " " << arrow << " " << dst << " " << FlowType(f) << " " << Verdict(f)
+       << " (" << Summary(f) << ")\n";
+}
+
+void Printer::WriteFlowDict(const ::observer::GetFlowsResponse& resp) {
+  const flow::Flow& f = resp.flow();
+  if (!first_dict_) out_ << "------------\n";
+  first_dict_ = false;
+  std::string src = Host(f, true);
+  std::string dst = Host(f, false);
+  if (f.has_is_reply() && f.is_reply().value()) std::swap(src, dst);
+  out_ << "  TIMESTAMP: " << FormatTime(f.has_time() ? &f.time() : nullptr, options_.time_format)
+       << "\n";
+  if (options_.print_node_name) out_ << "       NODE: " << Sanitize(f.node_name()) << "\n";
+  out_ << "     SOURCE: " << src << "\n"
+       << "DESTINATION: " << dst << "\n"
+       << "       TYPE: " << FlowType(f) << "\n"
+       << "    VERDICT: " << Verdict(f) << "\n"
+       << "    SUMMARY: " << Summary(f) << "\n";
+}
+
+void Printer::WriteLost(const ::observer::GetFlowsResponse& resp) {
+  const flow::LostEvent& l = resp.lost_events();
+  const std::string source = flow::LostEventSource_Name(l.source());
+  const int32_t cpu = l.has_cpu() ? l.cpu().value() : 0;
+  const std::string ts = FormatTime(resp.has_time() ? &resp.time() : nullptr, options_.time_format);
+  switch (options_.format) {
+    case Format::kCompact: {
+      out_ << ts << " EVENTS LOST: " << source << " CPU(" << cpu << ") " << l.num_events_lost();
+      if (l.has_first() && l.has_last()) {
+        out_ << " (first: " << FormatTime(&l.first(), options_.time_format)
+             << ", last: " << FormatTime(&l.last(), options_.time_format) << ")";
+      }
+      out_ << "\n";
+      break;
+    }
+    case Format::kDict:
+      if (!first_dict_) out_ << "------------\n";
+      first_dict_ = false;
+      out_ << "  TIMESTAMP: " << ts << "\n"
+           << "     SOURCE: " << source << "\n"
+           << "       TYPE: EVENTS LOST\n"
+           << "    VERDICT: -\n"
+           << "    SUMMARY: CPU(" << cpu << ") - " << l.num_events_lost() << "\n";
+      break;
+    case Format::kTable: {
+      std::vector<std::string> row = {ts};
+      if (options_.print_node_name) row.push_back(resp.node_name());
+      row.insert(row.end(), {source, "", "EVENTS LOST", "",
+                             absl::StrCat("CPU(", cpu, ") - ", l.num_events_lost())});
+      table_.push_back(std::move(row));
+      break;
+    }
+    case Format::kJson:
+      break;
+  }
+}
+
+void Printer::WriteNodeStatus(const ::observer::GetFlowsResponse& resp) {
+  const relay::NodeStatusEvent& n = resp.node_status();
+  const std::string names = JoinNodes(n.node_names());
+  std::string msg;
+  switch (n.state_change()) {
+    case relay::NODE_CONNECTED:
+      if (!options_.debug) return;
+      msg = absl::StrCat("Receiving flows from ", n.node_names_size(), " nodes: ", names);
+      break;
+    case relay::NODE_UNAVAILABLE:
+      msg = absl::StrCat(n.node_names_size(), " nodes are unavailable: ", names);
+      break;
+    case relay::NODE_GONE:
+      if (!options_.debug) return;
+      msg = absl::StrCat(n.node_names_size(), " nodes removed from cluster: ", names);
+      break;
+    case relay::NODE_ERROR:
+      msg = absl::StrCat("Error \"", Sanitize(n.message()), "\" on ", n.node_names_size(),
+                         " nodes: ", names);
+      break;
+    default:
+      return;
+  }
+  err_ << FormatTime(resp.has_time() ? &resp.time() : nullptr, options_.time_format) << " ["
+       << Sanitize(resp.node_name()) << "]: " << msg << "\n";
+}
+
+bool Printer::Write(const ::observer::GetFlowsResponse& resp) {
+  if (options_.format == Format::kJson) {
+    if (resp.has_node_status()) {
+      WriteNodeStatus(resp);
+      return true;
+    }
+    if (resp.response_types_case() == ::observer::GetFlowsResponse::RESPONSE_TYPES_NOT_SET) {
+      return true;
+    }
+    google::protobuf::util::JsonPrintOptions o;
+    o.preserve_proto_field_names = true;
+    std::string line;
+    if (!google::protobuf::util::MessageToJsonString(resp, &line, o).ok()) return true;
+    out_ << line << "\n" << std::flush;  // one object per line, at once (`| jq` in follow mode)
+    return static_cast<bool>(out_);
+  }
+  switch (resp.response_types_case()) {
+    case ::observer::GetFlowsResponse::kFlow:
+      if (options_.format == Format::kCompact) WriteFlowCompact(resp);
+      if (options_.format == Format::kDict) WriteFlowDict(resp);
+      if (options_.format == Format::kTable) {
+        const flow::Flow& f = resp.flow();
+        std::string src = Host(f, true);
+        std::string dst = Host(f, false);
+        if (f.has_is_reply() && f.is_reply().value()) std::swap(src, dst);
+        std::vector<std::string> row = {
+            FormatTime(f.has_time() ? &f.time() : nullptr, options_.time_format)};
+        if (options_.print_node_name) row.push_back(Sanitize(f.node_name()));
+        row.insert(row.end(), {src, dst, FlowType(f), Verdict(f), Summary(f)});
+        table_.push_back(std::move(row));
+      }
+      break;
+    case ::observer::GetFlowsResponse::kLostEvents:
+      WriteLost(resp);
+      break;
+    case ::observer::GetFlowsResponse::kNodeStatus:
+      WriteNodeStatus(resp);
+      break;
+    default:
+      break;
+  }
+  if (options_.format != Format::kTable) out_.flush();
+  return static_cast<bool>(out_);
+}
+
+bool Printer::Finish() {
+  if (options_.format == Format::kTable) {
+    std::vector<std::vector<std::string>> rows;
+    std::vector<std::string> header = {"TIMESTAMP"};
+    if (options_.print_node_name) header.push_back("NODE");
+    header.insert(header.end(), {"SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMARY"});
+    rows.push_back(std::move(header));
+    rows.insert(rows.end(), table_.begin(), table_.end());
+    out_ << TabWrite(rows);
+    table_.clear();
+  }
+  out_.flush();
+  return static_cast<bool>(out_);
+}
+
+}  // namespace flowscope::cli

@@ -1,0 +1,74 @@
+// The `flowscope observe` printers: GetFlowsResponses rendered exactly as Hubble's CLI prints
+// them (the reference §6.2–§6.3) in the compact, dict, table and json/jsonpb formats. Flows and
+// lost events go to `out`; node-status notices to `err`. One printer per command; not
+// thread-safe.
+//
+//   cli::Printer p({.format = cli::Format::kCompact}, std::cout, std::cerr);
+//   for (const auto& resp : stream) p.Write(resp);
+//   p.Finish();   // the table format prints everything here
+#ifndef FLOWSCOPE_CMD_CLI_PRINTER_H_
+#define FLOWSCOPE_CMD_CLI_PRINTER_H_
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "observer/observer.pb.h"
+
+namespace flowscope::cli {
+
+enum class Format { kCompact, kDict, kTable, kJson };
+
+// "compact", "dict", "table" (or "tab"), "json" / "jsonpb".
+absl::StatusOr<Format> ParseFormat(absl::string_view name);
+
+struct PrinterOptions {
+  Format format = Format::kCompact;
+  std::string time_format = "StampMilli";  // Hubble's --time-format names
+  bool print_node_name = false;
+  bool ip_translation = true;  // false: addresses instead of pod names (--numeric)
+  bool debug = false;          // also print CONNECTED / GONE node notices
+};
+
+// A timestamp in one of Hubble's --time-format layouts, in UTC; "N/A" when it is missing
+// (nullptr) or invalid.
+std::string FormatTime(const google::protobuf::Timestamp* ts, absl::string_view layout);
+
+// The compact TYPE column for a flow ("to-endpoint", "Policy denied", ...).
+std::string FlowType(const flow::Flow& f);
+
+class Printer {
+ public:
+  Printer(PrinterOptions options, std::ostream& out, std::ostream& err);
+
+  // Prints (or, for the table, keeps) one response. Returns false if `out` failed (a closed
+  // pipe), so the caller can stop quietly.
+  bool Write(const ::observer::GetFlowsResponse& resp);
+
+  // Prints what is kept (the table) and flushes.
+  bool Finish();
+
+ private:
+  void WriteFlowCompact(const ::observer::GetFlowsResponse& resp);
+  void WriteFlowDict(const ::observer::GetFlowsResponse& resp);
+  void WriteLost(const ::observer::GetFlowsResponse& resp);
+  void WriteNodeStatus(const ::observer::GetFlowsResponse& resp);
+  std::string Host(const flow::Flow& f, bool source) const;
+
+  const PrinterOptions options_;
+  std::ostream& out_;
+  std::ostream& err_;
+  bool first_dict_ = true;
+  std::vector<std::vector<std::string>> table_;
+};
+
+// Go's text/tabwriter with Hubble's settings (minwidth 2, padding 3, spaces): every cell but
+// the last of each row is padded to its column's widest cell plus 3.
+std::string TabWrite(const std::vector<std::vector<std::string>>& rows);
+
+}  // namespace flowscope::cli
+
+#endif  // FLOWSCOPE_CMD_CLI_PRINTER_H_

@@ -1,0 +1,263 @@
+// Golden tests of the observe printers against the layouts in the reference §6.2–§6.3.
+#include "cmd/cli/printer.h"
+
+#include <google/protobuf/text_format.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace flowscope::cli {
+namespace {
+
+::observer::GetFlowsResponse Resp(const std::string& text) {
+  ::observer::GetFlowsResponse r;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &r)) << text;
+  return r;
+}
+
+// The reference's json example, as a message.
+const char* kDropped = R"pb(
+  flow {
+    time { seconds: 1234 nanos: 567800000 }
+    verdict: DROPPED
+    IP { source: "1.1.1.1" destination: "2.2.2.2" }
+    l4 { TCP { source_port: 31793 destination_port: 8080 } }
+    source { identity: 4 }
+    destination { identity: 12345 }
+    Type: L3_L4
+    node_name: "k8s1"
+    event_type { type: 1 sub_type: 133 }
+    is_reply { value: false }
+    Summary: "TCP Flags: SYN"
+  }
+  node_name: "k8s1"
+  time { seconds: 1234 nanos: 567800000 })pb";
+
+// May 4 12:47:08.811 UTC, tiefighter asking coredns.
+const char* kDnsQuery = R"pb(
+  flow {
+    time { seconds: 1714826828 nanos: 811000000 }
+    verdict: FORWARDED
+    IP { source: "10.0.1.5" destination: "10.0.3.2" ipVersion: IPv4 }
+    l4 { UDP { source_port: 53875 destination_port: 53 } }
+    source { identity: 1234 namespace: "default" pod_name: "tiefighter" }
+    destination { identity: 5678 namespace: "kube-system" pod_name: "coredns-74ff55c5b-66f4n" }
+    Type: L3_L4
+    node_name: "node-1"
+    event_type { type: 4 sub_type: 0 }
+    is_reply { value: false }
+    Summary: "UDP"
+  }
+  node_name: "node-1"
+  time { seconds: 1714826828 nanos: 811000000 })pb";
+
+const char* kSynAckReply = R"pb(
+  flow {
+    time { seconds: 1714826828 nanos: 812000000 }
+    verdict: FORWARDED
+    IP { source: "10.0.2.7" destination: "10.0.1.5" ipVersion: IPv4 }
+    l4 {
+      TCP {
+        source_port: 80
+        destination_port: 50214
+        flags { SYN: true ACK: true }
+      }
+    }
+    source { identity: 4242 namespace: "default" pod_name: "deathstar-c74d84667-cx5kp" }
+    destination { identity: 1234 namespace: "default" pod_name: "tiefighter" }
+    event_type { type: 4 sub_type: 0 }
+    is_reply { value: true }
+    Summary: "TCP Flags: SYN, ACK"
+  })pb";
+
+std::string Print(const std::vector<const char*>& resps, PrinterOptions o,
+                  std::string* err = nullptr) {
+  std::ostringstream out, e;
+  Printer p(o, out, e);
+  for (const char* r : resps) EXPECT_TRUE(p.Write(Resp(r)));
+  EXPECT_TRUE(p.Finish());
+  if (err) *err = e.str();
+  return out.str();
+}
+
+TEST(PrinterTest, CompactMatchesTheReferenceExample) {
+  PrinterOptions o;
+  o.print_node_name = true;
+  EXPECT_EQ(Print({kDropped}, o),
+            "Jan  1 00:20:34.567 [k8s1]: 1.1.1.1:31793 (health) -> 2.2.2.2:8080 (ID:12345) "
+            "Policy denied DROPPED (TCP Flags: SYN)\n");
+}
+
+TEST(PrinterTest, CompactPodsRepliesAndUnknownDirection) {
+  EXPECT_EQ(Print({kDnsQuery}, {}),
+            "May  4 12:47:08.811: default/tiefighter:53875 (ID:1234) -> "
+            "kube-system/coredns-74ff55c5b-66f4n:53 (ID:5678) to-endpoint FORWARDED (UDP)\n");
+  // A reply: the arrow points back and the client stays on the left.
+  EXPECT_EQ(Print({kSynAckReply}, {}),
+            "May  4 12:47:08.812: default/tiefighter:50214 (ID:1234) <- "
+            "default/deathstar-c74d84667-cx5kp:80 (ID:4242) to-endpoint FORWARDED "
+            "(TCP Flags: SYN, ACK)\n");
+  // No is_reply: "<>", and --numeric shows addresses.
+  PrinterOptions numeric;
+  numeric.ip_translation = false;
+  auto r = Resp(kDnsQuery);
+  r.mutable_flow()->clear_is_reply();
+  std::ostringstream out, err;
+  Printer p(numeric, out, err);
+  p.Write(r);
+  EXPECT_EQ(out.str(),
+            "May  4 12:47:08.811: 10.0.1.5:53875 (ID:1234) <> 10.0.3.2:53 (ID:5678) to-endpoint "
+            "FORWARDED (UDP)\n");
+}
+
+TEST(PrinterTest, CompactIcmpIpv6WorldAndMissingTime) {
+  const char* icmp6 = R"pb(
+    flow {
+      verdict: FORWARDED
+      IP { source: "fd00::1" destination: "fd00::2" ipVersion: IPv6 }
+      l4 { ICMPv6 { type: 128 } }
+      source { identity: 2 }
+      destination { identity: 0 }
+      event_type { type: 4 sub_type: 5 }
+      is_reply { value: false }
+      Summary: "ICMPv6 EchoRequest"
+    })pb";
+  EXPECT_EQ(
+      Print({icmp6}, {}),
+      "N/A: fd00::1 (world) -> fd00::2 (unknown) from-endpoint FORWARDED (ICMPv6 EchoRequest)\n");
+  const char* v6tcp = R"pb(
+    flow {
+      time { seconds: 0 }
+      verdict: FORWARDED
+      IP { source: "fd00::1" destination: "fd00::2" ipVersion: IPv6 }
+      l4 {
+        TCP {
+          source_port: 40000
+          destination_port: 443
+          flags { SYN: true }
+        }
+      }
+      source { identity: 300 }
+      destination { identity: 1 }
+      event_type { type: 4 sub_type: 11 }
+      is_reply { value: false }
+      Summary: "TCP Flags: SYN"
+    })pb";
+  EXPECT_EQ(Print({v6tcp}, {}),
+            "Jan  1 00:00:00.000: [fd00::1]:40000 (ID:300) -> [fd00::2]:443 (host) to-network "
+            "FORWARDED (TCP Flags: SYN)\n");
+}
+
+TEST(PrinterTest, LostEventsAndNodeStatus) {
+  const char* lost = R"pb(
+    lost_events {
+      source: HUBBLE_RING_BUFFER
+      num_events_lost: 1
+      cpu { value: 0 }
+    }
+    time { seconds: 0 })pb";
+  EXPECT_EQ(Print({lost}, {}), "Jan  1 00:00:00.000 EVENTS LOST: HUBBLE_RING_BUFFER CPU(0) 1\n");
+  const char* lost2 = R"pb(
+    lost_events {
+      source: PERF_EVENT_RING_BUFFER
+      num_events_lost: 42
+      first { seconds: 60 }
+      last { seconds: 61 }
+    }
+    time { seconds: 61 })pb";
+  EXPECT_EQ(Print({lost2}, {}),
+            "Jan  1 00:01:01.000 EVENTS LOST: PERF_EVENT_RING_BUFFER CPU(0) 42 (first: Jan  1 "
+            "00:01:00.000, last: Jan  1 00:01:01.000)\n");
+  const char* error = R"pb(
+    node_status { state_change: NODE_ERROR node_names: "k8s2" message: "connection refused" }
+    node_name: "relay"
+    time { seconds: 5 })pb";
+  const char* connected = R"pb(
+    node_status { state_change: NODE_CONNECTED node_names: "k8s1" node_names: "k8s2" }
+    node_name: "relay"
+    time { seconds: 5 })pb";
+  std::string err;
+  EXPECT_EQ(Print({connected, error}, {}, &err), "") << "node status goes to stderr";
+  EXPECT_EQ(err, "Jan  1 00:00:05.000 [relay]: Error \"connection refused\" on 1 nodes: k8s2\n");
+  PrinterOptions debug;
+  debug.debug = true;
+  Print({connected}, debug, &err);
+  EXPECT_EQ(err, "Jan  1 00:00:05.000 [relay]: Receiving flows from 2 nodes: k8s1, k8s2\n");
+}
+
+TEST(PrinterTest, Dict) {
+  PrinterOptions o;
+  o.format = Format::kDict;
+  const char* lost = R"pb(
+    lost_events { source: HUBBLE_RING_BUFFER num_events_lost: 3 }
+    time { seconds: 0 })pb";
+  EXPECT_EQ(Print({kDnsQuery, lost}, o),
+            "  TIMESTAMP: May  4 12:47:08.811\n"
+            "     SOURCE: default/tiefighter:53875\n"
+            "DESTINATION: kube-system/coredns-74ff55c5b-66f4n:53\n"
+            "       TYPE: to-endpoint\n"
+            "    VERDICT: FORWARDED\n"
+            "    SUMMARY: UDP\n"
+            "------------\n"
+            "  TIMESTAMP: Jan  1 00:00:00.000\n"
+            "     SOURCE: HUBBLE_RING_BUFFER\n"
+            "       TYPE: EVENTS LOST\n"
+            "    VERDICT: -\n"
+            "    SUMMARY: CPU(0) - 3\n");
+}
+
+TEST(PrinterTest, TableIsAlignedAndPrintedAtTheEnd) {
+  PrinterOptions o;
+  o.format = Format::kTable;
+  EXPECT_EQ(
+      Print({kDnsQuery, kSynAckReply}, o),
+      "TIMESTAMP             SOURCE                     DESTINATION                              "
+      "TYPE          VERDICT     SUMMARY\n"
+      "May  4 12:47:08.811   default/tiefighter:53875   kube-system/coredns-74ff55c5b-66f4n:53   "
+      "to-endpoint   FORWARDED   UDP\n"
+      "May  4 12:47:08.812   default/tiefighter:50214   default/deathstar-c74d84667-cx5kp:80     "
+      "to-endpoint   FORWARDED   TCP Flags: SYN, ACK\n");
+}
+
+TEST(PrinterTest, JsonIsOneObjectPerLineWithProtoNames) {
+  PrinterOptions o;
+  o.format = Format::kJson;
+  const std::string out = Print({kDropped, kDnsQuery}, o);
+  std::istringstream lines(out);
+  std::string line;
+  std::getline(lines, line);
+  EXPECT_EQ(
+      nlohmann::json::parse(line),
+      nlohmann::json::parse(
+          R"({"flow":{"time":"1970-01-01T00:20:34.567800Z","verdict":"DROPPED","IP":{"source":"1.1.1.1","destination":"2.2.2.2"},"l4":{"TCP":{"source_port":31793,"destination_port":8080}},"source":{"identity":4},"destination":{"identity":12345},"Type":"L3_L4","node_name":"k8s1","event_type":{"type":1,"sub_type":133},"is_reply":false,"Summary":"TCP Flags: SYN"},"node_name":"k8s1","time":"1970-01-01T00:20:34.567800Z"})"));
+  std::getline(lines, line);
+  EXPECT_EQ(nlohmann::json::parse(line)["flow"]["source"]["pod_name"], "tiefighter");
+  EXPECT_FALSE(std::getline(lines, line)) << "exactly one line per response";
+}
+
+TEST(PrinterTest, TimeFormats) {
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(1714826828);
+  ts.set_nanos(811000000);
+  EXPECT_EQ(FormatTime(&ts, "StampMilli"), "May  4 12:47:08.811");
+  EXPECT_EQ(FormatTime(&ts, "RFC3339"), "2024-05-04T12:47:08Z");
+  EXPECT_EQ(FormatTime(&ts, "rfc3339milli"), "2024-05-04T12:47:08.811Z");
+  EXPECT_EQ(FormatTime(&ts, "RFC3339Micro"), "2024-05-04T12:47:08.811000Z");
+  EXPECT_EQ(FormatTime(&ts, "RFC3339Nano"), "2024-05-04T12:47:08.811Z");
+  EXPECT_EQ(FormatTime(&ts, "YearMonthDay"), "2024-05-04");
+  EXPECT_EQ(FormatTime(&ts, "YearMonthDayHour"), "2024-05-04T12Z");
+  EXPECT_EQ(FormatTime(&ts, "YearMonthDayHourMinute"), "2024-05-04T12:47Z");
+  EXPECT_EQ(FormatTime(&ts, "RFC1123Z"), "Sat, 04 May 2024 12:47:08 +0000");
+  EXPECT_EQ(FormatTime(&ts, "no-such-format"), "May  4 12:47:08.811");
+  EXPECT_EQ(FormatTime(nullptr, "StampMilli"), "N/A");
+}
+
+TEST(PrinterTest, FormatNames) {
+  EXPECT_EQ(*ParseFormat("jsonpb"), Format::kJson);
+  EXPECT_EQ(*ParseFormat("tab"), Format::kTable);
+  EXPECT_FALSE(ParseFormat("yaml").ok());
+}
+
+}  // namespace
+}  // namespace flowscope::cli
