@@ -16,6 +16,7 @@
 #include "observer/observer.grpc.pb.h"
 #include "tests/testing/bpf_env.h"
 #include "tests/testing/netns.h"
+#include "tests/testing/observer_process.h"
 #include "tests/testing/traffic.h"
 
 namespace flowscope::observer {
@@ -48,6 +49,7 @@ class ObserverE2eTest : public ::testing::Test {
 
   void TearDown() override {
     if (HasFailure() || getenv("FLOWSCOPE_TEST_SHOW_LOG")) std::cerr << Log();
+    observer_.reset();
     daemon_.reset();
     net_.reset();
     std::error_code ec;
@@ -55,39 +57,15 @@ class ObserverE2eTest : public ::testing::Test {
   }
 
   void StartDaemon() {
-    auto p = NetnsProcess::Start(
-        net_->node(),
-        {FLOWSCOPE_OBSERVER_BINARY, "--node-name", "node-1", "--interfaces", net_->prefix() + "*",
-         "--endpoints", (dir_ / "endpoints.yaml").string(), "--policy",
-         (dir_ / "policy.yaml").string(), "--ring-capacity", "4095", "--listen-socket", socket_,
-         "--state-dir", dir_.string(), "--ring-buffer-bytes", "1048576"},
-        (dir_ / "observer.log").string());
+    auto p = testing::ObserverProcess::Start(
+        FLOWSCOPE_OBSERVER_BINARY, net_->node(), dir_,
+        {"--node-name", "node-1", "--interfaces", net_->prefix() + "*", "--endpoints",
+         (dir_ / "endpoints.yaml").string(), "--policy", (dir_ / "policy.yaml").string(),
+         "--ring-capacity", "4095", "--ring-buffer-bytes", "1048576"});
     ASSERT_TRUE(p.ok()) << p.status();
-    daemon_ = std::move(p).value();
-    // Ready when the health check answers (a fresh channel per try: a channel that failed to
-    // connect backs off for a second or more).
-    const absl::Time deadline = absl::Now() + absl::Seconds(20);
-    while (absl::Now() < deadline) {
-      ASSERT_TRUE(daemon_->Running()) << Log();
-      if (!std::filesystem::exists(socket_)) {
-        absl::SleepFor(absl::Milliseconds(20));
-        continue;
-      }
-      channel_ = grpc::CreateChannel("unix://" + socket_, grpc::InsecureChannelCredentials());
-      auto health = grpc::health::v1::Health::NewStub(channel_);
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
-      grpc::health::v1::HealthCheckRequest req;
-      req.set_service("hubble.server.Observer");
-      grpc::health::v1::HealthCheckResponse resp;
-      if (health->Check(&ctx, req, &resp).ok() &&
-          resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
-        stub_ = ::observer::Observer::NewStub(channel_);
-        return;
-      }
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    FAIL() << "the observer did not become ready: " << Log();
+    observer_ = std::move(p).value();
+    channel_ = grpc::CreateChannel(observer_->target(), grpc::InsecureChannelCredentials());
+    stub_ = ::observer::Observer::NewStub(channel_);
   }
 
   std::string Log() const {
@@ -96,6 +74,8 @@ class ObserverE2eTest : public ::testing::Test {
     s << in.rdbuf();
     return s.str();
   }
+
+  testing::NetnsProcess& daemon() { return observer_->process(); }
 
   std::vector<flow::Flow> Flows(const std::string& source_pod) {
     grpc::ClientContext ctx;
@@ -116,6 +96,7 @@ class ObserverE2eTest : public ::testing::Test {
   std::unique_ptr<TestNetwork> net_;
   std::filesystem::path dir_;
   std::string socket_;
+  std::unique_ptr<testing::ObserverProcess> observer_;
   std::unique_ptr<NetnsProcess> daemon_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<::observer::Observer::Stub> stub_;
@@ -202,7 +183,7 @@ TEST_F(ObserverE2eTest, SigtermStopsWithinASecondAndLeavesNothingBehind) {
   EXPECT_THAT(*filters, ::testing::HasSubstr("flowscope_ingre"));
 
   const absl::Time start = absl::Now();
-  auto status = daemon_->Signal(SIGTERM, absl::Seconds(5));
+  auto status = daemon().Signal(SIGTERM, absl::Seconds(5));
   ASSERT_TRUE(status.ok()) << status.status() << "\n" << Log();
   EXPECT_LT(absl::Now() - start, absl::Seconds(2)) << "stops promptly";
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << Log();

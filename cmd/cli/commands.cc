@@ -1,0 +1,492 @@
+#include "cmd/cli/commands.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
+#include "api/time_parse.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "observer/observer.grpc.pb.h"
+
+namespace flowscope::cli {
+namespace {
+
+// gRPC status codes by Go's names, for "rpc error: code = X desc = Y" messages.
+const char* CodeName(grpc::StatusCode c) {
+  static constexpr const char* kNames[] = {
+      "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+      "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+      "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
+      "DataLoss", "Unauthenticated"};
+  const int i = static_cast<int>(c);
+  return i >= 0 && i < 17 ? kNames[i] : "Unknown";
+}
+
+std::string RpcError(const grpc::Status& s) {
+  if (s.error_code() == grpc::StatusCode::UNKNOWN) return s.error_message();
+  return absl::StrCat("rpc error: code = ", CodeName(s.error_code()),
+                      " desc = ", s.error_message());
+}
+
+int Fail(std::ostream& err, const std::string& message) {
+  err << "flowscope: " << message << "\n";
+  return 1;
+}
+
+// A connected channel, or an error after the dial timeout.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> Dial(const ServerOptions& server) {
+  if (absl::StartsWith(server.server, "tls://")) {
+    return absl::UnimplementedError("TLS connections are not supported yet (tls:// target)");
+  }
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  auto channel = grpc::CreateCustomChannel(server.server, grpc::InsecureChannelCredentials(), args);
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() +
+                                 absl::ToChronoMilliseconds(server.dial_timeout))) {
+    return absl::UnavailableError(absl::StrCat("failed to connect to '", server.server,
+                                               "': no answer within ",
+                                               FormatGoDuration(server.dial_timeout)));
+  }
+  return channel;
+}
+
+void SetDeadline(grpc::ClientContext* ctx, absl::Duration d) {
+  ctx->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(d));
+}
+
+std::string Percent(uint64_t num, uint64_t max, const char* fmt) {
+  return absl::StrFormat(fmt, 100.0 * static_cast<double>(num) / static_cast<double>(max));
+}
+
+}  // namespace
+
+std::string GroupDigits(uint64_t v) {
+  const std::string digits = absl::StrCat(v);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return out;
+}
+
+absl::StatusOr<ServerOptions> ResolveServer(const std::string& flag_server,
+                                            const std::string& flag_timeout,
+                                            const std::string& flag_request_timeout,
+                                            const std::string& config_path) {
+  ServerOptions o;
+  std::string config = config_path;
+  if (config.empty()) {
+    const char* home = std::getenv("HOME");
+    const std::string def = absl::StrCat(home ? home : "", "/.config/flowscope/config.yaml");
+    if (home && std::filesystem::exists(def)) config = def;
+  }
+  std::string timeout = flag_timeout;
+  std::string request_timeout = flag_request_timeout;
+  if (!config.empty()) {
+    YAML::Node n;
+    try {
+      n = YAML::LoadFile(config);
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(absl::StrCat("config file ", config, ": ", e.what()));
+    }
+    if (n.IsMap()) {
+      if (n["server"]) o.server = n["server"].as<std::string>();
+      if (n["timeout"] && timeout.empty()) timeout = n["timeout"].as<std::string>();
+      if (n["request-timeout"] && request_timeout.empty()) {
+        request_timeout = n["request-timeout"].as<std::string>();
+      }
+    } else if (!n.IsNull()) {
+      return absl::InvalidArgumentError(absl::StrCat("config file ", config, ": expected a map"));
+    }
+  }
+  if (const char* env = std::getenv("FLOWSCOPE_SERVER"); env != nullptr && *env != '\0') {
+    o.server = env;
+  }
+  if (!flag_server.empty()) o.server = flag_server;
+  for (auto [text, out, name] :
+       {std::tuple{&timeout, &o.dial_timeout, "--timeout"},
+        std::tuple{&request_timeout, &o.request_timeout, "--request-timeout"}}) {
+    if (text->empty()) continue;
+    auto d = ParseGoDuration(*text);
+    if (!d.ok() || *d <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid ", name, " \"", *text, "\": expected a duration like 5s"));
+    }
+    *out = *d;
+  }
+  return o;
+}
+
+absl::StatusOr<std::vector<flow::FlowFilter>> ParseRawFilters(const std::string& text) {
+  std::vector<flow::FlowFilter> out;
+  // Split concatenated objects at the top-level braces.
+  int depth = 0;
+  bool in_string = false;
+  size_t start = std::string::npos;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    if (c == '{' && depth++ == 0) start = i;
+    if (c == '}' && --depth == 0) {
+      flow::FlowFilter f;
+      const std::string obj = text.substr(start, i - start + 1);
+      if (auto s = google::protobuf::util::JsonStringToMessage(obj, &f); !s.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("invalid filter ", obj, ": ", s.message().as_string()));
+      }
+      out.push_back(std::move(f));
+    }
+    if (depth < 0) break;
+  }
+  if (depth != 0 || in_string || out.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid filter \"", text, "\": expected JSON FlowFilter objects"));
+  }
+  return out;
+}
+
+absl::StatusOr<::observer::GetFlowsRequest> BuildRequest(const ObserveOptions& o,
+                                                         const Filters& filters, absl::Time now) {
+  if (o.first && (o.last || o.all || o.follow)) {
+    return absl::InvalidArgumentError("--first cannot be combined with --last, --all or --follow");
+  }
+  if (o.last && o.all) return absl::InvalidArgumentError("--last cannot be combined with --all");
+  if (o.follow && o.printer.format == Format::kTable) {
+    return absl::InvalidArgumentError("--output table cannot be combined with --follow");
+  }
+  ::observer::GetFlowsRequest req;
+  const bool times = !o.since.empty() || !o.until.empty();
+  if (o.first) {
+    req.set_first(true);
+    req.set_number(*o.first);
+  } else if (o.all) {
+    req.set_number(std::numeric_limits<uint64_t>::max());
+  } else if (o.last) {
+    req.set_number(*o.last);
+  } else if (o.follow || times) {
+    req.set_number(0);
+  } else {
+    req.set_number(20);
+  }
+  req.set_follow(o.follow);
+  auto set_time = [&](const std::string& text, const char* flag,
+                      google::protobuf::Timestamp* ts) -> absl::Status {
+    auto t = ParseHubbleTime(text, now);
+    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, ": ", t.status().message()));
+    const int64_t ns = absl::ToUnixNanos(*t);
+    ts->set_seconds(ns / 1'000'000'000);
+    ts->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
+    return absl::OkStatus();
+  };
+  if (!o.since.empty()) {
+    if (absl::Status s = set_time(o.since, "--since", req.mutable_since()); !s.ok()) return s;
+  }
+  if (!o.until.empty() && !o.follow) {
+    if (absl::Status s = set_time(o.until, "--until", req.mutable_until()); !s.ok()) return s;
+  }
+  for (const auto& f : filters.whitelist) *req.add_whitelist() = f;
+  for (const auto& f : filters.blacklist) *req.add_blacklist() = f;
+  for (const std::string& raw : o.allowlist) {
+    auto parsed = ParseRawFilters(raw);
+    if (!parsed.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--allowlist: ", parsed.status().message()));
+    for (auto& f : *parsed) *req.add_whitelist() = std::move(f);
+  }
+  for (const std::string& raw : o.denylist) {
+    auto parsed = ParseRawFilters(raw);
+    if (!parsed.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--denylist: ", parsed.status().message()));
+    for (auto& f : *parsed) *req.add_blacklist() = std::move(f);
+  }
+  return req;
+}
+
+int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters& filters,
+            std::ostream& out, std::ostream& err, std::atomic<bool>* interrupted) {
+  auto req = BuildRequest(o, filters, absl::Now());
+  if (!req.ok()) return Fail(err, std::string(req.status().message()));
+  if (o.print_raw_filters) {
+    Filters all;
+    all.whitelist.assign(req->whitelist().begin(), req->whitelist().end());
+    all.blacklist.assign(req->blacklist().begin(), req->blacklist().end());
+    out << RawFiltersYaml(all);
+    return 0;
+  }
+  auto channel = Dial(server);
+  if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
+  auto stub = ::observer::Observer::NewStub(*channel);
+  grpc::ClientContext ctx;
+  std::atomic<bool> done{false};
+  // Ctrl-C (or a closed pipe) cancels the stream; that ends the command cleanly.
+  std::thread watcher([&] {
+    while (!done.load()) {
+      if (interrupted != nullptr && interrupted->load()) {
+        ctx.TryCancel();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  Printer printer(o.printer, out, err);
+  auto reader = stub->GetFlows(&ctx, *req);
+  ::observer::GetFlowsResponse resp;
+  bool pipe_closed = false;
+  while (reader->Read(&resp)) {
+    if (!printer.Write(resp)) {
+      pipe_closed = true;
+      ctx.TryCancel();
+      break;
+    }
+  }
+  if (pipe_closed) {
+    while (reader->Read(&resp)) {
+    }
+  }
+  const grpc::Status status = reader->Finish();
+  done = true;
+  watcher.join();
+  if (pipe_closed) return 0;
+  printer.Finish();
+  if (status.ok() || status.error_code() == grpc::StatusCode::CANCELLED) return 0;
+  return Fail(err, RpcError(status));
+}
+
+int Status(const ServerOptions& server, Format format, std::ostream& out, std::ostream& err) {
+  auto channel = Dial(server);
+  if (!channel.ok())
+    return Fail(err, absl::StrCat("failed getting status: ", channel.status().message()));
+  {
+    auto health = grpc::health::v1::Health::NewStub(*channel);
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, server.request_timeout);
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service("hubble.server.Observer");
+    grpc::health::v1::HealthCheckResponse resp;
+    const grpc::Status s = health->Check(&ctx, req, &resp);
+    if (!s.ok()) return Fail(err, absl::StrCat("failed getting status: ", RpcError(s)));
+    if (resp.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
+      if (format == Format::kCompact) {
+        out << "Healthcheck (via " << server.server << "): Unavailable: "
+            << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status()) << "\n";
+      }
+      return Fail(err, "not healthy");
+    }
+    if (format == Format::kCompact) out << "Healthcheck (via " << server.server << "): Ok\n";
+  }
+  auto stub = ::observer::Observer::NewStub(*channel);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, server.request_timeout);
+  ::observer::ServerStatusResponse st;
+  if (grpc::Status s = stub->ServerStatus(&ctx, {}, &st); !s.ok()) {
+    return Fail(err, absl::StrCat("failed getting status: ", RpcError(s)));
+  }
+  const double uptime_s = static_cast<double>(st.uptime_ns()) / 1e9;
+  auto rate = [&](bool compact) -> std::string {
+    if (st.flows_rate() > 0) return absl::StrFormat("%.2f", st.flows_rate());
+    if (compact && uptime_s > 0 && st.seen_flows() > 0) {
+      return absl::StrFormat("%.2f", static_cast<double>(st.seen_flows()) / uptime_s);
+    }
+    return "N/A";
+  };
+  const std::string connected =
+      st.has_num_connected_nodes() ? GroupDigits(st.num_connected_nodes().value()) : "N/A";
+  const std::string unavailable =
+      st.has_num_unavailable_nodes() ? GroupDigits(st.num_unavailable_nodes().value()) : "N/A";
+  const std::string uptime =
+      FormatGoDuration(absl::Nanoseconds(static_cast<int64_t>(st.uptime_ns())));
+  switch (format) {
+    case Format::kCompact: {
+      out << "Current/Max Flows: " << GroupDigits(st.num_flows()) << "/"
+          << GroupDigits(st.max_flows());
+      if (st.max_flows() > 0)
+        out << " (" << Percent(st.num_flows(), st.max_flows(), "%.2f") << "%)";
+      out << "\nFlows/s: " << rate(true) << "\n";
+      if (st.has_num_connected_nodes()) {
+        out << "Connected Nodes: " << st.num_connected_nodes().value();
+        if (st.has_num_unavailable_nodes()) {
+          out << "/" << st.num_connected_nodes().value() + st.num_unavailable_nodes().value();
+        }
+        out << "\n";
+      }
+      if (st.has_num_unavailable_nodes() && st.num_unavailable_nodes().value() > 0) {
+        out << "Unavailable Nodes: " << st.num_unavailable_nodes().value() << "\n";
+        std::vector<std::string> names(st.unavailable_nodes().begin(),
+                                       st.unavailable_nodes().end());
+        std::sort(names.begin(), names.end());
+        for (const std::string& n : names) out << "  - " << n << "\n";
+        if (st.num_unavailable_nodes().value() > names.size()) {
+          out << "  - and " << st.num_unavailable_nodes().value() - names.size() << " more...\n";
+        }
+      }
+      break;
+    }
+    case Format::kDict:
+      out << "          NUM FLOWS: " << GroupDigits(st.num_flows()) << "\n"
+          << "          MAX FLOWS: " << GroupDigits(st.max_flows()) << "\n"
+          << "         SEEN FLOWS: " << GroupDigits(st.seen_flows()) << "\n"
+          << "   FLOWS PER SECOND: " << rate(false) << "\n"
+          << "             UPTIME: " << uptime << "\n"
+          << "NUM CONNECTED NODES: " << connected << "\n"
+          << " NUM UNAVAIL. NODES: " << unavailable << "\n"
+          << "            VERSION: " << st.version() << "\n";
+      break;
+    case Format::kTable:
+      out << TabWrite(
+          {{"NUM FLOWS", "MAX FLOWS", "SEEN FLOWS", "FLOWS PER SECOND", "UPTIME",
+            "NUM CONNECTED NODES", "NUM UNAVAILABLE NODES", "VERSION"},
+           {GroupDigits(st.num_flows()), GroupDigits(st.max_flows()), GroupDigits(st.seen_flows()),
+            rate(false), uptime, connected, unavailable, st.version()}});
+      break;
+    case Format::kJson: {
+      google::protobuf::util::JsonPrintOptions opts;
+      opts.preserve_proto_field_names = true;
+      std::string json;
+      (void)google::protobuf::util::MessageToJsonString(st, &json, opts);
+      out << json << "\n";
+      break;
+    }
+  }
+  return 0;
+}
+
+int ListNodes(const ServerOptions& server, const std::string& format, std::ostream& out,
+              std::ostream& err) {
+  if (format != "table" && format != "wide" && format != "json") {
+    return Fail(
+        err, absl::StrCat("invalid output format \"", format, "\": expected table, wide or json"));
+  }
+  auto channel = Dial(server);
+  if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
+  auto stub = ::observer::Observer::NewStub(*channel);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, server.request_timeout);
+  ::observer::GetNodesResponse resp;
+  if (grpc::Status s = stub->GetNodes(&ctx, {}, &resp); !s.ok()) return Fail(err, RpcError(s));
+  std::vector<::observer::Node> nodes(resp.nodes().begin(), resp.nodes().end());
+  std::sort(nodes.begin(), nodes.end(),
+            [](const auto& a, const auto& b) { return a.name() < b.name(); });
+  if (format == "json") {
+    google::protobuf::util::JsonPrintOptions opts;
+    opts.preserve_proto_field_names = true;
+    opts.add_whitespace = true;
+    std::vector<std::string> items;
+    for (const auto& n : nodes) {
+      std::string j;
+      (void)google::protobuf::util::MessageToJsonString(n, &j, opts);
+      // Indent each object one level inside the array.
+      std::string indented =
+          "  " + absl::StrReplaceAll(absl::StripTrailingAsciiWhitespace(j), {{"\n", "\n  "}});
+      items.push_back(indented);
+    }
+    out << "[\n" << absl::StrJoin(items, ",\n") << (items.empty() ? "" : "\n") << "]\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> header = {"NAME", "STATUS", "AGE", "FLOWS/S", "CURRENT/MAX-FLOWS"};
+  if (format == "wide") header.insert(header.end(), {"VERSION", "ADDRESS", "TLS"});
+  rows.push_back(header);
+  for (const auto& n : nodes) {
+    std::string state;
+    switch (n.state()) {
+      case relay::NODE_CONNECTED:
+        state = "Connected";
+        break;
+      case relay::NODE_UNAVAILABLE:
+        state = "Unavailable";
+        break;
+      case relay::NODE_GONE:
+        state = "Gone";
+        break;
+      case relay::NODE_ERROR:
+        state = "Error";
+        break;
+      default:
+        state = "Unknown";
+        break;
+    }
+    const int64_t secs = static_cast<int64_t>((n.uptime_ns() + 500'000'000) / 1'000'000'000);
+    const std::string age = n.uptime_ns() == 0 ? "N/A" : FormatGoDuration(absl::Seconds(secs));
+    const double up = static_cast<double>(n.uptime_ns()) / 1e9;
+    const std::string rate =
+        up > 0 ? absl::StrFormat("%.2f", static_cast<double>(n.seen_flows()) / up) : "N/A";
+    const std::string flows =
+        n.max_flows() == 0 ? "N/A"
+                           : absl::StrCat(n.num_flows(), "/", n.max_flows(), " (",
+                                          Percent(n.num_flows(), n.max_flows(), "%6.2f"), "%)");
+    std::vector<std::string> row = {n.name(), state, age, rate, flows};
+    if (format == "wide") {
+      row.push_back(n.version().empty() ? "N/A" : n.version());
+      row.push_back(n.address());
+      row.push_back(!n.has_tls() ? "N/A" : n.tls().enabled() ? "Enabled" : "Disabled");
+    }
+    rows.push_back(std::move(row));
+  }
+  out << TabWrite(rows);
+  return 0;
+}
+
+int ListNamespaces(const ServerOptions& server, const std::string& format, std::ostream& out,
+                   std::ostream& err) {
+  if (format != "table" && format != "wide" && format != "json") {
+    return Fail(
+        err, absl::StrCat("invalid output format \"", format, "\": expected table, wide or json"));
+  }
+  auto channel = Dial(server);
+  if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
+  auto stub = ::observer::Observer::NewStub(*channel);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, server.request_timeout);
+  ::observer::GetNamespacesResponse resp;
+  if (grpc::Status s = stub->GetNamespaces(&ctx, {}, &resp); !s.ok()) return Fail(err, RpcError(s));
+  if (format == "json") {
+    google::protobuf::util::JsonPrintOptions opts;
+    opts.preserve_proto_field_names = true;
+    std::string j;
+    (void)google::protobuf::util::MessageToJsonString(resp, &j, opts);
+    out << j << "\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back(format == "wide" ? std::vector<std::string>{"CLUSTER", "NAMESPACE"}
+                                  : std::vector<std::string>{"NAMESPACE"});
+  for (const auto& n : resp.namespaces()) {
+    rows.push_back(format == "wide" ? std::vector<std::string>{n.cluster(), n.namespace_()}
+                                    : std::vector<std::string>{n.namespace_()});
+  }
+  out << TabWrite(rows);
+  return 0;
+}
+
+int Version(const ServerOptions* server, std::ostream& out, std::ostream& err) {
+  out << kClientVersion << "\n";
+  if (server == nullptr) return 0;
+  auto channel = Dial(*server);
+  if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
+  auto stub = ::observer::Observer::NewStub(*channel);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, server->request_timeout);
+  ::observer::ServerStatusResponse st;
+  if (grpc::Status s = stub->ServerStatus(&ctx, {}, &st); !s.ok()) return Fail(err, RpcError(s));
+  out << "server: " << st.version() << "\n";
+  return 0;
+}
+
+}  // namespace flowscope::cli

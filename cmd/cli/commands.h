@@ -1,0 +1,71 @@
+// The `flowscope` commands — observe, status, list nodes / namespaces, version — against an
+// observer or a relay (anything serving observer.Observer). Each writes its results to `out`,
+// diagnostics to `err`, and returns the process exit code. Called from main's thread.
+#ifndef FLOWSCOPE_CMD_CLI_COMMANDS_H_
+#define FLOWSCOPE_CMD_CLI_COMMANDS_H_
+
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "cmd/cli/filters.h"
+#include "cmd/cli/printer.h"
+
+namespace flowscope::cli {
+
+inline constexpr const char* kClientVersion = "flowscope v0.1.0";
+
+struct ServerOptions {
+  std::string server = "localhost:4245";  // host:port or unix:///path
+  absl::Duration dial_timeout = absl::Seconds(5);
+  absl::Duration request_timeout = absl::Seconds(12);
+};
+
+// --server / FLOWSCOPE_SERVER / the config file's `server:`, in that order of precedence, and
+// the same for timeouts. `config_path` "" means ~/.config/flowscope/config.yaml if it exists.
+absl::StatusOr<ServerOptions> ResolveServer(const std::string& flag_server,
+                                            const std::string& flag_timeout,
+                                            const std::string& flag_request_timeout,
+                                            const std::string& config_path);
+
+struct ObserveOptions {
+  std::optional<uint64_t> last;
+  std::optional<uint64_t> first;
+  bool all = false;
+  bool follow = false;
+  std::string since;
+  std::string until;
+  PrinterOptions printer;
+  bool print_raw_filters = false;
+  std::vector<std::string> allowlist;  // raw JSON FlowFilters
+  std::vector<std::string> denylist;
+};
+
+// Builds the GetFlowsRequest (number / first / follow / since / until rules of the CLI).
+absl::StatusOr<::observer::GetFlowsRequest> BuildRequest(const ObserveOptions& o,
+                                                         const Filters& filters, absl::Time now);
+
+// Parses --allowlist / --denylist values: one or more JSON FlowFilter objects, concatenated
+// or comma-separated.
+absl::StatusOr<std::vector<flow::FlowFilter>> ParseRawFilters(const std::string& text);
+
+int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters& filters,
+            std::ostream& out, std::ostream& err, std::atomic<bool>* interrupted);
+int Status(const ServerOptions& server, Format format, std::ostream& out, std::ostream& err);
+int ListNodes(const ServerOptions& server, const std::string& format, std::ostream& out,
+              std::ostream& err);
+int ListNamespaces(const ServerOptions& server, const std::string& format, std::ostream& out,
+                   std::ostream& err);
+int Version(const ServerOptions* server, std::ostream& out, std::ostream& err);
+
+// "2,031": digits grouped by three.
+std::string GroupDigits(uint64_t v);
+
+}  // namespace flowscope::cli
+
+#endif  // FLOWSCOPE_CMD_CLI_COMMANDS_H_

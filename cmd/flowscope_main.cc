@@ -1,0 +1,194 @@
+// flowscope: the command people type. Hubble's flags, defaults and output layouts.
+//
+//   flowscope observe --since 3m --pod default/tiefighter
+//   flowscope observe -o json --last 100 | jq .flow.verdict
+//   flowscope status
+//   flowscope list nodes
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cmd/cli/commands.h"
+#include "cmd/cli/filters.h"
+
+namespace {
+
+std::atomic<bool> interrupted{false};
+
+void OnInterrupt(int) { interrupted.store(true); }
+
+bool IsBooleanFilter(const std::string& name) {
+  return name == "not" || name == "all-namespaces" || name == "from-all-namespaces" ||
+         name == "to-all-namespaces" || name == "ipv4" || name == "ipv6" || name == "encrypted" ||
+         name == "unencrypted";
+}
+
+const std::map<std::string, std::string>& ShortNames() {
+  static const auto* m = new std::map<std::string, std::string>{
+      {"namespace", "-n"}, {"all-namespaces", "-A"}, {"label", "-l"},
+      {"type", "-t"},      {"ipv4", "-4"},           {"ipv6", "-6"}};
+  return *m;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace flowscope::cli;
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGINT, OnInterrupt);
+  signal(SIGTERM, OnInterrupt);
+
+  CLI::App app{"flowscope: see which workload talked to which, and what was dropped and why"};
+  app.require_subcommand(1);
+  std::string server_flag, timeout_flag, request_timeout_flag, config_path;
+  bool debug = false;
+  app.add_option("--server", server_flag,
+                 "address of an observer or relay: host:port or unix:///path "
+                 "(default localhost:4245, or $FLOWSCOPE_SERVER)");
+  app.add_option("--timeout", timeout_flag, "how long to wait for the connection (default 5s)");
+  app.add_option("--request-timeout", request_timeout_flag,
+                 "timeout of unary requests (default 12s)");
+  app.add_option("--config", config_path,
+                 "config file (default ~/.config/flowscope/config.yaml): server, timeout");
+  app.add_flag("-D,--debug", debug, "print more (node connections)");
+
+  // --- observe ---------------------------------------------------------------------------------
+  CLI::App* observe = app.add_subcommand("observe", "observe flows of an observer or the relay");
+  observe->fallthrough();
+  std::string what;
+  observe->add_option("what", what, "flows (the default)")->check(CLI::IsMember({"flows"}));
+  ObserveOptions o;
+  uint64_t last = 0, first = 0;
+  CLI::Option* last_opt = observe->add_option("--last", last, "get the last N flows");
+  CLI::Option* first_opt = observe->add_option("--first", first, "get the first N flows");
+  observe->add_flag("--all", o.all, "get all flows stored");
+  observe->add_flag("-f,--follow", o.follow, "follow flows as they arrive");
+  observe->add_option("--since", o.since, "flows since: a duration (3m) or a time (RFC3339)");
+  observe->add_option("--until", o.until, "flows until: a duration or a time");
+  std::string output = "compact";
+  observe->add_option("-o,--output", output, "compact, dict, json, jsonpb or table")
+      ->capture_default_str();
+  observe->add_flag("--print-node-name", o.printer.print_node_name, "print the node name");
+  observe
+      ->add_option("--time-format", o.printer.time_format,
+                   "StampMilli, RFC3339, RFC3339Milli, RFC3339Micro, RFC3339Nano, RFC1123Z, "
+                   "YearMonthDay, YearMonthDayHour, YearMonthDayHourMinute")
+      ->capture_default_str();
+  bool numeric = false;
+  observe->add_flag("--numeric", numeric, "addresses instead of names");
+  observe->add_option("--ip-translation", o.printer.ip_translation,
+                      "names instead of addresses (default true)");
+  std::string color = "auto";
+  observe->add_option("--color", color, "auto, always or never (flowscope prints no colour yet)")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+  observe->add_flag("--print-raw-filters", o.print_raw_filters,
+                    "print the filters that would be sent, and exit");
+  observe->add_option("--allowlist", o.allowlist, "JSON FlowFilter(s) to include")->expected(1);
+  observe->add_option("--denylist", o.denylist, "JSON FlowFilter(s) to exclude")->expected(1);
+
+  // Filter flags, in command-line order (for --not): remember each option's flag name.
+  std::map<CLI::Option*, std::string> filter_options;
+  std::map<std::string, std::vector<std::string>> filter_values;
+  std::map<std::string, int> filter_counts;
+  for (const std::string& name : FilterFlagNames()) {
+    std::string spec = "--" + name;
+    if (auto s = ShortNames().find(name); s != ShortNames().end()) spec = s->second + "," + spec;
+    CLI::Option* opt;
+    if (IsBooleanFilter(name)) {
+      opt = observe->add_flag(spec, filter_counts[name], "filter: --" + name);
+    } else {
+      opt = observe->add_option(spec, filter_values[name], "filter: --" + name)
+                ->expected(1)
+                ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    }
+    filter_options[opt] = name;
+  }
+
+  // --- status, list, version -------------------------------------------------------------------
+  CLI::App* status = app.add_subcommand("status", "health and flow counts of the server");
+  status->fallthrough();
+  std::string status_output = "compact";
+  status->add_option("-o,--output", status_output, "compact, dict, json or table")
+      ->capture_default_str();
+  CLI::App* list = app.add_subcommand("list", "list nodes or namespaces");
+  list->fallthrough();
+  list->require_subcommand(1);
+  std::string list_output = "table";
+  CLI::App* nodes = list->add_subcommand("nodes", "the nodes behind the server")->alias("node");
+  nodes->fallthrough();
+  nodes->add_option("-o,--output", list_output, "table, wide or json")->capture_default_str();
+  CLI::App* namespaces = list->add_subcommand("namespaces", "namespaces seen in the last hour");
+  namespaces->fallthrough();
+  namespaces->add_option("-o,--output", list_output, "table, wide or json")->capture_default_str();
+  CLI::App* version = app.add_subcommand("version",
+                                         "print the client (and with --server, the "
+                                         "server) version");
+  version->fallthrough();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "flowscope: " << e.what() << "\n";
+    return 2;
+  }
+
+  auto server = ResolveServer(server_flag, timeout_flag, request_timeout_flag, config_path);
+  if (!server.ok()) {
+    std::cerr << "flowscope: " << server.status().message() << "\n";
+    return 1;
+  }
+
+  if (*observe) {
+    auto format = ParseFormat(output);
+    if (!format.ok()) {
+      std::cerr << "flowscope: " << format.status().message() << "\n";
+      return 1;
+    }
+    o.printer.format = *format;
+    o.printer.debug = debug;
+    if (numeric) o.printer.ip_translation = false;
+    if (last_opt->count() > 0) o.last = last;
+    if (first_opt->count() > 0) o.first = first;
+    FilterBuilder builder;
+    std::map<std::string, size_t> used;
+    for (CLI::Option* opt : observe->parse_order()) {
+      auto it = filter_options.find(opt);
+      if (it == filter_options.end()) continue;
+      const std::string& name = it->second;
+      std::string value;
+      if (!IsBooleanFilter(name)) value = filter_values[name].at(used[name]++);
+      if (absl::Status s = builder.Add(name, value); !s.ok()) {
+        std::cerr << "flowscope: " << s.message() << "\n";
+        return 1;
+      }
+    }
+    auto filters = builder.Build();
+    if (!filters.ok()) {
+      std::cerr << "flowscope: " << filters.status().message() << "\n";
+      return 1;
+    }
+    return Observe(*server, o, *filters, std::cout, std::cerr, &interrupted);
+  }
+  if (*status) {
+    auto format = ParseFormat(status_output);
+    if (!format.ok()) {
+      std::cerr << "flowscope: " << format.status().message() << "\n";
+      return 1;
+    }
+    return Status(*server, *format, std::cout, std::cerr);
+  }
+  if (*nodes) return ListNodes(*server, list_output, std::cout, std::cerr);
+  if (*namespaces) return ListNamespaces(*server, list_output, std::cout, std::cerr);
+  if (*version) {
+    const bool ask_server = !server_flag.empty();
+    return Version(ask_server ? &*server : nullptr, std::cout, std::cerr);
+  }
+  return 0;
+}

@@ -1,0 +1,203 @@
+// The `flowscope` binary against a real flowscope-observer process watching two pods with real
+// traffic: observe --since --pod, -o json piped to a parser (and to `head`), status, list
+// nodes, and a follow that ends cleanly on SIGINT.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "tests/testing/bpf_env.h"
+#include "tests/testing/netns.h"
+#include "tests/testing/observer_process.h"
+#include "tests/testing/traffic.h"
+
+namespace flowscope::cli {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::TestNetwork;
+
+class CliE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto reason = testing::BpfUnavailableReason()) GTEST_SKIP() << *reason;
+    auto net = TestNetwork::Create();
+    ASSERT_TRUE(net.ok()) << net.status();
+    net_ = std::move(net).value();
+    dir_ = std::filesystem::temp_directory_path() / ("fs-cli-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir_);
+    std::ofstream(dir_ / "endpoints.yaml") << absl::StrCat(
+        "- {ip: ", TestNetwork::kIpA,
+        ", namespace: default, pod: tiefighter, labels: {org: empire}}\n",
+        "- {ip: ", TestNetwork::kIpB, ", namespace: default, pod: deathstar-6fb5694d48-5hmds}\n");
+    auto p = testing::ObserverProcess::Start(
+        FLOWSCOPE_OBSERVER_BINARY, net_->node(), dir_,
+        {"--node-name", "node-1", "--interfaces", net_->prefix() + "*", "--endpoints",
+         (dir_ / "endpoints.yaml").string(), "--ring-capacity", "4095", "--ring-buffer-bytes",
+         "1048576"});
+    ASSERT_TRUE(p.ok()) << p.status();
+    observer_ = std::move(p).value();
+  }
+
+  void TearDown() override {
+    observer_.reset();
+    net_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  // Runs the CLI with `args`; returns stdout+stderr (and the exit status in *status).
+  std::string Cli(const std::string& args, int* status = nullptr) {
+    const std::string cmd =
+        absl::StrCat(FLOWSCOPE_CLI_BINARY, " --server ", observer_->target(), " ", args, " 2>&1");
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    const int st = pclose(p);
+    if (status != nullptr) *status = st;
+    return out;
+  }
+
+  // Waits until `observe` shows the TCP exchange (the drain publishes in batches).
+  std::string WaitForFlows(const std::string& args, const std::string& needle) {
+    std::string out;
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < deadline) {
+      out = Cli(args);
+      if (out.find(needle) != std::string::npos) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    return out;
+  }
+
+  std::unique_ptr<TestNetwork> net_;
+  std::filesystem::path dir_;
+  std::unique_ptr<testing::ObserverProcess> observer_;
+};
+
+TEST_F(CliE2eTest, ObserveSincePodShowsTheFlowsInHubblesCompactFormat) {
+  const uint16_t port = testing::TcpExchange(*net_, 8080);
+  testing::UdpExchange(*net_, 53);
+  const std::string out =
+      WaitForFlows("observe --since 3m --pod default/tiefighter", "TCP Flags: SYN, ACK");
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_GE(lines.size(), 4u) << out;
+  const std::string client = absl::StrCat("default/tiefighter:", port);
+  bool syn = false, synack = false, udp = false;
+  for (const std::string& l : lines) {
+    // "Mon DD hh:mm:ss.mmm: src (id) arrow dst (id) point VERDICT (summary)"
+    EXPECT_EQ(l[3], ' ') << l;
+    EXPECT_EQ(l.substr(15, 1), ".") << l;
+    EXPECT_EQ(l.substr(19, 2), ": ") << l;
+    EXPECT_THAT(l, HasSubstr("default/tiefighter")) << "every flow has tiefighter on one side";
+    if (l.find(client + " (ID:") != std::string::npos &&
+        l.find("-> default/deathstar-6fb5694d48-5hmds:8080 (ID:") != std::string::npos &&
+        l.find("FORWARDED (TCP Flags: SYN)") != std::string::npos) {
+      syn = true;
+    }
+    if (l.find(client + " (ID:") != std::string::npos &&
+        l.find("<- default/deathstar-6fb5694d48-5hmds:8080") != std::string::npos &&
+        l.find("(TCP Flags: SYN, ACK)") != std::string::npos) {
+      synack = true;
+    }
+    if (l.find(":53 (ID:") != std::string::npos && l.find("(UDP)") != std::string::npos) udp = true;
+  }
+  EXPECT_TRUE(syn) << out;
+  EXPECT_TRUE(synack) << "replies keep the client on the left: " << out;
+  EXPECT_TRUE(udp) << out;
+}
+
+TEST_F(CliE2eTest, JsonLinesParseAndAClosedPipeEndsQuietly) {
+  testing::TcpExchange(*net_, 8080);
+  const std::string out = WaitForFlows("observe -o json --last 100", "\"SYN\":true");
+  int n = 0;
+  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+    auto j = nlohmann::json::parse(line);
+    ASSERT_TRUE(j.contains("flow")) << line;
+    EXPECT_EQ(j["node_name"], "node-1");
+    EXPECT_TRUE(j["flow"]["time"].get<std::string>().back() == 'Z');
+    ++n;
+  }
+  EXPECT_GE(n, 4);
+  // `| head -n 1`: the CLI sees the closed pipe and exits 0.
+  const std::string cmd =
+      absl::StrCat("bash -c '", FLOWSCOPE_CLI_BINARY, " --server ", observer_->target(),
+                   " observe -o json --last 100 | head -n 1 >/dev/null; "
+                   "exit ${PIPESTATUS[0]}'");
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+}
+
+TEST_F(CliE2eTest, StatusAndListNodes) {
+  testing::TcpExchange(*net_, 8080);
+  absl::SleepFor(absl::Milliseconds(300));
+  int status = -1;
+  const std::string st = Cli("status", &status);
+  EXPECT_EQ(status, 0) << st;
+  EXPECT_THAT(st, HasSubstr(absl::StrCat("Healthcheck (via ", observer_->target(), "): Ok\n")));
+  EXPECT_THAT(st, HasSubstr("/4,095 ("));
+  EXPECT_THAT(st, HasSubstr("Flows/s: "));
+  EXPECT_THAT(st, ::testing::Not(HasSubstr("Connected Nodes"))) << "a node server leaves it unset";
+  const std::string nodes = Cli("list nodes", &status);
+  EXPECT_EQ(status, 0) << nodes;
+  EXPECT_THAT(nodes, HasSubstr("NAME     STATUS      AGE"));
+  EXPECT_THAT(nodes, HasSubstr("node-1   Connected"));
+  const std::string json = Cli("status -o json", &status);
+  EXPECT_EQ(nlohmann::json::parse(json)["max_flows"], "4095");
+}
+
+TEST_F(CliE2eTest, FollowEndsCleanlyOnSigint) {
+  auto follow = testing::NetnsProcess::Start(
+      "", {FLOWSCOPE_CLI_BINARY, "--server", observer_->target(), "observe", "--follow"},
+      (dir_ / "follow.out").string());
+  ASSERT_TRUE(follow.ok());
+  absl::SleepFor(absl::Milliseconds(300));
+  testing::TcpExchange(*net_, 8080);
+  absl::SleepFor(absl::Milliseconds(500));
+  auto st = (*follow)->Signal(SIGINT, absl::Seconds(5));
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+  std::ifstream in(dir_ / "follow.out");
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_THAT(text.str(), HasSubstr("TCP Flags: SYN")) << "flows arrived while following";
+}
+
+TEST(CliErrorsTest, BadInputIsOneLineOnStderrAndANonZeroExit) {
+  struct {
+    const char* args;
+    const char* want;
+  } cases[] = {
+      {"observe --since yesterday", "invalid time \"yesterday\""},
+      {"observe --verdict NOPE", "invalid value \"NOPE\" for --verdict"},
+      {"observe --port 99999", "invalid value \"99999\" for --port"},
+      {"observe --first 3 --follow", "--first cannot be combined"},
+      {"observe --ip 1.1.1.1 -n default", "filters --ip and --namespace cannot be combined"},
+      {"observe --server unix:///nonexistent/sock --timeout 200ms", "failed to connect"},
+      {"observe -o yaml", "invalid output format \"yaml\""},
+      {"observe --not", "--not must be followed"},
+  };
+  for (const auto& c : cases) {
+    const std::string cmd = absl::StrCat(FLOWSCOPE_CLI_BINARY, " ", c.args, " 2>&1 >/dev/null");
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string err;
+    char buf[1024];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) err.append(buf, n);
+    const int st = pclose(p);
+    EXPECT_NE(st, 0) << c.args;
+    EXPECT_THAT(err, HasSubstr(c.want)) << c.args;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "one line: " << err;
+  }
+}
+
+}  // namespace
+}  // namespace flowscope::cli

@@ -1,0 +1,55 @@
+#include "tests/testing/observer_process.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace flowscope::testing {
+
+absl::StatusOr<std::unique_ptr<ObserverProcess>> ObserverProcess::Start(
+    const std::string& binary, const std::string& netns, const std::filesystem::path& dir,
+    std::vector<std::string> args) {
+  auto p = std::unique_ptr<ObserverProcess>(new ObserverProcess());
+  p->socket_ = (dir / "observer.sock").string();
+  p->log_ = dir / "observer.log";
+  args.insert(args.begin(), binary);
+  args.insert(args.end(), {"--listen-socket", p->socket_, "--state-dir", dir.string()});
+  auto proc = NetnsProcess::Start(netns, args, p->log_.string());
+  if (!proc.ok()) return proc.status();
+  p->process_ = std::move(proc).value();
+  // A fresh channel per try: one that failed to connect backs off for a second or more.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline) {
+    if (!p->process_->Running()) {
+      return absl::FailedPreconditionError(absl::StrCat("the observer exited: ", p->Log()));
+    }
+    if (std::filesystem::exists(p->socket_)) {
+      auto health = grpc::health::v1::Health::NewStub(
+          grpc::CreateChannel(p->target(), grpc::InsecureChannelCredentials()));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+      grpc::health::v1::HealthCheckRequest req;
+      req.set_service("hubble.server.Observer");
+      grpc::health::v1::HealthCheckResponse resp;
+      if (health->Check(&ctx, req, &resp).ok() &&
+          resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+        return p;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::DeadlineExceededError(absl::StrCat("the observer did not become ready: ", p->Log()));
+}
+
+std::string ObserverProcess::Log() const {
+  std::ifstream in(log_);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace flowscope::testing
