@@ -245,7 +245,9 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   });
-  Printer printer(o.printer, out, err);
+  PrinterOptions po = o.printer;
+  po.flush_each_line = o.follow;  // otherwise buffered, and flushed at the end
+  Printer printer(po, out, err);
   auto reader = stub->GetFlows(&ctx, *req);
   ::observer::GetFlowsResponse resp;
   bool pipe_closed = false;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "cmd/cli/json.h"
 
 namespace flowscope::cli {
 namespace {
@@ -402,11 +403,11 @@ bool Printer::Write(const ::observer::GetFlowsResponse& resp) {
     if (resp.response_types_case() == ::observer::GetFlowsResponse::RESPONSE_TYPES_NOT_SET) {
       return true;
     }
-    google::protobuf::util::JsonPrintOptions o;
-    o.preserve_proto_field_names = true;
-    std::string line;
-    if (!google::protobuf::util::MessageToJsonString(resp, &line, o).ok()) return true;
-    out_ << line << "\n" << std::flush;  // one object per line, at once (`| jq` in follow mode)
+    line_.clear();
+    AppendJson(resp, &line_);
+    line_.push_back('\n');
+    out_ << line_;  // one object per line
+    if (options_.flush_each_line) out_.flush();
     return static_cast<bool>(out_);
   }
   switch (resp.response_types_case()) {
@@ -434,7 +435,7 @@ bool Printer::Write(const ::observer::GetFlowsResponse& resp) {
     default:
       break;
   }
-  if (options_.format != Format::kTable) out_.flush();
+  if (options_.format != Format::kTable && options_.flush_each_line) out_.flush();
   return static_cast<bool>(out_);
 }
 

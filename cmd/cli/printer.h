@@ -29,8 +29,9 @@ struct PrinterOptions {
   Format format = Format::kCompact;
   std::string time_format = "StampMilli";  // Hubble's --time-format names
   bool print_node_name = false;
-  bool ip_translation = true;  // false: addresses instead of pod names (--numeric)
-  bool debug = false;          // also print CONNECTED / GONE node notices
+  bool ip_translation = true;   // false: addresses instead of pod names (--numeric)
+  bool debug = false;           // also print CONNECTED / GONE node notices
+  bool flush_each_line = true;  // follow mode: every line out at once (`| jq`, `| head`)
 };
 
 // A timestamp in one of Hubble's --time-format layouts, in UTC; "N/A" when it is missing
@@ -63,6 +64,7 @@ class Printer {
   std::ostream& err_;
   bool first_dict_ = true;
   std::vector<std::vector<std::string>> table_;
+  std::string line_;  // reused for -o json
 };
 
 // Go's text/tabwriter with Hubble's settings (minwidth 2, padding 3, spaces): every cell but

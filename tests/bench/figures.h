@@ -27,6 +27,7 @@ std::vector<Figure> AllFigures();
 // Per-area figure lists (ring_figures.cc, ...).
 std::vector<Figure> RingFigures();
 std::vector<Figure> ObserverFigures();
+std::vector<Figure> CliFigures();
 
 }  // namespace flowscope::bench
 

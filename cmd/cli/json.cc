@@ -1,0 +1,256 @@
+#include "cmd/cli/json.h"
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/reflection.h>
+#include <google/protobuf/timestamp.pb.h>
+#include <google/protobuf/util/json_util.h>
+
+#include <charconv>
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/time.h"
+
+namespace flowscope::cli {
+namespace {
+
+namespace pb = google::protobuf;
+
+bool NeedsEscape(unsigned char c) {
+  return c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c == 0xE2;
+}
+
+void AppendString(absl::string_view s, std::string* out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (size_t i = 0; i < s.size(); ++i) {
+    // Copy runs of plain characters at once.
+    size_t j = i;
+    while (j < s.size() && !NeedsEscape(static_cast<unsigned char>(s[j]))) ++j;
+    if (j > i) {
+      out->append(s.data() + i, j - i);
+      i = j;
+      if (i == s.size()) break;
+    }
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      case '<':
+      case '>':
+      case '&':
+        out->append("\\u00");
+        out->push_back(kHex[c >> 4]);
+        out->push_back(kHex[c & 15]);
+        break;
+      default:
+        if (c < 0x20) {
+          out->append("\\u00");
+          out->push_back(kHex[c >> 4]);
+          out->push_back(kHex[c & 15]);
+        } else if (c == 0xE2 && i + 2 < s.size() && static_cast<unsigned char>(s[i + 1]) == 0x80 &&
+                   (static_cast<unsigned char>(s[i + 2]) == 0xA8 ||
+                    static_cast<unsigned char>(s[i + 2]) == 0xA9)) {
+          out->append(static_cast<unsigned char>(s[i + 2]) == 0xA8 ? "\\u2028" : "\\u2029");
+          i += 2;
+        } else {
+          out->push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+void AppendDouble(double v, std::string* out) {
+  if (std::isnan(v)) {
+    out->append("\"NaN\"");
+  } else if (std::isinf(v)) {
+    out->append(v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+  } else {
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out->append(buf, r.ptr);
+  }
+}
+
+void AppendTimestamp(const pb::Message& m, std::string* out) {
+  const pb::Reflection* r = m.GetReflection();
+  const pb::Descriptor* d = m.GetDescriptor();
+  const int64_t seconds = r->GetInt64(m, d->FindFieldByNumber(1));
+  const int32_t nanos = r->GetInt32(m, d->FindFieldByNumber(2));
+  const absl::CivilSecond c =
+      absl::ToCivilSecond(absl::FromUnixSeconds(seconds), absl::UTCTimeZone());
+  char buf[40];
+  char* p = buf;
+  auto put = [&p](int64_t v, int width) {
+    for (int k = width - 1; k >= 0; --k) {
+      p[k] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    }
+    p += width;
+  };
+  *p++ = '"';
+  put(c.year(), 4);
+  *p++ = '-';
+  put(c.month(), 2);
+  *p++ = '-';
+  put(c.day(), 2);
+  *p++ = 'T';
+  put(c.hour(), 2);
+  *p++ = ':';
+  put(c.minute(), 2);
+  *p++ = ':';
+  put(c.second(), 2);
+  if (nanos != 0) {
+    *p++ = '.';
+    if (nanos % 1'000'000 == 0) {
+      put(nanos / 1'000'000, 3);
+    } else if (nanos % 1'000 == 0) {
+      put(nanos / 1'000, 6);
+    } else {
+      put(nanos, 9);
+    }
+  }
+  *p++ = 'Z';
+  *p++ = '"';
+  out->append(buf, static_cast<size_t>(p - buf));
+}
+
+void AppendValue(const pb::Message& m, const pb::FieldDescriptor* f, int index, std::string* out);
+
+void AppendMessage(const pb::Message& m, std::string* out) {
+  const pb::Descriptor* d = m.GetDescriptor();
+  const std::string& name = d->full_name();
+  if (name == "google.protobuf.Timestamp") {
+    AppendTimestamp(m, out);
+    return;
+  }
+  if (d->file()->name() == "google/protobuf/wrappers.proto") {
+    const pb::FieldDescriptor* value = d->FindFieldByNumber(1);
+    if (m.GetReflection()->HasField(m, value)) {
+      AppendValue(m, value, -1, out);
+    } else {
+      // A present wrapper holding the default value.
+      switch (value->cpp_type()) {
+        case pb::FieldDescriptor::CPPTYPE_BOOL:
+          out->append("false");
+          break;
+        case pb::FieldDescriptor::CPPTYPE_STRING:
+          out->append(value->type() == pb::FieldDescriptor::TYPE_BYTES ? "\"\"" : "\"\"");
+          break;
+        case pb::FieldDescriptor::CPPTYPE_INT64:
+        case pb::FieldDescriptor::CPPTYPE_UINT64:
+          out->append("\"0\"");
+          break;
+        default:
+          out->append("0");
+      }
+    }
+    return;
+  }
+  if (d->file()->package() == "google.protobuf") {
+    // Any, Duration, FieldMask, Struct...: rare in responses; protobuf's own printer.
+    std::string json;
+    pb::util::JsonPrintOptions o;
+    o.preserve_proto_field_names = true;
+    (void)pb::util::MessageToJsonString(m, &json, o);
+    out->append(json);
+    return;
+  }
+  std::vector<const pb::FieldDescriptor*> fields;
+  m.GetReflection()->ListFields(m, &fields);
+  out->push_back('{');
+  bool first = true;
+  for (const pb::FieldDescriptor* f : fields) {
+    if (!first) out->push_back(',');
+    first = false;
+    AppendString(f->name(), out);
+    out->push_back(':');
+    if (f->is_repeated()) {
+      out->push_back('[');
+      const int n = m.GetReflection()->FieldSize(m, f);
+      for (int i = 0; i < n; ++i) {
+        if (i > 0) out->push_back(',');
+        AppendValue(m, f, i, out);
+      }
+      out->push_back(']');
+    } else {
+      AppendValue(m, f, -1, out);
+    }
+  }
+  out->push_back('}');
+}
+
+void AppendValue(const pb::Message& m, const pb::FieldDescriptor* f, int i, std::string* out) {
+  const pb::Reflection* r = m.GetReflection();
+  const bool rep = i >= 0;
+  switch (f->cpp_type()) {
+    case pb::FieldDescriptor::CPPTYPE_INT32:
+      absl::StrAppend(out, rep ? r->GetRepeatedInt32(m, f, i) : r->GetInt32(m, f));
+      break;
+    case pb::FieldDescriptor::CPPTYPE_UINT32:
+      absl::StrAppend(out, rep ? r->GetRepeatedUInt32(m, f, i) : r->GetUInt32(m, f));
+      break;
+    case pb::FieldDescriptor::CPPTYPE_INT64:
+      absl::StrAppend(out, "\"", rep ? r->GetRepeatedInt64(m, f, i) : r->GetInt64(m, f), "\"");
+      break;
+    case pb::FieldDescriptor::CPPTYPE_UINT64:
+      absl::StrAppend(out, "\"", rep ? r->GetRepeatedUInt64(m, f, i) : r->GetUInt64(m, f), "\"");
+      break;
+    case pb::FieldDescriptor::CPPTYPE_DOUBLE:
+      AppendDouble(rep ? r->GetRepeatedDouble(m, f, i) : r->GetDouble(m, f), out);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_FLOAT:
+      AppendDouble(rep ? r->GetRepeatedFloat(m, f, i) : r->GetFloat(m, f), out);
+      break;
+    case pb::FieldDescriptor::CPPTYPE_BOOL:
+      out->append((rep ? r->GetRepeatedBool(m, f, i) : r->GetBool(m, f)) ? "true" : "false");
+      break;
+    case pb::FieldDescriptor::CPPTYPE_ENUM: {
+      const int v = rep ? r->GetRepeatedEnumValue(m, f, i) : r->GetEnumValue(m, f);
+      const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByNumber(v);
+      if (e != nullptr) {
+        AppendString(e->name(), out);
+      } else {
+        absl::StrAppend(out, v);
+      }
+      break;
+    }
+    case pb::FieldDescriptor::CPPTYPE_STRING: {
+      std::string scratch;
+      const std::string& s = rep ? r->GetRepeatedStringReference(m, f, i, &scratch)
+                                 : r->GetStringReference(m, f, &scratch);
+      if (f->type() == pb::FieldDescriptor::TYPE_BYTES) {
+        AppendString(absl::Base64Escape(s), out);
+      } else {
+        AppendString(s, out);
+      }
+      break;
+    }
+    case pb::FieldDescriptor::CPPTYPE_MESSAGE:
+      AppendMessage(rep ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f), out);
+      break;
+  }
+}
+
+}  // namespace
+
+void AppendJson(const pb::Message& m, std::string* out) { AppendMessage(m, out); }
+
+}  // namespace flowscope::cli

@@ -1,0 +1,113 @@
+// What `flowscope observe` sends: number/first/follow/since/until rules, raw filters, and where
+// the server address comes from.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "cmd/cli/commands.h"
+
+namespace flowscope::cli {
+namespace {
+
+using ::testing::HasSubstr;
+
+const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
+
+::observer::GetFlowsRequest Req(ObserveOptions o) {
+  auto r = BuildRequest(o, {}, kNow);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? *r : ::observer::GetFlowsRequest();
+}
+
+TEST(RequestTest, NumberDefaultsAndSelectors) {
+  EXPECT_EQ(Req({}).number(), 20u) << "--last 20 when nothing else selects";
+  ObserveOptions follow;
+  follow.follow = true;
+  EXPECT_EQ(Req(follow).number(), 0u);
+  EXPECT_TRUE(Req(follow).follow());
+  ObserveOptions follow_last = follow;
+  follow_last.last = 5;
+  EXPECT_EQ(Req(follow_last).number(), 5u);
+  ObserveOptions all;
+  all.all = true;
+  EXPECT_EQ(Req(all).number(), std::numeric_limits<uint64_t>::max());
+  ObserveOptions first;
+  first.first = 3;
+  EXPECT_TRUE(Req(first).first());
+  EXPECT_EQ(Req(first).number(), 3u);
+  ObserveOptions since;
+  since.since = "3m";
+  EXPECT_EQ(Req(since).number(), 0u);
+  EXPECT_EQ(Req(since).since().seconds(), 1'800'000'000 - 180);
+  ObserveOptions since_last = since;
+  since_last.last = 10;
+  EXPECT_EQ(Req(since_last).number(), 10u);
+  ObserveOptions follow_until = follow;
+  follow_until.until = "1m";
+  EXPECT_FALSE(Req(follow_until).has_until()) << "--until is dropped with --follow";
+  ObserveOptions until;
+  until.until = "2024-05-04T12:00:00Z";
+  EXPECT_EQ(Req(until).until().seconds(), 1714824000);
+}
+
+TEST(RequestTest, ConflictsAndRawFilters) {
+  ObserveOptions a;
+  a.first = 1;
+  a.all = true;
+  EXPECT_THAT(std::string(BuildRequest(a, {}, kNow).status().message()),
+              HasSubstr("--first cannot be combined"));
+  ObserveOptions b;
+  b.last = 1;
+  b.all = true;
+  EXPECT_THAT(std::string(BuildRequest(b, {}, kNow).status().message()),
+              HasSubstr("--last cannot be combined with --all"));
+  ObserveOptions t;
+  t.follow = true;
+  t.printer.format = Format::kTable;
+  EXPECT_THAT(std::string(BuildRequest(t, {}, kNow).status().message()),
+              HasSubstr("table cannot be combined with --follow"));
+  ObserveOptions raw;
+  raw.allowlist = {R"({"source_pod":["a"]} {"verdict":["DROPPED"]})"};
+  raw.denylist = {R"({"destination_port":["53"]})"};
+  auto r = Req(raw);
+  ASSERT_EQ(r.whitelist_size(), 2);
+  EXPECT_EQ(r.whitelist(1).verdict(0), flow::DROPPED);
+  ASSERT_EQ(r.blacklist_size(), 1);
+  ObserveOptions bad;
+  bad.allowlist = {R"({"source_pod": 5)"};
+  EXPECT_THAT(std::string(BuildRequest(bad, {}, kNow).status().message()),
+              HasSubstr("--allowlist"));
+  EXPECT_FALSE(ParseRawFilters(R"({"no_such_field":["x"]})").ok());
+}
+
+TEST(ServerTest, FlagThenEnvironmentThenConfigFile) {
+  const auto dir = std::filesystem::temp_directory_path() / ("fs-cfg-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string cfg = (dir / "config.yaml").string();
+  std::ofstream(cfg) << "server: unix:///from/config.sock\ntimeout: 2s\n";
+  unsetenv("FLOWSCOPE_SERVER");
+  auto c = ResolveServer("", "", "", cfg);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->server, "unix:///from/config.sock");
+  EXPECT_EQ(c->dial_timeout, absl::Seconds(2));
+  setenv("FLOWSCOPE_SERVER", "envhost:4245", 1);
+  EXPECT_EQ(ResolveServer("", "", "", cfg)->server, "envhost:4245");
+  EXPECT_EQ(ResolveServer("flaghost:1", "", "", cfg)->server, "flaghost:1");
+  unsetenv("FLOWSCOPE_SERVER");
+  EXPECT_THAT(std::string(ResolveServer("", "soon", "", cfg).status().message()),
+              HasSubstr("invalid --timeout \"soon\""));
+  std::ofstream(cfg) << "[not yaml";
+  EXPECT_FALSE(ResolveServer("", "", "", cfg).ok());
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(GroupDigits(2031), "2,031");
+  EXPECT_EQ(GroupDigits(4095), "4,095");
+  EXPECT_EQ(GroupDigits(999), "999");
+  EXPECT_EQ(GroupDigits(1234567), "1,234,567");
+}
+
+}  // namespace
+}  // namespace flowscope::cli
