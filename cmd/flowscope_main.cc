@@ -5,6 +5,7 @@
 //   flowscope status
 //   flowscope list nodes
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
@@ -84,7 +85,7 @@ int main(int argc, char** argv) {
   observe->add_option("--ip-translation", o.printer.ip_translation,
                       "names instead of addresses (default true)");
   std::string color = "auto";
-  observe->add_option("--color", color, "auto, always or never (flowscope prints no colour yet)")
+  observe->add_option("--color", color, "auto (on a terminal), always or never")
       ->check(CLI::IsMember({"auto", "always", "never"}));
   observe->add_flag("--print-raw-filters", o.print_raw_filters,
                     "print the filters that would be sent, and exit");
@@ -154,6 +155,7 @@ int main(int argc, char** argv) {
     o.printer.format = *format;
     o.printer.debug = debug;
     if (numeric) o.printer.ip_translation = false;
+    o.printer.color = color == "always" || (color == "auto" && isatty(STDOUT_FILENO));
     if (last_opt->count() > 0) o.last = last;
     if (first_opt->count() > 0) o.first = first;
     FilterBuilder builder;

@@ -170,6 +170,12 @@ std::string JoinNodes(const google::protobuf::RepeatedPtrField<std::string>& nam
   return out;
 }
 
+constexpr const char* kCyan = "\x1b[36m";
+constexpr const char* kYellow = "\x1b[33m";
+constexpr const char* kMagenta = "\x1b[35m";
+constexpr const char* kGreen = "\x1b[32m";
+constexpr const char* kRed = "\x1b[31m";
+
 }  // namespace
 
 absl::StatusOr<Format> ParseFormat(absl::string_view name) {
@@ -268,7 +274,10 @@ std::string TabWrite(const std::vector<std::vector<std::string>>& rows) {
 }
 
 Printer::Printer(PrinterOptions options, std::ostream& out, std::ostream& err)
-    : options_(std::move(options)), out_(out), err_(err) {}
+    : options_(std::move(options)), out_(out), err_(err) {
+  // The table is never coloured; neither is JSON.
+  if (options_.format == Format::kTable || options_.format == Format::kJson) options_.color = false;
+}
 
 std::string Printer::Host(const flow::Flow& f, bool source) const {
   std::string host;
@@ -292,16 +301,41 @@ std::string Printer::Host(const flow::Flow& f, bool source) const {
     const std::string port = PortOf(f, source);
     if (!port.empty()) {
       if (host == ip && ip.find(':') != std::string::npos) host = absl::StrCat("[", host, "]");
-      absl::StrAppend(&host, ":", port);
+      return absl::StrCat(Paint(kCyan, Sanitize(host)), ":", Paint(kYellow, port));
     }
   }
-  return Sanitize(host);
+  return Paint(kCyan, Sanitize(host));
+}
+
+std::string Printer::Paint(const char* color, absl::string_view text) const {
+  if (!options_.color || text.empty()) return std::string(text);
+  return absl::StrCat(color, text, "\x1b[0m");
+}
+
+std::string Printer::PaintedVerdict(const flow::Flow& f) const {
+  const std::string v = Verdict(f);
+  switch (f.verdict()) {
+    case flow::FORWARDED:
+    case flow::REDIRECTED:
+      return Paint(kGreen, v);
+    case flow::DROPPED:
+    case flow::ERROR:
+      return Paint(kRed, v);
+    case flow::AUDIT:
+    case flow::TRACED:
+    case flow::TRANSLATED:
+      return Paint(kYellow, v);
+    default:
+      return v;
+  }
 }
 
 void Printer::WriteFlowCompact(const ::observer::GetFlowsResponse& resp) {
   const flow::Flow& f = resp.flow();
-  std::string src = absl::StrCat(Host(f, true), " ", Identity(f.source().identity()));
-  std::string dst = absl::StrCat(Host(f, false), " ", Identity(f.destination().identity()));
+  std::string src =
+      absl::StrCat(Host(f, true), " ", Paint(kMagenta, Identity(f.source().identity())));
+  std::string dst =
+      absl::StrCat(Host(f, false), " ", Paint(kMagenta, Identity(f.destination().identity())));
   std::string arrow = "<>";
   if (f.has_is_reply()) {
     arrow = f.is_reply().value() ? "<-" : "->";
@@ -309,8 +343,8 @@ void Printer::WriteFlowCompact(const ::observer::GetFlowsResponse& resp) {
   }
   out_ << FormatTime(f.has_time() ? &f.time() : nullptr, options_.time_format);
   if (options_.print_node_name) out_ << " [" << Sanitize(f.node_name()) << "]";
-  out_ << ": " << src << " " << arrow << " " << dst << " " << FlowType(f) << " " << Verdict(f)
-       << " (" << Summary(f) << ")\n";
+  out_ << ": " << src << " " << arrow << " " << dst << " " << FlowType(f) << " "
+       << PaintedVerdict(f) << " (" << Summary(f) << ")\n";
 }
 
 void Printer::WriteFlowDict(const ::observer::GetFlowsResponse& resp) {
@@ -326,7 +360,7 @@ void Printer::WriteFlowDict(const ::observer::GetFlowsResponse& resp) {
   out_ << "     SOURCE: " << src << "\n"
        << "DESTINATION: " << dst << "\n"
        << "       TYPE: " << FlowType(f) << "\n"
-       << "    VERDICT: " << Verdict(f) << "\n"
+       << "    VERDICT: " << PaintedVerdict(f) << "\n"
        << "    SUMMARY: " << Summary(f) << "\n";
 }
 

@@ -32,6 +32,7 @@ struct PrinterOptions {
   bool ip_translation = true;   // false: addresses instead of pod names (--numeric)
   bool debug = false;           // also print CONNECTED / GONE node notices
   bool flush_each_line = true;  // follow mode: every line out at once (`| jq`, `| head`)
+  bool color = false;           // ANSI colours (compact and dict only)
 };
 
 // A timestamp in one of Hubble's --time-format layouts, in UTC; "N/A" when it is missing
@@ -59,7 +60,10 @@ class Printer {
   void WriteNodeStatus(const ::observer::GetFlowsResponse& resp);
   std::string Host(const flow::Flow& f, bool source) const;
 
-  const PrinterOptions options_;
+  std::string Paint(const char* color, absl::string_view text) const;
+  std::string PaintedVerdict(const flow::Flow& f) const;
+
+  PrinterOptions options_;
   std::ostream& out_;
   std::ostream& err_;
   bool first_dict_ = true;

@@ -171,6 +171,15 @@ TEST_F(CliE2eTest, FollowEndsCleanlyOnSigint) {
   EXPECT_THAT(text.str(), HasSubstr("TCP Flags: SYN")) << "flows arrived while following";
 }
 
+TEST_F(CliE2eTest, AServerSideInvalidArgumentIsOneClearLine) {
+  int status = 0;
+  const std::string out = Cli(R"(observe --allowlist '{"source_ip":["300.1.1.1"]}')", &status);
+  EXPECT_NE(status, 0);
+  EXPECT_EQ(out,
+            "flowscope: rpc error: code = InvalidArgument desc = invalid source_ip filter "
+            "\"300.1.1.1\": not an IP address or CIDR\n");
+}
+
 TEST(CliErrorsTest, BadInputIsOneLineOnStderrAndANonZeroExit) {
   struct {
     const char* args;

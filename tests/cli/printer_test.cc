@@ -149,6 +149,24 @@ TEST(PrinterTest, CompactIcmpIpv6WorldAndMissingTime) {
             "FORWARDED (TCP Flags: SYN)\n");
 }
 
+TEST(PrinterTest, CompactIcmpv4) {
+  const char* echo = R"pb(
+    flow {
+      time { seconds: 1714826828 nanos: 5000000 }
+      verdict: FORWARDED
+      IP { source: "10.0.2.7" destination: "10.0.1.5" ipVersion: IPv4 }
+      l4 { ICMPv4 { type: 0 } }
+      source { identity: 4242 namespace: "default" pod_name: "deathstar-1" }
+      destination { identity: 1234 namespace: "default" pod_name: "xwing" }
+      event_type { type: 4 sub_type: 0 }
+      is_reply { value: true }
+      Summary: "ICMPv4 EchoReply"
+    })pb";
+  EXPECT_EQ(Print({echo}, {}),
+            "May  4 12:47:08.005: default/xwing (ID:1234) <- default/deathstar-1 (ID:4242) "
+            "to-endpoint FORWARDED (ICMPv4 EchoReply)\n");
+}
+
 TEST(PrinterTest, LostEventsAndNodeStatus) {
   const char* lost = R"pb(
     lost_events {
@@ -234,6 +252,26 @@ TEST(PrinterTest, JsonIsOneObjectPerLineWithProtoNames) {
   std::getline(lines, line);
   EXPECT_EQ(nlohmann::json::parse(line)["flow"]["source"]["pod_name"], "tiefighter");
   EXPECT_FALSE(std::getline(lines, line)) << "exactly one line per response";
+}
+
+TEST(PrinterTest, ColoursOnlyWhenAsked) {
+  PrinterOptions o;
+  o.color = true;
+  EXPECT_EQ(
+      Print({kDnsQuery}, o),
+      "May  4 12:47:08.811: \x1b[36mdefault/tiefighter\x1b[0m:\x1b[33m53875\x1b[0m "
+      "\x1b[35m(ID:1234)\x1b[0m -> \x1b[36mkube-system/coredns-74ff55c5b-66f4n\x1b[0m:"
+      "\x1b[33m53\x1b[0m \x1b[35m(ID:5678)\x1b[0m to-endpoint \x1b[32mFORWARDED\x1b[0m (UDP)\n");
+  EXPECT_NE(Print({kDropped}, o).find("\x1b[31mDROPPED\x1b[0m"), std::string::npos);
+  o.format = Format::kTable;
+  EXPECT_EQ(Print({kDnsQuery}, o).find('\x1b'), std::string::npos) << "tables are never coloured";
+  // A summary carrying an escape sequence cannot colour the terminal.
+  auto r = Resp(kDnsQuery);
+  r.mutable_flow()->set_summary("\x1b[31mevil");
+  std::ostringstream out, err;
+  Printer p({}, out, err);
+  p.Write(r);
+  EXPECT_NE(out.str().find("(^[[31mevil)"), std::string::npos) << out.str();
 }
 
 TEST(PrinterTest, TimeFormats) {

@@ -1,0 +1,97 @@
+// The observe/status/list commands against an in-process observer service (no BPF needed).
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "absl/strings/str_split.h"
+#include "bpf/flow_event.h"
+#include "cmd/cli/commands.h"
+#include "observer/grpc_server.h"
+#include "observer/observer_service.h"
+
+namespace flowscope::cli {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ObserveTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ring_ = std::move(observer::Ring::Create(127)).value();
+    table_ = std::make_unique<observer::EndpointTable>("default");
+    observer::EndpointInfo tie;
+    tie.ips = {"10.0.1.5"};
+    tie.namespace_name = "default";
+    tie.pod_name = "tiefighter";
+    table_->Update({tie});
+    builder_ = std::make_unique<observer::FlowBuilder>(*table_, "node-1", nullptr, 3);
+    service_ = std::make_unique<observer::ObserverService>(
+        *ring_, *table_, *builder_, observer::ObserverOptions{"node-1", "x"});
+    dir_ = std::filesystem::temp_directory_path() / ("fs-obs-cli-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir_);
+    auto server = observer::GrpcServer::Start({service_.get()}, {(dir_ / "s.sock").string(), ""});
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(server).value();
+    opts_.server = server_->target();
+    observer::EndpointTable::Resolver res(*table_);
+    for (int i = 0; i < 30; ++i) {
+      observer::FlowRecord r;
+      r.time_ns = 1'714'826'828'811'000'000ULL + static_cast<uint64_t>(i) * 1'000'000;
+      r.family = FS_FAMILY_IPV4;
+      inet_pton(AF_INET, "10.0.1.5", r.saddr);
+      inet_pton(AF_INET, "10.0.9.9", r.daddr);
+      r.protocol = IPPROTO_UDP;
+      r.sport = static_cast<uint16_t>(40000 + i);
+      r.dport = 53;
+      r.verdict = FS_VERDICT_FORWARDED;
+      r.obs_point = FS_OBS_FROM_ENDPOINT;
+      r.is_reply = FS_REPLY_NO;
+      r.src_endpoint = res.Lookup(r.family, r.saddr);
+      r.dst_endpoint = res.Lookup(r.family, r.daddr);
+      ring_->Write(r);
+    }
+    ring_->Publish();
+  }
+  void TearDown() override {
+    server_->Shutdown(absl::Milliseconds(50));
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::unique_ptr<observer::Ring> ring_;
+  std::unique_ptr<observer::EndpointTable> table_;
+  std::unique_ptr<observer::FlowBuilder> builder_;
+  std::unique_ptr<observer::ObserverService> service_;
+  std::unique_ptr<observer::GrpcServer> server_;
+  std::filesystem::path dir_;
+  ServerOptions opts_;
+};
+
+TEST_F(ObserveTest, DefaultIsTheLast20InCompactForm) {
+  std::ostringstream out, err;
+  EXPECT_EQ(Observe(opts_, {}, {}, out, err, nullptr), 0) << err.str();
+  std::vector<std::string> lines = absl::StrSplit(out.str(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 20u);
+  EXPECT_EQ(lines[0], "May  4 12:47:08.821: default/tiefighter:40010 (ID:" +
+                          std::to_string(table_->Get(3).identity) +
+                          ") -> 10.0.9.9:53 (world) from-endpoint FORWARDED (UDP)");
+  EXPECT_EQ(err.str(), "");
+}
+
+TEST_F(ObserveTest, StatusAndNodes) {
+  std::ostringstream out, err;
+  EXPECT_EQ(Status(opts_, Format::kCompact, out, err), 0) << err.str();
+  EXPECT_THAT(out.str(), HasSubstr("Healthcheck (via unix://"));
+  EXPECT_THAT(out.str(), HasSubstr("Current/Max Flows: 30/127 (23.62%)\n"));
+  std::ostringstream nodes, e2;
+  EXPECT_EQ(ListNodes(opts_, "wide", nodes, e2), 0);
+  EXPECT_THAT(nodes.str(), HasSubstr("NAME     STATUS      AGE"));
+  EXPECT_THAT(nodes.str(), HasSubstr("30/127 ( 23.62%)"));
+  EXPECT_THAT(nodes.str(), HasSubstr("Disabled"));
+}
+
+}  // namespace
+}  // namespace flowscope::cli
