@@ -64,6 +64,27 @@ void SetDeadline(grpc::ClientContext* ctx, absl::Duration d) {
   ctx->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(d));
 }
 
+// The shared part of the `list` commands: check the format, connect, make one unary call.
+template <typename Req, typename Resp>
+absl::Status ListCall(const ServerOptions& server, const std::string& format,
+                      grpc::Status (::observer::Observer::Stub::*method)(grpc::ClientContext*,
+                                                                         const Req&, Resp*),
+                      Resp* resp) {
+  if (format != "table" && format != "wide" && format != "json") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid output format \"", format, "\": expected table, wide or json"));
+  }
+  auto channel = Dial(server);
+  if (!channel.ok()) return channel.status();
+  auto stub = ::observer::Observer::NewStub(*channel);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, server.request_timeout);
+  if (grpc::Status s = ((*stub).*method)(&ctx, Req(), resp); !s.ok()) {
+    return absl::UnknownError(RpcError(s));
+  }
+  return absl::OkStatus();
+}
+
 std::string Percent(uint64_t num, uint64_t max, const char* fmt) {
   return absl::StrFormat(fmt, 100.0 * static_cast<double>(num) / static_cast<double>(max));
 }
@@ -371,17 +392,11 @@ int Status(const ServerOptions& server, Format format, std::ostream& out, std::o
 
 int ListNodes(const ServerOptions& server, const std::string& format, std::ostream& out,
               std::ostream& err) {
-  if (format != "table" && format != "wide" && format != "json") {
-    return Fail(
-        err, absl::StrCat("invalid output format \"", format, "\": expected table, wide or json"));
-  }
-  auto channel = Dial(server);
-  if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
-  auto stub = ::observer::Observer::NewStub(*channel);
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, server.request_timeout);
   ::observer::GetNodesResponse resp;
-  if (grpc::Status s = stub->GetNodes(&ctx, {}, &resp); !s.ok()) return Fail(err, RpcError(s));
+  if (absl::Status s = ListCall(server, format, &::observer::Observer::Stub::GetNodes, &resp);
+      !s.ok()) {
+    return Fail(err, std::string(s.message()));
+  }
   std::vector<::observer::Node> nodes(resp.nodes().begin(), resp.nodes().end());
   std::sort(nodes.begin(), nodes.end(),
             [](const auto& a, const auto& b) { return a.name() < b.name(); });
@@ -447,17 +462,11 @@ int ListNodes(const ServerOptions& server, const std::string& format, std::ostre
 
 int ListNamespaces(const ServerOptions& server, const std::string& format, std::ostream& out,
                    std::ostream& err) {
-  if (format != "table" && format != "wide" && format != "json") {
-    return Fail(
-        err, absl::StrCat("invalid output format \"", format, "\": expected table, wide or json"));
-  }
-  auto channel = Dial(server);
-  if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
-  auto stub = ::observer::Observer::NewStub(*channel);
-  grpc::ClientContext ctx;
-  SetDeadline(&ctx, server.request_timeout);
   ::observer::GetNamespacesResponse resp;
-  if (grpc::Status s = stub->GetNamespaces(&ctx, {}, &resp); !s.ok()) return Fail(err, RpcError(s));
+  if (absl::Status s = ListCall(server, format, &::observer::Observer::Stub::GetNamespaces, &resp);
+      !s.ok()) {
+    return Fail(err, std::string(s.message()));
+  }
   if (format == "json") {
     google::protobuf::util::JsonPrintOptions opts;
     opts.preserve_proto_field_names = true;
