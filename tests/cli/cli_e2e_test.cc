@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "tests/testing/bpf_env.h"
 #include "tests/testing/netns.h"
+#include "tests/testing/netns_test_base.h"
 #include "tests/testing/observer_process.h"
 #include "tests/testing/traffic.h"
 
@@ -24,15 +25,11 @@ namespace {
 using ::testing::HasSubstr;
 using testing::TestNetwork;
 
-class CliE2eTest : public ::testing::Test {
+class CliE2eTest : public testing::NetnsTestBase {
  protected:
   void SetUp() override {
-    if (auto reason = testing::BpfUnavailableReason()) GTEST_SKIP() << *reason;
-    auto net = TestNetwork::Create();
-    ASSERT_TRUE(net.ok()) << net.status();
-    net_ = std::move(net).value();
-    dir_ = std::filesystem::temp_directory_path() / ("fs-cli-" + std::to_string(getpid()));
-    std::filesystem::create_directories(dir_);
+    NetnsTestBase::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     std::ofstream(dir_ / "endpoints.yaml") << absl::StrCat(
         "- {ip: ", TestNetwork::kIpA,
         ", namespace: default, pod: tiefighter, labels: {org: empire}}\n",
@@ -48,9 +45,7 @@ class CliE2eTest : public ::testing::Test {
 
   void TearDown() override {
     observer_.reset();
-    net_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    NetnsTestBase::TearDown();
   }
 
   // Runs the CLI with `args`; returns stdout+stderr (and the exit status in *status).
@@ -79,8 +74,6 @@ class CliE2eTest : public ::testing::Test {
     return out;
   }
 
-  std::unique_ptr<TestNetwork> net_;
-  std::filesystem::path dir_;
   std::unique_ptr<testing::ObserverProcess> observer_;
 };
 

@@ -29,6 +29,7 @@
 #include "tests/testing/bpf_env.h"
 #include "tests/testing/flow_events.h"
 #include "tests/testing/netns.h"
+#include "tests/testing/netns_test_base.h"
 #include "tests/testing/traffic.h"
 
 namespace flowscope::observer {
@@ -43,13 +44,11 @@ using testing::UdpExchange;
 
 using testing::Ipv4;
 
-class AttachNetnsTest : public ::testing::Test {
+class AttachNetnsTest : public testing::NetnsTestBase {
  protected:
   void SetUp() override {
-    if (auto reason = testing::BpfUnavailableReason()) GTEST_SKIP() << *reason;
-    auto net = TestNetwork::Create();
-    ASSERT_TRUE(net.ok()) << net.status();
-    net_ = std::move(net).value();
+    NetnsTestBase::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     bpf::DatapathOptions o;
     o.ring_buffer_bytes = 1 << 20;
     o.flow_table_entries = 4096;
@@ -59,19 +58,15 @@ class AttachNetnsTest : public ::testing::Test {
     auto c = testing::FlowEventCollector::Create(*dp_);
     ASSERT_TRUE(c.ok()) << c.status();
     events_ = std::move(c).value();
-    state_dir_ = std::filesystem::temp_directory_path() / ("fs-attach-" + std::to_string(getpid()));
-    std::filesystem::create_directories(state_dir_);
   }
 
   void TearDown() override {
     if (mgr_) mgr_->Stop();
     mgr_.reset();
-    net_.reset();  // namespaces, and with them every interface, go away even if a check failed
-    std::error_code ec;
-    std::filesystem::remove_all(state_dir_, ec);
+    NetnsTestBase::TearDown();
   }
 
-  std::string StateFile() const { return (state_dir_ / "tc.state").string(); }
+  std::string StateFile() const { return (dir_ / "tc.state").string(); }
 
   // Starts an AttachManager inside the node namespace, matching the test's interfaces.
   void StartManager() {
@@ -91,11 +86,9 @@ class AttachNetnsTest : public ::testing::Test {
 
   std::vector<flow_event> Drain() { return events_->Drain(); }
 
-  std::unique_ptr<TestNetwork> net_;
   std::unique_ptr<bpf::Datapath> dp_;
   std::unique_ptr<testing::FlowEventCollector> events_;
   std::unique_ptr<AttachManager> mgr_;
-  std::filesystem::path state_dir_;
 };
 
 // Events of one L4 flow (either direction) seen at `ifindex` with observation point `point`.

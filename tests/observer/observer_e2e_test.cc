@@ -16,6 +16,7 @@
 #include "observer/observer.grpc.pb.h"
 #include "tests/testing/bpf_env.h"
 #include "tests/testing/netns.h"
+#include "tests/testing/netns_test_base.h"
 #include "tests/testing/observer_process.h"
 #include "tests/testing/traffic.h"
 
@@ -26,15 +27,11 @@ using testing::NetnsProcess;
 using testing::ShIn;
 using testing::TestNetwork;
 
-class ObserverE2eTest : public ::testing::Test {
+class ObserverE2eTest : public testing::NetnsTestBase {
  protected:
   void SetUp() override {
-    if (auto reason = testing::BpfUnavailableReason()) GTEST_SKIP() << *reason;
-    auto net = TestNetwork::Create();
-    ASSERT_TRUE(net.ok()) << net.status();
-    net_ = std::move(net).value();
-    dir_ = std::filesystem::temp_directory_path() / ("fs-e2e-" + std::to_string(getpid()));
-    std::filesystem::create_directories(dir_);
+    NetnsTestBase::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
     socket_ = (dir_ / "observer.sock").string();
     std::ofstream(dir_ / "endpoints.yaml") << absl::StrCat(
         "- ip: ", TestNetwork::kIpA, "\n  namespace: default\n  pod: tiefighter\n",
@@ -51,9 +48,7 @@ class ObserverE2eTest : public ::testing::Test {
     if (HasFailure() || getenv("FLOWSCOPE_TEST_SHOW_LOG")) std::cerr << Log();
     observer_.reset();
     daemon_.reset();
-    net_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    NetnsTestBase::TearDown();
   }
 
   void StartDaemon() {
@@ -93,8 +88,6 @@ class ObserverE2eTest : public ::testing::Test {
     return out;
   }
 
-  std::unique_ptr<TestNetwork> net_;
-  std::filesystem::path dir_;
   std::string socket_;
   std::unique_ptr<testing::ObserverProcess> observer_;
   std::unique_ptr<NetnsProcess> daemon_;
