@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "cmd/cli/commands.h"
 #include "cmd/cli/filters.h"
 
@@ -62,7 +64,8 @@ int main(int argc, char** argv) {
   CLI::App* observe = app.add_subcommand("observe", "observe flows of an observer or the relay");
   observe->fallthrough();
   std::string what;
-  observe->add_option("what", what, "flows (the default)")->check(CLI::IsMember({"flows"}));
+  observe->add_option("what", what, "flows (the default), agent-events or debug-events")
+      ->check(CLI::IsMember({"flows", "agent-events", "debug-events"}));
   ObserveOptions o;
   uint64_t last = 0, first = 0;
   CLI::Option* last_opt = observe->add_option("--last", last, "get the last N flows");
@@ -87,6 +90,15 @@ int main(int argc, char** argv) {
   std::string color = "auto";
   observe->add_option("--color", color, "auto (on a terminal), always or never")
       ->check(CLI::IsMember({"auto", "always", "never"}));
+  std::string field_mask;
+  observe->add_option("--field-mask", field_mask,
+                      "comma-separated flow fields to return (json output only)");
+  observe->add_option("--use-default-field-masks", o.use_default_field_masks,
+                      "ask only for the fields compact, dict and table print (default true)");
+  observe->add_flag("-s,--silent-errors", o.printer.silent_errors,
+                    "print no node errors or warnings on stderr");
+  observe->add_flag("--print-policy-names", o.printer.print_policy_names,
+                    "print the names of the policies that allowed or denied a flow");
   observe->add_flag("--print-raw-filters", o.print_raw_filters,
                     "print the filters that would be sent, and exit");
   observe->add_option("--allowlist", o.allowlist, "JSON FlowFilter(s) to include")->expected(1);
@@ -157,6 +169,9 @@ int main(int argc, char** argv) {
     if (numeric) o.printer.ip_translation = false;
     o.printer.color = color == "always" || (color == "auto" && isatty(STDOUT_FILENO));
     if (last_opt->count() > 0) o.last = last;
+    for (absl::string_view p : absl::StrSplit(field_mask, ',', absl::SkipEmpty())) {
+      o.field_mask.emplace_back(absl::StripAsciiWhitespace(p));
+    }
     if (first_opt->count() > 0) o.first = first;
     FilterBuilder builder;
     std::map<std::string, size_t> used;
@@ -175,6 +190,9 @@ int main(int argc, char** argv) {
     if (!filters.ok()) {
       std::cerr << "flowscope: " << filters.status().message() << "\n";
       return 1;
+    }
+    if (what == "agent-events" || what == "debug-events") {
+      return ObserveEvents(*server, what == "agent-events", o, std::cout, std::cerr, &interrupted);
     }
     return Observe(*server, o, *filters, std::cout, std::cerr, &interrupted);
   }

@@ -1,9 +1,13 @@
 #include "observer/observer_service.h"
 
+#include <google/protobuf/util/field_mask_util.h>
+
 #include <algorithm>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "api/grpc_status.h"
 #include "api/logging.h"
 
@@ -37,8 +41,9 @@ class FinishNow final : public grpc::ServerWriteReactor<T> {
 
 class FlowStreamReactor final : public grpc::ServerWriteReactor<::observer::GetFlowsResponse> {
  public:
-  FlowStreamReactor(ObserverService* service, FlowQuery query)
-      : service_(service), query_(std::move(query)) {
+  FlowStreamReactor(ObserverService* service, FlowQuery query,
+                    std::optional<google::protobuf::FieldMask> mask)
+      : service_(service), query_(std::move(query)), mask_(std::move(mask)) {
     service_->active_streams_.fetch_add(1);
     Pump();
   }
@@ -108,6 +113,9 @@ class FlowStreamReactor final : public grpc::ServerWriteReactor<::observer::GetF
         case FlowQuery::Step::kFlow:
           NewResponse();
           service_->builder_.BuildResponse(item_.record, item_.position, resp_);
+          if (mask_) {
+            google::protobuf::util::FieldMaskUtil::TrimMessage(*mask_, resp_->mutable_flow());
+          }
           break;
         case FlowQuery::Step::kLost: {
           NewResponse();
@@ -131,6 +139,7 @@ class FlowStreamReactor final : public grpc::ServerWriteReactor<::observer::GetF
 
   ObserverService* service_;
   FlowQuery query_;
+  const std::optional<google::protobuf::FieldMask> mask_;  // flow fields the client wants
   // Each message is built in an arena that starts in a block inside the reactor and is reset
   // for the next one (the previous write has completed by then): no malloc per flow.
   void NewResponse() {
@@ -222,6 +231,16 @@ grpc::ServerWriteReactor<::observer::GetFlowsResponse>* ObserverService::GetFlow
   if (req->has_until()) q.until_ns = ToNanos(req->until());
   q.lost_report_interval = options_.lost_report_interval;
   q.lost_log = &lost_log_;
+  std::optional<google::protobuf::FieldMask> mask;
+  if (req->has_field_mask() && req->field_mask().paths_size() > 0) {
+    if (!google::protobuf::util::FieldMaskUtil::IsValidFieldMask<flow::Flow>(req->field_mask())) {
+      return new FinishNow<::observer::GetFlowsResponse>(grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("invalid fieldmask: ", absl::StrJoin(req->field_mask().paths(), ","),
+                       " (paths must name flow.Flow fields)")));
+    }
+    mask = req->field_mask();
+  }
   auto predicate = FlowPredicate::Compile(req->whitelist(), req->blacklist(), table_, builder_);
   if (!predicate.ok()) {
     return new FinishNow<::observer::GetFlowsResponse>(ToGrpcStatus(predicate.status()));
@@ -230,7 +249,7 @@ grpc::ServerWriteReactor<::observer::GetFlowsResponse>* ObserverService::GetFlow
   if (!query.ok()) {
     return new FinishNow<::observer::GetFlowsResponse>(ToGrpcStatus(query.status()));
   }
-  return new FlowStreamReactor(this, *std::move(query));
+  return new FlowStreamReactor(this, *std::move(query), std::move(mask));
 }
 
 grpc::ServerWriteReactor<::observer::GetAgentEventsResponse>* ObserverService::GetAgentEvents(

@@ -15,6 +15,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "api/time_parse.h"
+#include "cmd/cli/json.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "observer/observer.grpc.pb.h"
 
@@ -184,6 +185,30 @@ absl::StatusOr<std::vector<flow::FlowFilter>> ParseRawFilters(const std::string&
   return out;
 }
 
+const std::vector<std::string>& DefaultFieldMask() {
+  static const auto* paths = new std::vector<std::string>{"time",
+                                                          "verdict",
+                                                          "ethernet",
+                                                          "IP",
+                                                          "l4",
+                                                          "source.identity",
+                                                          "source.namespace",
+                                                          "source.pod_name",
+                                                          "destination.identity",
+                                                          "destination.namespace",
+                                                          "destination.pod_name",
+                                                          "Type",
+                                                          "node_name",
+                                                          "l7",
+                                                          "event_type",
+                                                          "source_service",
+                                                          "destination_service",
+                                                          "is_reply",
+                                                          "Summary",
+                                                          "ip_trace_id"};
+  return *paths;
+}
+
 absl::StatusOr<::observer::GetFlowsRequest> BuildRequest(const ObserveOptions& o,
                                                          const Filters& filters, absl::Time now) {
   if (o.first && (o.last || o.all || o.follow)) {
@@ -222,6 +247,21 @@ absl::StatusOr<::observer::GetFlowsRequest> BuildRequest(const ObserveOptions& o
   }
   if (!o.until.empty() && !o.follow) {
     if (absl::Status s = set_time(o.until, "--until", req.mutable_until()); !s.ok()) return s;
+  }
+  if (!o.field_mask.empty()) {
+    if (o.printer.format != Format::kJson) {
+      return absl::InvalidArgumentError(
+          "--field-mask can only be used with --output json or jsonpb");
+    }
+    for (const std::string& p : o.field_mask) req.mutable_field_mask()->add_paths(p);
+  } else if (o.use_default_field_masks && o.printer.format != Format::kJson) {
+    for (const std::string& p : DefaultFieldMask()) req.mutable_field_mask()->add_paths(p);
+    if (o.printer.print_policy_names) {
+      for (const char* p :
+           {"egress_allowed_by", "ingress_allowed_by", "egress_denied_by", "ingress_denied_by"}) {
+        req.mutable_field_mask()->add_paths(p);
+      }
+    }
   }
   for (const auto& f : filters.whitelist) *req.add_whitelist() = f;
   for (const auto& f : filters.blacklist) *req.add_blacklist() = f;
@@ -288,6 +328,53 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
   watcher.join();
   if (pipe_closed) return 0;
   printer.Finish();
+  if (status.ok() || status.error_code() == grpc::StatusCode::CANCELLED) return 0;
+  return Fail(err, RpcError(status));
+}
+
+int ObserveEvents(const ServerOptions& server, bool agent, const ObserveOptions& o,
+                  std::ostream& out, std::ostream& err, std::atomic<bool>* interrupted) {
+  auto channel = Dial(server);
+  if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
+  auto stub = ::observer::Observer::NewStub(*channel);
+  grpc::ClientContext ctx;
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    while (!done.load()) {
+      if (interrupted != nullptr && interrupted->load()) {
+        ctx.TryCancel();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  const uint64_t number = o.last.value_or(o.follow ? 0 : 20);
+  grpc::Status status;
+  std::string line;
+  auto print = [&](const google::protobuf::Message& m) {
+    line.clear();
+    AppendJson(m, &line);
+    out << line << "\n" << std::flush;
+  };
+  if (agent) {
+    ::observer::GetAgentEventsRequest req;
+    req.set_number(number);
+    req.set_follow(o.follow);
+    auto reader = stub->GetAgentEvents(&ctx, req);
+    ::observer::GetAgentEventsResponse resp;
+    while (reader->Read(&resp)) print(resp);
+    status = reader->Finish();
+  } else {
+    ::observer::GetDebugEventsRequest req;
+    req.set_number(number);
+    req.set_follow(o.follow);
+    auto reader = stub->GetDebugEvents(&ctx, req);
+    ::observer::GetDebugEventsResponse resp;
+    while (reader->Read(&resp)) print(resp);
+    status = reader->Finish();
+  }
+  done = true;
+  watcher.join();
   if (status.ok() || status.error_code() == grpc::StatusCode::CANCELLED) return 0;
   return Fail(err, RpcError(status));
 }

@@ -44,7 +44,12 @@ struct ObserveOptions {
   bool print_raw_filters = false;
   std::vector<std::string> allowlist;  // raw JSON FlowFilters
   std::vector<std::string> denylist;
+  std::vector<std::string> field_mask;  // --field-mask (json output only)
+  bool use_default_field_masks = true;  // compact/dict/table ask only for what they print
 };
+
+// The flow fields compact, dict and table output print (sent as the request's field_mask).
+const std::vector<std::string>& DefaultFieldMask();
 
 // Builds the GetFlowsRequest (number / first / follow / since / until rules of the CLI).
 absl::StatusOr<::observer::GetFlowsRequest> BuildRequest(const ObserveOptions& o,
@@ -62,6 +67,10 @@ int ListNodes(const ServerOptions& server, const std::string& format, std::ostre
 int ListNamespaces(const ServerOptions& server, const std::string& format, std::ostream& out,
                    std::ostream& err);
 int Version(const ServerOptions* server, std::ostream& out, std::ostream& err);
+
+// `observe agent-events` / `observe debug-events`: the server's events as JSON lines.
+int ObserveEvents(const ServerOptions& server, bool agent, const ObserveOptions& o,
+                  std::ostream& out, std::ostream& err, std::atomic<bool>* interrupted);
 
 // "2,031": digits grouped by three.
 std::string GroupDigits(uint64_t v);

@@ -313,7 +313,17 @@ std::string Printer::Paint(const char* color, absl::string_view text) const {
 }
 
 std::string Printer::PaintedVerdict(const flow::Flow& f) const {
-  const std::string v = Verdict(f);
+  std::string v = Verdict(f);
+  if (options_.print_policy_names) {
+    const bool denied = f.verdict() == flow::DROPPED || f.verdict() == flow::ERROR;
+    std::vector<std::string> names;
+    for (const auto* list : denied ? std::vector{&f.egress_denied_by(), &f.ingress_denied_by()}
+                                   : std::vector{&f.egress_allowed_by(), &f.ingress_allowed_by()}) {
+      for (const flow::Policy& p : *list)
+        names.push_back(absl::StrCat(p.name(), " (", p.kind(), ")"));
+    }
+    if (!names.empty()) absl::StrAppend(&v, " BY ", absl::StrJoin(names, ", "));
+  }
   switch (f.verdict()) {
     case flow::FORWARDED:
     case flow::REDIRECTED:
@@ -402,6 +412,7 @@ void Printer::WriteLost(const ::observer::GetFlowsResponse& resp) {
 }
 
 void Printer::WriteNodeStatus(const ::observer::GetFlowsResponse& resp) {
+  if (options_.silent_errors) return;
   const relay::NodeStatusEvent& n = resp.node_status();
   const std::string names = JoinNodes(n.node_names());
   std::string msg;

@@ -29,10 +29,12 @@ struct PrinterOptions {
   Format format = Format::kCompact;
   std::string time_format = "StampMilli";  // Hubble's --time-format names
   bool print_node_name = false;
-  bool ip_translation = true;   // false: addresses instead of pod names (--numeric)
-  bool debug = false;           // also print CONNECTED / GONE node notices
-  bool flush_each_line = true;  // follow mode: every line out at once (`| jq`, `| head`)
-  bool color = false;           // ANSI colours (compact and dict only)
+  bool ip_translation = true;       // false: addresses instead of pod names (--numeric)
+  bool debug = false;               // also print CONNECTED / GONE node notices
+  bool flush_each_line = true;      // follow mode: every line out at once (`| jq`, `| head`)
+  bool color = false;               // ANSI colours (compact and dict only)
+  bool silent_errors = false;       // no node-status notices on stderr
+  bool print_policy_names = false;  // " BY name (Kind)" after the verdict
 };
 
 // A timestamp in one of Hubble's --time-format layouts, in UTC; "N/A" when it is missing

@@ -81,6 +81,30 @@ TEST_F(ObserveTest, DefaultIsTheLast20InCompactForm) {
   EXPECT_EQ(err.str(), "");
 }
 
+TEST_F(ObserveTest, FieldMasksTrimFlowsAndBadPathsAreRejected) {
+  ObserveOptions o;
+  o.printer.format = Format::kJson;
+  o.last = 1;
+  o.field_mask = {"time", "source.pod_name"};
+  std::ostringstream out, err;
+  ASSERT_EQ(Observe(opts_, o, {}, out, err, nullptr), 0) << err.str();
+  EXPECT_EQ(out.str(),
+            R"({"flow":{"time":"2024-05-04T12:47:08.840Z","source":{"pod_name":"tiefighter"}},)"
+            R"("node_name":"node-1","time":"2024-05-04T12:47:08.840Z"})"
+            "\n");
+  o.field_mask = {"no_such_field"};
+  std::ostringstream out2, err2;
+  EXPECT_EQ(Observe(opts_, o, {}, out2, err2, nullptr), 1);
+  EXPECT_THAT(err2.str(), HasSubstr("code = InvalidArgument desc = invalid fieldmask"));
+  EXPECT_EQ(out2.str(), "");
+}
+
+TEST_F(ObserveTest, AgentAndDebugEventsAreUnimplementedWithAMessage) {
+  std::ostringstream out, err;
+  EXPECT_EQ(ObserveEvents(opts_, true, {}, out, err, nullptr), 1);
+  EXPECT_THAT(err.str(), HasSubstr("Unimplemented desc = flowscope does not produce agent events"));
+}
+
 TEST_F(ObserveTest, StatusAndNodes) {
   std::ostringstream out, err;
   EXPECT_EQ(Status(opts_, Format::kCompact, out, err), 0) << err.str();

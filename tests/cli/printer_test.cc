@@ -274,6 +274,27 @@ TEST(PrinterTest, ColoursOnlyWhenAsked) {
   EXPECT_NE(out.str().find("(^[[31mevil)"), std::string::npos) << out.str();
 }
 
+TEST(PrinterTest, PolicyNamesAndSilentErrors) {
+  auto r = Resp(kDropped);
+  auto* p = r.mutable_flow()->add_egress_denied_by();
+  p->set_name("deny-xwing");
+  p->set_kind("CiliumNetworkPolicy");
+  PrinterOptions o;
+  o.print_policy_names = true;
+  std::ostringstream out, err;
+  Printer printer(o, out, err);
+  printer.Write(r);
+  EXPECT_NE(out.str().find("Policy denied DROPPED BY deny-xwing (CiliumNetworkPolicy) (TCP Flags"),
+            std::string::npos)
+      << out.str();
+  PrinterOptions silent;
+  silent.silent_errors = true;
+  std::string e;
+  Print({R"pb(node_status { state_change: NODE_ERROR node_names: "x" message: "m" })pb"}, silent,
+        &e);
+  EXPECT_EQ(e, "");
+}
+
 TEST(PrinterTest, TimeFormats) {
   google::protobuf::Timestamp ts;
   ts.set_seconds(1714826828);

@@ -84,6 +84,24 @@ TEST(RequestTest, ConflictsAndRawFilters) {
   EXPECT_FALSE(ParseRawFilters(R"({"no_such_field":["x"]})").ok());
 }
 
+TEST(RequestTest, FieldMasks) {
+  auto compact = Req({});
+  ASSERT_EQ(compact.field_mask().paths_size(), static_cast<int>(DefaultFieldMask().size()));
+  EXPECT_EQ(compact.field_mask().paths(0), "time");
+  ObserveOptions json;
+  json.printer.format = Format::kJson;
+  EXPECT_FALSE(Req(json).has_field_mask()) << "json gets whole flows by default";
+  json.field_mask = {"time", "source.pod_name"};
+  EXPECT_EQ(Req(json).field_mask().paths_size(), 2);
+  ObserveOptions bad;
+  bad.field_mask = {"time"};
+  EXPECT_THAT(std::string(BuildRequest(bad, {}, kNow).status().message()),
+              HasSubstr("--field-mask can only be used with --output json"));
+  ObserveOptions no_default;
+  no_default.use_default_field_masks = false;
+  EXPECT_FALSE(Req(no_default).has_field_mask());
+}
+
 TEST(ServerTest, FlagThenEnvironmentThenConfigFile) {
   const auto dir = std::filesystem::temp_directory_path() / ("fs-cfg-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
