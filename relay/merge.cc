@@ -1,0 +1,141 @@
+#include "relay/merge.h"
+
+#include <algorithm>
+
+namespace flowscope::relay {
+
+absl::Time ResponseTime(const Response& r) {
+  const google::protobuf::Timestamp& ts =
+      r.has_time() ? r.time() : (r.has_flow() ? r.flow().time() : r.time());
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+// --- historical --------------------------------------------------------------------------------
+
+void HistoricalMerge::AddStream(std::vector<Response> stream) {
+  streams_.push_back(std::move(stream));
+}
+
+std::vector<Response> HistoricalMerge::Take() {
+  // k-way merge with a heap of stream heads; ties keep stream order.
+  struct Head {
+    absl::Time time;
+    size_t stream;
+    size_t index;
+  };
+  auto later = [](const Head& a, const Head& b) {
+    return a.time != b.time ? a.time > b.time : a.stream > b.stream;
+  };
+  std::priority_queue<Head, std::vector<Head>, decltype(later)> heap(later);
+  for (size_t s = 0; s < streams_.size(); ++s) {
+    if (!streams_[s].empty()) heap.push({ResponseTime(streams_[s][0]), s, 0});
+  }
+  std::vector<Response> merged;
+  uint64_t flows = 0;
+  while (!heap.empty()) {
+    if (first_ && number_ != 0 && flows == number_) break;  // the oldest N are out
+    Head h = heap.top();
+    heap.pop();
+    Response& r = streams_[h.stream][h.index];
+    if (r.has_flow()) ++flows;
+    merged.push_back(std::move(r));
+    if (h.index + 1 < streams_[h.stream].size()) {
+      heap.push({ResponseTime(streams_[h.stream][h.index + 1]), h.stream, h.index + 1});
+    }
+  }
+  streams_.clear();
+  if (!first_ && number_ != 0 && flows > number_) {
+    // The newest N across all nodes: drop the oldest flows (and what came before them).
+    uint64_t drop = flows - number_;
+    size_t cut = 0;
+    while (drop > 0 && cut < merged.size()) {
+      if (merged[cut].has_flow()) --drop;
+      ++cut;
+    }
+    while (cut < merged.size() && !merged[cut].has_flow()) ++cut;  // older than what is kept
+    merged.erase(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(cut));
+  }
+  return merged;
+}
+
+// --- watermark ---------------------------------------------------------------------------------
+
+void WatermarkMerge::AddPeer(const std::string& peer, absl::Time now) {
+  peers_.emplace(peer, Peer{std::nullopt, now});
+}
+
+void WatermarkMerge::RemovePeer(const std::string& peer) { peers_.erase(peer); }
+
+void WatermarkMerge::Push(const std::string& peer, Response r, absl::Time now) {
+  auto it = peers_.find(peer);
+  if (it != peers_.end()) it->second.last_heard = now;
+  const absl::Time t = ResponseTime(r);
+  heap_.push({t, seq_++, std::move(r)});
+}
+
+void WatermarkMerge::Watermark(const std::string& peer, absl::Time watermark, absl::Time now) {
+  auto it = peers_.find(peer);
+  if (it == peers_.end()) return;
+  it->second.last_heard = now;
+  if (!it->second.watermark || watermark > *it->second.watermark) it->second.watermark = watermark;
+}
+
+std::vector<std::string> WatermarkMerge::Stalled(absl::Time now) const {
+  std::vector<std::string> out;
+  for (const auto& [name, p] : peers_) {
+    if (now - p.last_heard > timeout_) out.push_back(name);
+  }
+  return out;
+}
+
+std::vector<Response> WatermarkMerge::Release(absl::Time now) {
+  // The smallest promise among peers that are alive; with none alive, everything goes.
+  std::optional<absl::Time> low;
+  for (const auto& [name, p] : peers_) {
+    if (now - p.last_heard > timeout_) continue;  // stalled: not waited for
+    const absl::Time w = p.watermark.value_or(absl::InfinitePast());
+    if (!low || w < *low) low = w;
+  }
+  std::vector<Response> out;
+  while (!heap_.empty() && (!low || heap_.top().time <= *low)) {
+    out.push_back(std::move(const_cast<Item&>(heap_.top()).response));
+    heap_.pop();
+  }
+  return out;
+}
+
+// --- sort buffer -------------------------------------------------------------------------------
+
+std::vector<Response> SortBufferMerge::Push(Response r, absl::Time now) {
+  last_push_ = now;
+  const absl::Time t = ResponseTime(r);
+  heap_.push({t, seq_++, std::move(r)});
+  std::vector<Response> out;
+  while (heap_.size() > max_len_) {
+    out.push_back(std::move(const_cast<Item&>(heap_.top()).response));
+    heap_.pop();
+  }
+  return out;
+}
+
+std::vector<Response> SortBufferMerge::Drain(absl::Time now) {
+  std::vector<Response> out;
+  if (now - last_push_ < drain_timeout_) return out;
+  const absl::Time cutoff = now - drain_timeout_;
+  while (!heap_.empty() && heap_.top().time < cutoff) {
+    out.push_back(std::move(const_cast<Item&>(heap_.top()).response));
+    heap_.pop();
+  }
+  return out;
+}
+
+std::vector<Response> SortBufferMerge::Flush() {
+  std::vector<Response> out;
+  while (!heap_.empty()) {
+    out.push_back(std::move(const_cast<Item&>(heap_.top()).response));
+    heap_.pop();
+  }
+  return out;
+}
+
+}  // namespace flowscope::relay

@@ -1,0 +1,123 @@
+// The relay's mergers: exact k-way order, global last-N / first-N, watermark release with
+// stalled and leaving peers, and the sort-buffer fallback.
+#include "relay/merge.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace flowscope::relay {
+namespace {
+
+using ::testing::ElementsAre;
+
+const absl::Time kT0 = absl::FromUnixSeconds(1'800'000'000);
+
+// A flow from `node` at kT0 + ms milliseconds.
+Response Flow(const std::string& node, int ms) {
+  Response r;
+  r.mutable_flow()->set_node_name(node);
+  const absl::Time t = kT0 + absl::Milliseconds(ms);
+  const int64_t ns = absl::ToUnixNanos(t);
+  r.mutable_time()->set_seconds(ns / 1'000'000'000);
+  r.mutable_time()->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
+  *r.mutable_flow()->mutable_time() = r.time();
+  r.set_node_name(node);
+  return r;
+}
+
+Response Lost(int ms) {
+  Response r = Flow("x", ms);
+  r.clear_flow();
+  r.mutable_lost_events()->set_num_events_lost(1);
+  return r;
+}
+
+std::vector<std::string> Labels(const std::vector<Response>& rs) {
+  std::vector<std::string> out;
+  for (const auto& r : rs) {
+    const int ms = static_cast<int>(absl::ToInt64Milliseconds(ResponseTime(r) - kT0));
+    out.push_back((r.has_flow() ? r.node_name() : std::string("lost")) + "@" + std::to_string(ms));
+  }
+  return out;
+}
+
+TEST(HistoricalMergeTest, ExactOrderAcrossNodes) {
+  HistoricalMerge m(0, false);
+  m.AddStream({Flow("a", 1), Flow("a", 4), Flow("a", 9)});
+  m.AddStream({Flow("b", 2), Flow("b", 3), Flow("b", 10)});
+  m.AddStream({});
+  m.AddStream({Flow("c", 4)});
+  EXPECT_THAT(Labels(m.Take()), ElementsAre("a@1", "b@2", "b@3", "a@4", "c@4", "a@9", "b@10"));
+}
+
+TEST(HistoricalMergeTest, LastNAndFirstNAreGlobal) {
+  auto fill = [](HistoricalMerge& m) {
+    m.AddStream({Flow("a", 1), Flow("a", 5), Flow("a", 6)});
+    m.AddStream({Flow("b", 2), Lost(3), Flow("b", 7)});
+  };
+  HistoricalMerge last(3, false);
+  fill(last);
+  EXPECT_THAT(Labels(last.Take()), ElementsAre("a@5", "a@6", "b@7")) << "newest 3 in the cluster";
+  HistoricalMerge first(2, true);
+  fill(first);
+  EXPECT_THAT(Labels(first.Take()), ElementsAre("a@1", "b@2")) << "oldest 2";
+  HistoricalMerge with_lost(3, true);
+  fill(with_lost);
+  EXPECT_THAT(Labels(with_lost.Take()), ElementsAre("a@1", "b@2", "lost@3", "a@5"))
+      << "lost events pass and do not count";
+}
+
+TEST(WatermarkMergeTest, ReleasesUpToTheSmallestPromise) {
+  WatermarkMerge m(absl::Seconds(2));
+  m.AddPeer("a", kT0);
+  m.AddPeer("b", kT0);
+  m.Push("a", Flow("a", 10), kT0);
+  m.Push("a", Flow("a", 30), kT0);
+  m.Push("b", Flow("b", 20), kT0);
+  EXPECT_TRUE(m.Release(kT0).empty()) << "no promises yet";
+  m.Watermark("a", kT0 + absl::Milliseconds(30), kT0);
+  EXPECT_TRUE(m.Release(kT0).empty()) << "b has promised nothing";
+  m.Watermark("b", kT0 + absl::Milliseconds(25), kT0);
+  EXPECT_THAT(Labels(m.Release(kT0)), ElementsAre("a@10", "b@20"));
+  m.Push("b", Flow("b", 28), kT0);
+  m.Watermark("b", kT0 + absl::Milliseconds(40), kT0);
+  EXPECT_THAT(Labels(m.Release(kT0)), ElementsAre("b@28", "a@30"));
+  EXPECT_EQ(m.buffered(), 0u);
+}
+
+TEST(WatermarkMergeTest, ASilentPeerStopsHoldingOthersBackAndRejoins) {
+  WatermarkMerge m(absl::Seconds(2));
+  m.AddPeer("a", kT0);
+  m.AddPeer("hung", kT0);
+  m.Push("a", Flow("a", 100), kT0);
+  m.Watermark("a", kT0 + absl::Seconds(1), kT0 + absl::Milliseconds(500));
+  EXPECT_TRUE(m.Release(kT0 + absl::Seconds(1)).empty()) << "within the timeout it waits";
+  const absl::Time later = kT0 + absl::Milliseconds(2100);
+  m.Watermark("a", kT0 + absl::Seconds(2), later);
+  EXPECT_THAT(m.Stalled(later), ElementsAre("hung"));
+  EXPECT_THAT(Labels(m.Release(later)), ElementsAre("a@100"));
+  // It answers again: it is waited for again.
+  m.Push("hung", Flow("hung", 2500), later);
+  m.Push("a", Flow("a", 2600), later);
+  m.Watermark("a", kT0 + absl::Seconds(3), later);
+  EXPECT_TRUE(m.Stalled(later).empty());
+  EXPECT_TRUE(m.Release(later).empty()) << "hung has no promise yet";
+  m.RemovePeer("hung");
+  EXPECT_THAT(Labels(m.Release(later)), ElementsAre("hung@2500", "a@2600"))
+      << "a peer that leaves holds nothing back";
+}
+
+TEST(SortBufferMergeTest, FullBufferAndDrainTimeout) {
+  SortBufferMerge m(3, absl::Seconds(1));
+  EXPECT_TRUE(m.Push(Flow("a", 30), kT0).empty());
+  EXPECT_TRUE(m.Push(Flow("b", 10), kT0).empty());
+  EXPECT_TRUE(m.Push(Flow("a", 20), kT0).empty());
+  EXPECT_THAT(Labels(m.Push(Flow("b", 40), kT0)), ElementsAre("b@10")) << "full: oldest out";
+  EXPECT_TRUE(m.Drain(kT0 + absl::Milliseconds(500)).empty()) << "quiet for less than 1 s";
+  EXPECT_THAT(Labels(m.Drain(kT0 + absl::Milliseconds(1025))), ElementsAre("a@20"))
+      << "after 1 s of quiet, everything older than now - 1 s";
+  EXPECT_THAT(Labels(m.Flush()), ElementsAre("a@30", "b@40"));
+}
+
+}  // namespace
+}  // namespace flowscope::relay
