@@ -8,6 +8,8 @@
 
 #include <grpcpp/support/status.h>
 
+#include <string>
+
 #include "absl/status/status.h"
 
 namespace flowscope {
@@ -17,6 +19,10 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // Same canonical code and message.
 absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// "rpc error: code = InvalidArgument desc = <message>", as Go's gRPC prints an error (just the
+// message for code Unknown), for what the CLI and the relay show users.
+std::string DescribeGrpcError(const grpc::Status& status);
 
 }  // namespace flowscope
 

@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
+#include "api/grpc_status.h"
 #include "api/time_parse.h"
 #include "cmd/cli/json.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -22,22 +23,7 @@
 namespace flowscope::cli {
 namespace {
 
-// gRPC status codes by Go's names, for "rpc error: code = X desc = Y" messages.
-const char* CodeName(grpc::StatusCode c) {
-  static constexpr const char* kNames[] = {
-      "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
-      "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
-      "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
-      "DataLoss", "Unauthenticated"};
-  const int i = static_cast<int>(c);
-  return i >= 0 && i < 17 ? kNames[i] : "Unknown";
-}
-
-std::string RpcError(const grpc::Status& s) {
-  if (s.error_code() == grpc::StatusCode::UNKNOWN) return s.error_message();
-  return absl::StrCat("rpc error: code = ", CodeName(s.error_code()),
-                      " desc = ", s.error_message());
-}
+std::string RpcError(const grpc::Status& s) { return DescribeGrpcError(s); }
 
 int Fail(std::ostream& err, const std::string& message) {
   err << "flowscope: " << message << "\n";

@@ -1,0 +1,166 @@
+#include "relay/peer_pool.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "observer/observer.grpc.pb.h"
+
+namespace flowscope::relay {
+namespace {
+
+// "name:port" → one "ip:port" per A/AAAA record.
+std::vector<std::string> Resolve(const std::string& name_port) {
+  const size_t colon = name_port.rfind(':');
+  if (colon == std::string::npos) return {};
+  const std::string host = name_port.substr(0, colon);
+  const std::string port = name_port.substr(colon + 1);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0) return {};
+  std::vector<std::string> out;
+  for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (a->ai_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr, buf, sizeof buf);
+      out.push_back(absl::StrCat(buf, ":", port));
+    } else if (a->ai_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr, buf, sizeof buf);
+      out.push_back(absl::StrCat("[", buf, "]:", port));
+    }
+  }
+  freeaddrinfo(res);
+  return out;
+}
+
+}  // namespace
+
+PeerPool::PeerPool(PoolOptions options) : options_(std::move(options)) {}
+
+PeerPool::~PeerPool() { Stop(); }
+
+std::vector<std::string> PeerPool::Discover() const {
+  std::set<std::string> all(options_.static_peers.begin(), options_.static_peers.end());
+  for (const std::string& d : options_.dns_peers) {
+    for (std::string& a : Resolve(d)) all.insert(std::move(a));
+  }
+  if (!options_.peers_file.empty()) {
+    std::ifstream in(options_.peers_file);
+    std::string line;
+    while (std::getline(in, line)) {
+      absl::string_view l = absl::StripAsciiWhitespace(line);
+      if (l.empty() || l[0] == '#') continue;
+      all.emplace(l);
+    }
+  }
+  all.erase("");
+  return {all.begin(), all.end()};
+}
+
+void PeerPool::Start() {
+  Refresh();
+  thread_ = std::thread([this] { Run(); });
+}
+
+void PeerPool::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void PeerPool::Run() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait_for(lock, absl::ToChronoMilliseconds(options_.refresh),
+                     [this] { return stop_ || refresh_now_; });
+      if (stop_) return;
+      refresh_now_ = false;
+    }
+    Refresh();
+  }
+}
+
+void PeerPool::ReportOffline(const std::string& address) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    refresh_now_ = true;
+  }
+  wake_.notify_all();
+}
+
+void PeerPool::Refresh() {
+  const std::vector<std::string> addresses = Discover();
+  std::map<std::string, Peer> current;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    current = peers_;
+  }
+  std::map<std::string, Peer> next;
+  for (const std::string& address : addresses) {
+    Peer p;
+    if (auto it = current.find(address); it != current.end()) {
+      p = it->second;
+    } else {
+      p.address = address;
+      p.name = address;
+      grpc::ChannelArguments args;
+      args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+      args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+      p.channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    }
+    // READY, or able to become ready within a short wait (an idle channel reconnects at once;
+    // one that never connected stays CONNECTING / TRANSIENT_FAILURE and is not available).
+    p.available = p.channel->GetState(true) == GRPC_CHANNEL_READY ||
+                  p.channel->WaitForConnected(std::chrono::system_clock::now() +
+                                              absl::ToChronoMilliseconds(std::min(
+                                                  options_.dial_timeout, absl::Milliseconds(200))));
+    if (p.available && (p.name == p.address || p.version.empty())) {
+      // The node's own name and version.
+      auto stub = ::observer::Observer::NewStub(p.channel);
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       absl::ToChronoMilliseconds(options_.dial_timeout));
+      ::observer::GetNodesResponse nodes;
+      if (stub->GetNodes(&ctx, {}, &nodes).ok() && nodes.nodes_size() == 1) {
+        p.name = nodes.nodes(0).name();
+        p.version = nodes.nodes(0).version();
+      }
+    }
+    next.emplace(address, std::move(p));
+  }
+  int available = 0;
+  for (const auto& [a, p] : next) available += p.available ? 1 : 0;
+  std::function<void(int)> notify;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    peers_ = std::move(next);  // peers gone from discovery drop their channel here
+    if (available != last_available_) {
+      last_available_ = available;
+      notify = options_.on_change;
+    }
+  }
+  if (notify) notify(available);
+}
+
+std::vector<Peer> PeerPool::Snapshot() const {
+  std::vector<Peer> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [a, p] : peers_) out.push_back(p);
+  }
+  std::sort(out.begin(), out.end(), [](const Peer& a, const Peer& b) { return a.name < b.name; });
+  return out;
+}
+
+}  // namespace flowscope::relay

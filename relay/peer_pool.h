@@ -1,0 +1,80 @@
+// PeerPool: the observers a relay talks to. Peers come from a static list (`host:port`,
+// `unix:///path`), from DNS names re-resolved periodically (one peer per A/AAAA record, as a
+// Kubernetes headless Service gives), and from a file of addresses re-read when it changes.
+// Each peer has one gRPC channel; its node name is asked from the peer (GetNodes), not derived
+// from the address. Peers that disappear from discovery are closed. A background thread keeps
+// it all current; Snapshot() and ReportOffline() may be called from any thread.
+#ifndef FLOWSCOPE_RELAY_PEER_POOL_H_
+#define FLOWSCOPE_RELAY_PEER_POOL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace flowscope::relay {
+
+struct PoolOptions {
+  std::vector<std::string> static_peers;  // host:port or unix:///path
+  std::vector<std::string> dns_peers;     // name:port, re-resolved every refresh
+  std::string peers_file;                 // one address per line ('#' comments)
+  absl::Duration refresh = absl::Seconds(1);
+  absl::Duration dial_timeout = absl::Seconds(5);
+  // Called (from the pool's thread) whenever the number of available peers changes.
+  std::function<void(int available)> on_change;
+};
+
+struct Peer {
+  std::string address;  // as discovered
+  std::string name;     // the node's own name, or the address until it told us
+  std::string version;
+  bool available = false;  // channel READY or IDLE
+  std::shared_ptr<grpc::Channel> channel;
+};
+
+class PeerPool {
+ public:
+  explicit PeerPool(PoolOptions options);
+  ~PeerPool();
+  PeerPool(const PeerPool&) = delete;
+  PeerPool& operator=(const PeerPool&) = delete;
+
+  // Discovers once (synchronously), then keeps refreshing on a thread until Stop().
+  void Start();
+  void Stop();
+
+  // Every known peer, sorted by name.
+  std::vector<Peer> Snapshot() const;
+
+  // A query found `address` down: try to reconnect now rather than after backoff.
+  void ReportOffline(const std::string& address);
+
+  // The addresses discovery yields now (static + DNS + file), deduplicated and sorted.
+  std::vector<std::string> Discover() const;
+
+ private:
+  void Refresh();
+  void Run();
+
+  const PoolOptions options_;
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  std::map<std::string, Peer> peers_;  // by address
+  bool stop_ = false;
+  bool refresh_now_ = false;
+  int last_available_ = -1;
+  std::thread thread_;
+};
+
+}  // namespace flowscope::relay
+
+#endif  // FLOWSCOPE_RELAY_PEER_POOL_H_
