@@ -12,12 +12,12 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "api/grpc_server.h"
 #include "bpf/datapath.h"
 #include "observer/attach_manager.h"
 #include "observer/endpoint_source.h"
 #include "observer/flow_builder.h"
 #include "observer/flow_query.h"
-#include "observer/grpc_server.h"
 #include "observer/observer_service.h"
 #include "observer/parser.h"
 #include "observer/policy.h"

@@ -7,8 +7,8 @@
 #include <fstream>
 #include <iostream>
 
+#include "api/grpc_server.h"
 #include "cmd/cli/printer.h"
-#include "observer/grpc_server.h"
 #include "observer/observer_service.h"
 #include "tests/bench/figures.h"
 #include "tests/bench/observer_fill.h"
@@ -28,7 +28,7 @@ std::vector<FigureResult> RunB10(const Options& options) {
   const std::string dir =
       (std::filesystem::temp_directory_path() / ("fs-b10-" + std::to_string(getpid()))).string();
   std::filesystem::create_directories(dir);
-  auto server = observer::GrpcServer::Start({&service}, {dir + "/obs.sock", ""});
+  auto server = GrpcServer::Start({&service}, {dir + "/obs.sock", ""});
   if (!server.ok()) {
     std::cerr << "flowscope-bench: B10: " << server.status() << "\n";
     return {};

@@ -16,10 +16,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "api/grpc_server.h"
 #include "bpf/datapath.h"
 #include "observer/filter.h"
 #include "observer/flow_query.h"
-#include "observer/grpc_server.h"
 #include "observer/observer_service.h"
 #include "observer/parser.h"
 #include "ringbuf/event_consumer.h"
@@ -209,7 +209,7 @@ std::vector<FigureResult> RunB6(const Options& options) {
   const std::string dir =
       (std::filesystem::temp_directory_path() / ("fs-bench-" + std::to_string(getpid()))).string();
   std::filesystem::create_directories(dir);
-  auto server = observer::GrpcServer::Start({&service}, {dir + "/obs.sock", ""});
+  auto server = GrpcServer::Start({&service}, {dir + "/obs.sock", ""});
   if (!server.ok()) {
     std::cerr << "flowscope-bench: B6: " << server.status() << "\n";
     return {};

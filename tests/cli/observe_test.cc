@@ -8,9 +8,9 @@
 #include <sstream>
 
 #include "absl/strings/str_split.h"
+#include "api/grpc_server.h"
 #include "bpf/flow_event.h"
 #include "cmd/cli/commands.h"
-#include "observer/grpc_server.h"
 #include "observer/observer_service.h"
 
 namespace flowscope::cli {
@@ -33,7 +33,7 @@ class ObserveTest : public ::testing::Test {
         *ring_, *table_, *builder_, observer::ObserverOptions{"node-1", "x"});
     dir_ = std::filesystem::temp_directory_path() / ("fs-obs-cli-" + std::to_string(getpid()));
     std::filesystem::create_directories(dir_);
-    auto server = observer::GrpcServer::Start({service_.get()}, {(dir_ / "s.sock").string(), ""});
+    auto server = GrpcServer::Start({service_.get()}, {(dir_ / "s.sock").string(), ""});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(server).value();
     opts_.server = server_->target();
@@ -65,7 +65,7 @@ class ObserveTest : public ::testing::Test {
   std::unique_ptr<observer::EndpointTable> table_;
   std::unique_ptr<observer::FlowBuilder> builder_;
   std::unique_ptr<observer::ObserverService> service_;
-  std::unique_ptr<observer::GrpcServer> server_;
+  std::unique_ptr<GrpcServer> server_;
   std::filesystem::path dir_;
   ServerOptions opts_;
 };

@@ -17,9 +17,9 @@
 #include <fstream>
 #include <thread>
 
+#include "api/grpc_server.h"
 #include "bpf/flow_event.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "observer/grpc_server.h"
 
 namespace flowscope::observer {
 namespace {

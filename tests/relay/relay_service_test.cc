@@ -12,8 +12,8 @@
 #include <thread>
 
 #include "absl/strings/str_join.h"
+#include "api/grpc_server.h"
 #include "bpf/flow_event.h"
-#include "observer/grpc_server.h"
 #include "observer/observer_service.h"
 
 namespace flowscope::relay {
@@ -28,7 +28,7 @@ struct Node {
       std::make_unique<observer::EndpointTable>("default");
   std::unique_ptr<observer::FlowBuilder> builder;
   std::unique_ptr<observer::ObserverService> service;
-  std::unique_ptr<observer::GrpcServer> server;
+  std::unique_ptr<GrpcServer> server;
   std::string socket;
 
   Node(const std::string& name, const std::string& dir, const std::string& ns) {
@@ -41,7 +41,7 @@ struct Node {
     service = std::make_unique<observer::ObserverService>(*ring, *table, *builder,
                                                           observer::ObserverOptions{name, "x"});
     socket = dir + "/" + name + ".sock";
-    server = std::move(observer::GrpcServer::Start({service.get()}, {socket, ""})).value();
+    server = std::move(GrpcServer::Start({service.get()}, {socket, ""})).value();
   }
   // Writes flows at the given millisecond offsets (port = ms).
   void Write(const std::vector<int>& ms, absl::Time base) {
@@ -81,8 +81,7 @@ class RelayTest : public ::testing::Test {
     pool_ = std::make_unique<PeerPool>(po);
     pool_->Start();
     relay_ = std::make_unique<RelayService>(*pool_, RelayOptions{});
-    server_ =
-        std::move(observer::GrpcServer::Start({relay_.get()}, {dir_ + "/relay.sock", ""})).value();
+    server_ = std::move(GrpcServer::Start({relay_.get()}, {dir_ + "/relay.sock", ""})).value();
     stub_ = ::observer::Observer::NewStub(
         grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials()));
     base_ = absl::Now() - absl::Minutes(1);
@@ -124,7 +123,7 @@ class RelayTest : public ::testing::Test {
   std::unique_ptr<Node> a_, b_;
   std::unique_ptr<PeerPool> pool_;
   std::unique_ptr<RelayService> relay_;
-  std::unique_ptr<observer::GrpcServer> server_;
+  std::unique_ptr<GrpcServer> server_;
   std::unique_ptr<::observer::Observer::Stub> stub_;
   absl::Time base_;
 };

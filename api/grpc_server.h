@@ -1,9 +1,9 @@
-// GrpcServer: serves the Observer service (plus the standard gRPC health service, answering
-// SERVING for "" and "hubble.server.Observer", and server reflection) on a unix socket and,
-// optionally, a TCP address. A stale socket left by a crash is replaced; a live one (another
+// GrpcServer: serves flowscope's services (plus the standard gRPC health service for "" and
+// "hubble.server.Observer", and server reflection) on a unix socket and/or a TCP address, for
+// the observer and the relay. A stale socket left by a crash is replaced; a live one (another
 // observer answering on it) is not. Start/Shutdown from one thread.
-#ifndef FLOWSCOPE_OBSERVER_GRPC_SERVER_H_
-#define FLOWSCOPE_OBSERVER_GRPC_SERVER_H_
+#ifndef FLOWSCOPE_API_GRPC_SERVER_H_
+#define FLOWSCOPE_API_GRPC_SERVER_H_
 
 #include <grpcpp/grpcpp.h>
 
@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
-namespace flowscope::observer {
+namespace flowscope {
 
 struct ListenOptions {
   std::string unix_socket;  // "" for none
@@ -32,6 +32,10 @@ class GrpcServer {
   void Shutdown(absl::Duration grace);
 
   int tcp_port() const { return tcp_port_; }
+
+  // Health: SERVING (the default once started) or NOT_SERVING, for "" and
+  // "hubble.server.Observer". Any thread.
+  void SetServing(bool serving);
   // A target for clients: "unix:///path" or "host:port".
   std::string target() const;
 
@@ -47,6 +51,6 @@ class GrpcServer {
 // AlreadyExists if something answers there, FailedPrecondition if it is not a socket.
 absl::Status PrepareUnixSocket(const std::string& path);
 
-}  // namespace flowscope::observer
+}  // namespace flowscope
 
-#endif  // FLOWSCOPE_OBSERVER_GRPC_SERVER_H_
+#endif  // FLOWSCOPE_API_GRPC_SERVER_H_

@@ -1,4 +1,4 @@
-#include "observer/grpc_server.h"
+#include "api/grpc_server.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -14,7 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
-namespace flowscope::observer {
+namespace flowscope {
 
 absl::Status PrepareUnixSocket(const std::string& path) {
   sockaddr_un addr{};
@@ -98,6 +98,13 @@ void GrpcServer::Shutdown(absl::Duration grace) {
   if (!options_.unix_socket.empty()) unlink(options_.unix_socket.c_str());
 }
 
+void GrpcServer::SetServing(bool serving) {
+  if (server_ == nullptr || shut_down_) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus(serving);
+  health->SetServingStatus("hubble.server.Observer", serving);
+}
+
 std::string GrpcServer::target() const {
   if (!options_.unix_socket.empty()) return "unix://" + options_.unix_socket;
   std::string host = options_.tcp_address.substr(0, options_.tcp_address.rfind(':'));
@@ -105,4 +112,4 @@ std::string GrpcServer::target() const {
   return absl::StrCat(host, ":", tcp_port_);
 }
 
-}  // namespace flowscope::observer
+}  // namespace flowscope

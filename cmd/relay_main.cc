@@ -1,0 +1,129 @@
+// flowscope-relay: one endpoint for the whole cluster. Queries every observer and merges their
+// flows in time order behind the same observer.Observer API.
+//
+//   flowscope-relay --peers unix:///run/flowscope/node-1.sock,10.0.0.2:4244
+//   flowscope-relay --peer-dns flowscope-observer.kube-system.svc:4244
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "api/grpc_server.h"
+#include "api/logging.h"
+#include "api/time_parse.h"
+#include "relay/peer_pool.h"
+#include "relay/relay_service.h"
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::cerr << "flowscope-relay: " << message << "\n";
+  return 1;
+}
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  for (absl::string_view p : absl::StrSplit(s, ',', absl::SkipEmpty())) out.emplace_back(p);
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string peers, peer_dns, peers_file, listen_address = "0.0.0.0:4245", listen_socket;
+  std::string dial_timeout = "5s", drain = "1s", log_level = "info";
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  std::string name = host;
+  size_t sort_len = 100;
+  CLI::App app{"flowscope-relay: merges the flows of every observer in time order"};
+  app.set_config("--config", "", "read flags from a TOML/INI file");
+  app.add_option("--peers", peers, "comma-separated observers: host:port or unix:///path");
+  app.add_option("--peer-dns", peer_dns, "comma-separated name:port, re-resolved every second");
+  app.add_option("--peers-file", peers_file, "file with one observer address per line");
+  app.add_option("--listen-address", listen_address, "TCP address to serve on ('' for none)")
+      ->capture_default_str();
+  app.add_option("--listen-socket", listen_socket, "unix socket to serve on");
+  app.add_option("--node-name", name, "the relay's name in its own messages")
+      ->capture_default_str();
+  app.add_option("--dial-timeout", dial_timeout, "connection timeout per peer")
+      ->capture_default_str();
+  app.add_option("--sort-buffer-len-max", sort_len, "follow: sort buffer length")
+      ->capture_default_str();
+  app.add_option("--sort-buffer-drain-timeout", drain, "follow: release after this much quiet")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  auto level = flowscope::log::ParseLevel(log_level);
+  if (!level.ok()) return Fail(std::string(level.status().message()));
+  flowscope::log::Init("flowscope-relay", *level);
+  flowscope::relay::PoolOptions po;
+  po.static_peers = SplitList(peers);
+  po.dns_peers = SplitList(peer_dns);
+  po.peers_file = peers_file;
+  auto dial = flowscope::ParseGoDuration(dial_timeout);
+  if (!dial.ok() || *dial <= absl::ZeroDuration())
+    return Fail("invalid --dial-timeout " + dial_timeout);
+  po.dial_timeout = *dial;
+  auto drain_d = flowscope::ParseGoDuration(drain);
+  if (!drain_d.ok() || *drain_d <= absl::ZeroDuration()) {
+    return Fail("invalid --sort-buffer-drain-timeout " + drain);
+  }
+  if (po.static_peers.empty() && po.dns_peers.empty() && po.peers_file.empty()) {
+    return Fail("no peers: give --peers, --peer-dns or --peers-file");
+  }
+  if (!listen_address.empty() && listen_address[0] == ':')
+    listen_address = "0.0.0.0" + listen_address;
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  // Health follows the peers: SERVING only while at least one is available.
+  std::mutex server_mu;
+  flowscope::GrpcServer* server_ptr = nullptr;
+  int available = 0;
+  po.on_change = [&](int n) {
+    std::lock_guard<std::mutex> lock(server_mu);
+    available = n;
+    if (server_ptr != nullptr) server_ptr->SetServing(n > 0);
+    FLOWSCOPE_LOG_INFO("{} peer(s) available", n);
+  };
+  flowscope::relay::PeerPool pool(po);
+  pool.Start();
+  flowscope::relay::RelayOptions ro;
+  ro.name = name;
+  ro.sort_buffer_len = sort_len;
+  ro.sort_buffer_drain = *drain_d;
+  flowscope::relay::RelayService service(pool, ro);
+  auto server = flowscope::GrpcServer::Start({&service}, {listen_socket, listen_address});
+  if (!server.ok()) {
+    pool.Stop();
+    return Fail(std::string(server.status().message()));
+  }
+  {
+    std::lock_guard<std::mutex> lock(server_mu);
+    server_ptr = server->get();
+    server_ptr->SetServing(available > 0);
+  }
+  FLOWSCOPE_LOG_INFO("serving on {}", (*server)->target());
+  int sig = 0;
+  sigwait(&signals, &sig);
+  {
+    std::lock_guard<std::mutex> lock(server_mu);
+    server_ptr = nullptr;
+  }
+  (*server)->Shutdown(absl::Milliseconds(300));
+  pool.Stop();
+  return 0;
+}
