@@ -30,33 +30,56 @@ class RelayE2eTest : public testing::NetnsTestBase {
     std::ofstream(dir_ / "endpoints.yaml")
         << absl::StrCat("- {ip: ", TestNetwork::kIpA, ", namespace: default, pod: tiefighter}\n",
                         "- {ip: ", TestNetwork::kIpB, ", namespace: default, pod: deathstar-1}\n");
-    for (int i = 0; i < 2; ++i) {
-      const auto sub = dir_ / ("n" + std::to_string(i + 1));
-      std::filesystem::create_directories(sub);
-      auto p = testing::ObserverProcess::Start(
-          FLOWSCOPE_OBSERVER_BINARY, net_->node(), sub,
-          {"--node-name", "node-" + std::to_string(i + 1), "--interfaces",
-           i == 0 ? net_->veth_a() : net_->veth_b(), "--endpoints",
-           (dir_ / "endpoints.yaml").string(), "--ring-capacity", "4095", "--ring-buffer-bytes",
-           "1048576"});
-      ASSERT_TRUE(p.ok()) << p.status();
-      observers_.push_back(std::move(p).value());
+    observers_.resize(2);
+    if (!relay_first_) {
+      for (int i = 0; i < 2; ++i) {
+        StartObserver(i);
+        if (HasFatalFailure()) return;
+      }
     }
     relay_socket_ = (dir_ / "relay.sock").string();
     auto relay = testing::NetnsProcess::Start(
         "",
-        {FLOWSCOPE_RELAY_BINARY, "--peers", observers_[0]->target() + "," + observers_[1]->target(),
+        {FLOWSCOPE_RELAY_BINARY, "--peers", ObserverTarget(0) + "," + ObserverTarget(1),
          "--listen-address", "", "--listen-socket", relay_socket_, "--node-name", "relay"},
         (dir_ / "relay.log").string());
     ASSERT_TRUE(relay.ok());
     relay_ = std::move(relay).value();
-    // Ready when status answers through the relay with both nodes.
+    if (!relay_first_) WaitForStatus("Connected Nodes: 2/2");
+  }
+
+  std::filesystem::path ObserverDir(int i) const { return dir_ / ("n" + std::to_string(i + 1)); }
+  std::string ObserverTarget(int i) const {
+    return "unix://" + (ObserverDir(i) / "observer.sock").string();
+  }
+
+  // Starts (or restarts) observer i, "node-<i+1>", on the veth of pod A or pod B.
+  void StartObserver(int i) {
+    observers_[i].reset();
+    std::filesystem::create_directories(ObserverDir(i));
+    auto p = testing::ObserverProcess::Start(
+        FLOWSCOPE_OBSERVER_BINARY, net_->node(), ObserverDir(i),
+        {"--node-name", "node-" + std::to_string(i + 1), "--interfaces",
+         i == 0 ? net_->veth_a() : net_->veth_b(), "--endpoints",
+         (dir_ / "endpoints.yaml").string(), "--ring-capacity", "4095", "--ring-buffer-bytes",
+         "1048576"});
+    ASSERT_TRUE(p.ok()) << p.status();
+    ASSERT_EQ(p.value()->target(), ObserverTarget(i));
+    observers_[i] = std::move(p).value();
+  }
+
+  // Polls `flowscope status` through the relay until its output contains `want`.
+  std::string WaitForStatus(const std::string& want) {
+    std::string out;
     const absl::Time deadline = absl::Now() + absl::Seconds(20);
-    while (absl::Now() < deadline &&
-           Cli("status").find("Connected Nodes: 2/2") == std::string::npos) {
-      ASSERT_TRUE(relay_->Running());
+    while (absl::Now() < deadline) {
+      out = Cli("status");
+      if (out.find(want) != std::string::npos) return out;
+      EXPECT_TRUE(relay_->Running());
       absl::SleepFor(absl::Milliseconds(100));
     }
+    ADD_FAILURE() << "status never said \"" << want << "\":\n" << out;
+    return out;
   }
 
   void TearDown() override {
@@ -78,6 +101,7 @@ class RelayE2eTest : public testing::NetnsTestBase {
     return out;
   }
 
+  bool relay_first_ = false;  // start the relay before any observer exists
   std::vector<std::unique_ptr<testing::ObserverProcess>> observers_;
   std::unique_ptr<testing::NetnsProcess> relay_;
   std::string relay_socket_;
@@ -114,19 +138,47 @@ TEST_F(RelayE2eTest, TheCliSeesTheClusterThroughTheRelay) {
 
   // One node dies: the relay says so and keeps answering with the other.
   ASSERT_TRUE(observers_[1]->process().Signal(SIGKILL, absl::Seconds(5)).ok());
-  std::string after;
-  const absl::Time d2 = absl::Now() + absl::Seconds(15);
-  while (absl::Now() < d2) {
-    after = Cli("status");
-    if (after.find("Connected Nodes: 1/2") != std::string::npos) break;
-    absl::SleepFor(absl::Milliseconds(200));
-  }
-  EXPECT_THAT(after, HasSubstr("Connected Nodes: 1/2"));
+  const std::string after = WaitForStatus("Connected Nodes: 1/2");
   EXPECT_THAT(after, HasSubstr("Unavailable Nodes: 1"));
   int st = 0;
-  const std::string still = Cli("observe --last 5", &st);
+  const std::string still = Cli("observe --last 5 --pod default/tiefighter", &st);
   EXPECT_EQ(st, 0) << still;
   EXPECT_THAT(still, HasSubstr("default/tiefighter"));
+  const std::string listed = Cli("list nodes");
+  EXPECT_THAT(listed, HasSubstr("node-2   Unavailable")) << listed;
+
+  // It comes back on the same address: the relay reconnects without being told.
+  StartObserver(1);
+  WaitForStatus("Connected Nodes: 2/2");
+}
+
+class RelayFirstE2eTest : public RelayE2eTest {
+ protected:
+  RelayFirstE2eTest() { relay_first_ = true; }
+};
+
+TEST_F(RelayFirstE2eTest, ServesObserversThatComeUpAfterIt) {
+  // Nothing to talk to yet: the relay runs, answers, and says so.
+  int st = 0;
+  const std::string none = Cli("status", &st);
+  EXPECT_TRUE(relay_->Running()) << none;
+  EXPECT_THAT(none, ::testing::AnyOf(HasSubstr("Connected Nodes: 0/2"), HasSubstr("Unavailable")))
+      << none;
+  for (int i = 0; i < 2; ++i) {
+    StartObserver(i);
+    ASSERT_FALSE(HasFatalFailure());
+  }
+  WaitForStatus("Connected Nodes: 2/2");
+  testing::TcpExchange(*net_, 8080);
+  std::string out;
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < deadline) {
+    out = Cli("observe --since 3m --print-node-name");
+    if (out.find("node-1") != std::string::npos && out.find("node-2") != std::string::npos) break;
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  EXPECT_THAT(out, HasSubstr("node-1"));
+  EXPECT_THAT(out, HasSubstr("node-2"));
 }
 
 }  // namespace
