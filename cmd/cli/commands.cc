@@ -266,6 +266,36 @@ absl::StatusOr<::observer::GetFlowsRequest> BuildRequest(const ObserveOptions& o
   return req;
 }
 
+namespace {
+
+// Cancels a streaming call once `*interrupted` is set (Ctrl-C), which ends the command cleanly;
+// stops watching when it goes out of scope.
+class CancelOnInterrupt {
+ public:
+  CancelOnInterrupt(grpc::ClientContext* ctx, const std::atomic<bool>* interrupted)
+      : watcher_([this, ctx, interrupted] {
+          while (!done_.load()) {
+            if (interrupted != nullptr && interrupted->load()) {
+              ctx->TryCancel();
+              return;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          }
+        }) {}
+  ~CancelOnInterrupt() {
+    done_ = true;
+    watcher_.join();
+  }
+  CancelOnInterrupt(const CancelOnInterrupt&) = delete;
+  CancelOnInterrupt& operator=(const CancelOnInterrupt&) = delete;
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread watcher_;
+};
+
+}  // namespace
+
 int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters& filters,
             std::ostream& out, std::ostream& err, std::atomic<bool>* interrupted) {
   auto req = BuildRequest(o, filters, absl::Now());
@@ -281,17 +311,7 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
   if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
   auto stub = ::observer::Observer::NewStub(*channel);
   grpc::ClientContext ctx;
-  std::atomic<bool> done{false};
-  // Ctrl-C (or a closed pipe) cancels the stream; that ends the command cleanly.
-  std::thread watcher([&] {
-    while (!done.load()) {
-      if (interrupted != nullptr && interrupted->load()) {
-        ctx.TryCancel();
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  });
+  CancelOnInterrupt canceller(&ctx, interrupted);
   PrinterOptions po = o.printer;
   po.flush_each_line = o.follow;  // otherwise buffered, and flushed at the end
   Printer printer(po, out, err);
@@ -310,8 +330,6 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
     }
   }
   const grpc::Status status = reader->Finish();
-  done = true;
-  watcher.join();
   if (pipe_closed) return 0;
   printer.Finish();
   if (status.ok() || status.error_code() == grpc::StatusCode::CANCELLED) return 0;
@@ -324,16 +342,7 @@ int ObserveEvents(const ServerOptions& server, bool agent, const ObserveOptions&
   if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
   auto stub = ::observer::Observer::NewStub(*channel);
   grpc::ClientContext ctx;
-  std::atomic<bool> done{false};
-  std::thread watcher([&] {
-    while (!done.load()) {
-      if (interrupted != nullptr && interrupted->load()) {
-        ctx.TryCancel();
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  });
+  CancelOnInterrupt canceller(&ctx, interrupted);
   const uint64_t number = o.last.value_or(o.follow ? 0 : 20);
   grpc::Status status;
   std::string line;
@@ -359,8 +368,6 @@ int ObserveEvents(const ServerOptions& server, bool agent, const ObserveOptions&
     while (reader->Read(&resp)) print(resp);
     status = reader->Finish();
   }
-  done = true;
-  watcher.join();
   if (status.ok() || status.error_code() == grpc::StatusCode::CANCELLED) return 0;
   return Fail(err, RpcError(status));
 }

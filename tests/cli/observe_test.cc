@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <atomic>
 #include <filesystem>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_split.h"
 #include "api/grpc_server.h"
@@ -97,6 +99,24 @@ TEST_F(ObserveTest, FieldMasksTrimFlowsAndBadPathsAreRejected) {
   EXPECT_EQ(Observe(opts_, o, {}, out2, err2, nullptr), 1);
   EXPECT_THAT(err2.str(), HasSubstr("code = InvalidArgument desc = invalid fieldmask"));
   EXPECT_EQ(out2.str(), "");
+}
+
+TEST_F(ObserveTest, InterruptEndsAFollowQueryCleanly) {
+  ObserveOptions o;
+  o.follow = true;
+  o.last = 3;
+  std::atomic<bool> interrupted{false};
+  std::ostringstream out, err;
+  int rc = -1;
+  std::thread cli([&] { rc = Observe(opts_, o, {}, out, err, &interrupted); });
+  absl::SleepFor(absl::Milliseconds(300));  // the query is following, nothing more to come
+  interrupted = true;                       // what Ctrl-C sets
+  cli.join();
+  EXPECT_EQ(rc, 0) << err.str();
+  EXPECT_EQ(err.str(), "");
+  std::vector<std::string> lines = absl::StrSplit(out.str(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << out.str();
+  EXPECT_THAT(lines[2], HasSubstr("default/tiefighter:40029"));
 }
 
 TEST_F(ObserveTest, AgentAndDebugEventsAreUnimplementedWithAMessage) {
