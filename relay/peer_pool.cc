@@ -5,26 +5,33 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "api/logging.h"
 #include "observer/observer.grpc.pb.h"
 
 namespace flowscope::relay {
 namespace {
 
-// "name:port" → one "ip:port" per A/AAAA record.
-std::vector<std::string> Resolve(const std::string& name_port) {
+// "name:port" → one "ip:port" per A/AAAA record; nullopt when the answer is unknown for now
+// (resolver unreachable, out of memory), as opposed to a name that has no records.
+std::optional<std::vector<std::string>> Resolve(const std::string& name_port) {
   const size_t colon = name_port.rfind(':');
-  if (colon == std::string::npos) return {};
+  if (colon == std::string::npos) return std::vector<std::string>{};
   const std::string host = name_port.substr(0, colon);
   const std::string port = name_port.substr(colon + 1);
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
-  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0) return {};
+  if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0) {
+    if (rc == EAI_NONAME || rc == EAI_NODATA || rc == EAI_SERVICE)
+      return std::vector<std::string>{};
+    return std::nullopt;
+  }
   std::vector<std::string> out;
   for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
     char buf[INET6_ADDRSTRLEN] = {};
@@ -48,17 +55,35 @@ PeerPool::~PeerPool() { Stop(); }
 
 std::vector<std::string> PeerPool::Discover() const {
   std::set<std::string> all(options_.static_peers.begin(), options_.static_peers.end());
+  std::lock_guard<std::mutex> lock(discover_mu_);
   for (const std::string& d : options_.dns_peers) {
-    for (std::string& a : Resolve(d)) all.insert(std::move(a));
+    if (std::optional<std::vector<std::string>> found = Resolve(d)) {
+      last_good_[d] = std::move(*found);
+      failing_.erase(d);
+    } else if (failing_.insert(d).second) {
+      FLOWSCOPE_LOG_WARN("cannot resolve {} now; keeping its last {} addresses", d,
+                         last_good_[d].size());
+    }
+    all.insert(last_good_[d].begin(), last_good_[d].end());
   }
   if (!options_.peers_file.empty()) {
-    std::ifstream in(options_.peers_file);
-    std::string line;
-    while (std::getline(in, line)) {
-      absl::string_view l = absl::StripAsciiWhitespace(line);
-      if (l.empty() || l[0] == '#') continue;
-      all.emplace(l);
+    if (std::ifstream in(options_.peers_file); in) {
+      std::vector<std::string>& from_file = last_good_[options_.peers_file];
+      from_file.clear();
+      failing_.erase(options_.peers_file);
+      std::string line;
+      while (std::getline(in, line)) {
+        absl::string_view l = absl::StripAsciiWhitespace(line);
+        if (l.empty() || l[0] == '#') continue;
+        from_file.emplace_back(l);
+      }
+    } else if (failing_.insert(options_.peers_file).second) {
+      // Being replaced (a ConfigMap update swaps a symlink) or gone: keep what it said.
+      FLOWSCOPE_LOG_WARN("cannot read peers file {}; keeping its last {} peers",
+                         options_.peers_file, last_good_[options_.peers_file].size());
     }
+    const std::vector<std::string>& from_file = last_good_[options_.peers_file];
+    all.insert(from_file.begin(), from_file.end());
   }
   all.erase("");
   return {all.begin(), all.end()};

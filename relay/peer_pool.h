@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,7 +59,9 @@ class PeerPool {
   // A query found `address` down: try to reconnect now rather than after backoff.
   void ReportOffline(const std::string& address);
 
-  // The addresses discovery yields now (static + DNS + file), deduplicated and sorted.
+  // The addresses discovery yields now (static + DNS + file), deduplicated and sorted. A DNS
+  // name that cannot be resolved for now, or a peers file that cannot be read, contributes what
+  // it did last time (a name with no records, or an empty file, contributes nothing).
   std::vector<std::string> Discover() const;
 
  private:
@@ -66,6 +69,10 @@ class PeerPool {
   void Run();
 
   const PoolOptions options_;
+  mutable std::mutex discover_mu_;
+  // The last answer of each DNS name and of the peers file.
+  mutable std::map<std::string, std::vector<std::string>> last_good_;
+  mutable std::set<std::string> failing_;  // sources whose failure was already logged
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::map<std::string, Peer> peers_;  // by address

@@ -55,6 +55,19 @@ TEST_F(PeerPoolTest, StaticAndFilePeersAreMergedSortedAndDeduplicated) {
               ElementsAre("127.0.0.1:4244", "unix:///run/a.sock", "unix:///run/b.sock"));
 }
 
+TEST_F(PeerPoolTest, AnUnreadablePeersFileKeepsItsLastPeers) {
+  WriteFile("unix:///run/a.sock\n");
+  PoolOptions o;
+  o.static_peers = {"unix:///run/s.sock"};
+  o.peers_file = file_;
+  PeerPool pool(o);
+  EXPECT_THAT(pool.Discover(), ElementsAre("unix:///run/a.sock", "unix:///run/s.sock"));
+  std::filesystem::remove(file_);  // mid-replacement, or deleted by mistake
+  EXPECT_THAT(pool.Discover(), ElementsAre("unix:///run/a.sock", "unix:///run/s.sock"));
+  WriteFile("# emptied on purpose\n");  // readable and empty: its peers go
+  EXPECT_THAT(pool.Discover(), ElementsAre("unix:///run/s.sock"));
+}
+
 TEST_F(PeerPoolTest, DnsNamesGiveOnePeerPerAddressRecord) {
   // Only names /etc/hosts answers: the test must not send queries to a DNS server.
   std::ifstream hosts("/etc/hosts");
