@@ -36,7 +36,7 @@ std::vector<std::string> SplitList(const std::string& s) {
 
 int main(int argc, char** argv) {
   std::string peers, peer_dns, peers_file, listen_address = "0.0.0.0:4245", listen_socket;
-  std::string dial_timeout = "5s", drain = "1s", log_level = "info";
+  std::string dial_timeout = "5s", drain = "1s", peer_timeout = "2s", log_level = "info";
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   std::string name = host;
@@ -57,6 +57,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--sort-buffer-drain-timeout", drain, "follow: release after this much quiet")
       ->capture_default_str();
+  app.add_option("--peer-timeout", peer_timeout,
+                 "history: answer without a peer that sends nothing for this long")
+      ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -75,6 +78,10 @@ int main(int argc, char** argv) {
   auto drain_d = flowscope::ParseGoDuration(drain);
   if (!drain_d.ok() || *drain_d <= absl::ZeroDuration()) {
     return Fail("invalid --sort-buffer-drain-timeout " + drain);
+  }
+  auto peer_timeout_d = flowscope::ParseGoDuration(peer_timeout);
+  if (!peer_timeout_d.ok() || *peer_timeout_d <= absl::ZeroDuration()) {
+    return Fail("invalid --peer-timeout " + peer_timeout);
   }
   if (po.static_peers.empty() && po.dns_peers.empty() && po.peers_file.empty()) {
     return Fail("no peers: give --peers, --peer-dns or --peers-file");
@@ -105,6 +112,7 @@ int main(int argc, char** argv) {
   ro.name = name;
   ro.sort_buffer_len = sort_len;
   ro.sort_buffer_drain = *drain_d;
+  ro.peer_timeout = *peer_timeout_d;
   flowscope::relay::RelayService service(pool, ro);
   auto server = flowscope::GrpcServer::Start({&service}, {listen_socket, listen_address});
   if (!server.ok()) {

@@ -1,6 +1,7 @@
 #include "relay/relay_service.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -10,6 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "api/grpc_status.h"
+#include "api/logging.h"
+#include "api/time_parse.h"
 #include "relay/merge.h"
 
 namespace flowscope::relay {
@@ -135,6 +138,9 @@ class RelayFlowStream final : public grpc::ServerWriteReactor<Response> {
     Peer peer;
     grpc::ClientContext ctx;
     std::thread reader;
+    std::atomic<int64_t> last_heard_ns{absl::GetCurrentTimeNanos()};
+    std::atomic<bool> done{false};
+    bool timed_out = false;  // cancelled by us for silence (producer thread only)
   };
 
   void CancelPeers() {
@@ -166,7 +172,10 @@ class RelayFlowStream final : public grpc::ServerWriteReactor<Response> {
           auto stub = ::observer::Observer::NewStub(c->peer.channel);
           auto reader = stub->GetFlows(&c->ctx, req_);
           Response r;
-          while (reader->Read(&r)) results[i].push_back(r);
+          while (reader->Read(&r)) {
+            c->last_heard_ns = absl::GetCurrentTimeNanos();
+            results[i].push_back(r);
+          }
           const grpc::Status s = reader->Finish();
           if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
             errors[i] = DescribeGrpcError(s);
@@ -174,14 +183,28 @@ class RelayFlowStream final : public grpc::ServerWriteReactor<Response> {
               service_->pool().ReportOffline(c->peer.address);
             }
           }
+          std::lock_guard<std::mutex> lock(inbox_mu_);
+          c->done = true;
+          inbox_cv_.notify_all();
         });
         calls_.push_back(std::move(call));
       }
     }
+    WaitOrTimeOut();
     for (auto& c : calls_) c->reader.join();
     if (Cancelled()) {
       Close(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
       return;
+    }
+    for (const auto& c : calls_) {
+      if (!c->timed_out) continue;
+      for (size_t i = 0; i < peers.size(); ++i) {
+        if (peers[i].address != c->peer.address) continue;
+        errors[i] =
+            absl::StrCat("no answer for ", FormatGoDuration(service_->options().peer_timeout),
+                         "; its flows are left out");
+        results[i].clear();  // a partial history would misplace the global last/first N
+      }
     }
     for (size_t i = 0; i < peers.size(); ++i) {
       if (!errors[i].empty()) {
@@ -193,6 +216,29 @@ class RelayFlowStream final : public grpc::ServerWriteReactor<Response> {
     for (auto& r : results) merge.AddStream(std::move(r));
     for (Response& r : merge.Take()) Enqueue(std::move(r));
     Close(grpc::Status::OK);
+  }
+
+  // Waits for every history call to end, cancelling any that stays silent for peer_timeout.
+  void WaitOrTimeOut() {
+    const int64_t timeout_ns = absl::ToInt64Nanoseconds(service_->options().peer_timeout);
+    std::unique_lock<std::mutex> lock(inbox_mu_);
+    while (true) {
+      bool all_done = true;
+      const int64_t now = absl::GetCurrentTimeNanos();
+      for (auto& c : calls_) {
+        if (c->done || c->timed_out) continue;
+        if (now - c->last_heard_ns.load() > timeout_ns) {
+          c->timed_out = true;
+          c->ctx.TryCancel();
+          FLOWSCOPE_LOG_WARN("{} ({}) sent nothing for {}; answering without it", c->peer.name,
+                             c->peer.address, FormatGoDuration(service_->options().peer_timeout));
+          continue;
+        }
+        all_done = false;
+      }
+      if (all_done) return;
+      inbox_cv_.wait_for(lock, std::chrono::milliseconds(50));
+    }
   }
 
   void Follow() {

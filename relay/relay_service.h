@@ -25,6 +25,9 @@ struct RelayOptions {
   size_t sort_buffer_len = 100;
   absl::Duration sort_buffer_drain = absl::Seconds(1);
   absl::Duration peer_update_interval = absl::Seconds(2);  // follow: pick up new peers
+  // History: a peer that sends nothing for this long is cancelled and reported as NODE_ERROR,
+  // so a hung node never stalls the cluster's answer for longer.
+  absl::Duration peer_timeout = absl::Seconds(2);
 };
 
 class RelayService final : public ::observer::Observer::CallbackService {

@@ -41,7 +41,8 @@ class RelayE2eTest : public testing::NetnsTestBase {
     auto relay = testing::NetnsProcess::Start(
         "",
         {FLOWSCOPE_RELAY_BINARY, "--peers", ObserverTarget(0) + "," + ObserverTarget(1),
-         "--listen-address", "", "--listen-socket", relay_socket_, "--node-name", "relay"},
+         "--listen-address", "", "--listen-socket", relay_socket_, "--node-name", "relay",
+         "--peer-timeout", "1s"},
         (dir_ / "relay.log").string());
     ASSERT_TRUE(relay.ok());
     relay_ = std::move(relay).value();
@@ -135,6 +136,22 @@ TEST_F(RelayE2eTest, TheCliSeesTheClusterThroughTheRelay) {
   }
   EXPECT_GE(flows, 4) << out;
   EXPECT_THAT(out, HasSubstr(absl::StrCat("\"source_port\":", port)));
+
+  // One node hangs (SIGSTOP): history answers without it after --peer-timeout, and says so.
+  {
+    const pid_t hung = observers_[1]->process().pid();
+    ASSERT_EQ(kill(hung, SIGSTOP), 0);
+    struct Resume {
+      pid_t pid;
+      ~Resume() { kill(pid, SIGCONT); }
+    } resume{hung};
+    int rc = 0;
+    const std::string partial = Cli("observe --last 5 --pod default/tiefighter", &rc);
+    EXPECT_EQ(rc, 0) << partial;
+    EXPECT_THAT(partial, HasSubstr("default/tiefighter"));
+    EXPECT_THAT(partial,
+                HasSubstr("no answer for 1s; its flows are left out\" on 1 nodes: node-2"));
+  }
 
   // One node dies: the relay says so and keeps answering with the other.
   ASSERT_TRUE(observers_[1]->process().Signal(SIGKILL, absl::Seconds(5)).ok());
