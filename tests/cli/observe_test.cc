@@ -14,6 +14,7 @@
 #include "bpf/flow_event.h"
 #include "cmd/cli/commands.h"
 #include "observer/observer_service.h"
+#include "tests/testing/flow_records.h"
 
 namespace flowscope::cli {
 namespace {
@@ -41,19 +42,10 @@ class ObserveTest : public ::testing::Test {
     opts_.server = server_->target();
     observer::EndpointTable::Resolver res(*table_);
     for (int i = 0; i < 30; ++i) {
-      observer::FlowRecord r;
-      r.time_ns = 1'714'826'828'811'000'000ULL + static_cast<uint64_t>(i) * 1'000'000;
-      r.family = FS_FAMILY_IPV4;
-      inet_pton(AF_INET, "10.0.1.5", r.saddr);
-      inet_pton(AF_INET, "10.0.9.9", r.daddr);
-      r.protocol = IPPROTO_UDP;
-      r.sport = static_cast<uint16_t>(40000 + i);
-      r.dport = 53;
-      r.verdict = FS_VERDICT_FORWARDED;
-      r.obs_point = FS_OBS_FROM_ENDPOINT;
+      observer::FlowRecord r = testing::DnsQueryRecord(
+          1'714'826'828'811'000'000ULL + static_cast<uint64_t>(i) * 1'000'000, "10.0.1.5",
+          "10.0.9.9", static_cast<uint16_t>(40000 + i), res);
       r.is_reply = FS_REPLY_NO;
-      r.src_endpoint = res.Lookup(r.family, r.saddr);
-      r.dst_endpoint = res.Lookup(r.family, r.daddr);
       ring_->Write(r);
     }
     ring_->Publish();

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 
 #include "bpf/flow_event.h"
+#include "tests/testing/flow_records.h"
 
 namespace flowscope::observer {
 namespace {
@@ -35,20 +36,9 @@ class FlowQueryTest : public ::testing::Test {
   void Fill(Ring& ring, uint64_t from, uint64_t n) {
     EndpointTable::Resolver res(table_);
     for (uint64_t s = from; s < from + n; ++s) {
-      FlowRecord r;
-      r.time_ns = TimeOf(s);
-      r.family = FS_FAMILY_IPV4;
       // Even sequence numbers from tiefighter, odd from xwing; the port carries the number.
-      inet_pton(AF_INET, s % 2 == 0 ? "10.0.1.5" : "10.0.1.6", r.saddr);
-      inet_pton(AF_INET, "10.0.2.7", r.daddr);
-      r.protocol = IPPROTO_UDP;
-      r.sport = static_cast<uint16_t>(s);
-      r.dport = 53;
-      r.verdict = FS_VERDICT_FORWARDED;
-      r.obs_point = FS_OBS_FROM_ENDPOINT;
-      r.src_endpoint = res.Lookup(r.family, r.saddr);
-      r.dst_endpoint = res.Lookup(r.family, r.daddr);
-      ring.Write(r);
+      ring.Write(testing::DnsQueryRecord(TimeOf(s), s % 2 == 0 ? "10.0.1.5" : "10.0.1.6",
+                                         "10.0.2.7", static_cast<uint16_t>(s), res));
     }
     ring.Publish();
   }

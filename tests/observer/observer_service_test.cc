@@ -20,6 +20,7 @@
 #include "api/grpc_server.h"
 #include "bpf/flow_event.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/testing/flow_records.h"
 
 namespace flowscope::observer {
 namespace {
@@ -64,19 +65,8 @@ class ObserverServiceTest : public ::testing::Test {
     EndpointTable::Resolver res(*table_);
     const uint64_t base = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
     for (uint64_t i = 0; i < n; ++i) {
-      FlowRecord r;
-      r.time_ns = base + i;
-      r.family = FS_FAMILY_IPV4;
-      inet_pton(AF_INET, "10.0.1.5", r.saddr);
-      inet_pton(AF_INET, "10.0.3.2", r.daddr);
-      r.protocol = IPPROTO_UDP;
-      r.sport = static_cast<uint16_t>(seq_++);
-      r.dport = 53;
-      r.verdict = FS_VERDICT_FORWARDED;
-      r.obs_point = FS_OBS_FROM_ENDPOINT;
-      r.src_endpoint = res.Lookup(r.family, r.saddr);
-      r.dst_endpoint = res.Lookup(r.family, r.daddr);
-      ring_->Write(r);
+      ring_->Write(testing::DnsQueryRecord(base + i, "10.0.1.5", "10.0.3.2",
+                                           static_cast<uint16_t>(seq_++), res));
     }
     ring_->Publish();
   }

@@ -15,6 +15,7 @@
 #include "api/grpc_server.h"
 #include "bpf/flow_event.h"
 #include "observer/observer_service.h"
+#include "tests/testing/flow_records.h"
 
 namespace flowscope::relay {
 namespace {
@@ -47,19 +48,10 @@ struct Node {
   void Write(const std::vector<int>& ms, absl::Time base) {
     observer::EndpointTable::Resolver res(*table);
     for (int m : ms) {
-      observer::FlowRecord r;
-      r.time_ns = static_cast<uint64_t>(absl::ToUnixNanos(base + absl::Milliseconds(m)));
-      r.family = FS_FAMILY_IPV4;
-      inet_pton(AF_INET, builder->node_name() == "node-a" ? "10.0.1.5" : "10.0.2.5", r.saddr);
-      inet_pton(AF_INET, "10.0.9.9", r.daddr);
-      r.protocol = IPPROTO_UDP;
-      r.sport = static_cast<uint16_t>(m);
-      r.dport = 53;
-      r.verdict = FS_VERDICT_FORWARDED;
-      r.obs_point = FS_OBS_FROM_ENDPOINT;
-      r.src_endpoint = res.Lookup(r.family, r.saddr);
-      r.dst_endpoint = res.Lookup(r.family, r.daddr);
-      ring->Write(r);
+      ring->Write(testing::DnsQueryRecord(
+          static_cast<uint64_t>(absl::ToUnixNanos(base + absl::Milliseconds(m))),
+          builder->node_name() == "node-a" ? "10.0.1.5" : "10.0.2.5", "10.0.9.9",
+          static_cast<uint16_t>(m), res));
     }
     ring->Publish();
   }
