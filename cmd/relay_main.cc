@@ -53,12 +53,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--dial-timeout", dial_timeout, "connection timeout per peer")
       ->capture_default_str();
-  app.add_option("--sort-buffer-len-max", sort_len, "follow: sort buffer length")
+  app.add_option("--sort-buffer-len-max", sort_len,
+                 "follow, peers with only Hubble's API: sort buffer length")
       ->capture_default_str();
-  app.add_option("--sort-buffer-drain-timeout", drain, "follow: release after this much quiet")
+  app.add_option("--sort-buffer-drain-timeout", drain,
+                 "follow, peers with only Hubble's API: how late their flows may be")
       ->capture_default_str();
   app.add_option("--peer-timeout", peer_timeout,
-                 "history: answer without a peer that sends nothing for this long")
+                 "stop waiting for a peer that sends nothing for this long (reported)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
@@ -114,7 +116,8 @@ int main(int argc, char** argv) {
   ro.sort_buffer_drain = *drain_d;
   ro.peer_timeout = *peer_timeout_d;
   flowscope::relay::RelayService service(pool, ro);
-  auto server = flowscope::GrpcServer::Start({&service}, {listen_socket, listen_address});
+  auto server = flowscope::GrpcServer::Start({&service, service.batch_service()},
+                                             {listen_socket, listen_address});
   if (!server.ok()) {
     pool.Stop();
     return Fail(std::string(server.status().message()));

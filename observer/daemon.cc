@@ -4,6 +4,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <fstream>
 #include <random>
@@ -104,11 +105,13 @@ absl::Status ObserverDaemon::Start() {
 
   service_ = std::make_unique<ObserverService>(
       *ring_, *table_, *builder_,
-      ObserverOptions{options_.node_name, options_.listen_address.empty()
-                                              ? "unix://" + options_.listen_socket
-                                              : options_.listen_address});
-  auto server =
-      GrpcServer::Start({service_.get()}, {options_.listen_socket, options_.listen_address});
+      ObserverOptions{.node_name = options_.node_name,
+                      .address = options_.listen_address.empty()
+                                     ? "unix://" + options_.listen_socket
+                                     : options_.listen_address,
+                      .watermark = &watermark_});
+  auto server = GrpcServer::Start({service_.get(), service_->batch_service()},
+                                  {options_.listen_socket, options_.listen_address});
   if (!server.ok()) return server.status();
   server_ = std::move(server).value();
   maintain_ = std::thread([this] { Maintain(); });
@@ -120,15 +123,25 @@ absl::Status ObserverDaemon::Start() {
 }
 
 void ObserverDaemon::Drain() {
+  // Events are stamped by the kernel a little before they are committed to the BPF ring buffer;
+  // one that is this late after a drain pass started is raised to the watermark instead.
+  constexpr uint64_t kCommitSlackNs = 1'000'000;
   while (!stop_.load(std::memory_order_acquire)) {
-    // Wake at least every 100 ms: records are published per batch.
-    absl::StatusOr<int> n = consumer_->Poll(absl::Milliseconds(100));
-    if (!n.ok()) {
-      FLOWSCOPE_LOG_ERROR("draining the BPF ring buffer: {}", std::string(n.status().message()));
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    const uint64_t started = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+    // Wake at least every 20 ms: the watermark must move while the node is idle.
+    absl::StatusOr<int> n = consumer_->Poll(absl::Milliseconds(20));
+    // Events submitted without a wake-up (threshold mode) are only seen by a consume pass.
+    absl::StatusOr<int> m = n.ok() ? consumer_->Consume() : n;
+    if (!m.ok()) {
+      FLOWSCOPE_LOG_ERROR("draining the BPF ring buffer: {}", std::string(m.status().message()));
       absl::SleepFor(absl::Milliseconds(100));
       continue;
     }
-    if (*n > 0) ring_->Publish();
+    if (*n + *m > 0) ring_->Publish();
+    // Everything committed before `started` has been written and published now.
+    watermark_.Advance(parser_->AdvanceFloor(started - kCommitSlackNs));
   }
 }
 

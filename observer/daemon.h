@@ -21,6 +21,7 @@
 #include "observer/observer_service.h"
 #include "observer/parser.h"
 #include "observer/policy.h"
+#include "observer/watermark.h"
 #include "ringbuf/event_consumer.h"
 
 namespace flowscope::observer {
@@ -67,6 +68,7 @@ class ObserverDaemon {
   const DaemonOptions options_;
   std::unique_ptr<bpf::Datapath> datapath_;
   std::unique_ptr<Ring> ring_;
+  IngestWatermark watermark_;
   std::unique_ptr<EndpointTable> table_;
   InterfaceNames names_;
   std::unique_ptr<FlowBuilder> builder_;

@@ -37,26 +37,88 @@ class FinishNow final : public grpc::ServerWriteReactor<T> {
 
 }  // namespace
 
-// --- one GetFlows stream -----------------------------------------------------------------------
+// --- streams over the ring ----------------------------------------------------------------------
 
-class FlowStreamReactor final : public grpc::ServerWriteReactor<::observer::GetFlowsResponse> {
+// What RingStreamReactor shares between the Hubble stream (one flow per message) and the batch
+// stream: the query, one write in flight, parking when caught up, cancellation and lifetime.
+template <typename Out>
+class RingStreamReactor : public grpc::ServerWriteReactor<Out>, public ParkedStream {
  public:
-  FlowStreamReactor(ObserverService* service, FlowQuery query,
-                    std::optional<google::protobuf::FieldMask> mask)
-      : service_(service), query_(std::move(query)), mask_(std::move(mask)) {
-    service_->active_streams_.fetch_add(1);
-    Pump();
-  }
-
-  // From the notifier, which took a reference when it unparked us.
-  void Resume() {
+  void Resume() override {
     Pump();
     Unref();
   }
 
-  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+ protected:
+  enum class Produced { kMessage, kWait, kEnd };
+
+  RingStreamReactor(ObserverService* service, FlowQuery query)
+      : service_(service), query_(std::move(query)) {
+    service_->active_streams_.fetch_add(1);
+  }
+
+  // Builds the next message in msg_ (kMessage), or says there is nothing yet, or the end.
+  virtual Produced Produce() = 0;
+
+  // Produces the next message and starts writing it, or parks, or finishes. Never blocks.
+  void Pump() {
+    while (true) {
+      if (cancelled_.load()) {
+        FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+        return;
+      }
+      switch (Produce()) {
+        case Produced::kEnd:
+          FinishOnce(grpc::Status::OK);
+          return;
+        case Produced::kWait:
+          Ref();
+          service_->notifier_.Park(this);
+          // Records published between the check and the park would wait for the next wake-up:
+          // look again, and take ourselves back if there is something.
+          if (query_.MaybeReady() && service_->notifier_.Unpark(this)) {
+            Unref();
+            continue;
+          }
+          return;
+        case Produced::kMessage:
+          // One write in flight; no buffer hint: a buffered write would only complete when a
+          // later unbuffered one flushes it, and the next write waits for this one.
+          this->StartWrite(msg_);
+          return;
+      }
+    }
+  }
+
+  // Each message is built in an arena that starts in a block inside the reactor and is reset
+  // for the next one (the previous write has completed by then): no malloc per flow.
+  Out* NewMessage() {
+    arena_.Reset();
+    msg_ = google::protobuf::Arena::CreateMessage<Out>(&arena_);
+    return msg_;
+  }
+
+  void FillLost(const FlowQuery::Item& item, ::observer::GetFlowsResponse* resp) const {
+    flow::LostEvent* lost = resp->mutable_lost_events();
+    lost->set_source(item.lost.source);
+    lost->set_num_events_lost(item.lost.count);
+    lost->mutable_cpu()->set_value(0);
+    *lost->mutable_first() = ToProto(item.lost.first);
+    *lost->mutable_last() = ToProto(item.lost.last);
+    resp->set_node_name(service_->options_.node_name);
+    *resp->mutable_time() = ToProto(item.lost.last);
+  }
+
+  ObserverService* service_;
+  FlowQuery query_;
+  FlowQuery::Item item_;
 
  private:
+  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
   void OnWriteDone(bool ok) override {
     if (!ok) {
       FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed"));
@@ -81,83 +143,121 @@ class FlowStreamReactor final : public grpc::ServerWriteReactor<::observer::GetF
     Unref();
   }
 
-  void Unref() {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
-  }
-
   void FinishOnce(const grpc::Status& status) {
-    if (!finished_.exchange(true)) Finish(status);
+    if (!finished_.exchange(true)) this->Finish(status);
   }
 
-  // Produces the next message and starts writing it, or parks, or finishes. Never blocks.
-  void Pump() {
-    while (true) {
-      if (cancelled_.load()) {
-        FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-        return;
-      }
-      switch (query_.Next(absl::Now(), &item_)) {
-        case FlowQuery::Step::kEnd:
-          FinishOnce(grpc::Status::OK);
-          return;
-        case FlowQuery::Step::kWait:
-          Ref();
-          service_->notifier_.Park(this);
-          // Records published between the check and the park would wait for the next wake-up:
-          // look again, and take ourselves back if there is something.
-          if (query_.MaybeReady() && service_->notifier_.Unpark(this)) {
-            Unref();
-            continue;
-          }
-          return;
-        case FlowQuery::Step::kFlow:
-          NewResponse();
-          service_->builder_.BuildResponse(item_.record, item_.position, resp_);
-          if (mask_) {
-            google::protobuf::util::FieldMaskUtil::TrimMessage(*mask_, resp_->mutable_flow());
-          }
-          break;
-        case FlowQuery::Step::kLost: {
-          NewResponse();
-          flow::LostEvent* lost = resp_->mutable_lost_events();
-          lost->set_source(item_.lost.source);
-          lost->set_num_events_lost(item_.lost.count);
-          lost->mutable_cpu()->set_value(0);
-          *lost->mutable_first() = ToProto(item_.lost.first);
-          *lost->mutable_last() = ToProto(item_.lost.last);
-          resp_->set_node_name(service_->options_.node_name);
-          *resp_->mutable_time() = ToProto(item_.lost.last);
-          break;
-        }
-      }
-      // One write in flight; no buffer hint: a buffered write would only complete when a later
-      // unbuffered one flushes it, and the next write waits for this one.
-      StartWrite(resp_);
-      return;
-    }
-  }
-
-  ObserverService* service_;
-  FlowQuery query_;
-  const std::optional<google::protobuf::FieldMask> mask_;  // flow fields the client wants
-  // Each message is built in an arena that starts in a block inside the reactor and is reset
-  // for the next one (the previous write has completed by then): no malloc per flow.
-  void NewResponse() {
-    arena_.Reset();
-    resp_ = google::protobuf::Arena::CreateMessage<::observer::GetFlowsResponse>(&arena_);
-  }
   alignas(8) char arena_block_[16384];
   google::protobuf::Arena arena_{arena_block_, sizeof arena_block_};
-  ::observer::GetFlowsResponse* resp_ = nullptr;
-  FlowQuery::Item item_;
+  Out* msg_ = nullptr;
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> finished_{false};
   std::atomic<int> refs_{1};  // gRPC's, released in OnDone
 };
 
+// observer.Observer/GetFlows: one flow (or lost-event notice) per message.
+class FlowStreamReactor final : public RingStreamReactor<::observer::GetFlowsResponse> {
+ public:
+  FlowStreamReactor(ObserverService* service, FlowQuery query,
+                    std::optional<google::protobuf::FieldMask> mask)
+      : RingStreamReactor(service, std::move(query)), mask_(std::move(mask)) {
+    Pump();
+  }
+
+  bool wants_heartbeat() const override { return false; }
+
+ private:
+  Produced Produce() override {
+    switch (query_.Next(absl::Now(), &item_)) {
+      case FlowQuery::Step::kEnd:
+        return Produced::kEnd;
+      case FlowQuery::Step::kWait:
+        return Produced::kWait;
+      case FlowQuery::Step::kFlow: {
+        ::observer::GetFlowsResponse* resp = NewMessage();
+        service_->builder_.BuildResponse(item_.record, item_.position, resp);
+        if (mask_) google::protobuf::util::FieldMaskUtil::TrimMessage(*mask_, resp->mutable_flow());
+        return Produced::kMessage;
+      }
+      case FlowQuery::Step::kLost:
+        FillLost(item_, NewMessage());
+        return Produced::kMessage;
+    }
+    return Produced::kEnd;
+  }
+
+  const std::optional<google::protobuf::FieldMask> mask_;  // flow fields the client wants
+};
+
+// flowscope.v1.FlowStream/GetFlowBatches: up to max_batch_events per message, each batch
+// stamped with the watermark; an empty batch when idle for a heartbeat.
+class BatchStreamReactor final : public RingStreamReactor<::flowscope::v1::FlowBatch> {
+ public:
+  BatchStreamReactor(ObserverService* service, FlowQuery query,
+                     std::optional<google::protobuf::FieldMask> mask)
+      : RingStreamReactor(service, std::move(query)), mask_(std::move(mask)) {
+    service_->notifier_.AddHeartbeatStream();
+    Pump();
+  }
+  ~BatchStreamReactor() override { service_->notifier_.RemoveHeartbeatStream(); }
+
+  bool wants_heartbeat() const override { return true; }
+
+ private:
+  Produced Produce() override {
+    const absl::Time now = absl::Now();
+    ::flowscope::v1::FlowBatch* batch = nullptr;
+    while (true) {
+      if (ended_) return Produced::kEnd;
+      // Loaded before the ring is looked at: records published after it are not older.
+      const uint64_t promised =
+          service_->options_.watermark ? service_->options_.watermark->Get() : 0;
+      const FlowQuery::Step step = query_.Next(now, &item_);
+      if (step == FlowQuery::Step::kEnd || step == FlowQuery::Step::kWait) {
+        if (step == FlowQuery::Step::kEnd) ended_ = true;
+        // Caught up: nothing older than the drain's promise can follow.
+        if (step == FlowQuery::Step::kWait) watermark_ = std::max(watermark_, promised);
+        // Half the interval: the notifier's beats are not exact.
+        const bool heartbeat_due = now - last_sent_ >= service_->options_.heartbeat / 2;
+        if (batch == nullptr && (ended_ || !heartbeat_due)) {
+          return ended_ ? Produced::kEnd : Produced::kWait;
+        }
+        return Send(batch == nullptr ? NewMessage() : batch, now);
+      }
+      if (batch == nullptr) batch = NewMessage();
+      ::observer::GetFlowsResponse* resp = batch->add_events();
+      if (step == FlowQuery::Step::kFlow) {
+        service_->builder_.BuildResponse(item_.record, item_.position, resp);
+        if (mask_) google::protobuf::util::FieldMaskUtil::TrimMessage(*mask_, resp->mutable_flow());
+        // The ring is in time order: nothing after this record is older.
+        watermark_ = std::max(watermark_, item_.record.time_ns);
+      } else {
+        FillLost(item_, resp);
+        // Keep the stream's times non-decreasing: the notice goes where it is noticed.
+        if (absl::ToUnixNanos(item_.lost.last) < static_cast<int64_t>(watermark_)) {
+          *resp->mutable_time() = ToProto(absl::FromUnixNanos(static_cast<int64_t>(watermark_)));
+        }
+      }
+      if (batch->events_size() >= service_->options_.max_batch_events) return Send(batch, now);
+    }
+  }
+
+  Produced Send(::flowscope::v1::FlowBatch* batch, absl::Time now) {
+    *batch->mutable_watermark() = ToProto(absl::FromUnixNanos(static_cast<int64_t>(watermark_)));
+    last_sent_ = now;
+    return Produced::kMessage;
+  }
+
+  const std::optional<google::protobuf::FieldMask> mask_;
+  uint64_t watermark_ = 0;  // UTC ns promised so far
+  absl::Time last_sent_ = absl::InfinitePast();
+  bool ended_ = false;
+};
+
 // --- notifier ----------------------------------------------------------------------------------
 
-StreamNotifier::StreamNotifier(const Ring& ring) : ring_(ring), thread_([this] { Run(); }) {}
+StreamNotifier::StreamNotifier(const Ring& ring, absl::Duration heartbeat)
+    : ring_(ring), heartbeat_(heartbeat), thread_([this] { Run(); }) {}
 
 StreamNotifier::~StreamNotifier() { Stop(); }
 
@@ -170,40 +270,67 @@ void StreamNotifier::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void StreamNotifier::Park(FlowStreamReactor* r) {
+void StreamNotifier::Park(ParkedStream* r) {
   std::lock_guard<std::mutex> lock(mu_);
   parked_.insert(r);
 }
 
-bool StreamNotifier::Unpark(FlowStreamReactor* r) {
+bool StreamNotifier::Unpark(ParkedStream* r) {
   std::lock_guard<std::mutex> lock(mu_);
   return parked_.erase(r) > 0;
+}
+
+void StreamNotifier::AddHeartbeatStream() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (heartbeat_streams_++ > 0) return;
+  }
+  ring_.Interrupt();  // the notifier may be in a long wait: let it shorten it
+}
+
+void StreamNotifier::RemoveHeartbeatStream() {
+  std::lock_guard<std::mutex> lock(mu_);
+  --heartbeat_streams_;
 }
 
 void StreamNotifier::Run() {
   uint64_t seen = ring_.EndPosition();
   absl::Time next_tick = absl::Now() + absl::Seconds(1);
+  absl::Time next_beat = absl::Now() + heartbeat_;
   while (true) {
+    bool beating;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return;
+      beating = heartbeat_streams_ > 0;
     }
-    ring_.WaitFor(seen, std::min(next_tick, absl::Now() + absl::Milliseconds(200)));
+    absl::Time deadline = std::min(next_tick, absl::Now() + absl::Milliseconds(200));
+    if (beating) deadline = std::min(deadline, next_beat);
+    ring_.WaitFor(seen, deadline);
     const uint64_t end = ring_.EndPosition();
     const absl::Time now = absl::Now();
     const bool tick = now >= next_tick;  // lets pending lost-event notices go out
-    if (end == seen && !tick) continue;
+    const bool beat = now >= next_beat;
+    if (beat) next_beat = now + heartbeat_;
+    if (end == seen && !tick && !beat) continue;
+    const bool everyone = end != seen || tick;
     seen = end;
     if (tick) next_tick = now + absl::Seconds(1);
-    std::vector<FlowStreamReactor*> wake;
+    std::vector<ParkedStream*> wake;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return;
-      wake.assign(parked_.begin(), parked_.end());
-      parked_.clear();
+      for (auto it = parked_.begin(); it != parked_.end();) {
+        if (everyone || (*it)->wants_heartbeat()) {
+          wake.push_back(*it);
+          it = parked_.erase(it);
+        } else {
+          ++it;
+        }
+      }
     }
     // Each parked stream holds a reference for us; Resume() releases it.
-    for (FlowStreamReactor* r : wake) r->Resume();
+    for (ParkedStream* r : wake) r->Resume();
   }
 }
 
@@ -215,41 +342,53 @@ ObserverService::ObserverService(const Ring& ring, const EndpointTable& table,
       table_(table),
       builder_(builder),
       options_(std::move(options)),
-      notifier_(ring) {}
+      notifier_(ring, options_.heartbeat) {}
 
 ObserverService::~ObserverService() { Shutdown(); }
 
 void ObserverService::Shutdown() { notifier_.Stop(); }
 
-grpc::ServerWriteReactor<::observer::GetFlowsResponse>* ObserverService::GetFlows(
-    grpc::CallbackServerContext* ctx, const ::observer::GetFlowsRequest* req) {
+absl::StatusOr<FlowQuery> ObserverService::OpenQuery(
+    const ::observer::GetFlowsRequest& req, std::optional<google::protobuf::FieldMask>* mask) {
   QueryOptions q;
-  q.number = req->number();
-  q.first = req->first();
-  q.follow = req->follow();
-  if (req->has_since()) q.since_ns = ToNanos(req->since());
-  if (req->has_until()) q.until_ns = ToNanos(req->until());
+  q.number = req.number();
+  q.first = req.first();
+  q.follow = req.follow();
+  if (req.has_since()) q.since_ns = ToNanos(req.since());
+  if (req.has_until()) q.until_ns = ToNanos(req.until());
   q.lost_report_interval = options_.lost_report_interval;
   q.lost_log = &lost_log_;
-  std::optional<google::protobuf::FieldMask> mask;
-  if (req->has_field_mask() && req->field_mask().paths_size() > 0) {
-    if (!google::protobuf::util::FieldMaskUtil::IsValidFieldMask<flow::Flow>(req->field_mask())) {
-      return new FinishNow<::observer::GetFlowsResponse>(grpc::Status(
-          grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("invalid fieldmask: ", absl::StrJoin(req->field_mask().paths(), ","),
-                       " (paths must name flow.Flow fields)")));
+  if (req.has_field_mask() && req.field_mask().paths_size() > 0) {
+    if (!google::protobuf::util::FieldMaskUtil::IsValidFieldMask<flow::Flow>(req.field_mask())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid fieldmask: ", absl::StrJoin(req.field_mask().paths(), ","),
+                       " (paths must name flow.Flow fields)"));
     }
-    mask = req->field_mask();
+    *mask = req.field_mask();
   }
-  auto predicate = FlowPredicate::Compile(req->whitelist(), req->blacklist(), table_, builder_);
-  if (!predicate.ok()) {
-    return new FinishNow<::observer::GetFlowsResponse>(ToGrpcStatus(predicate.status()));
-  }
-  auto query = FlowQuery::Create(ring_, q, *std::move(predicate));
+  auto predicate = FlowPredicate::Compile(req.whitelist(), req.blacklist(), table_, builder_);
+  if (!predicate.ok()) return predicate.status();
+  return FlowQuery::Create(ring_, q, *std::move(predicate));
+}
+
+grpc::ServerWriteReactor<::observer::GetFlowsResponse>* ObserverService::GetFlows(
+    grpc::CallbackServerContext*, const ::observer::GetFlowsRequest* req) {
+  std::optional<google::protobuf::FieldMask> mask;
+  auto query = OpenQuery(*req, &mask);
   if (!query.ok()) {
     return new FinishNow<::observer::GetFlowsResponse>(ToGrpcStatus(query.status()));
   }
   return new FlowStreamReactor(this, *std::move(query), std::move(mask));
+}
+
+grpc::ServerWriteReactor<::flowscope::v1::FlowBatch>* FlowBatchService::GetFlowBatches(
+    grpc::CallbackServerContext*, const ::observer::GetFlowsRequest* req) {
+  std::optional<google::protobuf::FieldMask> mask;
+  auto query = observer_->OpenQuery(*req, &mask);
+  if (!query.ok()) {
+    return new FinishNow<::flowscope::v1::FlowBatch>(ToGrpcStatus(query.status()));
+  }
+  return new BatchStreamReactor(observer_, *std::move(query), std::move(mask));
 }
 
 grpc::ServerWriteReactor<::observer::GetAgentEventsResponse>* ObserverService::GetAgentEvents(

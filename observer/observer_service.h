@@ -1,9 +1,10 @@
 // ObserverService: Hubble's observer.Observer gRPC service over the node's FlowRing, with the
-// callback API. Every GetFlows stream is one reactor with one write in flight; it reads the
-// ring without blocking (FlowQuery), and a stream that has caught up in follow mode is parked
-// until the drain thread publishes more (one notifier thread resumes parked streams). A slow
-// or stalled client therefore never slows the drain thread or other clients: the writer laps
-// it and it is told how much it lost. A cancelled stream frees its reader at once.
+// callback API, and flowscope's FlowStream extension (batch_service(): many flows per message
+// plus the node's watermark, for relays). Every GetFlows stream is one reactor with one write in
+// flight; it reads the ring without blocking (FlowQuery), and a stream that has caught up in follow
+// mode is parked until the drain thread publishes more (one notifier thread resumes parked
+// streams). A slow or stalled client therefore never slows the drain thread or other clients: the
+// writer laps it and it is told how much it lost. A cancelled stream frees its reader at once.
 //
 // Thread-safety: all methods are called by gRPC; Notify() by the drain thread after Publish().
 #ifndef FLOWSCOPE_OBSERVER_OBSERVER_SERVICE_H_
@@ -19,35 +20,52 @@
 #include <thread>
 
 #include "absl/time/time.h"
+#include "flowscope/v1/flowscope.grpc.pb.h"
 #include "observer/endpoint_table.h"
 #include "observer/flow_builder.h"
 #include "observer/flow_query.h"
 #include "observer/lost_events.h"
 #include "observer/observer.grpc.pb.h"
+#include "observer/watermark.h"
 
 namespace flowscope::observer {
 
 inline constexpr absl::string_view kVersion = "flowscope v0.1.0";
 
-class FlowStreamReactor;
+// A follow stream that caught up and waits for the ring.
+class ParkedStream {
+ public:
+  virtual ~ParkedStream() = default;
+  // Called by the notifier, which holds a reference the stream releases.
+  virtual void Resume() = 0;
+  // Also resumed every heartbeat interval while the ring is idle (watermarked streams).
+  virtual bool wants_heartbeat() const = 0;
+};
 
-// Parks follow streams that caught up and resumes them when the ring gets new records (and
-// once a second, so pending lost-event notices go out).
+// Parks follow streams that caught up and resumes them when the ring gets new records, once a
+// second (so pending lost-event notices go out) and, for streams that want it, every
+// `heartbeat` (so watermarks go out while the node is idle).
 class StreamNotifier {
  public:
-  explicit StreamNotifier(const Ring& ring);
+  StreamNotifier(const Ring& ring, absl::Duration heartbeat);
   ~StreamNotifier();
-  void Park(FlowStreamReactor* r);
+  void Park(ParkedStream* r);
   // Returns false if `r` was not parked (it is being resumed, or never was).
-  bool Unpark(FlowStreamReactor* r);
+  bool Unpark(ParkedStream* r);
+  // Streams that want heartbeats, counted from their start: while there are any, the notifier
+  // wakes every heartbeat interval.
+  void AddHeartbeatStream();
+  void RemoveHeartbeatStream();
   void Stop();
 
  private:
   void Run();
 
   const Ring& ring_;
+  const absl::Duration heartbeat_;
   std::mutex mu_;
-  std::set<FlowStreamReactor*> parked_;
+  std::set<ParkedStream*> parked_;
+  int heartbeat_streams_ = 0;
   bool stop_ = false;
   std::thread thread_;
 };
@@ -56,6 +74,26 @@ struct ObserverOptions {
   std::string node_name;
   std::string address;  // what GetNodes reports (the listener)
   absl::Duration lost_report_interval = absl::Seconds(1);
+  // The drain thread's promise (see watermark.h). Without one, a batch stream's watermark is
+  // the time of the newest record it has read.
+  const IngestWatermark* watermark = nullptr;
+  // Flow batch streams: an empty batch carrying the watermark at least this often when idle,
+  // and at most this many events per batch.
+  absl::Duration heartbeat = absl::Milliseconds(25);
+  int max_batch_events = 1024;
+};
+
+class ObserverService;
+
+// flowscope.v1.FlowStream over the same ring: what relays read.
+class FlowBatchService final : public ::flowscope::v1::FlowStream::CallbackService {
+ public:
+  explicit FlowBatchService(ObserverService* observer) : observer_(observer) {}
+  grpc::ServerWriteReactor<::flowscope::v1::FlowBatch>* GetFlowBatches(
+      grpc::CallbackServerContext* ctx, const ::observer::GetFlowsRequest* req) override;
+
+ private:
+  ObserverService* observer_;
 };
 
 class ObserverService final : public ::observer::Observer::CallbackService {
@@ -91,8 +129,19 @@ class ObserverService final : public ::observer::Observer::CallbackService {
   // Losses outside the ring (the daemon reports the datapath's); follow streams report them.
   LostEventLog& lost_log() { return lost_log_; }
 
+  // flowscope.v1.FlowStream, to register next to this service.
+  grpc::Service* batch_service() { return &batch_service_; }
+
  private:
+  template <typename Out>
+  friend class RingStreamReactor;
   friend class FlowStreamReactor;
+  friend class BatchStreamReactor;
+  friend class FlowBatchService;
+
+  // Validates a request and opens its query (and the field mask it asks for).
+  absl::StatusOr<FlowQuery> OpenQuery(const ::observer::GetFlowsRequest& req,
+                                      std::optional<google::protobuf::FieldMask>* mask);
 
   const Ring& ring_;
   const EndpointTable& table_;
@@ -101,6 +150,7 @@ class ObserverService final : public ::observer::Observer::CallbackService {
   const absl::Time start_ = absl::Now();
   LostEventLog lost_log_;
   StreamNotifier notifier_;
+  FlowBatchService batch_service_{this};
   std::atomic<int> active_streams_{0};
 };
 

@@ -41,6 +41,19 @@ void EventParser::SetFixedClockOffset(int64_t offset_ns) {
   fixed_offset_ = true;
 }
 
+void EventParser::MaybeRefreshClock(uint64_t ktime_ns) {
+  if (ktime_ns < next_refresh_ktime_) return;
+  RefreshClock();
+  next_refresh_ktime_ = ktime_ns + kRefreshEveryNs;
+}
+
+uint64_t EventParser::AdvanceFloor(uint64_t ktime_ns) {
+  MaybeRefreshClock(ktime_ns);
+  const int64_t t = static_cast<int64_t>(ktime_ns) + offset_ns_;
+  if (t > 0 && static_cast<uint64_t>(t) > last_time_ns_) last_time_ns_ = static_cast<uint64_t>(t);
+  return last_time_ns_;
+}
+
 bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
   if (raw.size() < sizeof(flow_event)) {
     ++stats_.malformed;
@@ -56,10 +69,7 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
     ++stats_.malformed;
     return false;
   }
-  if (e.ktime_ns >= next_refresh_ktime_) {
-    RefreshClock();
-    next_refresh_ktime_ = e.ktime_ns + kRefreshEveryNs;
-  }
+  MaybeRefreshClock(e.ktime_ns);
   uint64_t t = static_cast<uint64_t>(static_cast<int64_t>(e.ktime_ns) + offset_ns_);
   if (t < last_time_ns_) {
     // Events from different CPUs can arrive slightly out of order, and the clock offset moves

@@ -37,6 +37,11 @@ class EventParser {
   // For tests: a fixed offset (UTC ns = kernel ns + offset) that RefreshClock() will not change.
   void SetFixedClockOffset(int64_t offset_ns);
 
+  // Raises the time floor to the UTC equivalent of kernel time `ktime_ns`: events parsed
+  // afterwards get at least that time. Returns the floor (UTC ns), which the drain thread
+  // publishes as the ring's IngestWatermark.
+  uint64_t AdvanceFloor(uint64_t ktime_ns);
+
   const ParserStats& stats() const { return stats_; }
 
  private:
@@ -45,7 +50,9 @@ class EventParser {
   int64_t offset_ns_ = 0;
   bool fixed_offset_ = false;
   uint64_t next_refresh_ktime_ = 0;
-  uint64_t last_time_ns_ = 0;
+  uint64_t last_time_ns_ = 0;  // the floor: record times never go below it
+
+  void MaybeRefreshClock(uint64_t ktime_ns);
 };
 
 }  // namespace flowscope::observer

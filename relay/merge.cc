@@ -61,7 +61,12 @@ std::vector<Response> HistoricalMerge::Take() {
 // --- watermark ---------------------------------------------------------------------------------
 
 void WatermarkMerge::AddPeer(const std::string& peer, absl::Time now) {
-  peers_.emplace(peer, Peer{std::nullopt, now});
+  peers_.emplace(peer, Peer{std::nullopt, now, std::nullopt});
+}
+
+void WatermarkMerge::AssumeLag(const std::string& peer, absl::Duration lag) {
+  auto it = peers_.find(peer);
+  if (it != peers_.end()) it->second.lag = lag;
 }
 
 void WatermarkMerge::RemovePeer(const std::string& peer) { peers_.erase(peer); }
@@ -76,62 +81,32 @@ void WatermarkMerge::Push(const std::string& peer, Response r, absl::Time now) {
 void WatermarkMerge::Watermark(const std::string& peer, absl::Time watermark, absl::Time now) {
   auto it = peers_.find(peer);
   if (it == peers_.end()) return;
+  // Only a promise that moves counts as a sign of life: a node whose drain is stuck keeps
+  // sending the same one and must not hold the others back.
+  if (it->second.watermark && watermark <= *it->second.watermark) return;
+  it->second.watermark = watermark;
   it->second.last_heard = now;
-  if (!it->second.watermark || watermark > *it->second.watermark) it->second.watermark = watermark;
 }
 
 std::vector<std::string> WatermarkMerge::Stalled(absl::Time now) const {
   std::vector<std::string> out;
   for (const auto& [name, p] : peers_) {
-    if (now - p.last_heard > timeout_) out.push_back(name);
+    if (IsStalled(p, now)) out.push_back(name);
   }
   return out;
 }
 
 std::vector<Response> WatermarkMerge::Release(absl::Time now) {
   // The smallest promise among peers that are alive; with none alive, everything goes.
-  std::optional<absl::Time> low;
+  low_.reset();
   for (const auto& [name, p] : peers_) {
-    if (now - p.last_heard > timeout_) continue;  // stalled: not waited for
-    const absl::Time w = p.watermark.value_or(absl::InfinitePast());
-    if (!low || w < *low) low = w;
+    if (IsStalled(p, now)) continue;  // not waited for
+    absl::Time w = p.watermark.value_or(absl::InfinitePast());
+    if (p.lag) w = std::max(w, now - *p.lag);
+    if (!low_ || w < *low_) low_ = w;
   }
   std::vector<Response> out;
-  while (!heap_.empty() && (!low || heap_.top().time <= *low)) {
-    out.push_back(std::move(const_cast<Item&>(heap_.top()).response));
-    heap_.pop();
-  }
-  return out;
-}
-
-// --- sort buffer -------------------------------------------------------------------------------
-
-std::vector<Response> SortBufferMerge::Push(Response r, absl::Time now) {
-  last_push_ = now;
-  const absl::Time t = ResponseTime(r);
-  heap_.push({t, seq_++, std::move(r)});
-  std::vector<Response> out;
-  while (heap_.size() > max_len_) {
-    out.push_back(std::move(const_cast<Item&>(heap_.top()).response));
-    heap_.pop();
-  }
-  return out;
-}
-
-std::vector<Response> SortBufferMerge::Drain(absl::Time now) {
-  std::vector<Response> out;
-  if (now - last_push_ < drain_timeout_) return out;
-  const absl::Time cutoff = now - drain_timeout_;
-  while (!heap_.empty() && heap_.top().time < cutoff) {
-    out.push_back(std::move(const_cast<Item&>(heap_.top()).response));
-    heap_.pop();
-  }
-  return out;
-}
-
-std::vector<Response> SortBufferMerge::Flush() {
-  std::vector<Response> out;
-  while (!heap_.empty()) {
+  while (!heap_.empty() && (!low_ || heap_.top().time <= *low_ || heap_.size() > max_buffered_)) {
     out.push_back(std::move(const_cast<Item&>(heap_.top()).response));
     heap_.pop();
   }

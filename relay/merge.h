@@ -7,8 +7,8 @@
 //    than T will follow"; everything older than the smallest promise of the live peers is
 //    released in order. A peer that stays silent longer than the timeout stops holding the
 //    others back (and is reported), and rejoins when it speaks again.
-//  * SortBufferMerge — follow queries from peers that only speak Hubble's API: a bounded
-//    min-heap released when full or after a drain timeout, as Hubble's relay does.
+//    Peers that only speak Hubble's API take part with an assumed lag instead of promises:
+//    a sort buffer drained after a timeout (and bounded in length), as Hubble's relay does.
 //
 // Each merger is used by one stream's thread; none is thread-safe.
 #ifndef FLOWSCOPE_RELAY_MERGE_H_
@@ -51,15 +51,22 @@ class HistoricalMerge {
 
 class WatermarkMerge {
  public:
-  explicit WatermarkMerge(absl::Duration peer_timeout) : timeout_(peer_timeout) {}
+  // `max_buffered` bounds memory: beyond it the oldest responses go out whatever the promises.
+  WatermarkMerge(absl::Duration peer_timeout, size_t max_buffered)
+      : timeout_(peer_timeout), max_buffered_(max_buffered) {}
 
   // A peer that takes part (its watermark starts unknown, holding everything back until it
   // either sends one or times out).
   void AddPeer(const std::string& peer, absl::Time now);
+  // A peer that speaks only Hubble's API and sends no watermarks: its promise is taken to be
+  // `now - lag` — a sort buffer drained after `lag`, as Hubble's relay does — and it never
+  // counts as stalled.
+  void AssumeLag(const std::string& peer, absl::Duration lag);
   // A peer whose stream ended or failed: it no longer holds anything back.
   void RemovePeer(const std::string& peer);
 
-  // Responses from a peer, in its order, and its promise that nothing older will follow.
+  // Responses from a peer, in its order, and its promise that nothing older will follow. A peer
+  // is alive while it sends responses or moves its promise forward.
   void Push(const std::string& peer, Response r, absl::Time now);
   void Watermark(const std::string& peer, absl::Time watermark, absl::Time now);
 
@@ -67,15 +74,21 @@ class WatermarkMerge {
   // timeout are skipped for the minimum (and listed by Stalled()).
   std::vector<Response> Release(absl::Time now);
 
+  // The smallest promise the last Release() went by (none when no live peer holds anything
+  // back): a merged stream can pass it on as its own watermark.
+  std::optional<absl::Time> low_watermark() const { return low_; }
+
   // Peers currently excluded from the minimum because they timed out.
   std::vector<std::string> Stalled(absl::Time now) const;
 
+  void set_max_buffered(size_t n) { max_buffered_ = n; }
   size_t buffered() const { return heap_.size(); }
 
  private:
   struct Peer {
     std::optional<absl::Time> watermark;
     absl::Time last_heard;
+    std::optional<absl::Duration> lag;
   };
   struct Item {
     absl::Time time;
@@ -88,40 +101,16 @@ class WatermarkMerge {
     }
   };
 
+  bool IsStalled(const Peer& p, absl::Time now) const {
+    return !p.lag && now - p.last_heard > timeout_;
+  }
+
   absl::Duration timeout_;
+  size_t max_buffered_;
   std::map<std::string, Peer> peers_;
   std::priority_queue<Item, std::vector<Item>, Later> heap_;
   uint64_t seq_ = 0;
-};
-
-class SortBufferMerge {
- public:
-  SortBufferMerge(size_t max_len, absl::Duration drain_timeout)
-      : max_len_(max_len), drain_timeout_(drain_timeout) {}
-
-  // Adds a response; returns what must go out now (the oldest, when the buffer is full).
-  std::vector<Response> Push(Response r, absl::Time now);
-  // After `drain_timeout` without new responses, everything older than now - timeout.
-  std::vector<Response> Drain(absl::Time now);
-  // Everything, oldest first (the streams ended).
-  std::vector<Response> Flush();
-
- private:
-  struct Item {
-    absl::Time time;
-    uint64_t seq;
-    Response response;
-  };
-  struct Later {
-    bool operator()(const Item& a, const Item& b) const {
-      return a.time != b.time ? a.time > b.time : a.seq > b.seq;
-    }
-  };
-  size_t max_len_;
-  absl::Duration drain_timeout_;
-  absl::Time last_push_ = absl::InfinitePast();
-  std::priority_queue<Item, std::vector<Item>, Later> heap_;
-  uint64_t seq_ = 0;
+  std::optional<absl::Time> low_;
 };
 
 }  // namespace flowscope::relay

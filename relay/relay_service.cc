@@ -5,9 +5,11 @@
 #include <condition_variable>
 #include <deque>
 #include <future>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "api/grpc_status.h"
@@ -38,6 +40,8 @@ Response NodeStatus(::relay::NodeState state, const std::vector<std::string>& na
   return r;
 }
 
+using Batch = ::flowscope::v1::FlowBatch;
+
 template <typename T>
 class FinishNow final : public grpc::ServerWriteReactor<T> {
  public:
@@ -47,19 +51,73 @@ class FinishNow final : public grpc::ServerWriteReactor<T> {
 
 }  // namespace
 
-// One client's GetFlows through the relay: a producer thread talks to the peers and merges;
-// the reactor writes what it queues, one write in flight.
-class RelayFlowStream final : public grpc::ServerWriteReactor<Response> {
+// One client's stream through the relay — observer.Observer/GetFlows (Out = Response, one per
+// message) or flowscope.v1.FlowStream/GetFlowBatches (Out = FlowBatch, with the merged
+// watermark, so a relay can be another relay's peer). A producer thread talks to the peers and
+// merges; the reactor writes what it queues, one write in flight.
+template <typename Out>
+class RelayStream final : public grpc::ServerWriteReactor<Out> {
+  static constexpr bool kBatched = std::is_same_v<Out, Batch>;
+
  public:
-  RelayFlowStream(RelayService* service, ::observer::GetFlowsRequest req)
+  RelayStream(RelayService* service, ::observer::GetFlowsRequest req)
       : service_(service), req_(std::move(req)) {
     service_->active_streams().fetch_add(1);
     producer_ = std::thread([this] { req_.follow() ? Follow() : Historical(); });
   }
 
  private:
+  // --- output (producer thread) ---
+
+  // A node-status message: goes out now, or with the next batch.
+  void EmitStatus(Response r) {
+    if constexpr (kBatched) {
+      *pending_.add_events() = std::move(r);
+    } else {
+      Enqueue(std::move(r));
+    }
+  }
+
+  // Merged responses in time order, and what the merge can promise after them.
+  void Emit(std::vector<Response> rs, absl::Time watermark, absl::Time now) {
+    if constexpr (kBatched) {
+      for (Response& r : rs) {
+        watermark_ = std::max(watermark_, ResponseTime(r));
+        *pending_.add_events() = std::move(r);
+        if (pending_.events_size() >= kMaxBatchEvents) SendBatch(now);
+      }
+      watermark_ = std::max(watermark_, watermark);
+      if (pending_.events_size() > 0 || now - last_batch_ >= kHeartbeat) SendBatch(now);
+    } else {
+      for (Response& r : rs) Enqueue(std::move(r));
+    }
+  }
+
+  void SendBatch(absl::Time now) {
+    const int64_t ns = absl::ToUnixNanos(watermark_);
+    pending_.mutable_watermark()->set_seconds(ns / 1'000'000'000);
+    pending_.mutable_watermark()->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
+    Enqueue(std::move(pending_));
+    pending_.Clear();
+    last_batch_ = now;
+  }
+
+  // Node statuses not yet sent (batched mode), then the end.
+  void Close(const grpc::Status& status) {
+    if constexpr (kBatched) {
+      if (pending_.events_size() > 0) SendBatch(absl::Now());
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    closed_ = true;
+    status_ = status;
+    if (writing_ || finished_) return;
+    finished_ = true;
+    lock.unlock();
+    this->Finish(status);
+  }
+
   // --- writing (any thread) ---
-  void Enqueue(Response r) {
+  void Enqueue(Out r) {
     std::unique_lock<std::mutex> lock(mu_);
     if (cancelled_ || finished_) return;
     queue_.push_back(std::move(r));
@@ -68,17 +126,7 @@ class RelayFlowStream final : public grpc::ServerWriteReactor<Response> {
     current_ = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
-    StartWrite(&current_);
-  }
-
-  void Close(const grpc::Status& status) {
-    std::unique_lock<std::mutex> lock(mu_);
-    closed_ = true;
-    status_ = status;
-    if (writing_ || finished_) return;
-    finished_ = true;
-    lock.unlock();
-    Finish(status);
+    this->StartWrite(&current_);
   }
 
   void OnWriteDone(bool ok) override {
@@ -89,21 +137,21 @@ class RelayFlowStream final : public grpc::ServerWriteReactor<Response> {
       if (finished_) return;
       finished_ = true;
       lock.unlock();
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed"));
+      this->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed"));
       return;
     }
     if (!queue_.empty()) {
       current_ = std::move(queue_.front());
       queue_.pop_front();
       lock.unlock();
-      StartWrite(&current_);
+      this->StartWrite(&current_);
       return;
     }
     writing_ = false;
     if (closed_ && !finished_) {
       finished_ = true;
       lock.unlock();
-      Finish(status_);
+      this->Finish(status_);
     }
   }
 
@@ -134,204 +182,301 @@ class RelayFlowStream final : public grpc::ServerWriteReactor<Response> {
   }
 
   // --- peers ---
+
+  // What a peer's reader thread hands to the producer.
+  struct Inbox {
+    enum Kind { kEvents, kHubbleOnly, kEnded } kind = kEvents;
+    std::string address;
+    std::vector<Response> events;
+    std::optional<absl::Time> watermark;
+    std::string error;  // kEnded: why, if it failed
+  };
+
   struct PeerCall {
     Peer peer;
-    grpc::ClientContext ctx;
+    std::mutex mu;  // guards ctx (replaced when falling back to Hubble's API) and cancelled
+    std::unique_ptr<grpc::ClientContext> ctx;
+    bool cancelled = false;
     std::thread reader;
     std::atomic<int64_t> last_heard_ns{absl::GetCurrentTimeNanos()};
     std::atomic<bool> done{false};
     bool timed_out = false;  // cancelled by us for silence (producer thread only)
+
+    // A fresh context for the next call, or null when the call was cancelled.
+    grpc::ClientContext* NewContext() {
+      std::lock_guard<std::mutex> lock(mu);
+      if (cancelled) return nullptr;
+      ctx = std::make_unique<grpc::ClientContext>();
+      return ctx.get();
+    }
+    void Cancel() {
+      std::lock_guard<std::mutex> lock(mu);
+      cancelled = true;
+      if (ctx) ctx->TryCancel();
+    }
   };
 
   void CancelPeers() {
     std::lock_guard<std::mutex> lock(calls_mu_);
-    for (auto& c : calls_) c->ctx.TryCancel();
+    for (auto& c : calls_) c->Cancel();
+  }
+
+  void Deliver(Inbox item) {
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    inbox_.push_back(std::move(item));
+    inbox_cv_.notify_all();
+  }
+
+  // Reads one peer's answer: flowscope's batches if it has them, else Hubble's GetFlows.
+  // Runs on its own thread; ends with a kEnded item.
+  void ReadPeer(PeerCall* c) {
+    const std::string& address = c->peer.address;
+    grpc::Status status;
+    bool hubble_only = false;
+    if (grpc::ClientContext* ctx = c->NewContext()) {
+      auto stub = ::flowscope::v1::FlowStream::NewStub(c->peer.channel);
+      auto reader = stub->GetFlowBatches(ctx, req_);
+      Batch b;
+      bool any = false;
+      while (reader->Read(&b)) {
+        any = true;
+        c->last_heard_ns = absl::GetCurrentTimeNanos();
+        Inbox item{Inbox::kEvents, address, {}, ResponseTimeOf(b.watermark()), ""};
+        item.events.reserve(static_cast<size_t>(b.events_size()));
+        for (Response& r : *b.mutable_events()) item.events.push_back(std::move(r));
+        Deliver(std::move(item));
+      }
+      status = reader->Finish();
+      hubble_only = !any && status.error_code() == grpc::StatusCode::UNIMPLEMENTED;
+    }
+    if (hubble_only) {
+      Deliver({Inbox::kHubbleOnly, address, {}, std::nullopt, ""});
+      status = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+      if (grpc::ClientContext* ctx = c->NewContext()) {
+        auto stub = ::observer::Observer::NewStub(c->peer.channel);
+        auto reader = stub->GetFlows(ctx, req_);
+        Response r;
+        while (reader->Read(&r)) {
+          c->last_heard_ns = absl::GetCurrentTimeNanos();
+          Inbox item{Inbox::kEvents, address, {}, std::nullopt, ""};
+          item.events.push_back(std::move(r));
+          Deliver(std::move(item));
+        }
+        status = reader->Finish();
+      }
+    }
+    Inbox end{Inbox::kEnded, address, {}, std::nullopt, ""};
+    if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+      end.error = DescribeGrpcError(status);
+      if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+        service_->pool().ReportOffline(address);
+      }
+    }
+    c->done = true;
+    Deliver(std::move(end));
+  }
+
+  static absl::Time ResponseTimeOf(const google::protobuf::Timestamp& ts) {
+    return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+  }
+
+  void StartReading(const Peer& peer) {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    auto call = std::make_unique<PeerCall>();
+    call->peer = peer;
+    PeerCall* c = call.get();
+    call->reader = std::thread([this, c] { ReadPeer(c); });
+    calls_.push_back(std::move(call));
+  }
+
+  void JoinReaders() {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    for (auto& c : calls_) {
+      if (c->reader.joinable()) c->reader.join();
+    }
+  }
+
+  std::deque<Inbox> TakeInbox(absl::Duration wait) {
+    std::deque<Inbox> items;
+    std::unique_lock<std::mutex> lock(inbox_mu_);
+    inbox_cv_.wait_for(lock, absl::ToChronoMicroseconds(wait), [this] { return !inbox_.empty(); });
+    items.swap(inbox_);
+    return items;
   }
 
   void SendStates(const std::vector<Peer>& peers) {
     std::vector<std::string> up, down;
     for (const Peer& p : peers) (p.available ? up : down).push_back(p.name);
     const std::string& me = service_->options().name;
-    if (!up.empty()) Enqueue(NodeStatus(::relay::NODE_CONNECTED, up, "", me));
-    if (!down.empty()) Enqueue(NodeStatus(::relay::NODE_UNAVAILABLE, down, "", me));
+    if (!up.empty()) EmitStatus(NodeStatus(::relay::NODE_CONNECTED, up, "", me));
+    if (!down.empty()) EmitStatus(NodeStatus(::relay::NODE_UNAVAILABLE, down, "", me));
   }
 
   void Historical() {
     const std::vector<Peer> peers = service_->pool().Snapshot();
     SendStates(peers);
+    std::map<std::string, size_t> index;  // address → position in peers
+    for (size_t i = 0; i < peers.size(); ++i) {
+      if (!peers[i].available) continue;
+      index[peers[i].address] = i;
+      StartReading(peers[i]);
+    }
     std::vector<std::vector<Response>> results(peers.size());
     std::vector<std::string> errors(peers.size());
-    {
+    size_t open = index.size();
+    const absl::Duration timeout = service_->options().peer_timeout;
+    while (open > 0 && !Cancelled()) {
+      for (Inbox& item : TakeInbox(absl::Milliseconds(50))) {
+        const size_t i = index[item.address];
+        if (item.kind == Inbox::kEvents) {
+          for (Response& r : item.events) results[i].push_back(std::move(r));
+        } else if (item.kind == Inbox::kEnded) {
+          --open;
+          if (errors[i].empty()) errors[i] = item.error;
+        }
+      }
+      // A peer that stays silent for the timeout is left out, so one hung node never stalls
+      // the cluster's answer for longer.
+      const int64_t now = absl::GetCurrentTimeNanos();
       std::lock_guard<std::mutex> lock(calls_mu_);
-      for (size_t i = 0; i < peers.size(); ++i) {
-        if (!peers[i].available) continue;
-        auto call = std::make_unique<PeerCall>();
-        call->peer = peers[i];
-        PeerCall* c = call.get();
-        call->reader = std::thread([this, c, i, &results, &errors] {
-          auto stub = ::observer::Observer::NewStub(c->peer.channel);
-          auto reader = stub->GetFlows(&c->ctx, req_);
-          Response r;
-          while (reader->Read(&r)) {
-            c->last_heard_ns = absl::GetCurrentTimeNanos();
-            results[i].push_back(r);
-          }
-          const grpc::Status s = reader->Finish();
-          if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
-            errors[i] = DescribeGrpcError(s);
-            if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
-              service_->pool().ReportOffline(c->peer.address);
-            }
-          }
-          std::lock_guard<std::mutex> lock(inbox_mu_);
-          c->done = true;
-          inbox_cv_.notify_all();
-        });
-        calls_.push_back(std::move(call));
+      for (auto& c : calls_) {
+        if (c->done || c->timed_out) continue;
+        if (now - c->last_heard_ns.load() <= absl::ToInt64Nanoseconds(timeout)) continue;
+        c->timed_out = true;
+        c->Cancel();
+        const size_t i = index[c->peer.address];
+        errors[i] =
+            absl::StrCat("no answer for ", FormatGoDuration(timeout), "; its flows are left out");
+        results[i].clear();  // a partial history would misplace the global last/first N
+        FLOWSCOPE_LOG_WARN("{} ({}) sent nothing for {}; answering without it", c->peer.name,
+                           c->peer.address, FormatGoDuration(timeout));
       }
     }
-    WaitOrTimeOut();
-    for (auto& c : calls_) c->reader.join();
+    CancelPeers();
+    JoinReaders();
     if (Cancelled()) {
       Close(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
       return;
     }
-    for (const auto& c : calls_) {
-      if (!c->timed_out) continue;
-      for (size_t i = 0; i < peers.size(); ++i) {
-        if (peers[i].address != c->peer.address) continue;
-        errors[i] =
-            absl::StrCat("no answer for ", FormatGoDuration(service_->options().peer_timeout),
-                         "; its flows are left out");
-        results[i].clear();  // a partial history would misplace the global last/first N
-      }
+    for (auto& c : calls_) {
+      if (c->timed_out) results[index[c->peer.address]].clear();  // whatever came after
     }
     for (size_t i = 0; i < peers.size(); ++i) {
-      if (!errors[i].empty()) {
-        Enqueue(
-            NodeStatus(::relay::NODE_ERROR, {peers[i].name}, errors[i], service_->options().name));
-      }
+      if (errors[i].empty()) continue;
+      EmitStatus(
+          NodeStatus(::relay::NODE_ERROR, {peers[i].name}, errors[i], service_->options().name));
     }
     HistoricalMerge merge(req_.number(), req_.first());
     for (auto& r : results) merge.AddStream(std::move(r));
-    for (Response& r : merge.Take()) Enqueue(std::move(r));
+    std::vector<Response> merged = merge.Take();
+    const absl::Time last = merged.empty() ? absl::UnixEpoch() : ResponseTime(merged.back());
+    Emit(std::move(merged), last, absl::Now());
     Close(grpc::Status::OK);
   }
 
-  // Waits for every history call to end, cancelling any that stays silent for peer_timeout.
-  void WaitOrTimeOut() {
-    const int64_t timeout_ns = absl::ToInt64Nanoseconds(service_->options().peer_timeout);
-    std::unique_lock<std::mutex> lock(inbox_mu_);
-    while (true) {
-      bool all_done = true;
-      const int64_t now = absl::GetCurrentTimeNanos();
-      for (auto& c : calls_) {
-        if (c->done || c->timed_out) continue;
-        if (now - c->last_heard_ns.load() > timeout_ns) {
-          c->timed_out = true;
-          c->ctx.TryCancel();
-          FLOWSCOPE_LOG_WARN("{} ({}) sent nothing for {}; answering without it", c->peer.name,
-                             c->peer.address, FormatGoDuration(service_->options().peer_timeout));
-          continue;
-        }
-        all_done = false;
-      }
-      if (all_done) return;
-      inbox_cv_.wait_for(lock, std::chrono::milliseconds(50));
-    }
-  }
-
   void Follow() {
+    const RelayOptions& options = service_->options();
+    const std::string& me = options.name;
     SendStates(service_->pool().Snapshot());
-    std::set<std::string> streaming;  // peer addresses with a stream open
-    const size_t peers_hint = std::max<size_t>(1, service_->pool().Snapshot().size());
-    size_t len = service_->options().sort_buffer_len;
-    if (req_.number() > 0 && req_.number() * peers_hint < len) len = req_.number() * peers_hint;
-    SortBufferMerge merge(std::max<size_t>(len, 1), service_->options().sort_buffer_drain);
+    WatermarkMerge merge(options.peer_timeout, kMaxBuffered);
+    std::map<std::string, std::string> streaming;  // address → node name, streams open
+    std::set<std::string> stalled;                 // reported as stalled
+    bool hubble_peers = false;
+    bool first_round = true;
     absl::Time next_peer_check = absl::InfinitePast();
     while (!Cancelled()) {
-      if (absl::Now() >= next_peer_check) {
-        next_peer_check = absl::Now() + service_->options().peer_update_interval;
+      absl::Time now = absl::Now();
+      if (now >= next_peer_check) {
+        next_peer_check = now + options.peer_update_interval;
         for (const Peer& p : service_->pool().Snapshot()) {
           if (!p.available || streaming.count(p.address)) continue;
-          streaming.insert(p.address);
-          StartFollowing(p);
+          streaming[p.address] = p.name;
+          merge.AddPeer(p.address, now);
+          // Peers there at the start were announced with the others.
+          if (!first_round) EmitStatus(NodeStatus(::relay::NODE_CONNECTED, {p.name}, "", me));
+          StartReading(p);
         }
+        first_round = false;
       }
-      std::deque<Inbox> items;
-      {
-        std::unique_lock<std::mutex> lock(inbox_mu_);
-        inbox_cv_.wait_for(lock, std::chrono::milliseconds(100),
-                           [this] { return !inbox_.empty(); });
-        items.swap(inbox_);
-      }
-      const absl::Time now = absl::Now();
+      std::deque<Inbox> items = TakeInbox(absl::Milliseconds(10));
+      now = absl::Now();
       for (Inbox& item : items) {
-        if (item.ended) {
-          streaming.erase(item.address);  // it may be picked up again when it is back
-          if (!item.error.empty()) {
-            Enqueue(
-                NodeStatus(::relay::NODE_ERROR, {item.name}, item.error, service_->options().name));
+        switch (item.kind) {
+          case Inbox::kEvents:
+            for (Response& r : item.events) merge.Push(item.address, std::move(r), now);
+            if (item.watermark) merge.Watermark(item.address, *item.watermark, now);
+            break;
+          case Inbox::kHubbleOnly:
+            merge.AssumeLag(item.address, options.sort_buffer_drain);
+            if (!hubble_peers) merge.set_max_buffered(std::max<size_t>(options.sort_buffer_len, 1));
+            hubble_peers = true;
+            break;
+          case Inbox::kEnded: {
+            merge.RemovePeer(item.address);
+            stalled.erase(item.address);
+            const std::string name = streaming[item.address];
+            streaming.erase(item.address);  // picked up again when it is back
+            if (!item.error.empty()) {
+              EmitStatus(NodeStatus(::relay::NODE_ERROR, {name}, item.error, me));
+            }
+            break;
           }
-          continue;
         }
-        for (Response& r : merge.Push(std::move(item.response), now)) Enqueue(std::move(r));
       }
-      for (Response& r : merge.Drain(now)) Enqueue(std::move(r));
+      ReportStalls(merge.Stalled(now), streaming, &stalled);
+      std::vector<Response> out = merge.Release(now);
+      // No live peer holds anything back: promise only what cannot be waited for any more.
+      Emit(std::move(out), merge.low_watermark().value_or(now - options.peer_timeout), now);
     }
     CancelPeers();
-    {
-      std::lock_guard<std::mutex> lock(calls_mu_);
-      for (auto& c : calls_) {
-        if (c->reader.joinable()) c->reader.join();
-      }
-    }
+    JoinReaders();
     // The reactor must finish even when the client went away.
     Close(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
   }
 
-  struct Inbox {
-    std::string address;
-    std::string name;
-    bool ended = false;
-    std::string error;
-    Response response;
-  };
-
-  void StartFollowing(const Peer& peer) {
-    std::lock_guard<std::mutex> lock(calls_mu_);
-    auto call = std::make_unique<PeerCall>();
-    call->peer = peer;
-    PeerCall* c = call.get();
-    call->reader = std::thread([this, c] {
-      auto stub = ::observer::Observer::NewStub(c->peer.channel);
-      auto reader = stub->GetFlows(&c->ctx, req_);
-      Response r;
-      while (reader->Read(&r)) {
-        std::lock_guard<std::mutex> lock(inbox_mu_);
-        inbox_.push_back({c->peer.address, c->peer.name, false, "", std::move(r)});
-        inbox_cv_.notify_one();
+  // A peer silent for the timeout no longer holds the stream back: said once, and said again
+  // when it is back.
+  void ReportStalls(const std::vector<std::string>& now_stalled,
+                    const std::map<std::string, std::string>& names, std::set<std::string>* seen) {
+    const RelayOptions& options = service_->options();
+    const std::set<std::string> current(now_stalled.begin(), now_stalled.end());
+    for (const std::string& address : current) {
+      if (!seen->insert(address).second) continue;
+      const std::string& name = names.at(address);
+      FLOWSCOPE_LOG_WARN("{} ({}) sent nothing for {}; following without it", name, address,
+                         FormatGoDuration(options.peer_timeout));
+      EmitStatus(NodeStatus(::relay::NODE_ERROR, {name},
+                            absl::StrCat("no data for ", FormatGoDuration(options.peer_timeout),
+                                         "; the stream goes on without it until it answers"),
+                            options.name));
+    }
+    for (auto it = seen->begin(); it != seen->end();) {
+      if (current.count(*it)) {
+        ++it;
+        continue;
       }
-      const grpc::Status s = reader->Finish();
-      Inbox end{c->peer.address, c->peer.name, true, "", {}};
-      if (!s.ok() && s.error_code() != grpc::StatusCode::CANCELLED) {
-        end.error = DescribeGrpcError(s);
-        service_->pool().ReportOffline(c->peer.address);
-      }
-      std::lock_guard<std::mutex> lock(inbox_mu_);
-      inbox_.push_back(std::move(end));
-      inbox_cv_.notify_one();
-    });
-    calls_.push_back(std::move(call));
+      EmitStatus(NodeStatus(::relay::NODE_CONNECTED, {names.at(*it)}, "", options.name));
+      it = seen->erase(it);
+    }
   }
+
+  static constexpr int kMaxBatchEvents = 1024;
+  static constexpr absl::Duration kHeartbeat = absl::Milliseconds(25);
+  // Responses a follow merge may hold while waiting for promises (bounded memory).
+  static constexpr size_t kMaxBuffered = 1 << 18;
 
   RelayService* service_;
   const ::observer::GetFlowsRequest req_;
   std::thread producer_;
 
+  // Batched output (producer thread).
+  Batch pending_;
+  absl::Time watermark_ = absl::UnixEpoch();
+  absl::Time last_batch_ = absl::InfinitePast();
+
   std::mutex mu_;  // writing state
-  std::deque<Response> queue_;
-  Response current_;
+  std::deque<Out> queue_;
+  Out current_;
   bool writing_ = false;
   bool closed_ = false;
   bool finished_ = false;
@@ -347,15 +492,25 @@ class RelayFlowStream final : public grpc::ServerWriteReactor<Response> {
 };
 
 RelayService::RelayService(PeerPool& pool, RelayOptions options)
-    : pool_(pool), options_(std::move(options)) {}
+    : pool_(pool), options_(std::move(options)), batch_service_(this) {}
 
-grpc::ServerWriteReactor<Response>* RelayService::GetFlows(grpc::CallbackServerContext* ctx,
-                                                           const ::observer::GetFlowsRequest* req) {
-  if (req->first() && req->follow()) {
-    return new FinishNow<Response>(
+template <typename Out>
+grpc::ServerWriteReactor<Out>* RelayService::OpenStream(const ::observer::GetFlowsRequest& req) {
+  if (req.first() && req.follow()) {
+    return new FinishNow<Out>(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "first cannot be specified with follow"));
   }
-  return new RelayFlowStream(this, *req);
+  return new RelayStream<Out>(this, req);
+}
+
+grpc::ServerWriteReactor<Response>* RelayService::GetFlows(grpc::CallbackServerContext*,
+                                                           const ::observer::GetFlowsRequest* req) {
+  return OpenStream<Response>(*req);
+}
+
+grpc::ServerWriteReactor<Batch>* RelayBatchService::GetFlowBatches(
+    grpc::CallbackServerContext*, const ::observer::GetFlowsRequest* req) {
+  return relay_->OpenStream<Batch>(*req);
 }
 
 grpc::ServerWriteReactor<::observer::GetAgentEventsResponse>* RelayService::GetAgentEvents(

@@ -1,10 +1,11 @@
 // RelayService: observer.Observer for a whole cluster. GetFlows is forwarded to every available
 // peer and the answers are merged in time order: historical queries exactly (a k-way merge,
 // with `number` meaning the newest — or with `first` the oldest — N across the cluster), follow
-// queries through a sort buffer. Node states go in-stream as Hubble's relay sends them
-// (NODE_CONNECTED and NODE_UNAVAILABLE first, NODE_ERROR when a peer's stream fails), and a
-// failing peer never ends the client's stream. ServerStatus, GetNodes and GetNamespaces
-// aggregate over the peers. Methods are called by gRPC.
+// queries strictly ordered by the peers' watermarks (flowscope peers, read in batches through
+// flowscope.v1.FlowStream) or through a sort buffer (peers that only speak Hubble's API). Node
+// states go in-stream as Hubble's relay sends them (NODE_CONNECTED and NODE_UNAVAILABLE first,
+// NODE_ERROR when a peer's stream fails), and a failing peer never ends the client's stream.
+// ServerStatus, GetNodes and GetNamespaces aggregate over the peers. Methods are called by gRPC.
 #ifndef FLOWSCOPE_RELAY_RELAY_SERVICE_H_
 #define FLOWSCOPE_RELAY_RELAY_SERVICE_H_
 
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "flowscope/v1/flowscope.grpc.pb.h"
 #include "observer/observer.grpc.pb.h"
 #include "relay/peer_pool.h"
 
@@ -25,9 +27,24 @@ struct RelayOptions {
   size_t sort_buffer_len = 100;
   absl::Duration sort_buffer_drain = absl::Seconds(1);
   absl::Duration peer_update_interval = absl::Seconds(2);  // follow: pick up new peers
-  // History: a peer that sends nothing for this long is cancelled and reported as NODE_ERROR,
-  // so a hung node never stalls the cluster's answer for longer.
+  // A peer that sends nothing for this long is reported as NODE_ERROR and no longer waited
+  // for — history: cancelled and left out; follow: dropped from the watermark until it answers
+  // again — so a hung node never stalls the cluster's stream for longer.
   absl::Duration peer_timeout = absl::Seconds(2);
+};
+
+class RelayService;
+
+// flowscope.v1.FlowStream through the relay: the merged stream in batches with the merged
+// watermark, so that a relay can be the peer of another relay.
+class RelayBatchService final : public ::flowscope::v1::FlowStream::CallbackService {
+ public:
+  explicit RelayBatchService(RelayService* relay) : relay_(relay) {}
+  grpc::ServerWriteReactor<::flowscope::v1::FlowBatch>* GetFlowBatches(
+      grpc::CallbackServerContext* ctx, const ::observer::GetFlowsRequest* req) override;
+
+ private:
+  RelayService* relay_;
 };
 
 class RelayService final : public ::observer::Observer::CallbackService {
@@ -50,13 +67,21 @@ class RelayService final : public ::observer::Observer::CallbackService {
                                           const ::observer::GetNamespacesRequest* req,
                                           ::observer::GetNamespacesResponse* resp) override;
 
+  // flowscope.v1.FlowStream, to register next to this service.
+  grpc::Service* batch_service() { return &batch_service_; }
+
   PeerPool& pool() { return pool_; }
   const RelayOptions& options() const { return options_; }
   std::atomic<int>& active_streams() { return active_streams_; }
 
  private:
+  friend class RelayBatchService;
+  template <typename Out>
+  grpc::ServerWriteReactor<Out>* OpenStream(const ::observer::GetFlowsRequest& req);
+
   PeerPool& pool_;
   const RelayOptions options_;
+  RelayBatchService batch_service_;
   const absl::Time start_ = absl::Now();
   std::atomic<int> active_streams_{0};
 };

@@ -1,6 +1,6 @@
 // The Observer service through a real gRPC client on a unix socket: GetFlows (last N, filters,
-// follow, cancellation), ServerStatus, GetNodes, GetNamespaces, health, and the errors for bad
-// requests.
+// follow, cancellation), ServerStatus, GetNodes, GetNamespaces, health, the errors for bad
+// requests, and flowscope's batched, watermarked FlowStream.
 #include "observer/observer_service.h"
 
 #include <arpa/inet.h>
@@ -46,12 +46,16 @@ class ObserverServiceTest : public ::testing::Test {
     std::filesystem::create_directories(dir_);
     socket_ = (dir_ / "observer.sock").string();
     service_ = std::make_unique<ObserverService>(*ring_, *table_, *builder_,
-                                                 ObserverOptions{"node-1", "unix://" + socket_});
-    auto server = GrpcServer::Start({service_.get()}, {socket_, ""});
+                                                 ObserverOptions{.node_name = "node-1",
+                                                                 .address = "unix://" + socket_,
+                                                                 .watermark = &watermark_,
+                                                                 .max_batch_events = 256});
+    auto server = GrpcServer::Start({service_.get(), service_->batch_service()}, {socket_, ""});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(server).value();
     channel_ = grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials());
     stub_ = ::observer::Observer::NewStub(channel_);
+    batch_stub_ = ::flowscope::v1::FlowStream::NewStub(channel_);
   }
 
   void TearDown() override {
@@ -90,6 +94,8 @@ class ObserverServiceTest : public ::testing::Test {
   std::unique_ptr<GrpcServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<::observer::Observer::Stub> stub_;
+  std::unique_ptr<::flowscope::v1::FlowStream::Stub> batch_stub_;
+  IngestWatermark watermark_;
   std::filesystem::path dir_;
   std::string socket_;
   uint64_t seq_ = 0;
@@ -263,6 +269,125 @@ TEST_F(ObserverServiceTest, SlowClientIsLappedAndToldHowMuchItLost) {
   EXPECT_GT(lost, 0u);
   ctx.TryCancel();
   while (reader->Read(&resp)) {
+  }
+  reader->Finish();
+}
+
+int64_t Nanos(const google::protobuf::Timestamp& t) {
+  return t.seconds() * 1'000'000'000 + t.nanos();
+}
+
+TEST_F(ObserverServiceTest, BatchesCarryHistoryInOrderAndEnd) {
+  Write(1000);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  ::observer::GetFlowsRequest req;
+  req.set_number(800);
+  auto reader = batch_stub_->GetFlowBatches(&ctx, req);
+  ::flowscope::v1::FlowBatch batch;
+  std::vector<uint32_t> ports;
+  int batches = 0;
+  int64_t promised = 0;
+  while (reader->Read(&batch)) {
+    ++batches;
+    EXPECT_LE(batch.events_size(), 256);
+    for (const auto& e : batch.events()) {
+      ASSERT_TRUE(e.has_flow());
+      EXPECT_GE(Nanos(e.time()), promised) << "older than a watermark already sent";
+      ports.push_back(e.flow().l4().udp().source_port());
+    }
+    EXPECT_GE(Nanos(batch.watermark()), promised) << "watermarks never go back";
+    promised = Nanos(batch.watermark());
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  ASSERT_EQ(ports.size(), 800u) << "the same flows GetFlows gives, the newest 800";
+  for (size_t i = 0; i < ports.size(); ++i) ASSERT_EQ(ports[i], 200 + i);
+  EXPECT_EQ(batches, 4) << "many flows per message, at most max_batch_events (256 here)";
+
+  grpc::ClientContext bad;
+  ::observer::GetFlowsRequest invalid;
+  invalid.add_whitelist()->add_source_ip("not-an-ip");
+  auto failing = batch_stub_->GetFlowBatches(&bad, invalid);
+  EXPECT_FALSE(failing->Read(&batch));
+  const grpc::Status status = failing->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("not-an-ip"));
+}
+
+TEST_F(ObserverServiceTest, IdleFollowBatchesCarryTheDrainWatermark) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  ::observer::GetFlowsRequest req;
+  req.set_follow(true);
+  auto reader = batch_stub_->GetFlowBatches(&ctx, req);
+  // The drain promises a time while the ring stays empty: it reaches the client in empty
+  // batches (heartbeats), without any flow being written.
+  const int64_t promise = absl::ToUnixNanos(absl::Now());
+  watermark_.Advance(static_cast<uint64_t>(promise));
+  ::flowscope::v1::FlowBatch batch;
+  int empty = 0;
+  while (reader->Read(&batch)) {
+    ASSERT_EQ(batch.events_size(), 0);
+    ++empty;
+    if (Nanos(batch.watermark()) == promise) break;
+  }
+  EXPECT_EQ(Nanos(batch.watermark()), promise);
+  // And they keep coming while nothing happens.
+  ASSERT_TRUE(reader->Read(&batch));
+  EXPECT_EQ(batch.events_size(), 0);
+  EXPECT_EQ(Nanos(batch.watermark()), promise);
+  ctx.TryCancel();
+  while (reader->Read(&batch)) {
+  }
+  reader->Finish();
+}
+
+TEST_F(ObserverServiceTest, FollowBatchesKeepTheirPromiseUnderConcurrentWrites) {
+  // A writer that behaves as the drain thread does: record times never below the last one or
+  // its last promise (events a little late are raised), promise advanced after each publish.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  ::observer::GetFlowsRequest req;
+  req.set_follow(true);
+  auto reader = batch_stub_->GetFlowBatches(&ctx, req);
+  ::flowscope::v1::FlowBatch batch;
+  ASSERT_TRUE(reader->Read(&batch)) << "a follow stream says where it stands at once";
+  EXPECT_EQ(batch.events_size(), 0);
+  constexpr int kRecords = 20000;
+  std::thread writer([&] {
+    EndpointTable::Resolver res(*table_);
+    uint64_t floor = 0;
+    for (int i = 0; i < kRecords;) {
+      const uint64_t started = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+      for (int k = 0; k < 37 && i < kRecords; ++k, ++i) {
+        // Stamped up to 2 ms before the pass started, as late kernel events are.
+        const uint64_t stamped = started - static_cast<uint64_t>((i * 7919) % 2'000'000);
+        floor = std::max(floor, stamped);  // the parser keeps the ring in time order
+        ring_->Write(
+            testing::DnsQueryRecord(floor, "10.0.1.5", "10.0.3.2", static_cast<uint16_t>(i), res));
+      }
+      ring_->Publish();
+      floor = std::max(floor, started - 1'000'000);
+      watermark_.Advance(floor);
+      if (i % 370 == 0) absl::SleepFor(absl::Microseconds(200));
+    }
+  });
+  int64_t promised = 0;
+  int got = 0;
+  uint64_t lost = 0;
+  while (got + static_cast<int>(lost) < kRecords && reader->Read(&batch)) {
+    for (const auto& e : batch.events()) {
+      EXPECT_GE(Nanos(e.time()), promised) << "event " << got << " is older than a promise";
+      if (e.has_flow()) ++got;
+      if (e.has_lost_events()) lost += e.lost_events().num_events_lost();
+    }
+    ASSERT_GE(Nanos(batch.watermark()), promised);
+    promised = Nanos(batch.watermark());
+  }
+  writer.join();
+  EXPECT_EQ(got + static_cast<int>(lost), kRecords) << got << " flows, " << lost << " lost";
+  ctx.TryCancel();
+  while (reader->Read(&batch)) {
   }
   reader->Finish();
 }

@@ -68,7 +68,7 @@ TEST(HistoricalMergeTest, LastNAndFirstNAreGlobal) {
 }
 
 TEST(WatermarkMergeTest, ReleasesUpToTheSmallestPromise) {
-  WatermarkMerge m(absl::Seconds(2));
+  WatermarkMerge m(absl::Seconds(2), 1000);
   m.AddPeer("a", kT0);
   m.AddPeer("b", kT0);
   m.Push("a", Flow("a", 10), kT0);
@@ -86,7 +86,7 @@ TEST(WatermarkMergeTest, ReleasesUpToTheSmallestPromise) {
 }
 
 TEST(WatermarkMergeTest, ASilentPeerStopsHoldingOthersBackAndRejoins) {
-  WatermarkMerge m(absl::Seconds(2));
+  WatermarkMerge m(absl::Seconds(2), 1000);
   m.AddPeer("a", kT0);
   m.AddPeer("hung", kT0);
   m.Push("a", Flow("a", 100), kT0);
@@ -107,16 +107,49 @@ TEST(WatermarkMergeTest, ASilentPeerStopsHoldingOthersBackAndRejoins) {
       << "a peer that leaves holds nothing back";
 }
 
-TEST(SortBufferMergeTest, FullBufferAndDrainTimeout) {
-  SortBufferMerge m(3, absl::Seconds(1));
-  EXPECT_TRUE(m.Push(Flow("a", 30), kT0).empty());
-  EXPECT_TRUE(m.Push(Flow("b", 10), kT0).empty());
-  EXPECT_TRUE(m.Push(Flow("a", 20), kT0).empty());
-  EXPECT_THAT(Labels(m.Push(Flow("b", 40), kT0)), ElementsAre("b@10")) << "full: oldest out";
-  EXPECT_TRUE(m.Drain(kT0 + absl::Milliseconds(500)).empty()) << "quiet for less than 1 s";
-  EXPECT_THAT(Labels(m.Drain(kT0 + absl::Milliseconds(1025))), ElementsAre("a@20"))
-      << "after 1 s of quiet, everything older than now - 1 s";
-  EXPECT_THAT(Labels(m.Flush()), ElementsAre("a@30", "b@40"));
+TEST(WatermarkMergeTest, HubblePeersAreASortBufferDrainedAfterTheirLag) {
+  WatermarkMerge m(absl::Seconds(2), 3);
+  m.AddPeer("flowscope", kT0);
+  m.AddPeer("hubble", kT0);
+  m.AssumeLag("hubble", absl::Seconds(1));
+  m.Watermark("flowscope", kT0 + absl::Seconds(5), kT0);
+  m.Push("hubble", Flow("hubble", 200), kT0);
+  m.Push("hubble", Flow("hubble", 900), kT0);
+  EXPECT_THAT(Labels(m.Release(kT0 + absl::Milliseconds(1500))), ElementsAre("hubble@200"))
+      << "older than now - 1 s";
+  ASSERT_TRUE(m.low_watermark().has_value());
+  EXPECT_EQ(*m.low_watermark(), kT0 + absl::Milliseconds(500));
+  const absl::Time much_later = kT0 + absl::Seconds(4);
+  EXPECT_THAT(m.Stalled(much_later), ElementsAre("flowscope"))
+      << "silent for 4 s; a Hubble peer never counts as stalled: it sends no heartbeats";
+  m.Watermark("flowscope", kT0 + absl::Seconds(5), much_later);
+  m.Push("flowscope", Flow("flowscope", 3000), much_later);
+  m.Push("flowscope", Flow("flowscope", 3100), much_later);
+  m.Push("flowscope", Flow("flowscope", 3200), much_later);
+  EXPECT_THAT(Labels(m.Release(kT0 + absl::Milliseconds(1600))), ElementsAre("hubble@900"))
+      << "the buffer holds at most 3: the oldest goes out when it is fuller";
+  EXPECT_EQ(m.buffered(), 3u);
+}
+
+TEST(WatermarkMergeTest, APromiseThatDoesNotMoveIsNoSignOfLife) {
+  WatermarkMerge m(absl::Seconds(2), 1000);
+  m.AddPeer("a", kT0);
+  m.AddPeer("stuck", kT0);
+  for (int ms = 0; ms <= 3000; ms += 25) {
+    const absl::Time now = kT0 + absl::Milliseconds(ms);
+    m.Watermark("stuck", kT0, now);  // heartbeats, always the same promise
+    m.Watermark("a", now, now);
+  }
+  EXPECT_THAT(m.Stalled(kT0 + absl::Seconds(3)), ElementsAre("stuck"));
+}
+
+TEST(WatermarkMergeTest, WithNoLivePeerEverythingGoes) {
+  WatermarkMerge m(absl::Seconds(2), 1000);
+  m.AddPeer("a", kT0);
+  m.Push("a", Flow("a", 10), kT0);
+  m.RemovePeer("a");
+  EXPECT_THAT(Labels(m.Release(kT0)), ElementsAre("a@10"));
+  EXPECT_FALSE(m.low_watermark().has_value());
 }
 
 }  // namespace

@@ -209,9 +209,25 @@ TEST_F(RelayE2eTest, AFollowQueryKeepsFlowingWhileANodeHangs) {
   } resume{hung};
   const uint16_t port = testing::TcpExchange(*net_, 8100);
   const std::string want = absl::StrCat("\"source_port\":", port);
-  const std::string out = wait_for(want);
+  std::string out = wait_for(want);
   EXPECT_THAT(out, HasSubstr(want)) << "node-1's flows must not wait for the hung node-2";
+  EXPECT_THAT(out, HasSubstr("Error \"no data for 1s; the stream goes on without it until it "
+                             "answers\" on 1 nodes: node-2"))
+      << "the relay says which node it stopped waiting for";
   EXPECT_TRUE((*follow)->Running()) << out;
+
+  // node-2 wakes up: its flows are part of the stream again.
+  kill(hung, SIGCONT);
+  const size_t before = out.size();
+  bool back = false;
+  for (int attempt = 0; attempt < 10 && !back; ++attempt) {
+    const std::string again = absl::StrCat(
+        "\"source_port\":", testing::TcpExchange(*net_, static_cast<uint16_t>(8110 + attempt)));
+    out = wait_for(again, absl::Seconds(3));
+    const std::string fresh = out.substr(before);
+    back = fresh.find(again) != std::string::npos && fresh.find(from_node2) != std::string::npos;
+  }
+  EXPECT_TRUE(back) << "node-2 rejoins the stream after it answers again:\n" << out;
   const absl::StatusOr<int> exit = (*follow)->Signal(SIGINT, absl::Seconds(5));
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_EQ(*exit, 0) << "Ctrl-C ends a follow query cleanly:\n" << log_text();

@@ -1,6 +1,9 @@
-// The relay against two in-process observers (and a dead address): merged history in strict
-// time order with global last/first N, node states in-stream, follow through the relay,
-// aggregated status, nodes and namespaces, and a peer dying mid-follow.
+// The relay against in-process observers (and a dead address): merged history in strict time
+// order with global last/first N, node states in-stream, follow through the relay strictly
+// ordered by watermarks (and through a sort buffer for a peer that only speaks Hubble's API),
+// a silent peer dropped from the watermark and back, peers joining a running follow, lost
+// events passed through, the relay as a peer of another relay, aggregated status, nodes and
+// namespaces, and a peer dying mid-follow.
 #include "relay/relay_service.h"
 
 #include <arpa/inet.h>
@@ -8,13 +11,17 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <functional>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/str_join.h"
 #include "api/grpc_server.h"
 #include "bpf/flow_event.h"
 #include "observer/observer_service.h"
+#include "relay/merge.h"
 #include "tests/testing/flow_records.h"
 
 namespace flowscope::relay {
@@ -22,8 +29,10 @@ namespace {
 
 using ::testing::ElementsAre;
 
-// One observer: its ring, table, service and server on a unix socket.
+// One observer: its ring, table, service and server on a unix socket; with flowscope's
+// FlowStream, or (hubble_only) with nothing but Hubble's API.
 struct Node {
+  observer::IngestWatermark watermark;
   std::unique_ptr<observer::Ring> ring = std::move(observer::Ring::Create(1023)).value();
   std::unique_ptr<observer::EndpointTable> table =
       std::make_unique<observer::EndpointTable>("default");
@@ -32,29 +41,54 @@ struct Node {
   std::unique_ptr<GrpcServer> server;
   std::string socket;
 
-  Node(const std::string& name, const std::string& dir, const std::string& ns) {
+  std::string ip;
+
+  Node(const std::string& name, const std::string& dir, const std::string& ns,
+       bool hubble_only = false)
+      : ip(name == "node-a" ? "10.0.1.5" : "10.0.2.5") {
     observer::EndpointInfo pod;
-    pod.ips = {name == "node-a" ? "10.0.1.5" : "10.0.2.5"};
+    pod.ips = {ip};
     pod.namespace_name = ns;
     pod.pod_name = "pod-" + name;
     table->Update({pod});
     builder = std::make_unique<observer::FlowBuilder>(*table, name, nullptr, 1);
-    service = std::make_unique<observer::ObserverService>(*ring, *table, *builder,
-                                                          observer::ObserverOptions{name, "x"});
+    service = std::make_unique<observer::ObserverService>(
+        *ring, *table, *builder,
+        observer::ObserverOptions{.node_name = name, .address = "x", .watermark = &watermark});
     socket = dir + "/" + name + ".sock";
-    server = std::move(GrpcServer::Start({service.get()}, {socket, ""})).value();
+    std::vector<grpc::Service*> services = {service.get()};
+    if (!hubble_only) services.push_back(service->batch_service());
+    server = std::move(GrpcServer::Start(services, {socket, ""})).value();
   }
-  // Writes flows at the given millisecond offsets (port = ms).
+  // Writes flows at the given millisecond offsets (port = ms) and, as the drain does, promises
+  // that nothing older follows.
   void Write(const std::vector<int>& ms, absl::Time base) {
     observer::EndpointTable::Resolver res(*table);
     for (int m : ms) {
-      ring->Write(testing::DnsQueryRecord(
-          static_cast<uint64_t>(absl::ToUnixNanos(base + absl::Milliseconds(m))),
-          builder->node_name() == "node-a" ? "10.0.1.5" : "10.0.2.5", "10.0.9.9",
-          static_cast<uint16_t>(m), res));
+      const uint64_t t = static_cast<uint64_t>(absl::ToUnixNanos(base + absl::Milliseconds(m)));
+      ring->Write(testing::DnsQueryRecord(std::max(t, watermark.Get()), ip.c_str(), "10.0.9.9",
+                                          static_cast<uint16_t>(m), res));
     }
     ring->Publish();
+    if (!ms.empty()) Promise(base + absl::Milliseconds(ms.back()));
   }
+  void Promise(absl::Time t) { watermark.Advance(static_cast<uint64_t>(absl::ToUnixNanos(t))); }
+  // Moves the promise with the wall clock, as the drain of an idle node does.
+  void StartClock() {
+    clock = std::thread([this] {
+      while (!clock_stop.load()) {
+        Promise(absl::Now() - absl::Milliseconds(1));
+        absl::SleepFor(absl::Milliseconds(5));
+      }
+    });
+  }
+  ~Node() {
+    clock_stop = true;
+    if (clock.joinable()) clock.join();
+  }
+
+  std::atomic<bool> clock_stop{false};
+  std::thread clock;
 };
 
 class RelayTest : public ::testing::Test {
@@ -64,7 +98,7 @@ class RelayTest : public ::testing::Test {
                .string();
     std::filesystem::create_directories(dir_);
     a_ = std::make_unique<Node>("node-a", dir_, "default");
-    b_ = std::make_unique<Node>("node-b", dir_, "kube-system");
+    b_ = std::make_unique<Node>("node-b", dir_, "kube-system", /*hubble_only=*/true);
     PoolOptions po;
     po.static_peers = {"unix://" + a_->socket, "unix://" + b_->socket,
                        "unix://" + dir_ + "/dead.sock"};
@@ -73,7 +107,9 @@ class RelayTest : public ::testing::Test {
     pool_ = std::make_unique<PeerPool>(po);
     pool_->Start();
     relay_ = std::make_unique<RelayService>(*pool_, RelayOptions{});
-    server_ = std::move(GrpcServer::Start({relay_.get()}, {dir_ + "/relay.sock", ""})).value();
+    server_ = std::move(GrpcServer::Start({relay_.get(), relay_->batch_service()},
+                                          {dir_ + "/relay.sock", ""}))
+                  .value();
     stub_ = ::observer::Observer::NewStub(
         grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials()));
     base_ = absl::Now() - absl::Minutes(1);
@@ -147,6 +183,7 @@ TEST_F(RelayTest, FollowMergesNewFlowsAndSurvivesAPeerDying) {
   grpc::ClientContext ctx;
   ::observer::GetFlowsRequest req;
   req.set_follow(true);
+  a_->StartClock();
   auto reader = stub_->GetFlows(&ctx, req);
   ::observer::GetFlowsResponse r;
   ASSERT_TRUE(reader->Read(&r));
@@ -154,13 +191,15 @@ TEST_F(RelayTest, FollowMergesNewFlowsAndSurvivesAPeerDying) {
   absl::SleepFor(absl::Milliseconds(300));  // the relay opens its peer streams
   const absl::Time now = absl::Now();
   a_->Write({0}, now);
-  b_->Write({1}, now);
+  b_->Write({1}, now);  // node-b speaks only Hubble's API: a sort buffer drained after 1 s
   std::vector<std::string> flows;
   bool saw_error = false;
   while (flows.size() < 3 && reader->Read(&r)) {
     if (r.has_flow()) flows.push_back(r.flow().node_name());
-    if (r.has_node_status() && r.node_status().state_change() == ::relay::NODE_ERROR)
+    if (r.has_node_status() && r.node_status().state_change() == ::relay::NODE_ERROR) {
+      EXPECT_THAT(r.node_status().node_names(), ElementsAre("node-b"));
       saw_error = true;
+    }
     if (flows.size() == 2 && !saw_error) {
       b_->server->Shutdown(absl::Milliseconds(10));  // node-b dies mid-stream
       a_->Write({5}, absl::Now());
@@ -199,6 +238,254 @@ TEST_F(RelayTest, StatusNodesAndNamespacesAggregate) {
   ASSERT_EQ(ns.namespaces_size(), 2);
   EXPECT_EQ(ns.namespaces(0).namespace_(), "default");
   EXPECT_EQ(ns.namespaces(1).namespace_(), "kube-system");
+}
+
+// A relay over flowscope peers: its pool, service and server.
+struct Relay {
+  std::unique_ptr<PeerPool> pool;
+  std::unique_ptr<RelayService> service;
+  std::unique_ptr<GrpcServer> server;
+  std::shared_ptr<grpc::Channel> channel;
+
+  Relay(std::vector<std::string> peers, const std::string& socket, RelayOptions options) {
+    PoolOptions po;
+    po.static_peers = std::move(peers);
+    po.dial_timeout = absl::Milliseconds(500);
+    po.refresh = absl::Milliseconds(100);
+    pool = std::make_unique<PeerPool>(po);
+    pool->Start();
+    service = std::make_unique<RelayService>(*pool, options);
+    server = std::move(GrpcServer::Start({service.get(), service->batch_service()}, {socket, ""}))
+                 .value();
+    channel = grpc::CreateChannel(server->target(), grpc::InsecureChannelCredentials());
+  }
+  ~Relay() {
+    server->Shutdown(absl::Milliseconds(100));
+    pool->Stop();
+  }
+};
+
+// Reads a follow stream on its own thread until told to stop.
+class Follower {
+ public:
+  explicit Follower(::observer::Observer::Stub* stub) {
+    ::observer::GetFlowsRequest req;
+    req.set_follow(true);
+    reader_ = stub->GetFlows(&ctx_, req);
+    thread_ = std::thread([this] {
+      ::observer::GetFlowsResponse r;
+      while (reader_->Read(&r)) {
+        std::lock_guard<std::mutex> lock(mu_);
+        got_.push_back(r);
+      }
+    });
+  }
+  ~Follower() {
+    ctx_.TryCancel();
+    thread_.join();
+    reader_->Finish();
+  }
+  // Waits (up to 20 s) until `done` holds for what has been received; returns a copy.
+  std::vector<::observer::GetFlowsResponse> WaitFor(
+      const std::function<bool(const std::vector<::observer::GetFlowsResponse>&)>& done) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < deadline) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (done(got_)) return got_;
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    return got_;
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReader<::observer::GetFlowsResponse>> reader_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::vector<::observer::GetFlowsResponse> got_;
+};
+
+size_t CountFlows(const std::vector<::observer::GetFlowsResponse>& rs) {
+  return static_cast<size_t>(
+      std::count_if(rs.begin(), rs.end(), [](const auto& r) { return r.has_flow(); }));
+}
+
+bool HasStatus(const std::vector<::observer::GetFlowsResponse>& rs, ::relay::NodeState state,
+               const std::string& node) {
+  for (const auto& r : rs) {
+    if (!r.has_node_status() || r.node_status().state_change() != state) continue;
+    for (const auto& n : r.node_status().node_names()) {
+      if (n == node) return true;
+    }
+  }
+  return false;
+}
+
+// Two flowscope nodes (batches and watermarks) behind a relay.
+class WatermarkRelayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (std::filesystem::temp_directory_path() / ("fs-wmrelay-" + std::to_string(getpid())))
+               .string();
+    std::filesystem::create_directories(dir_);
+    a_ = std::make_unique<Node>("node-a", dir_, "default");
+    c_ = std::make_unique<Node>("node-c", dir_, "kube-system");
+    options_.peer_timeout = absl::Milliseconds(500);
+    options_.peer_update_interval = absl::Milliseconds(100);
+  }
+  void TearDown() override {
+    relay_.reset();
+    a_.reset();
+    c_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void StartRelay(std::vector<std::string> peers) {
+    relay_ = std::make_unique<Relay>(std::move(peers), dir_ + "/relay.sock", options_);
+    stub_ = ::observer::Observer::NewStub(relay_->channel);
+  }
+
+  std::string dir_;
+  std::unique_ptr<Node> a_, c_;
+  RelayOptions options_;
+  std::unique_ptr<Relay> relay_;
+  std::unique_ptr<::observer::Observer::Stub> stub_;
+};
+
+TEST_F(WatermarkRelayTest, FollowIsStrictlyOrderedAndComplete) {
+  a_->StartClock();
+  c_->StartClock();
+  StartRelay({"unix://" + a_->socket, "unix://" + c_->socket});
+  Follower follower(stub_.get());
+  follower.WaitFor([](const auto& rs) { return !rs.empty(); });  // NODE_CONNECTED: streaming
+  absl::SleepFor(absl::Milliseconds(200));
+  // Both nodes write at once, as fast as they can: each node's records are in time order,
+  // their interleaving is arbitrary. (Less than a ring's worth: nothing is lapped.)
+  constexpr int kPerNode = 1000;
+  auto write = [](Node* n) {
+    for (int i = 0; i < kPerNode; i += 10) {
+      std::vector<int> ms(10, 0);
+      n->Write(ms, absl::Now());
+    }
+  };
+  std::thread wa(write, a_.get());
+  std::thread wc(write, c_.get());
+  wa.join();
+  wc.join();
+  const auto got = follower.WaitFor([](const auto& rs) { return CountFlows(rs) >= 2 * kPerNode; });
+  ASSERT_EQ(CountFlows(got), 2u * kPerNode) << "every flow of both nodes, none twice";
+  absl::Time last = absl::InfinitePast();
+  int from_a = 0;
+  for (const auto& r : got) {
+    if (!r.has_flow()) continue;
+    const absl::Time t = ResponseTime(r);
+    ASSERT_GE(t, last) << "out of order after " << from_a << " flows from node-a";
+    last = t;
+    from_a += r.flow().node_name() == "node-a";
+  }
+  EXPECT_EQ(from_a, kPerNode);
+}
+
+TEST_F(WatermarkRelayTest, ASilentNodeIsLeftOutAfterTheTimeoutAndRejoins) {
+  a_->StartClock();  // node-c's promise never moves: its drain is stuck, or it is hung
+  StartRelay({"unix://" + a_->socket, "unix://" + c_->socket});
+  Follower follower(stub_.get());
+  follower.WaitFor([](const auto& rs) { return !rs.empty(); });
+  absl::SleepFor(absl::Milliseconds(200));
+  a_->Write({0}, absl::Now());
+  auto got = follower.WaitFor([](const auto& rs) { return CountFlows(rs) >= 1; });
+  ASSERT_EQ(CountFlows(got), 1u) << "node-a's flow goes out once node-c is no longer waited for";
+  ASSERT_TRUE(HasStatus(got, ::relay::NODE_ERROR, "node-c"));
+  for (const auto& r : got) {
+    if (r.has_node_status() && r.node_status().state_change() == ::relay::NODE_ERROR) {
+      EXPECT_THAT(r.node_status().message(), ::testing::HasSubstr("no data for 500ms"));
+    }
+  }
+  // It comes back: announced, and its flows are merged again.
+  c_->StartClock();
+  c_->Write({7}, absl::Now());
+  got = follower.WaitFor([](const auto& rs) {
+    return HasStatus(rs, ::relay::NODE_CONNECTED, "node-c") && CountFlows(rs) >= 2;
+  });
+  EXPECT_TRUE(HasStatus(got, ::relay::NODE_CONNECTED, "node-c"));
+  ASSERT_EQ(CountFlows(got), 2u);
+  EXPECT_EQ(got.back().flow().node_name(), "node-c");
+}
+
+TEST_F(WatermarkRelayTest, NodesThatComeUpDuringAFollowAreAddedToIt) {
+  a_->StartClock();
+  const std::string later = "unix://" + dir_ + "/node-late.sock";
+  StartRelay({"unix://" + a_->socket, later});
+  Follower follower(stub_.get());
+  auto got = follower.WaitFor(
+      [&](const auto& rs) { return HasStatus(rs, ::relay::NODE_UNAVAILABLE, later); });
+  ASSERT_TRUE(HasStatus(got, ::relay::NODE_UNAVAILABLE, later)) << "not up yet";
+  Node late("node-late", dir_, "default");
+  late.StartClock();
+  got = follower.WaitFor(
+      [](const auto& rs) { return HasStatus(rs, ::relay::NODE_CONNECTED, "node-late"); });
+  ASSERT_TRUE(HasStatus(got, ::relay::NODE_CONNECTED, "node-late"));
+  late.Write({3}, absl::Now());
+  got = follower.WaitFor([](const auto& rs) { return CountFlows(rs) >= 1; });
+  ASSERT_EQ(CountFlows(got), 1u);
+  EXPECT_EQ(got.back().flow().node_name(), "node-late");
+}
+
+TEST_F(WatermarkRelayTest, LostEventsPassThroughWithTheirNode) {
+  a_->StartClock();
+  c_->StartClock();
+  StartRelay({"unix://" + a_->socket, "unix://" + c_->socket});
+  Follower follower(stub_.get());
+  follower.WaitFor([](const auto& rs) { return !rs.empty(); });
+  absl::SleepFor(absl::Milliseconds(200));
+  c_->service->lost_log().Add(flow::PERF_EVENT_RING_BUFFER, 7, absl::Now());
+  const auto got = follower.WaitFor([](const auto& rs) {
+    return std::any_of(rs.begin(), rs.end(), [](const auto& r) { return r.has_lost_events(); });
+  });
+  auto it = std::find_if(got.begin(), got.end(), [](const auto& r) { return r.has_lost_events(); });
+  ASSERT_NE(it, got.end());
+  EXPECT_EQ(it->node_name(), "node-c");
+  EXPECT_EQ(it->lost_events().source(), flow::PERF_EVENT_RING_BUFFER);
+  EXPECT_EQ(it->lost_events().num_events_lost(), 7u);
+}
+
+TEST_F(WatermarkRelayTest, ARelayCanBeThePeerOfAnotherRelay) {
+  StartRelay({"unix://" + a_->socket, "unix://" + c_->socket});
+  RelayOptions top_options = options_;
+  top_options.name = "top";
+  Relay top({relay_->server->target()}, dir_ + "/top.sock", top_options);
+  auto top_stub = ::observer::Observer::NewStub(top.channel);
+  const absl::Time base = absl::Now() - absl::Minutes(1);
+  a_->Write({10, 30}, base);
+  c_->Write({20}, base);
+  grpc::ClientContext ctx;
+  ::observer::GetFlowsRequest history;
+  history.set_number(2);
+  auto reader = top_stub->GetFlows(&ctx, history);
+  std::vector<std::string> flows;
+  ::observer::GetFlowsResponse r;
+  while (reader->Read(&r)) {
+    if (r.has_flow()) flows.push_back(r.flow().node_name());
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_THAT(flows, ElementsAre("node-c", "node-a")) << "the newest 2 of the whole cluster";
+
+  a_->StartClock();
+  c_->StartClock();
+  Follower follower(top_stub.get());
+  follower.WaitFor([](const auto& rs) { return !rs.empty(); });
+  absl::SleepFor(absl::Milliseconds(300));
+  c_->Write({0}, absl::Now());
+  a_->Write({1}, absl::Now());
+  const auto got = follower.WaitFor([](const auto& rs) { return CountFlows(rs) >= 2; });
+  ASSERT_EQ(CountFlows(got), 2u);
+  std::vector<std::string> order;
+  for (const auto& g : got) {
+    if (g.has_flow()) order.push_back(g.flow().node_name());
+  }
+  EXPECT_THAT(order, ElementsAre("node-c", "node-a")) << "in time order through both relays";
 }
 
 }  // namespace
