@@ -5,11 +5,13 @@
 #include <condition_variable>
 #include <deque>
 #include <future>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
 #include <thread>
 #include <type_traits>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "api/grpc_status.h"
@@ -117,8 +119,26 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
   }
 
   // --- writing (any thread) ---
+  // History waits for a slow client. Follow never does — the peers would have to buffer
+  // without bound — it drops what does not fit and says how much (LostNotice()).
   void Enqueue(Out r) {
     std::unique_lock<std::mutex> lock(mu_);
+    if (req_.follow()) {
+      if (queue_.size() >= kMaxQueued) {
+        if constexpr (kBatched) {
+          dropped_ += static_cast<uint64_t>(r.events_size());
+        } else {
+          ++dropped_;
+        }
+        return;
+      }
+    } else if (queue_.size() >= kMaxQueued) {
+      // Woken when the writes have taken it down to half: one wake-up per many messages.
+      producer_waiting_ = true;
+      queue_space_cv_.wait(
+          lock, [this] { return cancelled_ || finished_ || queue_.size() <= kMaxQueued / 2; });
+      producer_waiting_ = false;
+    }
     if (cancelled_ || finished_) return;
     queue_.push_back(std::move(r));
     if (writing_) return;
@@ -134,6 +154,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
     if (!ok) {
       cancelled_ = true;
       writing_ = false;
+      queue_space_cv_.notify_all();
       if (finished_) return;
       finished_ = true;
       lock.unlock();
@@ -143,7 +164,9 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
     if (!queue_.empty()) {
       current_ = std::move(queue_.front());
       queue_.pop_front();
+      const bool wake = producer_waiting_ && queue_.size() <= kMaxQueued / 2;
       lock.unlock();
+      if (wake) queue_space_cv_.notify_all();
       this->StartWrite(&current_);
       return;
     }
@@ -160,6 +183,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
       std::lock_guard<std::mutex> lock(mu_);
       cancelled_ = true;
     }
+    queue_space_cv_.notify_all();
     CancelPeers();
     inbox_cv_.notify_all();
   }
@@ -169,6 +193,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
       std::lock_guard<std::mutex> lock(mu_);
       cancelled_ = true;
     }
+    queue_space_cv_.notify_all();
     CancelPeers();
     inbox_cv_.notify_all();
     producer_.join();
@@ -194,13 +219,14 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
 
   struct PeerCall {
     Peer peer;
-    std::mutex mu;  // guards ctx (replaced when falling back to Hubble's API) and cancelled
+    std::mutex mu;  // guards ctx (replaced when falling back to Hubble's API)
     std::unique_ptr<grpc::ClientContext> ctx;
-    bool cancelled = false;
+    std::atomic<bool> cancelled{false};
     std::thread reader;
     std::atomic<int64_t> last_heard_ns{absl::GetCurrentTimeNanos()};
     std::atomic<bool> done{false};
-    bool timed_out = false;  // cancelled by us for silence (producer thread only)
+    std::atomic<bool> held_back{false};  // waiting for us, not for the peer
+    bool timed_out = false;              // cancelled by us for silence (producer thread only)
 
     // A fresh context for the next call, or null when the call was cancelled.
     grpc::ClientContext* NewContext() {
@@ -217,12 +243,24 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
   };
 
   void CancelPeers() {
-    std::lock_guard<std::mutex> lock(calls_mu_);
-    for (auto& c : calls_) c->Cancel();
+    {
+      std::lock_guard<std::mutex> lock(calls_mu_);
+      for (auto& c : calls_) c->Cancel();
+    }
+    std::lock_guard<std::mutex> lock(inbox_mu_);
+    inbox_space_cv_.notify_all();
   }
 
-  void Deliver(Inbox item) {
-    std::lock_guard<std::mutex> lock(inbox_mu_);
+  // History: a reader waits while the producer has plenty to merge (gRPC's flow control then
+  // holds the peer back), so memory stays bounded. Follow: never waits.
+  void Deliver(PeerCall* c, Inbox item) {
+    std::unique_lock<std::mutex> lock(inbox_mu_);
+    if (!req_.follow() && inbox_.size() >= kMaxInbox) {
+      c->held_back = true;
+      inbox_space_cv_.wait(lock, [&] { return inbox_.size() < kMaxInbox || c->cancelled.load(); });
+      c->last_heard_ns = absl::GetCurrentTimeNanos();
+      c->held_back = false;
+    }
     inbox_.push_back(std::move(item));
     inbox_cv_.notify_all();
   }
@@ -244,13 +282,13 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
         Inbox item{Inbox::kEvents, address, {}, ResponseTimeOf(b.watermark()), ""};
         item.events.reserve(static_cast<size_t>(b.events_size()));
         for (Response& r : *b.mutable_events()) item.events.push_back(std::move(r));
-        Deliver(std::move(item));
+        Deliver(c, std::move(item));
       }
       status = reader->Finish();
       hubble_only = !any && status.error_code() == grpc::StatusCode::UNIMPLEMENTED;
     }
     if (hubble_only) {
-      Deliver({Inbox::kHubbleOnly, address, {}, std::nullopt, ""});
+      Deliver(c, {Inbox::kHubbleOnly, address, {}, std::nullopt, ""});
       status = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
       if (grpc::ClientContext* ctx = c->NewContext()) {
         auto stub = ::observer::Observer::NewStub(c->peer.channel);
@@ -260,7 +298,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
           c->last_heard_ns = absl::GetCurrentTimeNanos();
           Inbox item{Inbox::kEvents, address, {}, std::nullopt, ""};
           item.events.push_back(std::move(r));
-          Deliver(std::move(item));
+          Deliver(c, std::move(item));
         }
         status = reader->Finish();
       }
@@ -273,7 +311,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
       }
     }
     c->done = true;
-    Deliver(std::move(end));
+    Deliver(c, std::move(end));
   }
 
   static absl::Time ResponseTimeOf(const google::protobuf::Timestamp& ts) {
@@ -301,6 +339,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
     std::unique_lock<std::mutex> lock(inbox_mu_);
     inbox_cv_.wait_for(lock, absl::ToChronoMicroseconds(wait), [this] { return !inbox_.empty(); });
     items.swap(inbox_);
+    inbox_space_cv_.notify_all();
     return items;
   }
 
@@ -312,44 +351,74 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
     if (!down.empty()) EmitStatus(NodeStatus(::relay::NODE_UNAVAILABLE, down, "", me));
   }
 
+  // History: the newest N across the cluster needs every node's answer before anything goes
+  // out (at most N per node); everything else — all flows, the oldest N, since/until — is
+  // merged as it streams in, with bounded memory.
   void Historical() {
     const std::vector<Peer> peers = service_->pool().Snapshot();
     SendStates(peers);
-    std::map<std::string, size_t> index;  // address → position in peers
-    for (size_t i = 0; i < peers.size(); ++i) {
-      if (!peers[i].available) continue;
-      index[peers[i].address] = i;
-      StartReading(peers[i]);
+    std::map<std::string, std::string> open;  // address → name, answers not complete yet
+    for (const Peer& p : peers) {
+      if (!p.available) continue;
+      open[p.address] = p.name;
+      StartReading(p);
     }
-    std::vector<std::vector<Response>> results(peers.size());
-    std::vector<std::string> errors(peers.size());
-    size_t open = index.size();
-    const absl::Duration timeout = service_->options().peer_timeout;
-    while (open > 0 && !Cancelled()) {
+    // With since, each node answers with its first N after it: the cluster's are the oldest N.
+    const bool oldest = req_.first() || req_.has_since();
+    const bool streamed = req_.number() == 0 || oldest;
+    WatermarkMerge merge(absl::InfiniteDuration(), std::numeric_limits<size_t>::max());
+    std::map<std::string, std::vector<Response>> collected;
+    for (const auto& [address, name] : open) merge.AddPeer(address, absl::Now());
+    uint64_t flows_out = 0;
+    const std::string& me = service_->options().name;
+    auto emit = [&](std::vector<Response> rs) {
+      if (oldest && req_.number() > 0) {
+        // The oldest N: stop at N flows.
+        size_t keep = 0;
+        while (keep < rs.size() && flows_out < req_.number()) flows_out += rs[keep++].has_flow();
+        rs.resize(keep);
+      }
+      const absl::Time last = rs.empty() ? absl::UnixEpoch() : ResponseTime(rs.back());
+      Emit(std::move(rs), last, absl::Now());
+    };
+    while (!open.empty() && !Cancelled()) {
       for (Inbox& item : TakeInbox(absl::Milliseconds(50))) {
-        const size_t i = index[item.address];
+        if (!open.count(item.address)) continue;  // timed out: left out
         if (item.kind == Inbox::kEvents) {
-          for (Response& r : item.events) results[i].push_back(std::move(r));
+          if (item.events.empty()) continue;
+          // Each node answers in time order: nothing older than its last event will follow.
+          const absl::Time last = ResponseTime(item.events.back());
+          for (Response& r : item.events) {
+            if (streamed) {
+              merge.Push(item.address, std::move(r), absl::Now());
+            } else {
+              collected[item.address].push_back(std::move(r));
+            }
+          }
+          if (streamed) merge.Watermark(item.address, last, absl::Now());
         } else if (item.kind == Inbox::kEnded) {
-          --open;
-          if (errors[i].empty()) errors[i] = item.error;
+          if (!item.error.empty()) {
+            EmitStatus(NodeStatus(::relay::NODE_ERROR, {open[item.address]}, item.error, me));
+          }
+          open.erase(item.address);
+          merge.RemovePeer(item.address);
         }
       }
-      // A peer that stays silent for the timeout is left out, so one hung node never stalls
-      // the cluster's answer for longer.
-      const int64_t now = absl::GetCurrentTimeNanos();
-      std::lock_guard<std::mutex> lock(calls_mu_);
-      for (auto& c : calls_) {
-        if (c->done || c->timed_out) continue;
-        if (now - c->last_heard_ns.load() <= absl::ToInt64Nanoseconds(timeout)) continue;
-        c->timed_out = true;
-        c->Cancel();
-        const size_t i = index[c->peer.address];
-        errors[i] =
-            absl::StrCat("no answer for ", FormatGoDuration(timeout), "; its flows are left out");
-        results[i].clear();  // a partial history would misplace the global last/first N
-        FLOWSCOPE_LOG_WARN("{} ({}) sent nothing for {}; answering without it", c->peer.name,
-                           c->peer.address, FormatGoDuration(timeout));
+      for (const std::string& address : CancelSilentPeers()) {
+        if (!open.count(address)) continue;
+        EmitStatus(NodeStatus(
+            ::relay::NODE_ERROR, {open[address]},
+            absl::StrCat(
+                "no answer for ", FormatGoDuration(service_->options().peer_timeout),
+                streamed ? "; the rest of its flows are left out" : "; its flows are left out"),
+            me));
+        open.erase(address);
+        merge.RemovePeer(address);
+        collected.erase(address);  // a partial history would misplace the global newest N
+      }
+      if (streamed) {
+        emit(merge.Release(absl::Now()));
+        if (oldest && req_.number() > 0 && flows_out >= req_.number()) break;
       }
     }
     CancelPeers();
@@ -358,20 +427,33 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
       Close(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
       return;
     }
-    for (auto& c : calls_) {
-      if (c->timed_out) results[index[c->peer.address]].clear();  // whatever came after
+    if (streamed) {
+      emit(merge.Release(absl::Now()));
+    } else {
+      HistoricalMerge newest(req_.number(), false);
+      for (auto& [address, rs] : collected) newest.AddStream(std::move(rs));
+      emit(newest.Take());
     }
-    for (size_t i = 0; i < peers.size(); ++i) {
-      if (errors[i].empty()) continue;
-      EmitStatus(
-          NodeStatus(::relay::NODE_ERROR, {peers[i].name}, errors[i], service_->options().name));
-    }
-    HistoricalMerge merge(req_.number(), req_.first());
-    for (auto& r : results) merge.AddStream(std::move(r));
-    std::vector<Response> merged = merge.Take();
-    const absl::Time last = merged.empty() ? absl::UnixEpoch() : ResponseTime(merged.back());
-    Emit(std::move(merged), last, absl::Now());
     Close(grpc::Status::OK);
+  }
+
+  // Cancels the calls that sent nothing for peer_timeout, so one hung node never stalls the
+  // cluster's answer for longer; returns their addresses.
+  std::vector<std::string> CancelSilentPeers() {
+    const absl::Duration timeout = service_->options().peer_timeout;
+    const int64_t now = absl::GetCurrentTimeNanos();
+    std::vector<std::string> silent;
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    for (auto& c : calls_) {
+      if (c->done || c->timed_out || c->held_back) continue;
+      if (now - c->last_heard_ns.load() <= absl::ToInt64Nanoseconds(timeout)) continue;
+      c->timed_out = true;
+      c->Cancel();
+      silent.push_back(c->peer.address);
+      FLOWSCOPE_LOG_WARN("{} ({}) sent nothing for {}; answering without it", c->peer.name,
+                         c->peer.address, FormatGoDuration(timeout));
+    }
+    return silent;
   }
 
   void Follow() {
@@ -424,6 +506,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
         }
       }
       ReportStalls(merge.Stalled(now), streaming, &stalled);
+      if (const uint64_t dropped = TakeDroppedIfRoom()) EmitStatus(DroppedNotice(dropped, me));
       std::vector<Response> out = merge.Release(now);
       // No live peer holds anything back: promise only what cannot be waited for any more.
       Emit(std::move(out), merge.low_watermark().value_or(now - options.peer_timeout), now);
@@ -460,7 +543,28 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
     }
   }
 
+  // What the client did not read in time (follow), once there is room to say so.
+  uint64_t TakeDroppedIfRoom() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (dropped_ == 0 || queue_.size() >= kMaxQueued / 2) return 0;
+    return std::exchange(dropped_, 0);
+  }
+
+  static Response DroppedNotice(uint64_t count, const std::string& relay_name) {
+    Response r;
+    flow::LostEvent* lost = r.mutable_lost_events();
+    lost->set_source(flow::HUBBLE_RING_BUFFER);
+    lost->set_num_events_lost(count);
+    lost->mutable_cpu()->set_value(0);
+    r.set_node_name(relay_name);
+    *r.mutable_time() = Now();
+    return r;
+  }
+
   static constexpr int kMaxBatchEvents = 1024;
+  // Messages waiting for the client, and peer messages waiting for the merge (history).
+  static constexpr size_t kMaxQueued = 8192;
+  static constexpr size_t kMaxInbox = 256;
   static constexpr absl::Duration kHeartbeat = absl::Milliseconds(25);
   // Responses a follow merge may hold while waiting for promises (bounded memory).
   static constexpr size_t kMaxBuffered = 1 << 18;
@@ -475,6 +579,9 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
   absl::Time last_batch_ = absl::InfinitePast();
 
   std::mutex mu_;  // writing state
+  std::condition_variable queue_space_cv_;
+  uint64_t dropped_ = 0;  // follow: responses the client was too slow for
+  bool producer_waiting_ = false;
   std::deque<Out> queue_;
   Out current_;
   bool writing_ = false;
@@ -488,6 +595,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
 
   std::mutex inbox_mu_;
   std::condition_variable inbox_cv_;
+  std::condition_variable inbox_space_cv_;
   std::deque<Inbox> inbox_;
 };
 

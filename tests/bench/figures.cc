@@ -6,6 +6,7 @@ std::vector<Figure> AllFigures() {
   std::vector<Figure> figures;
   for (auto& f : RingFigures()) figures.push_back(std::move(f));
   for (auto& f : ObserverFigures()) figures.push_back(std::move(f));
+  for (auto& f : RelayFigures()) figures.push_back(std::move(f));
   for (auto& f : CliFigures()) figures.push_back(std::move(f));
   return figures;
 }

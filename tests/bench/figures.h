@@ -28,6 +28,7 @@ std::vector<Figure> AllFigures();
 std::vector<Figure> RingFigures();
 std::vector<Figure> ObserverFigures();
 std::vector<Figure> CliFigures();
+std::vector<Figure> RelayFigures();
 
 }  // namespace flowscope::bench
 

@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
+#include <google/protobuf/util/time_util.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
@@ -177,6 +178,14 @@ TEST_F(RelayTest, HistoryIsMergedInOrderWithGlobalLastAndFirstN) {
   got = Labels(Get(first));
   EXPECT_THAT(std::vector<std::string>(got.begin() + 2, got.end()),
               ElementsAre("node-a:10", "node-b:20"));
+  ::observer::GetFlowsRequest since;
+  since.set_number(2);
+  *since.mutable_since() = google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+      absl::ToUnixNanos(base_ + absl::Milliseconds(15)));
+  got = Labels(Get(since));
+  EXPECT_THAT(std::vector<std::string>(got.begin() + 2, got.end()),
+              ElementsAre("node-b:20", "node-b:30"))
+      << "with since, the first 2 of the cluster after it";
 }
 
 TEST_F(RelayTest, FollowMergesNewFlowsAndSurvivesAPeerDying) {
