@@ -1,0 +1,220 @@
+// The README's first command end to end: `scripts/demo up` with this build's binaries (its own
+// name prefix and relay port, so a demo someone is running is left alone), then, through the
+// relay with the CLI: tiefighter → deathstar:80 FORWARDED with SYN / SYN-ACK / FIN and correct
+// is_reply, xwing → deathstar:80 DROPPED by policy (reason 133), DNS to coredns on port 53,
+// flows from both nodes, 2/2 nodes connected, `--since 3m --pod default/tiefighter` only about
+// tiefighter. Then `scripts/demo down`, and nothing of it is left: namespaces, links, processes,
+// sockets, files.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "tests/testing/bpf_env.h"
+
+namespace flowscope {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+constexpr char kPrefix[] = "fst";
+constexpr char kState[] = "/run/flowscope-demo-fst";
+
+// Runs a shell command; its stdout and stderr, and its exit status in *status.
+std::string Shell(const std::string& cmd, int* status = nullptr) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = pclose(p);
+  if (status != nullptr) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return out;
+}
+
+// A TCP port on 127.0.0.1 that nothing listens on right now.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// True while `pid` runs a program (not gone, not a zombie).
+bool Alive(const std::string& pid) {
+  std::ifstream in("/proc/" + pid + "/cmdline");
+  std::string cmdline;
+  std::getline(in, cmdline);
+  return !cmdline.empty();
+}
+
+class DemoE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto reason = testing::BpfUnavailableReason()) GTEST_SKIP() << *reason;
+    port_ = FreePort();
+    Demo("down");  // leftovers of an interrupted earlier run
+  }
+  void TearDown() override {
+    if (port_ != 0) Demo("down");
+  }
+
+  std::string Demo(const std::string& action, int* status = nullptr) {
+    return Shell(absl::StrCat("bash ", FLOWSCOPE_SOURCE_DIR, "/scripts/demo ", action, " --prefix ",
+                              kPrefix, " --port ", port_, " --build-dir ", FLOWSCOPE_BUILD_DIR,
+                              action == "up" ? " --no-build" : ""),
+                 status);
+  }
+
+  std::string Cli(const std::string& args) {
+    return Shell(
+        absl::StrCat(FLOWSCOPE_BUILD_DIR, "/cmd/flowscope --server 127.0.0.1:", port_, " ", args));
+  }
+
+  // The flows of `-o json` output (other lines — node status notices — are skipped).
+  std::vector<json> Flows(const std::string& args) {
+    std::vector<json> out;
+    for (absl::string_view line : absl::StrSplit(Cli(args + " -o json"), '\n')) {
+      if (line.empty() || line[0] != '{') continue;
+      json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_object() && j.contains("flow")) out.push_back(j["flow"]);
+    }
+    return out;
+  }
+
+  int port_ = 0;
+};
+
+std::string Pod(const json& flow, const char* side) {
+  return flow.contains(side) ? flow[side].value("pod_name", "") : "";
+}
+
+bool Flag(const json& flow, const char* flag) {
+  return flow.contains("l4") && flow["l4"].contains("TCP") && flow["l4"]["TCP"].contains("flags") &&
+         flow["l4"]["TCP"]["flags"].value(flag, false);
+}
+
+TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
+  int status = -1;
+  const std::string up = Demo("up", &status);
+  ASSERT_EQ(status, 0) << up;
+  EXPECT_THAT(up, HasSubstr("Connected Nodes: 2/2"));
+  EXPECT_THAT(up, HasSubstr("default/tiefighter"));
+  EXPECT_THAT(up, HasSubstr("bash scripts/demo down"));
+
+  // Wait until the traffic has produced everything asserted below (a few seconds).
+  std::vector<json> tie, dropped, dns, recent;
+  bool syn = false, syn_ack = false, fin = false;
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    tie = Flows("observe --since 3m --pod default/tiefighter");
+    dropped = Flows("observe --last 50 --pod default/xwing --verdict DROPPED");
+    dns = Flows("observe --last 50 --to-port 53 --protocol UDP");
+    recent = Flows("observe --last 300");
+    syn = syn_ack = fin = false;
+    for (const json& f : tie) {
+      if (!Pod(f, "destination").starts_with("deathstar-") &&
+          !Pod(f, "source").starts_with("deathstar-")) {
+        continue;
+      }
+      syn |= Flag(f, "SYN") && !Flag(f, "ACK") && !f.value("is_reply", true);
+      syn_ack |= Flag(f, "SYN") && Flag(f, "ACK") && f.value("is_reply", false);
+      fin |= Flag(f, "FIN");
+    }
+    std::set<std::string> nodes;
+    for (const json& f : recent) nodes.insert(f.value("node_name", ""));
+    if (syn && syn_ack && fin && !dropped.empty() && !dns.empty() && nodes.size() == 2) break;
+    absl::SleepFor(absl::Milliseconds(500));
+  }
+
+  // tiefighter lands: SYN, SYN-ACK (a reply), FIN, forwarded, to deathstar port 80.
+  EXPECT_TRUE(syn && syn_ack && fin) << "SYN " << syn << " SYN-ACK " << syn_ack << " FIN " << fin;
+  ASSERT_FALSE(tie.empty());
+  for (const json& f : tie) {
+    EXPECT_TRUE(Pod(f, "source") == "tiefighter" || Pod(f, "destination") == "tiefighter")
+        << "--pod default/tiefighter returned " << f.dump();
+    if (Pod(f, "destination").starts_with("deathstar-")) {
+      EXPECT_EQ(f.value("verdict", ""), "FORWARDED") << f.dump();
+      EXPECT_EQ(f["l4"]["TCP"].value("destination_port", 0), 80) << f.dump();
+    }
+  }
+  // xwing does not: its SYNs to deathstar:80 are dropped by the policy.
+  ASSERT_FALSE(dropped.empty());
+  for (const json& f : dropped) {
+    EXPECT_EQ(Pod(f, "source"), "xwing") << f.dump();
+    EXPECT_THAT(Pod(f, "destination"), ::testing::StartsWith("deathstar-")) << f.dump();
+    EXPECT_EQ(f["l4"]["TCP"].value("destination_port", 0), 80) << f.dump();
+    EXPECT_EQ(f.value("drop_reason", 0), 133) << f.dump();
+    EXPECT_EQ(f.value("drop_reason_desc", ""), "POLICY_DENIED") << f.dump();
+  }
+  // DNS to coredns on port 53.
+  ASSERT_FALSE(dns.empty());
+  for (const json& f : dns) {
+    EXPECT_THAT(Pod(f, "destination"), ::testing::StartsWith("coredns-")) << f.dump();
+    EXPECT_EQ(f["destination"].value("namespace", ""), "kube-system") << f.dump();
+  }
+  // Both nodes, and the relay sees both.
+  std::set<std::string> nodes;
+  for (const json& f : recent) nodes.insert(f.value("node_name", ""));
+  EXPECT_THAT(nodes, ::testing::ElementsAre("node-1", "node-2"));
+  EXPECT_THAT(Cli("status"), HasSubstr("Connected Nodes: 2/2"));
+  const std::string listed = Cli("list nodes");
+  EXPECT_THAT(listed, HasSubstr("node-1"));
+  EXPECT_THAT(listed, HasSubstr("node-2"));
+
+  // A second `up` changes nothing.
+  const std::string again = Demo("up", &status);
+  EXPECT_EQ(status, 0) << again;
+  EXPECT_THAT(again, HasSubstr("already up"));
+
+  // Down: nothing left.
+  std::vector<std::string> pids;
+  for (const auto& e : std::filesystem::directory_iterator(std::string(kState) + "/pids")) {
+    std::ifstream in(e.path());
+    std::string pid;
+    in >> pid;
+    pids.push_back(pid);
+  }
+  ASSERT_EQ(pids.size(), 8u) << "2 observers, the relay, 5 workloads";
+  const std::string down = Demo("down", &status);
+  EXPECT_EQ(status, 0) << down;
+  for (const std::string& pid : pids) EXPECT_FALSE(Alive(pid)) << "pid " << pid << " still runs";
+  EXPECT_THAT(Shell("ip netns list"), ::testing::Not(HasSubstr(std::string(kPrefix) + "-")));
+  EXPECT_THAT(Shell("ip -o link show"), ::testing::Not(HasSubstr(std::string(kPrefix) + "p-")));
+  EXPECT_FALSE(std::filesystem::exists(kState)) << "sockets, logs and files are gone";
+  EXPECT_THAT(Shell(absl::StrCat("ss -ltnH 'sport = :", port_, "'")), ::testing::IsEmpty())
+      << "the relay's port is free again";
+}
+
+// Never touches a running demo: the arguments are refused before anything is made.
+TEST(DemoArgumentsTest, BadArgumentsAreRefusedWithAClearMessage) {
+  int status = 0;
+  const std::string out =
+      Shell(absl::StrCat("bash ", FLOWSCOPE_SOURCE_DIR, "/scripts/demo up --prefix NOPE"), &status);
+  EXPECT_NE(status, 0);
+  EXPECT_THAT(out, HasSubstr("--prefix must be 1-4 lowercase letters"));
+  const std::string verb =
+      Shell(absl::StrCat("bash ", FLOWSCOPE_SOURCE_DIR, "/scripts/demo launch"), &status);
+  EXPECT_NE(status, 0);
+  EXPECT_THAT(verb, HasSubstr("unknown command 'launch'"));
+}
+
+}  // namespace
+}  // namespace flowscope
