@@ -1,13 +1,56 @@
 #include "relay/merge.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
 #include <algorithm>
 
 namespace flowscope::relay {
 
-absl::Time ResponseTime(const Response& r) {
-  const google::protobuf::Timestamp& ts =
-      r.has_time() ? r.time() : (r.has_flow() ? r.flow().time() : r.time());
+namespace {
+
+absl::Time FromProto(const google::protobuf::Timestamp& ts) {
   return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+// flow.Flow's `time` (field 1), read from the encoded flow without decoding the rest.
+google::protobuf::Timestamp EncodedFlowTime(const std::string& flow) {
+  google::protobuf::Timestamp ts;
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(flow.data()),
+                                            static_cast<int>(flow.size()));
+  while (const uint32_t tag = in.ReadTag()) {
+    using google::protobuf::internal::WireFormatLite;
+    if (WireFormatLite::GetTagFieldNumber(tag) == 1 &&
+        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      uint32_t len = 0;
+      std::string bytes;
+      if (!in.ReadVarint32(&len) || !in.ReadString(&bytes, static_cast<int>(len))) break;
+      ts.ParseFromString(bytes);
+      break;
+    }
+    if (!WireFormatLite::SkipField(&in, tag)) break;
+  }
+  return ts;
+}
+
+}  // namespace
+
+absl::Time ResponseTime(const Response& r) {
+  if (r.has_time()) return FromProto(r.time());
+  if (IsFlow(r)) return FromProto(EncodedFlowTime(r.flow()));
+  return absl::UnixEpoch();
+}
+
+Response ToRaw(const ::observer::GetFlowsResponse& r) {
+  Response raw;
+  raw.ParseFromString(r.SerializeAsString());
+  return raw;
+}
+
+::observer::GetFlowsResponse Decode(const Response& r) {
+  ::observer::GetFlowsResponse out;
+  out.ParseFromString(r.SerializeAsString());
+  return out;
 }
 
 // --- historical --------------------------------------------------------------------------------
@@ -37,7 +80,7 @@ std::vector<Response> HistoricalMerge::Take() {
     Head h = heap.top();
     heap.pop();
     Response& r = streams_[h.stream][h.index];
-    if (r.has_flow()) ++flows;
+    if (IsFlow(r)) ++flows;
     merged.push_back(std::move(r));
     if (h.index + 1 < streams_[h.stream].size()) {
       heap.push({ResponseTime(streams_[h.stream][h.index + 1]), h.stream, h.index + 1});
@@ -49,10 +92,10 @@ std::vector<Response> HistoricalMerge::Take() {
     uint64_t drop = flows - number_;
     size_t cut = 0;
     while (drop > 0 && cut < merged.size()) {
-      if (merged[cut].has_flow()) --drop;
+      if (IsFlow(merged[cut])) --drop;
       ++cut;
     }
-    while (cut < merged.size() && !merged[cut].has_flow()) ++cut;  // older than what is kept
+    while (cut < merged.size() && !IsFlow(merged[cut])) ++cut;  // older than what is kept
     merged.erase(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(cut));
   }
   return merged;

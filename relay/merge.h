@@ -22,14 +22,22 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "flowscope/v1/flowscope.pb.h"
 #include "observer/observer.pb.h"
 
 namespace flowscope::relay {
 
-using Response = ::observer::GetFlowsResponse;
+// The relay orders and forwards events without decoding their flows: a GetFlowsResponse seen
+// through its wire-identical raw view.
+using Response = ::flowscope::v1::RawFlowsResponse;
 
 // The time a response is ordered by (its envelope time; the flow's if that is unset).
 absl::Time ResponseTime(const Response& r);
+inline bool IsFlow(const Response& r) { return !r.flow().empty(); }
+
+// Between the raw view and the decoded message (for the relay's own notices, and tests).
+Response ToRaw(const ::observer::GetFlowsResponse& r);
+::observer::GetFlowsResponse Decode(const Response& r);
 
 class HistoricalMerge {
  public:

@@ -10,7 +10,6 @@
 #include <mutex>
 #include <set>
 #include <thread>
-#include <type_traits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -32,17 +31,41 @@ google::protobuf::Timestamp Now() {
 
 Response NodeStatus(::relay::NodeState state, const std::vector<std::string>& names,
                     const std::string& message, const std::string& relay_name) {
+  ::relay::NodeStatusEvent s;
+  s.set_state_change(state);
+  for (const std::string& n : names) s.add_node_names(n);
+  if (!message.empty()) s.set_message(message);
   Response r;
-  ::relay::NodeStatusEvent* s = r.mutable_node_status();
-  s->set_state_change(state);
-  for (const std::string& n : names) s->add_node_names(n);
-  if (!message.empty()) s->set_message(message);
+  s.SerializeToString(r.mutable_node_status());
   r.set_node_name(relay_name);
   *r.mutable_time() = Now();
   return r;
 }
 
-using Batch = ::flowscope::v1::FlowBatch;
+using Batch = ::flowscope::v1::RawFlowBatch;
+
+// Encodes a message for a raw write.
+template <typename M>
+grpc::ByteBuffer Encode(const M& m) {
+  grpc::ByteBuffer bb;
+  bool own = false;
+  (void)grpc::SerializationTraits<M>::Serialize(m, &bb, &own);
+  return bb;
+}
+
+// A server-streaming call on `channel` whose answers are read as `R` (a raw view of the
+// method's response type).
+template <typename R>
+std::unique_ptr<grpc::ClientReader<R>> RawCall(grpc::Channel* channel, const char* method,
+                                               grpc::ClientContext* ctx,
+                                               const ::observer::GetFlowsRequest& req) {
+  return std::unique_ptr<grpc::ClientReader<R>>(grpc::internal::ClientReaderFactory<R>::Create(
+      channel, grpc::internal::RpcMethod(method, grpc::internal::RpcMethod::SERVER_STREAMING), ctx,
+      req));
+}
+
+constexpr char kGetFlows[] = "/observer.Observer/GetFlows";
+constexpr char kGetFlowBatches[] = "/flowscope.v1.FlowStream/GetFlowBatches";
 
 template <typename T>
 class FinishNow final : public grpc::ServerWriteReactor<T> {
@@ -53,14 +76,13 @@ class FinishNow final : public grpc::ServerWriteReactor<T> {
 
 }  // namespace
 
-// One client's stream through the relay — observer.Observer/GetFlows (Out = Response, one per
-// message) or flowscope.v1.FlowStream/GetFlowBatches (Out = FlowBatch, with the merged
-// watermark, so a relay can be another relay's peer). A producer thread talks to the peers and
-// merges; the reactor writes what it queues, one write in flight.
-template <typename Out>
-class RelayStream final : public grpc::ServerWriteReactor<Out> {
-  static constexpr bool kBatched = std::is_same_v<Out, Batch>;
-
+// One client's stream through the relay — observer.Observer/GetFlows (one event per message)
+// or, kBatched, flowscope.v1.FlowStream/GetFlowBatches (with the merged watermark, so a relay
+// can be another relay's peer). Events travel encoded: read as raw views, written as bytes. A
+// producer thread talks to the peers and merges; the reactor writes what it queues, one write
+// in flight.
+template <bool kBatched>
+class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   RelayStream(RelayService* service, ::observer::GetFlowsRequest req)
       : service_(service), req_(std::move(req)) {
@@ -76,7 +98,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
     if constexpr (kBatched) {
       *pending_.add_events() = std::move(r);
     } else {
-      Enqueue(std::move(r));
+      Enqueue(Encode(r), 1);
     }
   }
 
@@ -91,7 +113,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
       watermark_ = std::max(watermark_, watermark);
       if (pending_.events_size() > 0 || now - last_batch_ >= kHeartbeat) SendBatch(now);
     } else {
-      for (Response& r : rs) Enqueue(std::move(r));
+      for (Response& r : rs) Enqueue(Encode(r), 1);
     }
   }
 
@@ -99,7 +121,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
     const int64_t ns = absl::ToUnixNanos(watermark_);
     pending_.mutable_watermark()->set_seconds(ns / 1'000'000'000);
     pending_.mutable_watermark()->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
-    Enqueue(std::move(pending_));
+    Enqueue(Encode(pending_), static_cast<uint64_t>(pending_.events_size()));
     pending_.Clear();
     last_batch_ = now;
   }
@@ -121,15 +143,11 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
   // --- writing (any thread) ---
   // History waits for a slow client. Follow never does — the peers would have to buffer
   // without bound — it drops what does not fit and says how much (LostNotice()).
-  void Enqueue(Out r) {
+  void Enqueue(grpc::ByteBuffer message, uint64_t events) {
     std::unique_lock<std::mutex> lock(mu_);
     if (req_.follow()) {
       if (queue_.size() >= kMaxQueued) {
-        if constexpr (kBatched) {
-          dropped_ += static_cast<uint64_t>(r.events_size());
-        } else {
-          ++dropped_;
-        }
+        dropped_ += events;
         return;
       }
     } else if (queue_.size() >= kMaxQueued) {
@@ -140,7 +158,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
       producer_waiting_ = false;
     }
     if (cancelled_ || finished_) return;
-    queue_.push_back(std::move(r));
+    queue_.push_back(std::move(message));
     if (writing_) return;
     writing_ = true;
     current_ = std::move(queue_.front());
@@ -272,8 +290,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
     grpc::Status status;
     bool hubble_only = false;
     if (grpc::ClientContext* ctx = c->NewContext()) {
-      auto stub = ::flowscope::v1::FlowStream::NewStub(c->peer.channel);
-      auto reader = stub->GetFlowBatches(ctx, req_);
+      auto reader = RawCall<Batch>(c->peer.channel.get(), kGetFlowBatches, ctx, req_);
       Batch b;
       bool any = false;
       while (reader->Read(&b)) {
@@ -291,8 +308,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
       Deliver(c, {Inbox::kHubbleOnly, address, {}, std::nullopt, ""});
       status = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
       if (grpc::ClientContext* ctx = c->NewContext()) {
-        auto stub = ::observer::Observer::NewStub(c->peer.channel);
-        auto reader = stub->GetFlows(ctx, req_);
+        auto reader = RawCall<Response>(c->peer.channel.get(), kGetFlows, ctx, req_);
         Response r;
         while (reader->Read(&r)) {
           c->last_heard_ns = absl::GetCurrentTimeNanos();
@@ -375,7 +391,7 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
       if (oldest && req_.number() > 0) {
         // The oldest N: stop at N flows.
         size_t keep = 0;
-        while (keep < rs.size() && flows_out < req_.number()) flows_out += rs[keep++].has_flow();
+        while (keep < rs.size() && flows_out < req_.number()) flows_out += IsFlow(rs[keep++]);
         rs.resize(keep);
       }
       const absl::Time last = rs.empty() ? absl::UnixEpoch() : ResponseTime(rs.back());
@@ -551,14 +567,14 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
   }
 
   static Response DroppedNotice(uint64_t count, const std::string& relay_name) {
-    Response r;
+    ::observer::GetFlowsResponse r;
     flow::LostEvent* lost = r.mutable_lost_events();
     lost->set_source(flow::HUBBLE_RING_BUFFER);
     lost->set_num_events_lost(count);
     lost->mutable_cpu()->set_value(0);
     r.set_node_name(relay_name);
     *r.mutable_time() = Now();
-    return r;
+    return ToRaw(r);
   }
 
   static constexpr int kMaxBatchEvents = 1024;
@@ -582,8 +598,8 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
   std::condition_variable queue_space_cv_;
   uint64_t dropped_ = 0;  // follow: responses the client was too slow for
   bool producer_waiting_ = false;
-  std::deque<Out> queue_;
-  Out current_;
+  std::deque<grpc::ByteBuffer> queue_;
+  grpc::ByteBuffer current_;
   bool writing_ = false;
   bool closed_ = false;
   bool finished_ = false;
@@ -602,23 +618,30 @@ class RelayStream final : public grpc::ServerWriteReactor<Out> {
 RelayService::RelayService(PeerPool& pool, RelayOptions options)
     : pool_(pool), options_(std::move(options)), batch_service_(this) {}
 
-template <typename Out>
-grpc::ServerWriteReactor<Out>* RelayService::OpenStream(const ::observer::GetFlowsRequest& req) {
+template <bool kBatched>
+grpc::ServerWriteReactor<grpc::ByteBuffer>* RelayService::OpenStream(
+    const grpc::ByteBuffer* request) {
+  ::observer::GetFlowsRequest req;
+  grpc::ByteBuffer copy(*request);
+  if (!grpc::SerializationTraits<::observer::GetFlowsRequest>::Deserialize(&copy, &req).ok()) {
+    return new FinishNow<grpc::ByteBuffer>(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "malformed GetFlowsRequest"));
+  }
   if (req.first() && req.follow()) {
-    return new FinishNow<Out>(
+    return new FinishNow<grpc::ByteBuffer>(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "first cannot be specified with follow"));
   }
-  return new RelayStream<Out>(this, req);
+  return new RelayStream<kBatched>(this, std::move(req));
 }
 
-grpc::ServerWriteReactor<Response>* RelayService::GetFlows(grpc::CallbackServerContext*,
-                                                           const ::observer::GetFlowsRequest* req) {
-  return OpenStream<Response>(*req);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* RelayService::GetFlows(
+    grpc::CallbackServerContext*, const grpc::ByteBuffer* request) {
+  return OpenStream<false>(request);
 }
 
-grpc::ServerWriteReactor<Batch>* RelayBatchService::GetFlowBatches(
-    grpc::CallbackServerContext*, const ::observer::GetFlowsRequest* req) {
-  return relay_->OpenStream<Batch>(*req);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* RelayBatchService::GetFlowBatches(
+    grpc::CallbackServerContext*, const grpc::ByteBuffer* request) {
+  return relay_->OpenStream<true>(request);
 }
 
 grpc::ServerWriteReactor<::observer::GetAgentEventsResponse>* RelayService::GetAgentEvents(

@@ -37,22 +37,27 @@ class RelayService;
 
 // flowscope.v1.FlowStream through the relay: the merged stream in batches with the merged
 // watermark, so that a relay can be the peer of another relay.
-class RelayBatchService final : public ::flowscope::v1::FlowStream::CallbackService {
+class RelayBatchService final
+    : public ::flowscope::v1::FlowStream::WithRawCallbackMethod_GetFlowBatches<
+          ::flowscope::v1::FlowStream::CallbackService> {
  public:
   explicit RelayBatchService(RelayService* relay) : relay_(relay) {}
-  grpc::ServerWriteReactor<::flowscope::v1::FlowBatch>* GetFlowBatches(
-      grpc::CallbackServerContext* ctx, const ::observer::GetFlowsRequest* req) override;
+  // Raw: events pass through the relay encoded.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* GetFlowBatches(
+      grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) override;
 
  private:
   RelayService* relay_;
 };
 
-class RelayService final : public ::observer::Observer::CallbackService {
+class RelayService final : public ::observer::Observer::WithRawCallbackMethod_GetFlows<
+                               ::observer::Observer::CallbackService> {
  public:
   RelayService(PeerPool& pool, RelayOptions options);
 
-  grpc::ServerWriteReactor<::observer::GetFlowsResponse>* GetFlows(
-      grpc::CallbackServerContext* ctx, const ::observer::GetFlowsRequest* req) override;
+  // Raw: the request is decoded here, the events pass through the relay encoded.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* GetFlows(grpc::CallbackServerContext* ctx,
+                                                       const grpc::ByteBuffer* request) override;
   grpc::ServerWriteReactor<::observer::GetAgentEventsResponse>* GetAgentEvents(
       grpc::CallbackServerContext* ctx, const ::observer::GetAgentEventsRequest* req) override;
   grpc::ServerWriteReactor<::observer::GetDebugEventsResponse>* GetDebugEvents(
@@ -76,8 +81,8 @@ class RelayService final : public ::observer::Observer::CallbackService {
 
  private:
   friend class RelayBatchService;
-  template <typename Out>
-  grpc::ServerWriteReactor<Out>* OpenStream(const ::observer::GetFlowsRequest& req);
+  template <bool kBatched>
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* OpenStream(const grpc::ByteBuffer* request);
 
   PeerPool& pool_;
   const RelayOptions options_;

@@ -12,9 +12,8 @@ using ::testing::ElementsAre;
 
 const absl::Time kT0 = absl::FromUnixSeconds(1'800'000'000);
 
-// A flow from `node` at kT0 + ms milliseconds.
-Response Flow(const std::string& node, int ms) {
-  Response r;
+::observer::GetFlowsResponse DecodedFlow(const std::string& node, int ms) {
+  ::observer::GetFlowsResponse r;
   r.mutable_flow()->set_node_name(node);
   const absl::Time t = kT0 + absl::Milliseconds(ms);
   const int64_t ns = absl::ToUnixNanos(t);
@@ -25,18 +24,21 @@ Response Flow(const std::string& node, int ms) {
   return r;
 }
 
+// A flow from `node` at kT0 + ms milliseconds, as the relay sees it.
+Response Flow(const std::string& node, int ms) { return ToRaw(DecodedFlow(node, ms)); }
+
 Response Lost(int ms) {
-  Response r = Flow("x", ms);
+  ::observer::GetFlowsResponse r = DecodedFlow("x", ms);
   r.clear_flow();
   r.mutable_lost_events()->set_num_events_lost(1);
-  return r;
+  return ToRaw(r);
 }
 
 std::vector<std::string> Labels(const std::vector<Response>& rs) {
   std::vector<std::string> out;
   for (const auto& r : rs) {
     const int ms = static_cast<int>(absl::ToInt64Milliseconds(ResponseTime(r) - kT0));
-    out.push_back((r.has_flow() ? r.node_name() : std::string("lost")) + "@" + std::to_string(ms));
+    out.push_back((IsFlow(r) ? r.node_name() : std::string("lost")) + "@" + std::to_string(ms));
   }
   return out;
 }
@@ -141,6 +143,19 @@ TEST(WatermarkMergeTest, APromiseThatDoesNotMoveIsNoSignOfLife) {
     m.Watermark("a", now, now);
   }
   EXPECT_THAT(m.Stalled(kT0 + absl::Seconds(3)), ElementsAre("stuck"));
+}
+
+TEST(RawResponseTest, IsWireIdenticalAndTimedWithoutDecodingTheFlow) {
+  ::observer::GetFlowsResponse decoded = DecodedFlow("a", 42);
+  decoded.mutable_flow()->mutable_l4()->mutable_tcp()->set_destination_port(80);
+  const Response raw = ToRaw(decoded);
+  EXPECT_EQ(raw.SerializeAsString(), decoded.SerializeAsString()) << "passed on byte for byte";
+  EXPECT_EQ(Decode(raw).flow().l4().tcp().destination_port(), 80u);
+  EXPECT_EQ(ResponseTime(raw), kT0 + absl::Milliseconds(42));
+  Response no_envelope_time = raw;
+  no_envelope_time.clear_time();
+  EXPECT_EQ(ResponseTime(no_envelope_time), kT0 + absl::Milliseconds(42))
+      << "the flow's own time, read from its encoding";
 }
 
 TEST(WatermarkMergeTest, WithNoLivePeerEverythingGoes) {

@@ -389,7 +389,7 @@ TEST_F(WatermarkRelayTest, FollowIsStrictlyOrderedAndComplete) {
   int from_a = 0;
   for (const auto& r : got) {
     if (!r.has_flow()) continue;
-    const absl::Time t = ResponseTime(r);
+    const absl::Time t = ResponseTime(ToRaw(r));
     ASSERT_GE(t, last) << "out of order after " << from_a << " flows from node-a";
     last = t;
     from_a += r.flow().node_name() == "node-a";
