@@ -479,6 +479,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     WatermarkMerge merge(options.peer_timeout, kMaxBuffered);
     std::map<std::string, std::string> streaming;  // address → node name, streams open
     std::set<std::string> stalled;                 // reported as stalled
+    std::set<std::string> joining;                 // added after the start, not yet announced
     bool hubble_peers = false;
     bool first_round = true;
     absl::Time next_peer_check = absl::InfinitePast();
@@ -490,8 +491,9 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
           if (!p.available || streaming.count(p.address)) continue;
           streaming[p.address] = p.name;
           merge.AddPeer(p.address, now);
-          // Peers there at the start were announced with the others.
-          if (!first_round) EmitStatus(NodeStatus(::relay::NODE_CONNECTED, {p.name}, "", me));
+          // Peers there at the start were announced with the others; later ones once their
+          // stream is open (their flows from then on are part of it).
+          if (!first_round) joining.insert(p.address);
           StartReading(p);
         }
         first_round = false;
@@ -499,6 +501,9 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       std::deque<Inbox> items = TakeInbox(absl::Milliseconds(10));
       now = absl::Now();
       for (Inbox& item : items) {
+        if (item.kind != Inbox::kEnded && joining.erase(item.address) > 0) {
+          EmitStatus(NodeStatus(::relay::NODE_CONNECTED, {streaming[item.address]}, "", me));
+        }
         switch (item.kind) {
           case Inbox::kEvents:
             for (Response& r : item.events) merge.Push(item.address, std::move(r), now);
@@ -512,6 +517,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
           case Inbox::kEnded: {
             merge.RemovePeer(item.address);
             stalled.erase(item.address);
+            joining.erase(item.address);
             const std::string name = streaming[item.address];
             streaming.erase(item.address);  // picked up again when it is back
             if (!item.error.empty()) {
