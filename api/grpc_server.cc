@@ -65,7 +65,10 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     builder.AddListeningPort("unix://" + options.unix_socket, grpc::InsecureServerCredentials());
   }
   if (!options.tcp_address.empty()) {
-    builder.AddListeningPort(options.tcp_address, grpc::InsecureServerCredentials(), &s->tcp_port_);
+    builder.AddListeningPort(
+        options.tcp_address,
+        options.tcp_credentials ? options.tcp_credentials : grpc::InsecureServerCredentials(),
+        &s->tcp_port_);
   }
   for (grpc::Service* svc : services) builder.RegisterService(svc);
   s->server_ = builder.BuildAndStart();

@@ -17,8 +17,17 @@
 namespace flowscope {
 
 struct ListenOptions {
+  ListenOptions(std::string unix_socket_path = "", std::string tcp = "",
+                std::shared_ptr<grpc::ServerCredentials> tcp_tls = nullptr)
+      : unix_socket(std::move(unix_socket_path)),
+        tcp_address(std::move(tcp)),
+        tcp_credentials(std::move(tcp_tls)) {}
+
   std::string unix_socket;  // "" for none
   std::string tcp_address;  // "" for none; "127.0.0.1:0" picks a port
+  // TLS for the TCP listener (see api/tls.h); null: plaintext. The unix socket is protected by
+  // its file permissions and stays plaintext, as Hubble's is.
+  std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
 };
 
 class GrpcServer {

@@ -59,6 +59,22 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_path,
                  "config file (default ~/.config/flowscope/config.yaml): server, timeout");
   app.add_flag("-D,--debug", debug, "print more (node connections)");
+  bool tls = false;
+  flowscope::TlsClientOptions tls_options;
+  std::string basic_user, basic_password;
+  app.add_flag("--tls", tls, "connect with TLS (a tls://host:port server does too)");
+  app.add_flag("--tls-allow-insecure", tls_options.allow_insecure,
+               "TLS without checking the server's certificate");
+  app.add_option("--tls-ca-cert-files", tls_options.ca_files,
+                 "CA files (PEM) to check the server's certificate against (default: system)")
+      ->delimiter(',');
+  app.add_option("--tls-client-cert-file", tls_options.cert_file,
+                 "client certificate (PEM) for mutual TLS");
+  app.add_option("--tls-client-key-file", tls_options.key_file, "client key (PEM) for mutual TLS");
+  app.add_option("--tls-server-name", tls_options.server_name,
+                 "the name the server's certificate must carry (default: the server's host)");
+  app.add_option("--basic-auth-username", basic_user, "basic auth username (TLS only)");
+  app.add_option("--basic-auth-password", basic_password, "basic auth password (TLS only)");
 
   // --- observe ---------------------------------------------------------------------------------
   CLI::App* observe = app.add_subcommand("observe", "observe flows of an observer or the relay");
@@ -153,6 +169,13 @@ int main(int argc, char** argv) {
   }
 
   auto server = ResolveServer(server_flag, timeout_flag, request_timeout_flag, config_path);
+  if (server.ok()) {
+    server->tls = tls;
+    server->tls_options = tls_options;
+    server->basic_auth_username = basic_user;
+    server->basic_auth_password = basic_password;
+    if (absl::Status s = CheckConnectionSettings(*server); !s.ok()) server = s;
+  }
   if (!server.ok()) {
     std::cerr << "flowscope: " << server.status().message() << "\n";
     return 1;

@@ -64,6 +64,11 @@ int main(int argc, char** argv) {
   app.add_option("--listen-socket", o.listen_socket, "unix socket to serve on ('' for none)")
       ->capture_default_str();
   app.add_option("--listen-address", o.listen_address, "TCP address to serve on, e.g. :4244");
+  app.add_option("--tls-cert-file", o.tls.cert_file, "TLS certificate (PEM) for --listen-address");
+  app.add_option("--tls-key-file", o.tls.key_file, "TLS private key (PEM) for --listen-address");
+  app.add_option("--tls-client-ca-files", o.tls.client_ca_files,
+                 "CA files (PEM) clients must present certificates from (mutual TLS)")
+      ->delimiter(',');
   app.add_option("--state-dir", o.state_dir, "runtime state (tc attachments)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")

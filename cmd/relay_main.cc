@@ -16,6 +16,7 @@
 #include "api/grpc_server.h"
 #include "api/logging.h"
 #include "api/time_parse.h"
+#include "api/tls.h"
 #include "relay/peer_pool.h"
 #include "relay/relay_service.h"
 
@@ -41,6 +42,9 @@ int main(int argc, char** argv) {
   gethostname(host, sizeof host - 1);
   std::string name = host;
   size_t sort_len = 100;
+  flowscope::TlsServerFiles server_tls;
+  flowscope::TlsClientOptions peer_tls;
+  bool peer_tls_insecure = false;
   CLI::App app{"flowscope-relay: merges the flows of every observer in time order"};
   app.set_config("--config", "", "read flags from a TOML/INI file");
   app.add_option("--peers", peers, "comma-separated observers: host:port or unix:///path");
@@ -64,6 +68,24 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
+  app.add_option("--tls-relay-server-cert-file", server_tls.cert_file,
+                 "TLS certificate (PEM) for --listen-address");
+  app.add_option("--tls-relay-server-key-file", server_tls.key_file,
+                 "TLS private key (PEM) for --listen-address");
+  app.add_option("--tls-relay-client-ca-files", server_tls.client_ca_files,
+                 "CA files (PEM) clients must present certificates from (mutual TLS)")
+      ->delimiter(',');
+  app.add_option("--tls-hubble-server-ca-files", peer_tls.ca_files,
+                 "TLS towards TCP peers: CA files (PEM) their certificates are checked against")
+      ->delimiter(',');
+  app.add_option("--tls-hubble-client-cert-file", peer_tls.cert_file,
+                 "TLS towards TCP peers: the relay's client certificate (mutual TLS)");
+  app.add_option("--tls-hubble-client-key-file", peer_tls.key_file,
+                 "TLS towards TCP peers: the relay's client key");
+  app.add_option("--tls-hubble-server-name", peer_tls.server_name,
+                 "TLS towards TCP peers: the name their certificates must carry");
+  app.add_flag("--tls-hubble-allow-insecure", peer_tls_insecure,
+               "TLS towards TCP peers without checking their certificates");
   CLI11_PARSE(app, argc, argv);
 
   auto level = flowscope::log::ParseLevel(log_level);
@@ -90,6 +112,22 @@ int main(int argc, char** argv) {
   }
   if (!listen_address.empty() && listen_address[0] == ':')
     listen_address = "0.0.0.0" + listen_address;
+  std::shared_ptr<grpc::ServerCredentials> tls_creds;
+  if (server_tls.enabled() || !server_tls.client_ca_files.empty()) {
+    if (listen_address.empty()) return Fail("TLS is for the TCP listener: give --listen-address");
+    auto creds = flowscope::ServerTlsCredentials(server_tls);
+    if (!creds.ok()) return Fail(std::string(creds.status().message()));
+    tls_creds = *std::move(creds);
+  }
+  peer_tls.allow_insecure = peer_tls_insecure;
+  if (!peer_tls.ca_files.empty() || !peer_tls.cert_file.empty() || !peer_tls.key_file.empty() ||
+      !peer_tls.server_name.empty() || peer_tls_insecure) {
+    // Checked now: a bad file is a start-up error, not a peer that never connects.
+    if (auto check = flowscope::ClientTlsCredentials(peer_tls); !check.ok()) {
+      return Fail(std::string(check.status().message()));
+    }
+    po.tls = peer_tls;
+  }
 
   sigset_t signals;
   sigemptyset(&signals);
@@ -117,7 +155,7 @@ int main(int argc, char** argv) {
   ro.peer_timeout = *peer_timeout_d;
   flowscope::relay::RelayService service(pool, ro);
   auto server = flowscope::GrpcServer::Start({&service, service.batch_service()},
-                                             {listen_socket, listen_address});
+                                             {listen_socket, listen_address, tls_creds});
   if (!server.ok()) {
     pool.Stop();
     return Fail(std::string(server.status().message()));

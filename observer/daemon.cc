@@ -74,6 +74,19 @@ absl::Status ObserverDaemon::Start() {
     }
   }
 
+  // TLS files are checked before anything is attached: a bad one is a start-up error.
+  std::shared_ptr<grpc::ServerCredentials> tls;
+  if (options_.tls.enabled() || !options_.tls.client_ca_files.empty()) {
+    if (options_.listen_address.empty()) {
+      return absl::InvalidArgumentError(
+          "TLS is for the TCP listener: give --listen-address too (the unix socket is "
+          "protected by its permissions)");
+    }
+    auto creds = ServerTlsCredentials(options_.tls);
+    if (!creds.ok()) return creds.status();
+    tls = *std::move(creds);
+  }
+
   auto dp = bpf::Datapath::Load(options_.datapath);
   if (!dp.ok()) return dp.status();
   datapath_ = std::move(dp).value();
@@ -109,9 +122,10 @@ absl::Status ObserverDaemon::Start() {
                       .address = options_.listen_address.empty()
                                      ? "unix://" + options_.listen_socket
                                      : options_.listen_address,
-                      .watermark = &watermark_});
+                      .watermark = &watermark_,
+                      .tls = tls != nullptr});
   auto server = GrpcServer::Start({service_.get(), service_->batch_service()},
-                                  {options_.listen_socket, options_.listen_address});
+                                  {options_.listen_socket, options_.listen_address, tls});
   if (!server.ok()) return server.status();
   server_ = std::move(server).value();
   maintain_ = std::thread([this] { Maintain(); });

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "api/grpc_server.h"
+#include "api/tls.h"
 #include "bpf/datapath.h"
 #include "observer/attach_manager.h"
 #include "observer/endpoint_source.h"
@@ -37,6 +38,7 @@ struct DaemonOptions {
   bpf::DatapathOptions datapath;
   std::string listen_socket = "/var/run/flowscope/observer.sock";
   std::string listen_address;  // TCP, off when empty
+  TlsServerFiles tls;          // TLS (and with client CAs, mTLS) for the TCP listener
   std::string state_dir = "/var/run/flowscope";
 };
 

@@ -442,7 +442,7 @@ grpc::ServerUnaryReactor* ObserverService::GetNodes(grpc::CallbackServerContext*
   node->set_version(status.version());
   node->set_address(options_.address);
   node->set_state(relay::NODE_CONNECTED);
-  node->mutable_tls()->set_enabled(false);
+  node->mutable_tls()->set_enabled(options_.tls);
   node->set_uptime_ns(status.uptime_ns());
   node->set_num_flows(status.num_flows());
   node->set_max_flows(status.max_flows());

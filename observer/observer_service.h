@@ -81,6 +81,7 @@ struct ObserverOptions {
   // and at most this many events per batch.
   absl::Duration heartbeat = absl::Milliseconds(25);
   int max_batch_events = 1024;
+  bool tls = false;  // the TCP listener uses TLS (GetNodes says so)
 };
 
 class ObserverService;

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "api/logging.h"
@@ -139,10 +140,22 @@ void PeerPool::Refresh() {
     } else {
       p.address = address;
       p.name = address;
+      std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
       grpc::ChannelArguments args;
+      if (options_.tls && !absl::StartsWith(address, "unix:")) {
+        auto tls = ClientTlsCredentials(*options_.tls);
+        if (!tls.ok()) {  // checked at start-up; a file may have gone since: never plaintext
+          FLOWSCOPE_LOG_ERROR("TLS towards {}: {}", address, std::string(tls.status().message()));
+          continue;
+        }
+        creds = tls->credentials;
+        args = tls->args;
+        p.tls = true;
+        p.tls_server_name = options_.tls->server_name;
+      }
       args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
       args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-      p.channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+      p.channel = grpc::CreateCustomChannel(address, creds, args);
     }
     // READY, or able to become ready within a short wait (an idle channel reconnects at once;
     // one that never connected stays CONNECTING / TRANSIENT_FAILURE and is not available).

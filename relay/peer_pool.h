@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -21,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "api/tls.h"
 
 namespace flowscope::relay {
 
@@ -32,13 +34,18 @@ struct PoolOptions {
   absl::Duration dial_timeout = absl::Seconds(5);
   // Called (from the pool's thread) whenever the number of available peers changes.
   std::function<void(int available)> on_change;
+  // TLS towards TCP peers (unix sockets stay plaintext); none: plaintext. Validated by
+  // ClientTlsCredentials before the pool starts.
+  std::optional<TlsClientOptions> tls;
 };
 
 struct Peer {
   std::string address;  // as discovered
   std::string name;     // the node's own name, or the address until it told us
   std::string version;
-  bool available = false;  // channel READY or IDLE
+  bool available = false;       // channel READY or IDLE
+  bool tls = false;             // the channel uses TLS
+  std::string tls_server_name;  // the name its certificate is checked against, if set
   std::shared_ptr<grpc::Channel> channel;
 };
 

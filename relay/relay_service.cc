@@ -715,7 +715,8 @@ grpc::ServerUnaryReactor* RelayService::GetNodes(grpc::CallbackServerContext* ct
       ::observer::Node n;
       n.set_name(p.name);
       n.set_address(p.address);
-      n.mutable_tls()->set_enabled(false);
+      n.mutable_tls()->set_enabled(p.tls);
+      if (p.tls) n.mutable_tls()->set_server_name(p.tls_server_name);
       if (!p.available) {
         n.set_state(::relay::NODE_UNAVAILABLE);
         return n;

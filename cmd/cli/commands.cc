@@ -9,6 +9,8 @@
 #include <limits>
 #include <thread>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -30,21 +32,48 @@ int Fail(std::ostream& err, const std::string& message) {
   return 1;
 }
 
+// The target without a tls:// prefix, and whether the connection uses TLS.
+std::pair<std::string, bool> Target(const ServerOptions& server) {
+  absl::string_view target = server.server;
+  const bool prefixed = absl::ConsumePrefix(&target, "tls://");
+  return {std::string(target), server.tls || prefixed};
+}
+
 // A connected channel, or an error after the dial timeout.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> Dial(const ServerOptions& server) {
-  if (absl::StartsWith(server.server, "tls://")) {
-    return absl::UnimplementedError("TLS connections are not supported yet (tls:// target)");
-  }
+  const auto [target, tls] = Target(server);
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
   grpc::ChannelArguments args;
+  if (tls) {
+    auto c = ClientTlsCredentials(server.tls_options);
+    if (!c.ok()) return c.status();
+    creds = c->credentials;
+    args = c->args;
+  }
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  auto channel = grpc::CreateCustomChannel(server.server, grpc::InsecureChannelCredentials(), args);
+  auto channel = grpc::CreateCustomChannel(target, creds, args);
   if (!channel->WaitForConnected(std::chrono::system_clock::now() +
                                  absl::ToChronoMilliseconds(server.dial_timeout))) {
-    return absl::UnavailableError(absl::StrCat("failed to connect to '", server.server,
+    if (tls) {
+      return absl::UnavailableError(
+          absl::StrCat("failed to connect to '", target, "' over TLS within ",
+                       FormatGoDuration(server.dial_timeout),
+                       " (is it serving TLS, and is its certificate trusted for that name? see "
+                       "--tls-ca-cert-files, --tls-server-name, --tls-client-cert-file)"));
+    }
+    return absl::UnavailableError(absl::StrCat("failed to connect to '", target,
                                                "': no answer within ",
                                                FormatGoDuration(server.dial_timeout)));
   }
   return channel;
+}
+
+// Basic auth, when configured, on every call.
+void Authorize(grpc::ClientContext* ctx, const ServerOptions& server) {
+  if (server.basic_auth_username.empty()) return;
+  ctx->AddMetadata("authorization",
+                   "Basic " + absl::Base64Escape(absl::StrCat(server.basic_auth_username, ":",
+                                                              server.basic_auth_password)));
 }
 
 void SetDeadline(grpc::ClientContext* ctx, absl::Duration d) {
@@ -65,6 +94,7 @@ absl::Status ListCall(const ServerOptions& server, const std::string& format,
   if (!channel.ok()) return channel.status();
   auto stub = ::observer::Observer::NewStub(*channel);
   grpc::ClientContext ctx;
+  Authorize(&ctx, server);
   SetDeadline(&ctx, server.request_timeout);
   if (grpc::Status s = ((*stub).*method)(&ctx, Req(), resp); !s.ok()) {
     return absl::UnknownError(RpcError(s));
@@ -86,6 +116,33 @@ std::string GroupDigits(uint64_t v) {
     out.push_back(digits[i]);
   }
   return out;
+}
+
+absl::Status CheckConnectionSettings(const ServerOptions& server) {
+  const auto [target, tls] = Target(server);
+  const TlsClientOptions& t = server.tls_options;
+  if (!tls) {
+    if (!t.ca_files.empty() || !t.cert_file.empty() || !t.key_file.empty() ||
+        !t.server_name.empty() || t.allow_insecure) {
+      return absl::InvalidArgumentError(
+          "TLS settings (--tls-*) given without TLS: add --tls or use a tls:// server");
+    }
+    if (!server.basic_auth_username.empty() || !server.basic_auth_password.empty()) {
+      return absl::InvalidArgumentError(
+          "basic auth needs TLS (--tls or a tls:// server): credentials are never sent in the "
+          "clear");
+    }
+    return absl::OkStatus();
+  }
+  if (absl::StartsWith(target, "unix:")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS is for TCP servers, not the unix socket ", target));
+  }
+  if (server.basic_auth_username.empty() != server.basic_auth_password.empty()) {
+    return absl::InvalidArgumentError(
+        "basic auth needs both --basic-auth-username and --basic-auth-password");
+  }
+  return ClientTlsCredentials(t).status();
 }
 
 absl::StatusOr<ServerOptions> ResolveServer(const std::string& flag_server,
@@ -311,6 +368,7 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
   if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
   auto stub = ::observer::Observer::NewStub(*channel);
   grpc::ClientContext ctx;
+  Authorize(&ctx, server);
   CancelOnInterrupt canceller(&ctx, interrupted);
   PrinterOptions po = o.printer;
   po.flush_each_line = o.follow;  // otherwise buffered, and flushed at the end
@@ -342,6 +400,7 @@ int ObserveEvents(const ServerOptions& server, bool agent, const ObserveOptions&
   if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
   auto stub = ::observer::Observer::NewStub(*channel);
   grpc::ClientContext ctx;
+  Authorize(&ctx, server);
   CancelOnInterrupt canceller(&ctx, interrupted);
   const uint64_t number = o.last.value_or(o.follow ? 0 : 20);
   grpc::Status status;
@@ -379,6 +438,7 @@ int Status(const ServerOptions& server, Format format, std::ostream& out, std::o
   {
     auto health = grpc::health::v1::Health::NewStub(*channel);
     grpc::ClientContext ctx;
+    Authorize(&ctx, server);
     SetDeadline(&ctx, server.request_timeout);
     grpc::health::v1::HealthCheckRequest req;
     req.set_service("hubble.server.Observer");
@@ -396,6 +456,7 @@ int Status(const ServerOptions& server, Format format, std::ostream& out, std::o
   }
   auto stub = ::observer::Observer::NewStub(*channel);
   grpc::ClientContext ctx;
+  Authorize(&ctx, server);
   SetDeadline(&ctx, server.request_timeout);
   ::observer::ServerStatusResponse st;
   if (grpc::Status s = stub->ServerStatus(&ctx, {}, &st); !s.ok()) {
@@ -573,6 +634,7 @@ int Version(const ServerOptions* server, std::ostream& out, std::ostream& err) {
   if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
   auto stub = ::observer::Observer::NewStub(*channel);
   grpc::ClientContext ctx;
+  Authorize(&ctx, *server);
   SetDeadline(&ctx, server->request_timeout);
   ::observer::ServerStatusResponse st;
   if (grpc::Status s = stub->ServerStatus(&ctx, {}, &st); !s.ok()) return Fail(err, RpcError(s));

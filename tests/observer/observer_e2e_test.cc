@@ -199,6 +199,24 @@ TEST_F(ObserverE2eTest, RefusesBadConfigurationWithAClearMessage) {
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1);
   EXPECT_THAT(Log(), ::testing::HasSubstr("prefix length must be 0..32"));
   EXPECT_FALSE(std::filesystem::exists(socket_));
+
+  // TLS settings that cannot work are refused before anything is attached.
+  for (const auto& [args, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--tls-cert-file", "/nonexistent/server.crt", "--tls-key-file", "/nonexistent/k"},
+            "give --listen-address too"},
+           {{"--listen-address", "127.0.0.1:0", "--tls-cert-file", "/nonexistent/server.crt",
+             "--tls-key-file", "/nonexistent/server.key"},
+            "cannot read TLS certificate /nonexistent/server.crt"}}) {
+    std::vector<std::string> argv = {FLOWSCOPE_OBSERVER_BINARY, "--listen-socket", socket_,
+                                     "--state-dir", dir_.string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto bad = NetnsProcess::Start(net_->node(), argv, (dir_ / "observer.log").string());
+    ASSERT_TRUE(bad.ok());
+    auto exited = (*bad)->Signal(0, absl::Seconds(10));
+    ASSERT_TRUE(exited.ok()) << "it must exit by itself";
+    EXPECT_TRUE(WIFEXITED(*exited) && WEXITSTATUS(*exited) == 1);
+    EXPECT_THAT(Log(), ::testing::HasSubstr(message));
+  }
 }
 
 }  // namespace
