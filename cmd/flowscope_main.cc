@@ -115,6 +115,8 @@ int main(int argc, char** argv) {
                     "print no node errors or warnings on stderr");
   observe->add_flag("--print-policy-names", o.printer.print_policy_names,
                     "print the names of the policies that allowed or denied a flow");
+  observe->add_option("--input-file", o.input_file,
+                      "read `-o json` lines from this file ('-' for stdin) instead of a server");
   observe->add_flag("--print-raw-filters", o.print_raw_filters,
                     "print the filters that would be sent, and exit");
   observe->add_option("--allowlist", o.allowlist, "JSON FlowFilter(s) to include")->expected(1);

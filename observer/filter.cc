@@ -146,9 +146,25 @@ class CompiledFilter {
     }
   };
 
+  // With a table and builder: for this node's records. Without: for decoded flows (MatchFlow).
   static absl::StatusOr<std::unique_ptr<CompiledFilter>> Compile(const flow::FlowFilter& f,
-                                                                 const EndpointTable& table,
-                                                                 const FlowBuilder& builder);
+                                                                 const EndpointTable* table,
+                                                                 const FlowBuilder* builder);
+
+  bool NodeMatches(const std::string& node, const std::string& cluster) const {
+    if (!node_labels_ok_) return false;
+    if (node_patterns_.empty()) return true;
+    std::string full = node;
+    if (full.find('/') == std::string::npos) {
+      full = absl::StrCat(cluster.empty() ? "default" : cluster, "/", node);
+    }
+    return std::any_of(node_patterns_.begin(), node_patterns_.end(), [&](const std::string& p) {
+      return fnmatch(p.c_str(), full.c_str(), FNM_PATHNAME) == 0;
+    });
+  }
+
+  // The same criteria over a decoded flow (one read from a file, or from any Hubble server).
+  bool MatchFlow(const flow::Flow& f) const;
 
   bool Match(const FlowRecord& r, uint64_t position) const {
     if (never_ || src_.never || dst_.never) return false;
@@ -257,7 +273,9 @@ class CompiledFilter {
   const EndpointTable* table_ = nullptr;
   const FlowBuilder* builder_ = nullptr;
   bool never_ = false;
-  bool node_matches_ = true;
+  bool node_matches_ = true;    // for records: this node against the patterns and labels
+  bool node_labels_ok_ = true;  // node_labels selectors against this node's (empty) labels
+  std::vector<std::string> node_patterns_;  // "cluster/node" globs
   Side src_;
   Side dst_;
   std::bitset<8> verdicts_;
@@ -315,8 +333,7 @@ absl::StatusOr<std::vector<uint8_t>> Protocols(const std::string& value) {
                  "dns, http or kafka");
 }
 
-absl::Status CompileSide(const flow::FlowFilter& f, bool source, const EndpointTable& table,
-                         CompiledFilter::Side* side) {
+absl::Status CompileSide(const flow::FlowFilter& f, bool source, CompiledFilter::Side* side) {
   const char* prefix = source ? "source_" : "destination_";
   auto field = [&](const char* name) { return absl::StrCat(prefix, name); };
   const auto& ips = source ? f.source_ip() : f.destination_ip();
@@ -373,12 +390,12 @@ absl::Status CompileSide(const flow::FlowFilter& f, bool source, const EndpointT
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CompiledFilter>> CompiledFilter::Compile(
-    const flow::FlowFilter& f, const EndpointTable& table, const FlowBuilder& builder) {
+    const flow::FlowFilter& f, const EndpointTable* table, const FlowBuilder* builder) {
   auto c = std::make_unique<CompiledFilter>();
-  c->table_ = &table;
-  c->builder_ = &builder;
-  if (absl::Status s = CompileSide(f, true, table, &c->src_); !s.ok()) return s;
-  if (absl::Status s = CompileSide(f, false, table, &c->dst_); !s.ok()) return s;
+  c->table_ = table;
+  c->builder_ = builder;
+  if (absl::Status s = CompileSide(f, true, &c->src_); !s.ok()) return s;
+  if (absl::Status s = CompileSide(f, false, &c->dst_); !s.ok()) return s;
 
   for (int v : f.verdict()) {
     if (v < 0 || v >= 8) return Invalid("verdict", absl::StrCat(v), "unknown verdict");
@@ -416,24 +433,18 @@ absl::StatusOr<std::unique_ptr<CompiledFilter>> CompiledFilter::Compile(
   for (const std::string& u : f.uuid()) c->uuids_.push_back(absl::AsciiStrToLower(u));
 
   // Node names: "[cluster/]node" globs; a flow's node is "<cluster>/<node>".
-  if (f.node_name_size() > 0) {
-    std::string flow_node = builder.node_name();
-    if (flow_node.find('/') == std::string::npos) {
-      flow_node = absl::StrCat(table.cluster_name().empty() ? "default" : table.cluster_name(), "/",
-                               flow_node);
-    }
-    c->node_matches_ = false;
-    for (const std::string& p : f.node_name()) {
-      if (p.empty()) return Invalid("node_name", p, "pattern must not be empty");
-      const std::string pattern = p.find('/') == std::string::npos ? "*/" + p : p;
-      if (fnmatch(pattern.c_str(), flow_node.c_str(), FNM_PATHNAME) == 0) c->node_matches_ = true;
-    }
+  for (const std::string& p : f.node_name()) {
+    if (p.empty()) return Invalid("node_name", p, "pattern must not be empty");
+    c->node_patterns_.push_back(p.find('/') == std::string::npos ? "*/" + p : p);
   }
   // Node labels: flowscope nodes carry none yet; selectors are checked against the empty set.
   for (const std::string& sel : f.node_labels()) {
     auto parsed = ParseLabelSelector(sel);
     if (!parsed.ok()) return Invalid("node_labels", sel, parsed.status().message());
-    if (!SelectorMatches(*parsed, {})) c->node_matches_ = false;
+    if (!SelectorMatches(*parsed, {})) c->node_labels_ok_ = false;
+  }
+  if (builder != nullptr) {
+    c->node_matches_ = c->NodeMatches(builder->node_name(), table->cluster_name());
   }
 
   // L7 and tracing fields: validated; no L3/L4 flow has them.
@@ -482,6 +493,19 @@ absl::StatusOr<FlowPredicate> FlowPredicate::Compile(
     const google::protobuf::RepeatedPtrField<flow::FlowFilter>& whitelist,
     const google::protobuf::RepeatedPtrField<flow::FlowFilter>& blacklist,
     const EndpointTable& table, const FlowBuilder& builder) {
+  return CompileWith(whitelist, blacklist, &table, &builder);
+}
+
+absl::StatusOr<FlowPredicate> FlowPredicate::CompileForFlows(
+    const google::protobuf::RepeatedPtrField<flow::FlowFilter>& whitelist,
+    const google::protobuf::RepeatedPtrField<flow::FlowFilter>& blacklist) {
+  return CompileWith(whitelist, blacklist, nullptr, nullptr);
+}
+
+absl::StatusOr<FlowPredicate> FlowPredicate::CompileWith(
+    const google::protobuf::RepeatedPtrField<flow::FlowFilter>& whitelist,
+    const google::protobuf::RepeatedPtrField<flow::FlowFilter>& blacklist,
+    const EndpointTable* table, const FlowBuilder* builder) {
   FlowPredicate p;
   for (const auto& f : whitelist) {
     auto c = CompiledFilter::Compile(f, table, builder);
@@ -494,6 +518,175 @@ absl::StatusOr<FlowPredicate> FlowPredicate::Compile(
     p.blacklist_.push_back(*std::move(c));
   }
   return p;
+}
+
+bool FlowPredicate::MatchFlow(const flow::Flow& f) const {
+  if (!whitelist_.empty() && std::none_of(whitelist_.begin(), whitelist_.end(),
+                                          [&](const auto& c) { return c->MatchFlow(f); })) {
+    return false;
+  }
+  return std::none_of(blacklist_.begin(), blacklist_.end(),
+                      [&](const auto& c) { return c->MatchFlow(f); });
+}
+
+// --- decoded flows -----------------------------------------------------------------------------
+
+namespace {
+
+// A decoded flow's fields in the shapes the record criteria use.
+struct FlowView {
+  uint8_t family = 0;
+  uint32_t saddr[4] = {};
+  uint32_t daddr[4] = {};
+  uint8_t protocol = 0;
+  uint16_t sport = 0;
+  uint16_t dport = 0;
+  uint16_t tcp_flags = 0;
+};
+
+FlowView ViewOf(const flow::Flow& f) {
+  FlowView v;
+  const int af = f.ip().ipversion() == flow::IPv6 ? AF_INET6 : AF_INET;
+  v.family = af == AF_INET6 ? FS_FAMILY_IPV6 : FS_FAMILY_IPV4;
+  if (inet_pton(af, f.ip().source().c_str(), v.saddr) != 1 ||
+      inet_pton(af, f.ip().destination().c_str(), v.daddr) != 1) {
+    v.family = 0;  // no IP layer: matches no IP criterion
+  }
+  const flow::Layer4& l4 = f.l4();
+  if (l4.has_tcp()) {
+    v.protocol = IPPROTO_TCP;
+    v.sport = static_cast<uint16_t>(l4.tcp().source_port());
+    v.dport = static_cast<uint16_t>(l4.tcp().destination_port());
+    const flow::TCPFlags& t = l4.tcp().flags();
+    v.tcp_flags = static_cast<uint16_t>(
+        (t.fin() ? FS_TCP_FIN : 0) | (t.syn() ? FS_TCP_SYN : 0) | (t.rst() ? FS_TCP_RST : 0) |
+        (t.psh() ? FS_TCP_PSH : 0) | (t.ack() ? FS_TCP_ACK : 0) | (t.urg() ? FS_TCP_URG : 0) |
+        (t.ece() ? FS_TCP_ECE : 0) | (t.cwr() ? FS_TCP_CWR : 0) | (t.ns() ? FS_TCP_NS : 0));
+  } else if (l4.has_udp()) {
+    v.protocol = IPPROTO_UDP;
+    v.sport = static_cast<uint16_t>(l4.udp().source_port());
+    v.dport = static_cast<uint16_t>(l4.udp().destination_port());
+  } else if (l4.has_sctp()) {
+    v.protocol = IPPROTO_SCTP;
+    v.sport = static_cast<uint16_t>(l4.sctp().source_port());
+    v.dport = static_cast<uint16_t>(l4.sctp().destination_port());
+  } else if (l4.has_icmpv4()) {
+    v.protocol = IPPROTO_ICMP;
+  } else if (l4.has_icmpv6()) {
+    v.protocol = IPPROTO_ICMPV6;
+  }
+  return v;
+}
+
+Endpoint EndpointOf(const flow::Endpoint& e, const flow::Workload* workload) {
+  Endpoint out;
+  out.identity = e.identity();
+  out.namespace_name = e.namespace_();
+  out.pod_name = e.pod_name();
+  out.labels.assign(e.labels().begin(), e.labels().end());
+  out.cluster_name = e.cluster_name();
+  if (workload != nullptr) {
+    out.workload_name = workload->name();
+    out.workload_kind = workload->kind();
+  }
+  return out;
+}
+
+// An endpoint criterion holds for any of the endpoint's workloads (or for none, if it has none).
+bool EndpointOfFlowMatches(const CompiledFilter::Side& side, const flow::Endpoint& e) {
+  if (!side.HasEndpointCriteria()) return true;
+  if (e.workloads_size() == 0) return side.EndpointMatches(EndpointOf(e, nullptr));
+  return std::any_of(e.workloads().begin(), e.workloads().end(), [&](const flow::Workload& w) {
+    return side.EndpointMatches(EndpointOf(e, &w));
+  });
+}
+
+bool SideMatchesFlow(const CompiledFilter::Side& side, const FlowView& v, bool source,
+                     const flow::Endpoint& e) {
+  const uint32_t* addr = source ? v.saddr : v.daddr;
+  if (!side.ips.empty() && std::none_of(side.ips.begin(), side.ips.end(), [&](const Cidr& c) {
+        return v.family != 0 && c.Match(v.family, addr);
+      })) {
+    return false;
+  }
+  if (!side.ports.empty()) {
+    if (v.protocol != IPPROTO_TCP && v.protocol != IPPROTO_UDP && v.protocol != IPPROTO_SCTP) {
+      return false;
+    }
+    const uint16_t port = source ? v.sport : v.dport;
+    if (std::find(side.ports.begin(), side.ports.end(), port) == side.ports.end()) return false;
+  }
+  return EndpointOfFlowMatches(side, e);
+}
+
+}  // namespace
+
+bool CompiledFilter::MatchFlow(const flow::Flow& f) const {
+  if (never_ || src_.never || dst_.never) return false;
+  if (!NodeMatches(f.node_name(), f.source().cluster_name())) return false;
+  if (verdicts_.any() &&
+      (f.verdict() < 0 || f.verdict() >= 8 || !verdicts_.test(static_cast<size_t>(f.verdict())))) {
+    return false;
+  }
+  const FlowView v = ViewOf(f);
+  if (!ip_versions_.empty() && std::find(ip_versions_.begin(), ip_versions_.end(),
+                                         f.ip().ipversion()) == ip_versions_.end()) {
+    return false;
+  }
+  if (!protocols_.empty() &&
+      std::find(protocols_.begin(), protocols_.end(), v.protocol) == protocols_.end()) {
+    return false;
+  }
+  if (!SideMatchesFlow(src_, v, true, f.source())) return false;
+  if (!SideMatchesFlow(dst_, v, false, f.destination())) return false;
+  if (!event_types_.empty() &&
+      std::none_of(event_types_.begin(), event_types_.end(), [&](const flow::EventTypeFilter& e) {
+        return (e.type() == 0 || e.type() == f.event_type().type()) &&
+               (!e.match_sub_type() || e.sub_type() == f.event_type().sub_type());
+      })) {
+    return false;
+  }
+  if (!tcp_flags_.empty()) {
+    if (v.protocol != IPPROTO_TCP) return false;
+    if (std::none_of(tcp_flags_.begin(), tcp_flags_.end(),
+                     [&](uint16_t m) { return (v.tcp_flags & m) == m; })) {
+      return false;
+    }
+  }
+  if (!reply_.empty()) {
+    bool reply;
+    if (!f.has_is_reply()) {
+      if (f.verdict() != flow::DROPPED) return false;
+      reply = false;  // a drop with no known direction counts as not a reply
+    } else {
+      reply = f.is_reply().value();
+    }
+    if (std::find(reply_.begin(), reply_.end(), reply) == reply_.end()) return false;
+  }
+  if (!directions_.empty() && std::find(directions_.begin(), directions_.end(),
+                                        f.traffic_direction()) == directions_.end()) {
+    return false;
+  }
+  if (!drop_reasons_.empty() && std::find(drop_reasons_.begin(), drop_reasons_.end(),
+                                          f.drop_reason_desc()) == drop_reasons_.end()) {
+    return false;
+  }
+  if (!interfaces_.empty() &&
+      std::none_of(interfaces_.begin(), interfaces_.end(), [&](const flow::NetworkInterface& i) {
+        return (i.index() == 0 || i.index() == f.interface().index()) &&
+               (i.name().empty() || i.name() == f.interface().name());
+      })) {
+    return false;
+  }
+  if (!encrypted_.empty() &&
+      std::find(encrypted_.begin(), encrypted_.end(), false) == encrypted_.end()) {
+    return false;
+  }
+  if (!uuids_.empty() &&
+      std::find(uuids_.begin(), uuids_.end(), absl::AsciiStrToLower(f.uuid())) == uuids_.end()) {
+    return false;
+  }
+  return true;
 }
 
 bool FlowPredicate::Match(const FlowRecord& r, uint64_t position) const {

@@ -39,6 +39,12 @@ class FlowPredicate {
       const google::protobuf::RepeatedPtrField<flow::FlowFilter>& blacklist,
       const EndpointTable& table, const FlowBuilder& builder);
 
+  // For decoded flows (MatchFlow): flows read from a file, from another server. Node name
+  // patterns are checked against each flow's node.
+  static absl::StatusOr<FlowPredicate> CompileForFlows(
+      const google::protobuf::RepeatedPtrField<flow::FlowFilter>& whitelist,
+      const google::protobuf::RepeatedPtrField<flow::FlowFilter>& blacklist);
+
   FlowPredicate(FlowPredicate&&) noexcept;
   FlowPredicate& operator=(FlowPredicate&&) noexcept;
   ~FlowPredicate();
@@ -46,11 +52,17 @@ class FlowPredicate {
   // `position` is the record's ring position (for uuid filters).
   bool Match(const FlowRecord& r, uint64_t position) const;
 
+  bool MatchFlow(const flow::Flow& f) const;
+
   // True when no filter was given (every flow matches): lets readers skip the call.
   bool MatchesAll() const { return whitelist_.empty() && blacklist_.empty(); }
 
  private:
   FlowPredicate() = default;
+  static absl::StatusOr<FlowPredicate> CompileWith(
+      const google::protobuf::RepeatedPtrField<flow::FlowFilter>& whitelist,
+      const google::protobuf::RepeatedPtrField<flow::FlowFilter>& blacklist,
+      const EndpointTable* table, const FlowBuilder* builder);
   std::vector<std::unique_ptr<CompiledFilter>> whitelist_;
   std::vector<std::unique_ptr<CompiledFilter>> blacklist_;
 };

@@ -5,7 +5,10 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
+#include <fstream>
+#include <iostream>
 #include <limits>
 #include <thread>
 
@@ -20,6 +23,7 @@
 #include "api/time_parse.h"
 #include "cmd/cli/json.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "observer/filter.h"
 #include "observer/observer.grpc.pb.h"
 
 namespace flowscope::cli {
@@ -353,6 +357,67 @@ class CancelOnInterrupt {
 
 }  // namespace
 
+namespace {
+
+absl::Time TimeOf(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+// --input-file: the request applied to recorded `-o json` lines.
+int ObserveFile(const ObserveOptions& o, const ::observer::GetFlowsRequest& req, std::ostream& out,
+                std::ostream& err, std::atomic<bool>* interrupted) {
+  auto predicate = observer::FlowPredicate::CompileForFlows(req.whitelist(), req.blacklist());
+  if (!predicate.ok()) return Fail(err, std::string(predicate.status().message()));
+  std::ifstream file;
+  std::istream* in = &std::cin;
+  if (o.input_file != "-") {
+    file.open(o.input_file);
+    if (!file) return Fail(err, absl::StrCat("cannot read --input-file ", o.input_file));
+    in = &file;
+  }
+  PrinterOptions po = o.printer;
+  po.flush_each_line = o.follow;
+  Printer printer(po, out, err);
+  const bool newest = !req.first() && req.number() > 0 && !req.follow();
+  const uint64_t limit = req.follow() ? 0 : req.number();
+  std::deque<::observer::GetFlowsResponse> window;  // the newest N so far
+  uint64_t printed = 0;
+  google::protobuf::util::JsonParseOptions parse;
+  parse.ignore_unknown_fields = true;
+  std::string line;
+  for (uint64_t n = 1; std::getline(*in, line); ++n) {
+    if (interrupted != nullptr && interrupted->load()) break;
+    if (absl::StripAsciiWhitespace(line).empty()) continue;
+    ::observer::GetFlowsResponse resp;
+    if (auto s = google::protobuf::util::JsonStringToMessage(line, &resp, parse); !s.ok()) {
+      return Fail(err, absl::StrCat("--input-file ", o.input_file, " line ", n,
+                                    ": not a GetFlowsResponse in JSON: ", s.message().ToString()));
+    }
+    if (resp.has_flow()) {
+      const absl::Time t = TimeOf(resp.has_time() ? resp.time() : resp.flow().time());
+      if (req.has_since() && t < TimeOf(req.since())) continue;
+      if (req.has_until() && t > TimeOf(req.until())) continue;
+      if (!predicate->MatchFlow(resp.flow())) continue;
+    }
+    if (newest) {
+      if (!resp.has_flow()) continue;  // only the newest flows are kept
+      window.push_back(std::move(resp));
+      if (window.size() > limit) window.pop_front();
+      continue;
+    }
+    if (limit != 0 && resp.has_flow() && printed == limit) break;  // --first N
+    if (!printer.Write(resp)) return 0;                            // closed pipe: quietly done
+    printed += resp.has_flow();
+  }
+  for (const auto& r : window) {
+    if (!printer.Write(r)) return 0;
+  }
+  printer.Finish();
+  return 0;
+}
+
+}  // namespace
+
 int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters& filters,
             std::ostream& out, std::ostream& err, std::atomic<bool>* interrupted) {
   auto req = BuildRequest(o, filters, absl::Now());
@@ -364,6 +429,7 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
     out << RawFiltersYaml(all);
     return 0;
   }
+  if (!o.input_file.empty()) return ObserveFile(o, *req, out, err, interrupted);
   auto channel = Dial(server);
   if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
   auto stub = ::observer::Observer::NewStub(*channel);

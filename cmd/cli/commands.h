@@ -55,6 +55,9 @@ struct ObserveOptions {
   std::vector<std::string> denylist;
   std::vector<std::string> field_mask;  // --field-mask (json output only)
   bool use_default_field_masks = true;  // compact/dict/table ask only for what they print
+  // --input-file: read `-o json` lines from this file ("-" for stdin) instead of a server, and
+  // apply the filters, --last/--first/--all and --since/--until here.
+  std::string input_file;
 };
 
 // The flow fields compact, dict and table output print (sent as the request's field_mask).

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -127,6 +128,111 @@ TEST_F(ObserveTest, StatusAndNodes) {
   EXPECT_THAT(nodes.str(), HasSubstr("NAME     STATUS      AGE"));
   EXPECT_THAT(nodes.str(), HasSubstr("30/127 ( 23.62%)"));
   EXPECT_THAT(nodes.str(), HasSubstr("Disabled"));
+}
+
+// Varied flows — TCP with flags and replies, a policy drop, UDP, ICMP, two pods and the world
+// — recorded with `-o json`, then read back with --input-file: every filter must select exactly
+// what the server selects for the same flows.
+TEST_F(ObserveTest, InputFileAppliesTheSameFiltersAsTheServer) {
+  observer::EndpointInfo xwing;
+  xwing.ips = {"10.0.2.7"};
+  xwing.namespace_name = "default";
+  xwing.pod_name = "xwing";
+  xwing.labels = {"org=alliance"};
+  observer::EndpointInfo tie;
+  tie.ips = {"10.0.1.5"};
+  tie.namespace_name = "default";
+  tie.pod_name = "tiefighter";
+  tie.labels = {"org=empire"};
+  table_->Update({tie, xwing});
+  observer::EndpointTable::Resolver res(*table_);
+  uint64_t t = 1'714'826'900'000'000'000ULL;
+  auto add = [&](const char* src, const char* dst, uint8_t proto, uint16_t sport, uint16_t dport,
+                 uint16_t flags, bool reply, bool drop) {
+    observer::FlowRecord r = testing::DnsQueryRecord(t += 1'000'000, src, dst, sport, res);
+    r.protocol = proto;
+    r.dport = dport;
+    r.tcp_flags = flags;
+    r.is_reply = reply ? FS_REPLY_YES : FS_REPLY_NO;
+    if (drop) {
+      r.verdict = FS_VERDICT_DROPPED;
+      r.drop_reason = 133;
+    }
+    if (proto == IPPROTO_ICMP) r.sport = r.dport = 0, r.icmp_type = 8;
+    ring_->Write(r);
+  };
+  add("10.0.1.5", "10.0.3.9", IPPROTO_TCP, 33000, 80, FS_TCP_SYN, false, false);
+  add("10.0.3.9", "10.0.1.5", IPPROTO_TCP, 80, 33000, FS_TCP_SYN | FS_TCP_ACK, true, false);
+  add("10.0.1.5", "10.0.3.9", IPPROTO_TCP, 33000, 80, FS_TCP_FIN | FS_TCP_ACK, false, false);
+  add("10.0.2.7", "10.0.3.9", IPPROTO_TCP, 41000, 80, FS_TCP_SYN, false, true);
+  add("10.0.2.7", "10.0.9.9", IPPROTO_UDP, 5353, 53, 0, false, false);
+  add("10.0.1.5", "10.0.2.7", IPPROTO_ICMP, 0, 0, 0, false, false);
+  ring_->Publish();
+
+  ObserveOptions all;
+  all.all = true;
+  all.printer.format = Format::kJson;
+  std::ostringstream recorded, err;
+  ASSERT_EQ(Observe(opts_, all, {}, recorded, err, nullptr), 0) << err.str();
+  const std::string file = (dir_ / "flows.json").string();
+  std::ofstream(file) << recorded.str();
+
+  uint32_t xwing_addr[4] = {};
+  inet_pton(AF_INET, "10.0.2.7", xwing_addr);
+  const uint32_t xwing_identity = table_->Get(res.Lookup(FS_FAMILY_IPV4, xwing_addr)).identity;
+  const std::vector<std::vector<std::pair<std::string, std::string>>> cases = {
+      {},
+      {{"pod", "default/xwing"}},
+      {{"from-pod", "default/tiefighter"}, {"to-port", "80"}},
+      {{"verdict", "DROPPED"}},
+      {{"drop-reason-desc", "POLICY_DENIED"}},
+      {{"protocol", "udp"}},
+      {{"protocol", "icmp"}},
+      {{"tcp-flags", "SYN"}},
+      {{"label", "org=empire"}},
+      {{"not", ""}, {"label", "org=empire"}},
+      {{"from-ip", "10.0.2.0/24"}},
+      {{"ip", "10.0.3.9"}, {"port", "33000"}},
+      {{"type", "trace"}},
+      {{"traffic-direction", "egress"}},
+      {{"node-name", "node-*"}},
+      {{"node-name", "other"}},
+      {{"identity", std::to_string(xwing_identity)}},
+  };
+  for (const auto& flags : cases) {
+    FilterBuilder b;
+    std::string label;
+    for (const auto& [flag, value] : flags) {
+      ASSERT_TRUE(b.Add(flag, value).ok()) << flag << " " << value;
+      label += " --" + flag + " " + value;
+    }
+    auto filters = b.Build();
+    ASSERT_TRUE(filters.ok()) << label;
+    for (const char* selection : {"all", "last2", "first2"}) {
+      ObserveOptions o;
+      o.printer.format = Format::kCompact;
+      if (std::string(selection) == "all") o.all = true;
+      if (std::string(selection) == "last2") o.last = 2;
+      if (std::string(selection) == "first2") o.first = 2;
+      std::ostringstream from_server, from_file, e1, e2;
+      ASSERT_EQ(Observe(opts_, o, *filters, from_server, e1, nullptr), 0) << label << e1.str();
+      o.input_file = file;
+      ASSERT_EQ(Observe(opts_, o, *filters, from_file, e2, nullptr), 0) << label << e2.str();
+      EXPECT_EQ(from_file.str(), from_server.str()) << label << " (" << selection << ")";
+    }
+  }
+  // Not JSON: one clear line naming the file and line.
+  std::ofstream(file, std::ios::app) << "{not json\n";
+  ObserveOptions o;
+  o.all = true;
+  o.input_file = file;
+  std::ostringstream out, bad;
+  EXPECT_EQ(Observe(opts_, o, {}, out, bad, nullptr), 1);
+  EXPECT_THAT(bad.str(), HasSubstr(absl::StrCat("--input-file ", file, " line 37: not a ")));
+  o.input_file = (dir_ / "missing.json").string();
+  std::ostringstream out2, bad2;
+  EXPECT_EQ(Observe(opts_, o, {}, out2, bad2, nullptr), 1);
+  EXPECT_THAT(bad2.str(), HasSubstr("cannot read --input-file"));
 }
 
 }  // namespace
