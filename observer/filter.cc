@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bitset>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -166,71 +167,102 @@ class CompiledFilter {
   // The same criteria over a decoded flow (one read from a file, or from any Hubble server).
   bool MatchFlow(const flow::Flow& f) const;
 
+  // The record's facts as the criteria ask for them (MatchFacts), each computed only when a
+  // criterion needs it. A decoded flow has its own (see MatchFlow).
+  struct RecordFacts {
+    const CompiledFilter& c;
+    const FlowRecord& r;
+    uint64_t position;
+
+    bool dropped() const { return r.verdict == FS_VERDICT_DROPPED; }
+    int verdict() const { return dropped() ? flow::DROPPED : flow::FORWARDED; }
+    flow::IPVersion ip_version() const {
+      return r.family == FS_FAMILY_IPV4 ? flow::IPv4 : flow::IPv6;
+    }
+    uint8_t family() const { return r.family; }
+    const uint32_t* addr(bool source) const { return source ? r.saddr : r.daddr; }
+    uint8_t protocol() const { return r.protocol; }
+    uint16_t port(bool source) const { return source ? r.sport : r.dport; }
+    uint16_t tcp_flags() const { return r.tcp_flags; }
+    int32_t event_type() const { return MonitorType(r); }
+    int32_t event_sub_type() const { return MonitorSubType(r); }
+    std::optional<bool> reply() const {
+      if (r.is_reply == FS_REPLY_UNKNOWN) return std::nullopt;
+      return r.is_reply == FS_REPLY_YES;
+    }
+    flow::TrafficDirection direction() const { return TrafficDirectionOf(r); }
+    int drop_reason() const { return dropped() ? r.drop_reason : 0; }
+    uint32_t ifindex() const { return r.ifindex; }
+    std::string interface_name() const { return c.builder_->InterfaceName(r.ifindex); }
+    std::string uuid() const { return c.builder_->Uuid(position); }
+    // Evaluated once per endpoint id: ids are small and dense.
+    bool endpoint_matches(const Side& side, bool source) const {
+      const uint32_t id = source ? r.src_endpoint : r.dst_endpoint;
+      std::vector<int8_t>* cache = source ? &c.src_cache_ : &c.dst_cache_;
+      if (id >= cache->size()) cache->resize(id + 64, -1);
+      int8_t& hit = (*cache)[id];
+      if (hit < 0) hit = side.EndpointMatches(c.table_->Get(id)) ? 1 : 0;
+      return hit == 1;
+    }
+  };
+
   bool Match(const FlowRecord& r, uint64_t position) const {
+    return node_matches_ && MatchFacts(RecordFacts{*this, r, position});
+  }
+
+ private:
+  // Every criterion but the node's, over the facts of a record or of a decoded flow.
+  template <typename Facts>
+  bool MatchFacts(const Facts& x) const {
     if (never_ || src_.never || dst_.never) return false;
-    if (!node_matches_) return false;
-    if (verdicts_.any() &&
-        !verdicts_.test(r.verdict == FS_VERDICT_DROPPED ? flow::DROPPED : flow::FORWARDED)) {
+    if (verdicts_.any() && (x.verdict() < 0 || x.verdict() >= 8 ||
+                            !verdicts_.test(static_cast<size_t>(x.verdict())))) {
       return false;
     }
     if (!ip_versions_.empty() &&
-        std::find(ip_versions_.begin(), ip_versions_.end(),
-                  r.family == FS_FAMILY_IPV4 ? flow::IPv4 : flow::IPv6) == ip_versions_.end()) {
+        std::find(ip_versions_.begin(), ip_versions_.end(), x.ip_version()) == ip_versions_.end()) {
       return false;
     }
     if (!protocols_.empty() &&
-        std::find(protocols_.begin(), protocols_.end(), r.protocol) == protocols_.end()) {
+        std::find(protocols_.begin(), protocols_.end(), x.protocol()) == protocols_.end()) {
       return false;
     }
-    if (!SideMatches(src_, r.family, r.saddr, r.sport, r.protocol, r.src_endpoint, &src_cache_)) {
+    if (!SideMatches(src_, x, true) || !SideMatches(dst_, x, false)) return false;
+    if (!event_types_.empty() &&
+        std::none_of(event_types_.begin(), event_types_.end(), [&](const flow::EventTypeFilter& e) {
+          return (e.type() == 0 || e.type() == x.event_type()) &&
+                 (!e.match_sub_type() || e.sub_type() == x.event_sub_type());
+        })) {
       return false;
-    }
-    if (!SideMatches(dst_, r.family, r.daddr, r.dport, r.protocol, r.dst_endpoint, &dst_cache_)) {
-      return false;
-    }
-    if (!event_types_.empty()) {
-      const int32_t type = MonitorType(r);
-      const int32_t sub = MonitorSubType(r);
-      if (std::none_of(event_types_.begin(), event_types_.end(),
-                       [&](const flow::EventTypeFilter& e) {
-                         return (e.type() == 0 || e.type() == type) &&
-                                (!e.match_sub_type() || e.sub_type() == sub);
-                       })) {
-        return false;
-      }
     }
     if (!tcp_flags_.empty()) {
-      if (r.protocol != IPPROTO_TCP) return false;
+      if (x.protocol() != IPPROTO_TCP) return false;
       if (std::none_of(tcp_flags_.begin(), tcp_flags_.end(),
-                       [&](uint16_t m) { return (r.tcp_flags & m) == m; })) {
+                       [&](uint16_t m) { return (x.tcp_flags() & m) == m; })) {
         return false;
       }
     }
     if (!reply_.empty()) {
-      bool reply;
-      if (r.is_reply == FS_REPLY_UNKNOWN) {
-        if (r.verdict != FS_VERDICT_DROPPED) return false;
-        reply = false;  // a drop with no known direction counts as not a reply
-      } else {
-        reply = r.is_reply == FS_REPLY_YES;
-      }
-      if (std::find(reply_.begin(), reply_.end(), reply) == reply_.end()) return false;
-    }
-    if (!directions_.empty() && std::find(directions_.begin(), directions_.end(),
-                                          TrafficDirectionOf(r)) == directions_.end()) {
-      return false;
-    }
-    if (!drop_reasons_.empty()) {
-      const int desc = r.verdict == FS_VERDICT_DROPPED ? r.drop_reason : 0;
-      if (std::find(drop_reasons_.begin(), drop_reasons_.end(), desc) == drop_reasons_.end()) {
+      // A drop with no known direction counts as not a reply; other unknowns match nothing.
+      const std::optional<bool> reply = x.reply();
+      if (!reply && x.verdict() != flow::DROPPED) return false;
+      if (std::find(reply_.begin(), reply_.end(), reply.value_or(false)) == reply_.end()) {
         return false;
       }
     }
+    if (!directions_.empty() &&
+        std::find(directions_.begin(), directions_.end(), x.direction()) == directions_.end()) {
+      return false;
+    }
+    if (!drop_reasons_.empty() && std::find(drop_reasons_.begin(), drop_reasons_.end(),
+                                            x.drop_reason()) == drop_reasons_.end()) {
+      return false;
+    }
     if (!interfaces_.empty()) {
-      const std::string name = builder_->InterfaceName(r.ifindex);
+      const std::string name = x.interface_name();
       if (std::none_of(interfaces_.begin(), interfaces_.end(),
                        [&](const flow::NetworkInterface& i) {
-                         return (i.index() == 0 || i.index() == r.ifindex) &&
+                         return (i.index() == 0 || i.index() == x.ifindex()) &&
                                 (i.name().empty() || i.name() == name);
                        })) {
         return false;
@@ -240,34 +272,29 @@ class CompiledFilter {
         std::find(encrypted_.begin(), encrypted_.end(), false) == encrypted_.end()) {
       return false;  // nothing flowscope sees is encrypted (yet)
     }
-    if (!uuids_.empty() &&
-        std::find(uuids_.begin(), uuids_.end(), builder_->Uuid(position)) == uuids_.end()) {
+    if (!uuids_.empty() && std::find(uuids_.begin(), uuids_.end(), x.uuid()) == uuids_.end()) {
       return false;
     }
     return true;
   }
 
- private:
-  bool SideMatches(const Side& side, uint8_t family, const uint32_t addr[4], uint16_t port,
-                   uint8_t protocol, uint32_t endpoint_id, std::vector<int8_t>* cache) const {
-    if (!side.ips.empty() && std::none_of(side.ips.begin(), side.ips.end(),
-                                          [&](const Cidr& c) { return c.Match(family, addr); })) {
+  template <typename Facts>
+  bool SideMatches(const Side& side, const Facts& x, bool source) const {
+    const uint32_t* addr = x.addr(source);
+    if (!side.ips.empty() && std::none_of(side.ips.begin(), side.ips.end(), [&](const Cidr& c) {
+          return addr != nullptr && c.Match(x.family(), addr);
+        })) {
       return false;
     }
     if (!side.ports.empty()) {
-      if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP && protocol != IPPROTO_SCTP) {
+      if (x.protocol() != IPPROTO_TCP && x.protocol() != IPPROTO_UDP &&
+          x.protocol() != IPPROTO_SCTP) {
         return false;
       }
+      const uint16_t port = x.port(source);
       if (std::find(side.ports.begin(), side.ports.end(), port) == side.ports.end()) return false;
     }
-    if (side.HasEndpointCriteria()) {
-      // Evaluated once per endpoint id: ids are small and dense.
-      if (endpoint_id >= cache->size()) cache->resize(endpoint_id + 64, -1);
-      int8_t& hit = (*cache)[endpoint_id];
-      if (hit < 0) hit = side.EndpointMatches(table_->Get(endpoint_id)) ? 1 : 0;
-      if (hit == 0) return false;
-    }
-    return true;
+    return !side.HasEndpointCriteria() || x.endpoint_matches(side, source);
   }
 
   const EndpointTable* table_ = nullptr;
@@ -594,99 +621,43 @@ Endpoint EndpointOf(const flow::Endpoint& e, const flow::Workload* workload) {
 
 // An endpoint criterion holds for any of the endpoint's workloads (or for none, if it has none).
 bool EndpointOfFlowMatches(const CompiledFilter::Side& side, const flow::Endpoint& e) {
-  if (!side.HasEndpointCriteria()) return true;
   if (e.workloads_size() == 0) return side.EndpointMatches(EndpointOf(e, nullptr));
   return std::any_of(e.workloads().begin(), e.workloads().end(), [&](const flow::Workload& w) {
     return side.EndpointMatches(EndpointOf(e, &w));
   });
 }
 
-bool SideMatchesFlow(const CompiledFilter::Side& side, const FlowView& v, bool source,
-                     const flow::Endpoint& e) {
-  const uint32_t* addr = source ? v.saddr : v.daddr;
-  if (!side.ips.empty() && std::none_of(side.ips.begin(), side.ips.end(), [&](const Cidr& c) {
-        return v.family != 0 && c.Match(v.family, addr);
-      })) {
-    return false;
-  }
-  if (!side.ports.empty()) {
-    if (v.protocol != IPPROTO_TCP && v.protocol != IPPROTO_UDP && v.protocol != IPPROTO_SCTP) {
-      return false;
-    }
-    const uint16_t port = source ? v.sport : v.dport;
-    if (std::find(side.ports.begin(), side.ports.end(), port) == side.ports.end()) return false;
-  }
-  return EndpointOfFlowMatches(side, e);
-}
-
 }  // namespace
 
 bool CompiledFilter::MatchFlow(const flow::Flow& f) const {
-  if (never_ || src_.never || dst_.never) return false;
   if (!NodeMatches(f.node_name(), f.source().cluster_name())) return false;
-  if (verdicts_.any() &&
-      (f.verdict() < 0 || f.verdict() >= 8 || !verdicts_.test(static_cast<size_t>(f.verdict())))) {
-    return false;
-  }
-  const FlowView v = ViewOf(f);
-  if (!ip_versions_.empty() && std::find(ip_versions_.begin(), ip_versions_.end(),
-                                         f.ip().ipversion()) == ip_versions_.end()) {
-    return false;
-  }
-  if (!protocols_.empty() &&
-      std::find(protocols_.begin(), protocols_.end(), v.protocol) == protocols_.end()) {
-    return false;
-  }
-  if (!SideMatchesFlow(src_, v, true, f.source())) return false;
-  if (!SideMatchesFlow(dst_, v, false, f.destination())) return false;
-  if (!event_types_.empty() &&
-      std::none_of(event_types_.begin(), event_types_.end(), [&](const flow::EventTypeFilter& e) {
-        return (e.type() == 0 || e.type() == f.event_type().type()) &&
-               (!e.match_sub_type() || e.sub_type() == f.event_type().sub_type());
-      })) {
-    return false;
-  }
-  if (!tcp_flags_.empty()) {
-    if (v.protocol != IPPROTO_TCP) return false;
-    if (std::none_of(tcp_flags_.begin(), tcp_flags_.end(),
-                     [&](uint16_t m) { return (v.tcp_flags & m) == m; })) {
-      return false;
+  struct FlowFacts {
+    const flow::Flow& f;
+    FlowView v;
+
+    int verdict() const { return f.verdict(); }
+    flow::IPVersion ip_version() const { return f.ip().ipversion(); }
+    uint8_t family() const { return v.family; }
+    const uint32_t* addr(bool source) const { return source ? v.saddr : v.daddr; }
+    uint8_t protocol() const { return v.protocol; }
+    uint16_t port(bool source) const { return source ? v.sport : v.dport; }
+    uint16_t tcp_flags() const { return v.tcp_flags; }
+    int32_t event_type() const { return f.event_type().type(); }
+    int32_t event_sub_type() const { return f.event_type().sub_type(); }
+    std::optional<bool> reply() const {
+      if (!f.has_is_reply()) return std::nullopt;
+      return f.is_reply().value();
     }
-  }
-  if (!reply_.empty()) {
-    bool reply;
-    if (!f.has_is_reply()) {
-      if (f.verdict() != flow::DROPPED) return false;
-      reply = false;  // a drop with no known direction counts as not a reply
-    } else {
-      reply = f.is_reply().value();
+    flow::TrafficDirection direction() const { return f.traffic_direction(); }
+    int drop_reason() const { return f.drop_reason_desc(); }
+    uint32_t ifindex() const { return f.interface().index(); }
+    std::string interface_name() const { return f.interface().name(); }
+    std::string uuid() const { return absl::AsciiStrToLower(f.uuid()); }
+    bool endpoint_matches(const Side& side, bool source) const {
+      return EndpointOfFlowMatches(side, source ? f.source() : f.destination());
     }
-    if (std::find(reply_.begin(), reply_.end(), reply) == reply_.end()) return false;
-  }
-  if (!directions_.empty() && std::find(directions_.begin(), directions_.end(),
-                                        f.traffic_direction()) == directions_.end()) {
-    return false;
-  }
-  if (!drop_reasons_.empty() && std::find(drop_reasons_.begin(), drop_reasons_.end(),
-                                          f.drop_reason_desc()) == drop_reasons_.end()) {
-    return false;
-  }
-  if (!interfaces_.empty() &&
-      std::none_of(interfaces_.begin(), interfaces_.end(), [&](const flow::NetworkInterface& i) {
-        return (i.index() == 0 || i.index() == f.interface().index()) &&
-               (i.name().empty() || i.name() == f.interface().name());
-      })) {
-    return false;
-  }
-  if (!encrypted_.empty() &&
-      std::find(encrypted_.begin(), encrypted_.end(), false) == encrypted_.end()) {
-    return false;
-  }
-  if (!uuids_.empty() &&
-      std::find(uuids_.begin(), uuids_.end(), absl::AsciiStrToLower(f.uuid())) == uuids_.end()) {
-    return false;
-  }
-  return true;
+  };
+  return MatchFacts(FlowFacts{f, ViewOf(f)});
 }
 
 bool FlowPredicate::Match(const FlowRecord& r, uint64_t position) const {
