@@ -18,6 +18,7 @@
 #include "absl/strings/strip.h"
 #include "cmd/cli/commands.h"
 #include "cmd/cli/filters.h"
+#include "cmd/cli/port_forward.h"
 
 namespace {
 
@@ -75,6 +76,17 @@ int main(int argc, char** argv) {
                  "the name the server's certificate must carry (default: the server's host)");
   app.add_option("--basic-auth-username", basic_user, "basic auth username (TLS only)");
   app.add_option("--basic-auth-password", basic_password, "basic auth password (TLS only)");
+  bool port_forward = false;
+  PortForwardOptions forward_options;
+  app.add_flag("-P,--port-forward", port_forward,
+               "reach the relay through `kubectl port-forward` to its Service for this command");
+  app.add_option("--port-forward-port", forward_options.local_port, "local port for --port-forward")
+      ->capture_default_str();
+  app.add_option("--kube-context", forward_options.kube_context,
+                 "kubeconfig context for --port-forward (default: the current one)");
+  app.add_option("--kube-namespace", forward_options.kube_namespace,
+                 "namespace of the flowscope-relay Service for --port-forward")
+      ->capture_default_str();
 
   // --- observe ---------------------------------------------------------------------------------
   CLI::App* observe = app.add_subcommand("observe", "observe flows of an observer or the relay");
@@ -182,6 +194,22 @@ int main(int argc, char** argv) {
     std::cerr << "flowscope: " << server.status().message() << "\n";
     return 1;
   }
+  // -P: kubectl port-forward for as long as the command runs (not needed for a recorded file,
+  // nor for the client's own version).
+  std::unique_ptr<PortForward> forward;
+  if (port_forward && !(*observe && !o.input_file.empty())) {
+    if (!server_flag.empty()) {
+      std::cerr << "flowscope: --port-forward and --server exclude each other\n";
+      return 1;
+    }
+    auto pf = PortForward::Start(forward_options);
+    if (!pf.ok()) {
+      std::cerr << "flowscope: " << pf.status().message() << "\n";
+      return 1;
+    }
+    forward = *std::move(pf);
+    server->server = forward->target();
+  }
 
   if (*observe) {
     auto format = ParseFormat(output);
@@ -232,7 +260,7 @@ int main(int argc, char** argv) {
   if (*nodes) return ListNodes(*server, list_output, std::cout, std::cerr);
   if (*namespaces) return ListNamespaces(*server, list_output, std::cout, std::cerr);
   if (*version) {
-    const bool ask_server = !server_flag.empty();
+    const bool ask_server = !server_flag.empty() || forward != nullptr;
     return Version(ask_server ? &*server : nullptr, std::cout, std::cerr);
   }
   return 0;
