@@ -9,31 +9,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "api/grpc_status.h"
+#include "api/grpc_util.h"
 #include "api/logging.h"
 
 namespace flowscope::observer {
 namespace {
 
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const int64_t ns = absl::ToUnixNanos(t);
-  ts.set_seconds(ns / 1'000'000'000);
-  ts.set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
-  return ts;
-}
-
 std::optional<uint64_t> ToNanos(const google::protobuf::Timestamp& t) {
   if (t.seconds() < 0) return uint64_t{0};
   return static_cast<uint64_t>(t.seconds()) * 1'000'000'000 + static_cast<uint64_t>(t.nanos());
 }
-
-// A streaming call that ends at once with `status`.
-template <typename T>
-class FinishNow final : public grpc::ServerWriteReactor<T> {
- public:
-  explicit FinishNow(const grpc::Status& status) { this->Finish(status); }
-  void OnDone() override { delete this; }
-};
 
 }  // namespace
 
@@ -103,10 +88,10 @@ class RingStreamReactor : public grpc::ServerWriteReactor<Out>, public ParkedStr
     lost->set_source(item.lost.source);
     lost->set_num_events_lost(item.lost.count);
     lost->mutable_cpu()->set_value(0);
-    *lost->mutable_first() = ToProto(item.lost.first);
-    *lost->mutable_last() = ToProto(item.lost.last);
+    *lost->mutable_first() = ToTimestamp(item.lost.first);
+    *lost->mutable_last() = ToTimestamp(item.lost.last);
     resp->set_node_name(service_->options_.node_name);
-    *resp->mutable_time() = ToProto(item.lost.last);
+    *resp->mutable_time() = ToTimestamp(item.lost.last);
   }
 
   ObserverService* service_;
@@ -235,7 +220,8 @@ class BatchStreamReactor final : public RingStreamReactor<::flowscope::v1::FlowB
         FillLost(item_, resp);
         // Keep the stream's times non-decreasing: the notice goes where it is noticed.
         if (absl::ToUnixNanos(item_.lost.last) < static_cast<int64_t>(watermark_)) {
-          *resp->mutable_time() = ToProto(absl::FromUnixNanos(static_cast<int64_t>(watermark_)));
+          *resp->mutable_time() =
+              ToTimestamp(absl::FromUnixNanos(static_cast<int64_t>(watermark_)));
         }
       }
       if (batch->events_size() >= service_->options_.max_batch_events) return Send(batch, now);
@@ -243,7 +229,8 @@ class BatchStreamReactor final : public RingStreamReactor<::flowscope::v1::FlowB
   }
 
   Produced Send(::flowscope::v1::FlowBatch* batch, absl::Time now) {
-    *batch->mutable_watermark() = ToProto(absl::FromUnixNanos(static_cast<int64_t>(watermark_)));
+    *batch->mutable_watermark() =
+        ToTimestamp(absl::FromUnixNanos(static_cast<int64_t>(watermark_)));
     last_sent_ = now;
     return Produced::kMessage;
   }

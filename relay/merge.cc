@@ -5,13 +5,11 @@
 
 #include <algorithm>
 
+#include "api/grpc_util.h"
+
 namespace flowscope::relay {
 
 namespace {
-
-absl::Time FromProto(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
 
 // flow.Flow's `time` (field 1), read from the encoded flow without decoding the rest.
 google::protobuf::Timestamp EncodedFlowTime(const std::string& flow) {
@@ -36,8 +34,8 @@ google::protobuf::Timestamp EncodedFlowTime(const std::string& flow) {
 }  // namespace
 
 absl::Time ResponseTime(const Response& r) {
-  if (r.has_time()) return FromProto(r.time());
-  if (IsFlow(r)) return FromProto(EncodedFlowTime(r.flow()));
+  if (r.has_time()) return FromTimestamp(r.time());
+  if (IsFlow(r)) return FromTimestamp(EncodedFlowTime(r.flow()));
   return absl::UnixEpoch();
 }
 

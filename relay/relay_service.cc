@@ -14,20 +14,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "api/grpc_status.h"
+#include "api/grpc_util.h"
 #include "api/logging.h"
 #include "api/time_parse.h"
 #include "relay/merge.h"
 
 namespace flowscope::relay {
 namespace {
-
-google::protobuf::Timestamp Now() {
-  google::protobuf::Timestamp ts;
-  const int64_t ns = absl::ToUnixNanos(absl::Now());
-  ts.set_seconds(ns / 1'000'000'000);
-  ts.set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
-  return ts;
-}
 
 Response NodeStatus(::relay::NodeState state, const std::vector<std::string>& names,
                     const std::string& message, const std::string& relay_name) {
@@ -38,7 +31,7 @@ Response NodeStatus(::relay::NodeState state, const std::vector<std::string>& na
   Response r;
   s.SerializeToString(r.mutable_node_status());
   r.set_node_name(relay_name);
-  *r.mutable_time() = Now();
+  *r.mutable_time() = ToTimestamp(absl::Now());
   return r;
 }
 
@@ -66,13 +59,6 @@ std::unique_ptr<grpc::ClientReader<R>> RawCall(grpc::Channel* channel, const cha
 
 constexpr char kGetFlows[] = "/observer.Observer/GetFlows";
 constexpr char kGetFlowBatches[] = "/flowscope.v1.FlowStream/GetFlowBatches";
-
-template <typename T>
-class FinishNow final : public grpc::ServerWriteReactor<T> {
- public:
-  explicit FinishNow(const grpc::Status& status) { this->Finish(status); }
-  void OnDone() override { delete this; }
-};
 
 }  // namespace
 
@@ -118,9 +104,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
 
   void SendBatch(absl::Time now) {
-    const int64_t ns = absl::ToUnixNanos(watermark_);
-    pending_.mutable_watermark()->set_seconds(ns / 1'000'000'000);
-    pending_.mutable_watermark()->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
+    *pending_.mutable_watermark() = ToTimestamp(watermark_);
     Enqueue(Encode(pending_), static_cast<uint64_t>(pending_.events_size()));
     pending_.Clear();
     last_batch_ = now;
@@ -296,7 +280,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       while (reader->Read(&b)) {
         any = true;
         c->last_heard_ns = absl::GetCurrentTimeNanos();
-        Inbox item{Inbox::kEvents, address, {}, ResponseTimeOf(b.watermark()), ""};
+        Inbox item{Inbox::kEvents, address, {}, FromTimestamp(b.watermark()), ""};
         item.events.reserve(static_cast<size_t>(b.events_size()));
         for (Response& r : *b.mutable_events()) item.events.push_back(std::move(r));
         Deliver(c, std::move(item));
@@ -328,10 +312,6 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     }
     c->done = true;
     Deliver(c, std::move(end));
-  }
-
-  static absl::Time ResponseTimeOf(const google::protobuf::Timestamp& ts) {
-    return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
   }
 
   void StartReading(const Peer& peer) {
@@ -579,7 +559,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     lost->set_num_events_lost(count);
     lost->mutable_cpu()->set_value(0);
     r.set_node_name(relay_name);
-    *r.mutable_time() = Now();
+    *r.mutable_time() = ToTimestamp(absl::Now());
     return ToRaw(r);
   }
 

@@ -20,6 +20,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/strip.h"
 #include "api/grpc_status.h"
+#include "api/grpc_util.h"
 #include "api/time_parse.h"
 #include "cmd/cli/json.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -359,10 +360,6 @@ class CancelOnInterrupt {
 
 namespace {
 
-absl::Time TimeOf(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
 // --input-file: the request applied to recorded `-o json` lines.
 int ObserveFile(const ObserveOptions& o, const ::observer::GetFlowsRequest& req, std::ostream& out,
                 std::ostream& err, std::atomic<bool>* interrupted) {
@@ -394,9 +391,9 @@ int ObserveFile(const ObserveOptions& o, const ::observer::GetFlowsRequest& req,
                                     ": not a GetFlowsResponse in JSON: ", s.message().ToString()));
     }
     if (resp.has_flow()) {
-      const absl::Time t = TimeOf(resp.has_time() ? resp.time() : resp.flow().time());
-      if (req.has_since() && t < TimeOf(req.since())) continue;
-      if (req.has_until() && t > TimeOf(req.until())) continue;
+      const absl::Time t = FromTimestamp(resp.has_time() ? resp.time() : resp.flow().time());
+      if (req.has_since() && t < FromTimestamp(req.since())) continue;
+      if (req.has_until() && t > FromTimestamp(req.until())) continue;
       if (!predicate->MatchFlow(resp.flow())) continue;
     }
     if (newest) {

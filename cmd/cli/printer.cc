@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "api/grpc_util.h"
 #include "cmd/cli/json.h"
 
 namespace flowscope::cli {
@@ -190,7 +191,7 @@ absl::StatusOr<Format> ParseFormat(absl::string_view name) {
 
 std::string FormatTime(const google::protobuf::Timestamp* ts, absl::string_view layout) {
   if (ts == nullptr || ts->nanos() < 0 || ts->nanos() >= 1'000'000'000) return "N/A";
-  const absl::Time t = absl::FromUnixSeconds(ts->seconds()) + absl::Nanoseconds(ts->nanos());
+  const absl::Time t = FromTimestamp(*ts);
   const std::string name = absl::AsciiStrToLower(layout);
   const char* fmt = "%b %e %H:%M:%E3S";  // StampMilli, also for unknown names
   if (name == "yearmonthday") fmt = "%Y-%m-%d";

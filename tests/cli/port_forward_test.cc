@@ -5,10 +5,7 @@
 // kubectl at all, kubectl failing (its words are shown), and a local port already taken.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
@@ -18,34 +15,12 @@
 #include "absl/strings/strip.h"
 #include "api/grpc_server.h"
 #include "observer/observer_service.h"
+#include "tests/testing/shell.h"
 
 namespace flowscope {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::string Shell(const std::string& cmd, int* status) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
-
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 std::string ReadFile(const std::filesystem::path& p) {
   std::ifstream in(p);
@@ -80,7 +55,8 @@ class PortForwardTest : public ::testing::Test {
   }
 
   std::string Cli(const std::string& args, int* status, const std::string& path_env) {
-    return Shell(absl::StrCat("PATH=", path_env, " ", FLOWSCOPE_CLI_BINARY, " ", args), status);
+    return testing::RunShell(absl::StrCat("PATH=", path_env, " ", FLOWSCOPE_CLI_BINARY, " ", args),
+                             status);
   }
 
   std::filesystem::path dir_;
@@ -98,7 +74,7 @@ TEST_F(PortForwardTest, StatusGoesThroughTheForwardWhichIsStoppedAfterwards) {
                        "\nlocal_port=${@: -1}\nlocal_port=${local_port%%:*}\n", "exec ",
                        FLOWSCOPE_RELAY_BINARY, " --listen-address 127.0.0.1:$local_port ",
                        "--peers unix://", (dir_ / "obs.sock").string(), "\n"));
-  const int port = FreePort();
+  const int port = testing::FreeTcpPort();
   int status = -1;
   const std::string out = Cli(absl::StrCat("-P --port-forward-port ", port, " status"), &status,
                               (dir_ / "bin").string() + ":/usr/bin:/bin");
@@ -143,7 +119,7 @@ TEST_F(PortForwardTest, KubectlFailingOrMissingIsOneClearLine) {
   EXPECT_EQ(status, 1);
   EXPECT_THAT(out, HasSubstr("--port-forward and --server exclude each other"));
   // A local port that is taken.
-  const int taken = FreePort();
+  const int taken = testing::FreeTcpPort();
   auto busy =
       std::move(GrpcServer::Start({service_.get()}, {"", absl::StrCat("127.0.0.1:", taken)}))
           .value();

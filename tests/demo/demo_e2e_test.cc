@@ -7,8 +7,6 @@
 // sockets, files.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -22,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "tests/testing/bpf_env.h"
+#include "tests/testing/shell.h"
 
 namespace flowscope {
 namespace {
@@ -31,31 +30,6 @@ using ::testing::HasSubstr;
 
 constexpr char kPrefix[] = "fst";
 constexpr char kState[] = "/run/flowscope-demo-fst";
-
-// Runs a shell command; its stdout and stderr, and its exit status in *status.
-std::string Shell(const std::string& cmd, int* status = nullptr) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  if (status != nullptr) *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return out;
-}
-
-// A TCP port on 127.0.0.1 that nothing listens on right now.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 // True while `pid` runs a program (not gone, not a zombie).
 bool Alive(const std::string& pid) {
@@ -69,7 +43,7 @@ class DemoE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (auto reason = testing::BpfUnavailableReason()) GTEST_SKIP() << *reason;
-    port_ = FreePort();
+    port_ = testing::FreeTcpPort();
     Demo("down");  // leftovers of an interrupted earlier run
   }
   void TearDown() override {
@@ -77,14 +51,14 @@ class DemoE2eTest : public ::testing::Test {
   }
 
   std::string Demo(const std::string& action, int* status = nullptr) {
-    return Shell(absl::StrCat("bash ", FLOWSCOPE_SOURCE_DIR, "/scripts/demo ", action, " --prefix ",
-                              kPrefix, " --port ", port_, " --build-dir ", FLOWSCOPE_BUILD_DIR,
-                              action == "up" ? " --no-build" : ""),
-                 status);
+    return testing::RunShell(absl::StrCat("bash ", FLOWSCOPE_SOURCE_DIR, "/scripts/demo ", action,
+                                          " --prefix ", kPrefix, " --port ", port_, " --build-dir ",
+                                          FLOWSCOPE_BUILD_DIR, action == "up" ? " --no-build" : ""),
+                             status);
   }
 
   std::string Cli(const std::string& args) {
-    return Shell(
+    return testing::RunShell(
         absl::StrCat(FLOWSCOPE_BUILD_DIR, "/cmd/flowscope --server 127.0.0.1:", port_, " ", args));
   }
 
@@ -196,22 +170,25 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
   const std::string down = Demo("down", &status);
   EXPECT_EQ(status, 0) << down;
   for (const std::string& pid : pids) EXPECT_FALSE(Alive(pid)) << "pid " << pid << " still runs";
-  EXPECT_THAT(Shell("ip netns list"), ::testing::Not(HasSubstr(std::string(kPrefix) + "-")));
-  EXPECT_THAT(Shell("ip -o link show"), ::testing::Not(HasSubstr(std::string(kPrefix) + "p-")));
+  EXPECT_THAT(testing::RunShell("ip netns list"),
+              ::testing::Not(HasSubstr(std::string(kPrefix) + "-")));
+  EXPECT_THAT(testing::RunShell("ip -o link show"),
+              ::testing::Not(HasSubstr(std::string(kPrefix) + "p-")));
   EXPECT_FALSE(std::filesystem::exists(kState)) << "sockets, logs and files are gone";
-  EXPECT_THAT(Shell(absl::StrCat("ss -ltnH 'sport = :", port_, "'")), ::testing::IsEmpty())
+  EXPECT_THAT(testing::RunShell(absl::StrCat("ss -ltnH 'sport = :", port_, "'")),
+              ::testing::IsEmpty())
       << "the relay's port is free again";
 }
 
 // Never touches a running demo: the arguments are refused before anything is made.
 TEST(DemoArgumentsTest, BadArgumentsAreRefusedWithAClearMessage) {
   int status = 0;
-  const std::string out =
-      Shell(absl::StrCat("bash ", FLOWSCOPE_SOURCE_DIR, "/scripts/demo up --prefix NOPE"), &status);
+  const std::string out = testing::RunShell(
+      absl::StrCat("bash ", FLOWSCOPE_SOURCE_DIR, "/scripts/demo up --prefix NOPE"), &status);
   EXPECT_NE(status, 0);
   EXPECT_THAT(out, HasSubstr("--prefix must be 1-4 lowercase letters"));
-  const std::string verb =
-      Shell(absl::StrCat("bash ", FLOWSCOPE_SOURCE_DIR, "/scripts/demo launch"), &status);
+  const std::string verb = testing::RunShell(
+      absl::StrCat("bash ", FLOWSCOPE_SOURCE_DIR, "/scripts/demo launch"), &status);
   EXPECT_NE(status, 0);
   EXPECT_THAT(verb, HasSubstr("unknown command 'launch'"));
 }
