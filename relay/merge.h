@@ -1,14 +1,16 @@
 // The relay's time-ordered merging of per-node GetFlows streams (each already in time order):
 //
-//  * HistoricalMerge — an exact k-way merge for queries without follow, with the relay's
-//    global meaning of `number`: the newest N across the cluster (or, with `first`, the
-//    oldest N), not N per node.
-//  * WatermarkMerge — follow queries from flowscope peers: each peer promises "nothing older
-//    than T will follow"; everything older than the smallest promise of the live peers is
-//    released in order. A peer that stays silent longer than the timeout stops holding the
-//    others back (and is reported), and rejoins when it speaks again.
-//    Peers that only speak Hubble's API take part with an assumed lag instead of promises:
-//    a sort buffer drained after a timeout (and bounded in length), as Hubble's relay does.
+//  * HistoricalMerge — an exact k-way merge of complete answers, with the relay's global
+//    meaning of `number`: the newest N across the cluster (or, with `first`, the oldest N), not
+//    N per node. The relay uses it for the newest N, which needs every node's answer first.
+//  * WatermarkMerge — streams: each peer promises "nothing older than T will follow";
+//    everything older than the smallest promise of the live peers is released in order.
+//    Follow queries use the peers' watermarks; history queries that can stream (all, the
+//    oldest N, since) use each peer's last event time, as each answer is in time order. A peer that
+//    stays silent longer than the timeout stops holding the others back (and is reported), and
+//    rejoins when it speaks again. Peers that only speak Hubble's API take part with an assumed lag
+//    instead of promises: a sort buffer drained after a timeout (and bounded in length), as
+//    Hubble's relay does.
 //
 // Each merger is used by one stream's thread; none is thread-safe.
 #ifndef FLOWSCOPE_RELAY_MERGE_H_
