@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
   app.add_option("--request-timeout", request_timeout_flag,
                  "timeout of unary requests (default 12s)");
   app.add_option("--config", config_path,
-                 "config file (default ~/.config/flowscope/config.yaml): server, timeout");
+                 "config file (default ~/.config/flowscope/config.yaml): server, timeouts, tls-*, "
+                 "basic-auth-*");
   app.add_flag("-D,--debug", debug, "print more (node connections)");
   bool tls = false;
   flowscope::TlsClientOptions tls_options;
@@ -184,10 +185,17 @@ int main(int argc, char** argv) {
 
   auto server = ResolveServer(server_flag, timeout_flag, request_timeout_flag, config_path);
   if (server.ok()) {
-    server->tls = tls;
-    server->tls_options = tls_options;
-    server->basic_auth_username = basic_user;
-    server->basic_auth_password = basic_password;
+    // Flags win over the config file.
+    if (tls) server->tls = true;
+    if (tls_options.allow_insecure) server->tls_options.allow_insecure = true;
+    if (!tls_options.ca_files.empty()) server->tls_options.ca_files = tls_options.ca_files;
+    if (!tls_options.cert_file.empty()) server->tls_options.cert_file = tls_options.cert_file;
+    if (!tls_options.key_file.empty()) server->tls_options.key_file = tls_options.key_file;
+    if (!tls_options.server_name.empty()) {
+      server->tls_options.server_name = tls_options.server_name;
+    }
+    if (!basic_user.empty()) server->basic_auth_username = basic_user;
+    if (!basic_password.empty()) server->basic_auth_password = basic_password;
     if (absl::Status s = CheckConnectionSettings(*server); !s.ok()) server = s;
   }
   if (!server.ok()) {

@@ -18,6 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "api/grpc_status.h"
 #include "api/grpc_util.h"
@@ -171,10 +172,34 @@ absl::StatusOr<ServerOptions> ResolveServer(const std::string& flag_server,
       return absl::InvalidArgumentError(absl::StrCat("config file ", config, ": ", e.what()));
     }
     if (n.IsMap()) {
-      if (n["server"]) o.server = n["server"].as<std::string>();
-      if (n["timeout"] && timeout.empty()) timeout = n["timeout"].as<std::string>();
-      if (n["request-timeout"] && request_timeout.empty()) {
-        request_timeout = n["request-timeout"].as<std::string>();
+      std::string key;  // the one being read, for the error message
+      try {
+        auto text = [&](const char* k, std::string* out) {
+          key = k;
+          if (n[k]) *out = n[k].as<std::string>();
+        };
+        text("server", &o.server);
+        if (timeout.empty()) text("timeout", &timeout);
+        if (request_timeout.empty()) text("request-timeout", &request_timeout);
+        // Connection security, as the flags of the same names (flags win).
+        key = "tls";
+        if (n["tls"]) o.tls = n["tls"].as<bool>();
+        key = "tls-allow-insecure";
+        if (n[key]) o.tls_options.allow_insecure = n[key].as<bool>();
+        key = "tls-ca-cert-files";
+        if (n[key]) {
+          o.tls_options.ca_files = n[key].IsSequence() ? n[key].as<std::vector<std::string>>()
+                                                       : absl::StrSplit(n[key].as<std::string>(),
+                                                                        ',', absl::SkipEmpty());
+        }
+        text("tls-client-cert-file", &o.tls_options.cert_file);
+        text("tls-client-key-file", &o.tls_options.key_file);
+        text("tls-server-name", &o.tls_options.server_name);
+        text("basic-auth-username", &o.basic_auth_username);
+        text("basic-auth-password", &o.basic_auth_password);
+      } catch (const YAML::Exception& e) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config file ", config, ": bad value for ", key, ": ", e.what()));
       }
     } else if (!n.IsNull()) {
       return absl::InvalidArgumentError(absl::StrCat("config file ", config, ": expected a map"));

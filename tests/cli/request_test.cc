@@ -120,6 +120,28 @@ TEST(ServerTest, FlagThenEnvironmentThenConfigFile) {
               HasSubstr("invalid --timeout \"soon\""));
   std::ofstream(cfg) << "[not yaml";
   EXPECT_FALSE(ResolveServer("", "", "", cfg).ok());
+
+  // Connection security from the file too.
+  std::ofstream(cfg) << "server: relay.example:443\ntls: true\n"
+                     << "tls-ca-cert-files: [/etc/a.crt, /etc/b.crt]\n"
+                     << "tls-server-name: relay.flowscope.test\n"
+                     << "basic-auth-username: han\nbasic-auth-password: solo\n";
+  auto secure = ResolveServer("", "", "", cfg);
+  ASSERT_TRUE(secure.ok()) << secure.status();
+  EXPECT_TRUE(secure->tls);
+  EXPECT_THAT(secure->tls_options.ca_files, ::testing::ElementsAre("/etc/a.crt", "/etc/b.crt"));
+  EXPECT_EQ(secure->tls_options.server_name, "relay.flowscope.test");
+  EXPECT_EQ(secure->basic_auth_username, "han");
+  std::ofstream(cfg) << "tls-ca-cert-files: /etc/a.crt,/etc/b.crt\n";
+  EXPECT_THAT(ResolveServer("", "", "", cfg)->tls_options.ca_files,
+              ::testing::ElementsAre("/etc/a.crt", "/etc/b.crt"));
+  std::ofstream(cfg) << "tls: maybe\n";
+  EXPECT_THAT(std::string(ResolveServer("", "", "", cfg).status().message()),
+              HasSubstr("bad value for tls"));
+  std::ofstream(cfg) << "server: {nested: map}\n";
+  EXPECT_THAT(std::string(ResolveServer("", "", "", cfg).status().message()),
+              HasSubstr("bad value for server"))
+      << "never an uncaught exception";
   std::filesystem::remove_all(dir);
   EXPECT_EQ(GroupDigits(2031), "2,031");
   EXPECT_EQ(GroupDigits(4095), "4,095");
