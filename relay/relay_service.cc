@@ -130,15 +130,15 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   void Enqueue(grpc::ByteBuffer message, uint64_t events) {
     std::unique_lock<std::mutex> lock(mu_);
     if (req_.follow()) {
-      if (queue_.size() >= kMaxQueued) {
+      if (queue_.size() >= max_queued_) {
         dropped_ += events;
         return;
       }
-    } else if (queue_.size() >= kMaxQueued) {
+    } else if (queue_.size() >= max_queued_) {
       // Woken when the writes have taken it down to half: one wake-up per many messages.
       producer_waiting_ = true;
       queue_space_cv_.wait(
-          lock, [this] { return cancelled_ || finished_ || queue_.size() <= kMaxQueued / 2; });
+          lock, [this] { return cancelled_ || finished_ || queue_.size() <= max_queued_ / 2; });
       producer_waiting_ = false;
     }
     if (cancelled_ || finished_) return;
@@ -166,7 +166,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     if (!queue_.empty()) {
       current_ = std::move(queue_.front());
       queue_.pop_front();
-      const bool wake = producer_waiting_ && queue_.size() <= kMaxQueued / 2;
+      const bool wake = producer_waiting_ && queue_.size() <= max_queued_ / 2;
       lock.unlock();
       if (wake) queue_space_cv_.notify_all();
       this->StartWrite(&current_);
@@ -548,7 +548,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   // What the client did not read in time (follow), once there is room to say so.
   uint64_t TakeDroppedIfRoom() {
     std::lock_guard<std::mutex> lock(mu_);
-    if (dropped_ == 0 || queue_.size() >= kMaxQueued / 2) return 0;
+    if (dropped_ == 0 || queue_.size() >= max_queued_ / 2) return 0;
     return std::exchange(dropped_, 0);
   }
 
@@ -564,8 +564,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
 
   static constexpr int kMaxBatchEvents = 1024;
-  // Messages waiting for the client, and peer messages waiting for the merge (history).
-  static constexpr size_t kMaxQueued = 8192;
+  // Peer messages waiting for the merge (history).
   static constexpr size_t kMaxInbox = 256;
   static constexpr absl::Duration kHeartbeat = absl::Milliseconds(25);
   // Responses a follow merge may hold while waiting for promises (bounded memory).
@@ -573,6 +572,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
   RelayService* service_;
   const ::observer::GetFlowsRequest req_;
+  const size_t max_queued_ = std::max<size_t>(2, service_->options().max_queued);
   std::thread producer_;
 
   // Batched output (producer thread).

@@ -31,6 +31,9 @@ struct RelayOptions {
   // for — history: cancelled and left out; follow: dropped from the watermark until it answers
   // again — so a hung node never stalls the cluster's stream for longer.
   absl::Duration peer_timeout = absl::Seconds(2);
+  // Messages a client stream may have waiting to be written: history waits for the client
+  // beyond it; follow drops what does not fit and sends a lost-event notice.
+  size_t max_queued = 8192;
 };
 
 class RelayService;

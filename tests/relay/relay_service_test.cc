@@ -460,6 +460,46 @@ TEST_F(WatermarkRelayTest, LostEventsPassThroughWithTheirNode) {
   EXPECT_EQ(it->lost_events().num_events_lost(), 7u);
 }
 
+TEST_F(WatermarkRelayTest, ASlowFollowClientLosesFlowsAndIsToldExactlyHowMany) {
+  a_->StartClock();
+  c_->StartClock();
+  options_.max_queued = 16;
+  StartRelay({"unix://" + a_->socket, "unix://" + c_->socket});
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  ::observer::GetFlowsRequest req;
+  req.set_follow(true);
+  auto reader = stub_->GetFlows(&ctx, req);
+  ::observer::GetFlowsResponse r;
+  ASSERT_TRUE(reader->Read(&r));  // the stream is open
+  absl::SleepFor(absl::Milliseconds(300));
+  // The client reads nothing while both nodes write: the relay must not wait for it (nor make
+  // the nodes wait), so what does not fit is dropped — and counted.
+  constexpr int kPerNode = 900;
+  for (int burst = 0; burst < 9; ++burst) {
+    a_->Write(std::vector<int>(kPerNode / 9, 0), absl::Now());
+    c_->Write(std::vector<int>(kPerNode / 9, 0), absl::Now());
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  absl::SleepFor(absl::Milliseconds(500));
+  uint64_t flows = 0, lost = 0;
+  while (flows + lost < 2 * kPerNode && reader->Read(&r)) {
+    if (r.has_flow()) ++flows;
+    if (r.has_lost_events()) {
+      EXPECT_EQ(r.node_name(), "relay");
+      EXPECT_EQ(r.lost_events().source(), flow::HUBBLE_RING_BUFFER);
+      lost += r.lost_events().num_events_lost();
+    }
+  }
+  EXPECT_EQ(flows + lost, 2u * kPerNode) << flows << " flows, " << lost << " lost";
+  EXPECT_GT(lost, 0u) << "the client was far behind";
+  EXPECT_GT(flows, 0u);
+  ctx.TryCancel();
+  while (reader->Read(&r)) {
+  }
+  reader->Finish();
+}
+
 TEST_F(WatermarkRelayTest, ARelayCanBeThePeerOfAnotherRelay) {
   StartRelay({"unix://" + a_->socket, "unix://" + c_->socket});
   RelayOptions top_options = options_;
