@@ -187,6 +187,16 @@ TEST(DemoArgumentsTest, BadArgumentsAreRefusedWithAClearMessage) {
       absl::StrCat("bash ", FLOWSCOPE_SOURCE_DIR, "/scripts/demo up --prefix NOPE"), &status);
   EXPECT_NE(status, 0);
   EXPECT_THAT(out, HasSubstr("--prefix must be 1-4 lowercase letters"));
+  // Not root: it stops at once and says what is needed (the script is read on stdin, as the
+  // checkout may not be readable by the unprivileged user).
+  if (geteuid() == 0) {  // as another user, only root can become one
+    const std::string unprivileged = testing::RunShell(
+        absl::StrCat("setpriv --reuid 65534 --regid 65534 --clear-groups bash -s up < ",
+                     FLOWSCOPE_SOURCE_DIR, "/scripts/demo"),
+        &status);
+    EXPECT_EQ(status, 1);
+    EXPECT_THAT(unprivileged, HasSubstr("scripts/demo: must run as root"));
+  }
   const std::string verb = testing::RunShell(
       absl::StrCat("bash ", FLOWSCOPE_SOURCE_DIR, "/scripts/demo launch"), &status);
   EXPECT_NE(status, 0);
