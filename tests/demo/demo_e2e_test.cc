@@ -28,9 +28,6 @@ namespace {
 using nlohmann::json;
 using ::testing::HasSubstr;
 
-constexpr char kPrefix[] = "fst";
-constexpr char kState[] = "/run/flowscope-demo-fst";
-
 // True while `pid` runs a program (not gone, not a zombie).
 bool Alive(const std::string& pid) {
   std::ifstream in("/proc/" + pid + "/cmdline");
@@ -43,6 +40,9 @@ class DemoE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (auto reason = testing::BpfUnavailableReason()) GTEST_SKIP() << *reason;
+    // Its own names and port: a demo someone is running is left alone.
+    prefix_ = "fst";
+    state_ = "/run/flowscope-demo-" + prefix_;
     port_ = testing::FreeTcpPort();
     Demo("down");  // leftovers of an interrupted earlier run
   }
@@ -52,7 +52,7 @@ class DemoE2eTest : public ::testing::Test {
 
   std::string Demo(const std::string& action, int* status = nullptr) {
     return testing::RunShell(absl::StrCat("bash ", FLOWSCOPE_SOURCE_DIR, "/scripts/demo ", action,
-                                          " --prefix ", kPrefix, " --port ", port_, " --build-dir ",
+                                          " --prefix ", prefix_, " --port ", port_, " --build-dir ",
                                           FLOWSCOPE_BUILD_DIR, action == "up" ? " --no-build" : ""),
                              status);
   }
@@ -74,6 +74,8 @@ class DemoE2eTest : public ::testing::Test {
   }
 
   int port_ = 0;
+  std::string prefix_;
+  std::string state_;
 };
 
 std::string Pod(const json& flow, const char* side) {
@@ -87,6 +89,20 @@ bool Flag(const json& flow, const char* flag) {
 
 TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
   int status = -1;
+  // First a failure half-way: someone else's namespace where a pod would go. What was made is
+  // removed, and only that.
+  const std::string foreign = prefix_ + "-coredns";
+  ASSERT_EQ(system(("ip netns add " + foreign).c_str()), 0);
+  const std::string failed = Demo("up", &status);
+  EXPECT_EQ(status, 1) << failed;
+  EXPECT_THAT(failed, HasSubstr("scripts/demo: FAILED while creating the pods"));
+  EXPECT_THAT(failed, HasSubstr("scripts/demo: cleaned up"));
+  const std::string left = testing::RunShell("ip netns list");
+  EXPECT_THAT(left, HasSubstr(foreign)) << "not ours: kept";
+  EXPECT_THAT(left, ::testing::Not(HasSubstr(prefix_ + "-node-"))) << "ours: removed";
+  EXPECT_FALSE(std::filesystem::exists(state_));
+  ASSERT_EQ(system(("ip netns del " + foreign).c_str()), 0);
+
   const std::string up = Demo("up", &status);
   ASSERT_EQ(status, 0) << up;
   EXPECT_THAT(up, HasSubstr("Connected Nodes: 2/2"));
@@ -160,7 +176,7 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
 
   // Down: nothing left.
   std::vector<std::string> pids;
-  for (const auto& e : std::filesystem::directory_iterator(std::string(kState) + "/pids")) {
+  for (const auto& e : std::filesystem::directory_iterator(state_ + "/pids")) {
     std::ifstream in(e.path());
     std::string pid;
     in >> pid;
@@ -170,11 +186,9 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
   const std::string down = Demo("down", &status);
   EXPECT_EQ(status, 0) << down;
   for (const std::string& pid : pids) EXPECT_FALSE(Alive(pid)) << "pid " << pid << " still runs";
-  EXPECT_THAT(testing::RunShell("ip netns list"),
-              ::testing::Not(HasSubstr(std::string(kPrefix) + "-")));
-  EXPECT_THAT(testing::RunShell("ip -o link show"),
-              ::testing::Not(HasSubstr(std::string(kPrefix) + "p-")));
-  EXPECT_FALSE(std::filesystem::exists(kState)) << "sockets, logs and files are gone";
+  EXPECT_THAT(testing::RunShell("ip netns list"), ::testing::Not(HasSubstr(prefix_ + "-")));
+  EXPECT_THAT(testing::RunShell("ip -o link show"), ::testing::Not(HasSubstr(prefix_ + "p-")));
+  EXPECT_FALSE(std::filesystem::exists(state_)) << "sockets, logs and files are gone";
   EXPECT_THAT(testing::RunShell(absl::StrCat("ss -ltnH 'sport = :", port_, "'")),
               ::testing::IsEmpty())
       << "the relay's port is free again";
