@@ -73,7 +73,12 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   RelayStream(RelayService* service, ::observer::GetFlowsRequest req)
       : service_(service), req_(std::move(req)) {
     service_->active_streams().fetch_add(1);
-    producer_ = std::thread([this] { req_.follow() ? Follow() : Historical(); });
+    // Detached: gRPC's callback threads must never block on it. It holds one of the two
+    // references; OnDone holds the other.
+    std::thread([this] {
+      req_.follow() ? Follow() : Historical();
+      Unref();  // after Close(): touches nothing but this stream
+    }).detach();
   }
 
  private:
@@ -190,6 +195,8 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     inbox_cv_.notify_all();
   }
 
+  // After Finish (the producer's Close). The producer may still be on its way out: whoever
+  // is last deletes the stream.
   void OnDone() override {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -198,9 +205,12 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     queue_space_cv_.notify_all();
     CancelPeers();
     inbox_cv_.notify_all();
-    producer_.join();
     service_->active_streams().fetch_sub(1);
-    delete this;
+    Unref();
+  }
+
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
   bool Cancelled() {
@@ -573,7 +583,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   RelayService* service_;
   const ::observer::GetFlowsRequest req_;
   const size_t max_queued_ = std::max<size_t>(2, service_->options().max_queued);
-  std::thread producer_;
+  std::atomic<int> refs_{2};  // the producer's and gRPC's (OnDone)
 
   // Batched output (producer thread).
   Batch pending_;
@@ -600,6 +610,18 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   std::condition_variable inbox_space_cv_;
   std::deque<Inbox> inbox_;
 };
+
+// Unary answers ask the peers (up to request_timeout): off gRPC's callback threads, which must
+// never block.
+grpc::ServerUnaryReactor* RelayService::AnswerOffThread(grpc::CallbackServerContext* ctx,
+                                                        std::function<void()> fill) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  std::thread([reactor, fill = std::move(fill)] {
+    fill();
+    reactor->Finish(grpc::Status::OK);  // the last touch: the server may go away after it
+  }).detach();
+  return reactor;
+}
 
 RelayService::RelayService(PeerPool& pool, RelayOptions options)
     : pool_(pool), options_(std::move(options)), batch_service_(this) {}
@@ -645,6 +667,10 @@ grpc::ServerWriteReactor<::observer::GetDebugEventsResponse>* RelayService::GetD
 grpc::ServerUnaryReactor* RelayService::ServerStatus(grpc::CallbackServerContext* ctx,
                                                      const ::observer::ServerStatusRequest*,
                                                      ::observer::ServerStatusResponse* resp) {
+  return AnswerOffThread(ctx, [this, resp] { FillStatus(resp); });
+}
+
+void RelayService::FillStatus(::observer::ServerStatusResponse* resp) {
   const std::vector<Peer> peers = pool_.Snapshot();
   std::vector<std::future<std::optional<::observer::ServerStatusResponse>>> calls;
   uint32_t connected = 0;
@@ -680,14 +706,15 @@ grpc::ServerUnaryReactor* RelayService::ServerStatus(grpc::CallbackServerContext
   for (size_t i = 0; i < unavailable.size() && i < 10; ++i)
     resp->add_unavailable_nodes(unavailable[i]);
   resp->set_version(kRelayVersion);
-  auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* RelayService::GetNodes(grpc::CallbackServerContext* ctx,
                                                  const ::observer::GetNodesRequest*,
                                                  ::observer::GetNodesResponse* resp) {
+  return AnswerOffThread(ctx, [this, resp] { FillNodes(resp); });
+}
+
+void RelayService::FillNodes(::observer::GetNodesResponse* resp) {
   const std::vector<Peer> peers = pool_.Snapshot();
   std::vector<std::future<::observer::Node>> calls;
   for (const Peer& p : peers) {
@@ -720,14 +747,15 @@ grpc::ServerUnaryReactor* RelayService::GetNodes(grpc::CallbackServerContext* ct
     }));
   }
   for (auto& f : calls) *resp->add_nodes() = f.get();
-  auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
 }
 
 grpc::ServerUnaryReactor* RelayService::GetNamespaces(grpc::CallbackServerContext* ctx,
                                                       const ::observer::GetNamespacesRequest*,
                                                       ::observer::GetNamespacesResponse* resp) {
+  return AnswerOffThread(ctx, [this, resp] { FillNamespaces(resp); });
+}
+
+void RelayService::FillNamespaces(::observer::GetNamespacesResponse* resp) {
   std::set<std::pair<std::string, std::string>> all;
   std::vector<std::future<std::vector<std::pair<std::string, std::string>>>> calls;
   for (const Peer& p : pool_.Snapshot()) {
@@ -753,9 +781,6 @@ grpc::ServerUnaryReactor* RelayService::GetNamespaces(grpc::CallbackServerContex
     n->set_cluster(cluster);
     n->set_namespace_(ns);
   }
-  auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
 }
 
 }  // namespace flowscope::relay

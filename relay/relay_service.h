@@ -10,6 +10,7 @@
 #define FLOWSCOPE_RELAY_RELAY_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 #include <string>
 
 #include "absl/time/time.h"
@@ -84,6 +85,11 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
 
  private:
   friend class RelayBatchService;
+  grpc::ServerUnaryReactor* AnswerOffThread(grpc::CallbackServerContext* ctx,
+                                            std::function<void()> fill);
+  void FillStatus(::observer::ServerStatusResponse* resp);
+  void FillNodes(::observer::GetNodesResponse* resp);
+  void FillNamespaces(::observer::GetNamespacesResponse* resp);
   template <bool kBatched>
   grpc::ServerWriteReactor<grpc::ByteBuffer>* OpenStream(const grpc::ByteBuffer* request);
 
