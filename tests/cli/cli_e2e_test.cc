@@ -17,6 +17,7 @@
 #include "tests/testing/netns.h"
 #include "tests/testing/netns_test_base.h"
 #include "tests/testing/observer_process.h"
+#include "tests/testing/shell.h"
 #include "tests/testing/traffic.h"
 
 namespace flowscope::cli {
@@ -50,16 +51,8 @@ class CliE2eTest : public testing::NetnsTestBase {
 
   // Runs the CLI with `args`; returns stdout+stderr (and the exit status in *status).
   std::string Cli(const std::string& args, int* status = nullptr) {
-    const std::string cmd =
-        absl::StrCat(FLOWSCOPE_CLI_BINARY, " --server ", observer_->target(), " ", args, " 2>&1");
-    FILE* p = popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int st = pclose(p);
-    if (status != nullptr) *status = st;
-    return out;
+    return testing::RunShell(
+        absl::StrCat(FLOWSCOPE_CLI_BINARY, " --server ", observer_->target(), " ", args), status);
   }
 
   // Waits until `observe` shows the TCP exchange (the drain publishes in batches).

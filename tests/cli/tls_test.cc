@@ -22,6 +22,7 @@
 #include "observer/observer_service.h"
 #include "relay/peer_pool.h"
 #include "relay/relay_service.h"
+#include "tests/testing/shell.h"
 
 namespace flowscope::cli {
 namespace {
@@ -32,17 +33,10 @@ constexpr char kServerName[] = "node-1.flowscope.test";
 
 // Runs a shell command; false (and the output in a test failure) if it fails.
 bool Sh(const std::string& cmd) {
-  const std::string full = cmd + " 2>&1";
-  FILE* p = popen(full.c_str(), "r");
-  std::string out;
-  char buf[1024];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  if (pclose(p) != 0) {
-    ADD_FAILURE() << cmd << "\n" << out;
-    return false;
-  }
-  return true;
+  int status = 0;
+  const std::string out = testing::RunShell(cmd, &status);
+  if (status != 0) ADD_FAILURE() << cmd << "\n" << out;
+  return status == 0;
 }
 
 // A CA, a server certificate (for kServerName, localhost and 127.0.0.1) and a client

@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "tests/testing/netns_test_base.h"
 #include "tests/testing/observer_process.h"
+#include "tests/testing/shell.h"
 #include "tests/testing/traffic.h"
 
 namespace flowscope::relay {
@@ -91,16 +92,9 @@ class RelayE2eTest : public testing::NetnsTestBase {
   }
 
   std::string Cli(const std::string& args, int* status = nullptr) {
-    const std::string cmd = absl::StrCat(FLOWSCOPE_CLI_BINARY, " --server unix://", relay_socket_,
-                                         " --timeout 2s ", args, " 2>&1");
-    FILE* p = popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int st = pclose(p);
-    if (status) *status = st;
-    return out;
+    return testing::RunShell(absl::StrCat(FLOWSCOPE_CLI_BINARY, " --server unix://", relay_socket_,
+                                          " --timeout 2s ", args),
+                             status);
   }
 
   bool relay_first_ = false;  // start the relay before any observer exists
