@@ -3,26 +3,16 @@
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
-#include <sys/stat.h>
 #include <time.h>
 
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "api/file_util.h"
 #include "api/logging.h"
 
 namespace flowscope::observer {
-namespace {
-
-std::string FileSignature(const std::string& path) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return "";
-  return absl::StrCat(st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ":", st.st_size, ":", st.st_ino);
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::vector<std::string> LocalAddresses() {
   std::vector<std::string> out;
@@ -67,11 +57,8 @@ absl::Status ObserverDaemon::Start() {
     if (absl::Status s = endpoints_->Start(); !s.ok()) return s;
   }
   if (!options_.policy_file.empty()) {
-    // Checked before anything is attached: a broken policy is a start-up error.
-    std::ifstream in(options_.policy_file);
-    if (!in) {
-      return absl::NotFoundError(absl::StrCat("cannot read policy file ", options_.policy_file));
-    }
+    // Checked before anything is attached: a missing or broken policy is a start-up error.
+    if (absl::Status s = LoadPolicyFile(); !s.ok()) return s;
   }
 
   // TLS files are checked before anything is attached: a bad one is a start-up error.
@@ -91,7 +78,7 @@ absl::Status ObserverDaemon::Start() {
   if (!dp.ok()) return dp.status();
   datapath_ = std::move(dp).value();
   if (!options_.policy_file.empty()) {
-    if (absl::Status s = ReloadPolicy(); !s.ok()) return s;
+    if (absl::Status s = ApplyPolicy(); !s.ok()) return s;
   }
 
   parser_ = std::make_unique<EventParser>(*table_);
@@ -159,27 +146,60 @@ void ObserverDaemon::Drain() {
   }
 }
 
-absl::Status ObserverDaemon::ReloadPolicy() {
-  std::ifstream in(options_.policy_file);
-  std::stringstream text;
-  text << in.rdbuf();
-  auto rules = ParsePolicy(text.str());
+absl::Status ObserverDaemon::LoadPolicyFile() {
+  // The signature is taken first: a change while reading is seen on the next look.
+  policy_signature_ = FileSignature(options_.policy_file);
+  auto text = ReadOperatorFile(options_.policy_file, "policy file");
+  if (!text.ok()) return text.status();
+  auto rules = ParsePolicy(*text);
   if (!rules.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("policy file ", options_.policy_file, ": ", rules.status().message()));
   }
-  auto resolved = ResolvePolicy(*rules, *table_);
+  std::lock_guard<std::mutex> lock(policy_mu_);
+  policy_ = *std::move(rules);
+  policy_error_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status ObserverDaemon::ApplyPolicy() {
+  policy_table_version_ = table_->version();
+  std::vector<PolicyRule> rules;
+  {
+    std::lock_guard<std::mutex> lock(policy_mu_);
+    rules = policy_;
+  }
+  auto resolved = ResolvePolicy(rules, *table_);
   if (!resolved.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("policy file ", options_.policy_file, ": ", resolved.status().message()));
   }
   if (absl::Status s = datapath_->SetDenyRules(*resolved); !s.ok()) return s;
-  policy_ = *std::move(rules);
-  policy_signature_ = FileSignature(options_.policy_file);
-  policy_table_version_ = table_->version();
-  FLOWSCOPE_LOG_INFO("policy: {} rules, {} datapath deny entries", policy_.size(),
-                     resolved->size());
+  FLOWSCOPE_LOG_INFO("policy: {} rules, {} datapath deny entries", rules.size(), resolved->size());
   return absl::OkStatus();
+}
+
+void ObserverDaemon::MaintainPolicy() {
+  bool reapply = table_->version() != policy_table_version_;
+  if (FileSignature(options_.policy_file) != policy_signature_) {
+    if (absl::Status s = LoadPolicyFile(); !s.ok()) {
+      // Fail closed: what the datapath enforces stays until a readable, valid file replaces it.
+      policy_failures_.fetch_add(1, std::memory_order_relaxed);
+      std::lock_guard<std::mutex> lock(policy_mu_);
+      policy_error_ = std::string(s.message());
+      FLOWSCOPE_LOG_ERROR("{}; the last good policy ({} rules) stays in force", policy_error_,
+                          policy_.size());
+    } else {
+      reapply = true;
+    }
+  }
+  if (!reapply) return;
+  if (absl::Status s = ApplyPolicy(); !s.ok()) {
+    policy_failures_.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(policy_mu_);
+    policy_error_ = std::string(s.message());
+    FLOWSCOPE_LOG_ERROR("{}; the datapath keeps its previous deny rules", policy_error_);
+  }
 }
 
 void ObserverDaemon::Maintain() {
@@ -189,15 +209,7 @@ void ObserverDaemon::Maintain() {
       kernel_lost_ += *lost;
       service_->lost_log().Add(flow::PERF_EVENT_RING_BUFFER, *lost, absl::Now());
     }
-    if (options_.policy_file.empty()) continue;
-    const std::string sig = FileSignature(options_.policy_file);
-    if (sig != policy_signature_ || table_->version() != policy_table_version_) {
-      if (absl::Status s = ReloadPolicy(); !s.ok()) {
-        FLOWSCOPE_LOG_WARN("{}; keeping the previous policy", std::string(s.message()));
-        policy_signature_ = sig;  // do not retry until the file changes again
-        policy_table_version_ = table_->version();
-      }
-    }
+    if (!options_.policy_file.empty()) MaintainPolicy();
   }
 }
 
@@ -215,7 +227,15 @@ void ObserverDaemon::Stop() {
 }
 
 DaemonStats ObserverDaemon::stats() const {
-  return {events_.load(), malformed_.load(), kernel_lost_.load()};
+  DaemonStats out;
+  out.events = events_.load();
+  out.malformed = malformed_.load();
+  out.kernel_lost = kernel_lost_.load();
+  out.policy_failures = policy_failures_.load();
+  std::lock_guard<std::mutex> lock(policy_mu_);
+  out.policy_rules = policy_.size();
+  out.policy_error = policy_error_;
+  return out;
 }
 
 }  // namespace flowscope::observer

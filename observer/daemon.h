@@ -7,9 +7,11 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "api/grpc_server.h"
@@ -46,6 +48,10 @@ struct DaemonStats {
   uint64_t events = 0;       // ring-buffer events received
   uint64_t malformed = 0;    // dropped by the parser
   uint64_t kernel_lost = 0;  // reservation failures in the datapath
+  // The deny policy in force, and why the file's current content is not (empty when it is).
+  uint64_t policy_rules = 0;
+  uint64_t policy_failures = 0;  // reloads refused (unreadable or invalid file)
+  std::string policy_error;
 };
 
 class ObserverDaemon {
@@ -65,7 +71,12 @@ class ObserverDaemon {
  private:
   void Drain();
   void Maintain();
-  absl::Status ReloadPolicy();
+  // Reads and parses the policy file; only a valid one replaces the policy in force.
+  absl::Status LoadPolicyFile();
+  // Resolves the policy in force against the endpoint table into the datapath.
+  absl::Status ApplyPolicy();
+  // On the maintenance thread: reload on a file change, re-resolve on an endpoint change.
+  void MaintainPolicy();
 
   const DaemonOptions options_;
   std::unique_ptr<bpf::Datapath> datapath_;
@@ -88,7 +99,10 @@ class ObserverDaemon {
   std::atomic<uint64_t> kernel_lost_{0};
   std::string policy_signature_;
   uint64_t policy_table_version_ = 0;
-  std::vector<PolicyRule> policy_;
+  mutable std::mutex policy_mu_;
+  std::vector<PolicyRule> policy_ ABSL_GUARDED_BY(policy_mu_);
+  std::string policy_error_ ABSL_GUARDED_BY(policy_mu_);
+  std::atomic<uint64_t> policy_failures_{0};
   bool started_ = false;
 };
 

@@ -1,16 +1,13 @@
 #include "observer/endpoint_source.h"
 
-#include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
-
-#include <cerrno>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "api/file_util.h"
 #include "api/logging.h"
+#include "api/status_macros.h"
 
 namespace flowscope::observer {
 namespace {
@@ -70,6 +67,10 @@ EndpointInfo ParseEntry(const YAML::Node& n) {
       throw YAML::Exception(kv.first.Mark(), absl::StrCat("unknown key \"", key, "\""));
     }
   }
+  for (const std::string& ip : info.ips) {
+    if (auto a = ParseAddr(ip); !a.ok())
+      throw YAML::Exception(n.Mark(), std::string(a.status().message()));
+  }
   return info;
 }
 
@@ -83,7 +84,10 @@ absl::StatusOr<ParsedEndpoints> ParseEndpointList(absl::string_view text) {
     return absl::InvalidArgumentError(absl::StrCat("not valid JSON or YAML: ", e.what()));
   }
   if (doc.IsMap() && doc["endpoints"]) doc = doc["endpoints"];
-  if (doc.IsNull()) return ParsedEndpoints{};
+  if (doc.IsNull()) {
+    // A file caught half-written, or emptied by mistake, must not forget every endpoint.
+    return absl::InvalidArgumentError("the file is empty; write `[]` to remove every endpoint");
+  }
   if (!doc.IsSequence()) {
     return absl::InvalidArgumentError("expected a list of endpoints (or a map with `endpoints:`)");
   }
@@ -113,26 +117,37 @@ uint64_t FileEndpointSource::loads() const {
 }
 
 absl::StatusOr<std::vector<std::string>> FileEndpointSource::LoadOnce() {
-  struct stat st {};
-  if (stat(path_.c_str(), &st) != 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("endpoints file ", path_));
+  const std::string signature = FileSignature(path_);
+  absl::StatusOr<std::vector<std::string>> result = Load();
+  std::lock_guard<std::mutex> lock(mu_);
+  last_signature_ = signature;  // a bad file is not retried until it changes again
+  ++attempts_;
+  if (result.ok()) {
+    ++loads_;
+    last_error_.clear();
+  } else {
+    last_error_ = std::string(result.status().message());
   }
-  std::ifstream in(path_);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in) return absl::ErrnoToStatus(errno, absl::StrCat("reading endpoints file ", path_));
-  auto parsed = ParseEndpointList(text.str());
+  return result;
+}
+
+absl::StatusOr<std::vector<std::string>> FileEndpointSource::Load() {
+  FLOWSCOPE_ASSIGN_OR_RETURN(const std::string text, ReadOperatorFile(path_, "endpoints file"));
+  auto parsed = ParseEndpointList(text);
   if (!parsed.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("endpoints file ", path_, ": ", parsed.status().message()));
   }
+  if (parsed->endpoints.empty() && !parsed->errors.empty()) {
+    // Every entry is bad (a format change, a broken generator): emptying the table would
+    // unname every flow and unbind every pod rule of the policy.
+    return absl::InvalidArgumentError(
+        absl::StrCat("endpoints file ", path_, ": no valid entry (", parsed->errors.size(),
+                     " skipped; the first: ", parsed->errors[0], ")"));
+  }
   std::vector<std::string> problems = parsed->errors;
   for (std::string& e : table_.Update(parsed->endpoints)) problems.push_back(std::move(e));
   for (const std::string& p : problems) FLOWSCOPE_LOG_WARN("endpoints file {}: {}", path_, p);
-  std::lock_guard<std::mutex> lock(mu_);
-  last_signature_ =
-      absl::StrCat(st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ":", st.st_size, ":", st.st_ino);
-  ++loads_;
   return problems;
 }
 
@@ -157,35 +172,30 @@ void FileEndpointSource::Stop() {
 }
 
 void FileEndpointSource::Poll() {
-  std::string reported_error;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait_for(lock, absl::ToChronoMilliseconds(poll_interval_), [this] { return stop_; });
       if (stop_) return;
+      if (FileSignature(path_) == last_signature_) continue;
     }
-    struct stat st {};
-    std::string signature;
-    if (stat(path_.c_str(), &st) == 0) {
-      signature =
-          absl::StrCat(st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ":", st.st_size, ":", st.st_ino);
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (signature == last_signature_) continue;
-    }
-    // Changed (or gone): reload; a missing or unreadable file keeps the last good endpoints.
-    auto result = LoadOnce();
-    if (!result.ok()) {
-      const std::string error(result.status().message());
-      if (error != reported_error) FLOWSCOPE_LOG_WARN("{}; keeping the last endpoints", error);
-      reported_error = error;
-      std::lock_guard<std::mutex> lock(mu_);
-      last_signature_ = signature;  // do not retry until it changes again
-    } else {
-      reported_error.clear();
+    // Changed (or gone): reload; a missing, unreadable or invalid file keeps the last good
+    // endpoints.
+    if (auto result = LoadOnce(); !result.ok()) {
+      FLOWSCOPE_LOG_ERROR("{}; keeping the last good endpoints",
+                          std::string(result.status().message()));
     }
   }
+}
+
+std::string FileEndpointSource::last_error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_error_;
+}
+
+uint64_t FileEndpointSource::attempts() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return attempts_;
 }
 
 }  // namespace flowscope::observer

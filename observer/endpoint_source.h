@@ -1,6 +1,8 @@
 // Endpoint sources feed an EndpointTable. FileEndpointSource reads a JSON or YAML list of
 // endpoints and re-reads it whenever it changes; bad entries are reported and skipped while the
-// rest still load. Kubernetes and etcd sources implement the same interface later.
+// rest still load. A file that cannot be read, is empty, or has no valid entry keeps the last
+// good endpoints (`[]` removes them all). Kubernetes and etcd sources implement the same interface
+// later.
 //
 // The file is a list (or a map with an `endpoints:` list) of entries like:
 //
@@ -58,11 +60,16 @@ class FileEndpointSource final : public EndpointSource {
   // Reads and applies the file now. Returns the per-entry problems (also logged).
   absl::StatusOr<std::vector<std::string>> LoadOnce();
 
-  // How many times the file has been applied; for tests and status.
+  // How many times the file has been applied, and read at all (good or bad); for tests and
+  // status.
   uint64_t loads() const;
+  uint64_t attempts() const;
+  // Why the file's current content is not in force ("" when it is).
+  std::string last_error() const;
 
  private:
   void Poll();
+  absl::StatusOr<std::vector<std::string>> Load();
 
   const std::string path_;
   EndpointTable& table_;
@@ -72,6 +79,8 @@ class FileEndpointSource final : public EndpointSource {
   std::condition_variable wake_;
   bool stop_ = false;
   uint64_t loads_ = 0;
+  uint64_t attempts_ = 0;
+  std::string last_error_;
   std::string last_signature_;  // mtime, size and inode of the last file applied
 };
 

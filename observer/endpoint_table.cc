@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "api/text.h"
 
 namespace flowscope::observer {
 namespace {
@@ -29,7 +30,7 @@ absl::StatusOr<AddrKey> ParseAddr(absl::string_view ip) {
   } else if (inet_pton(AF_INET6, s.c_str(), key.words.data()) == 1) {
     key.family = 6;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("invalid IP address \"", ip, "\""));
+    return absl::InvalidArgumentError(absl::StrCat("invalid IP address \"", Quote(ip), "\""));
   }
   return key;
 }

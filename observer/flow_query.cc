@@ -88,6 +88,12 @@ FlowQuery::Step FlowQuery::Next(absl::Time now, Item* item) {
       continue;
     }
     if (s == ringbuf::ReadStatus::kEnd) {
+      if (options_.follow && options_.until_ns &&
+          static_cast<uint64_t>(absl::ToUnixNanos(now - kLateRecords)) > *options_.until_ns) {
+        // Nothing published from now on can be before `until`: the follow is over.
+        done_ = true;
+        break;
+      }
       if (options_.follow) {
         if (FlushLost(now, false, item)) return Step::kLost;
         return Step::kWait;
@@ -97,7 +103,7 @@ FlowQuery::Step FlowQuery::Next(absl::Time now, Item* item) {
     }
     const FlowRecord& r = item->record;
     if (options_.since_ns && r.time_ns < *options_.since_ns) continue;
-    if (options_.until_ns && !options_.follow && r.time_ns > *options_.until_ns) {
+    if (options_.until_ns && r.time_ns > *options_.until_ns) {
       done_ = true;
       break;
     }

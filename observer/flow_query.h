@@ -1,10 +1,10 @@
 // FlowQuery: one GetFlows request's walk over the FlowRing, with Hubble's semantics (the
 // reference §3.2): `since` (a binary search, then the first `number` matches), `first` (from
 // the oldest), follow without `number` (from the newest), otherwise "last N" (walk back over N
-// matching flows, then forward); `until` ends a non-follow stream; `follow` waits for new
-// records. Records the writer overwrote before this reader got to them are reported as one
-// aggregated HUBBLE_RING_BUFFER lost event at most once per second, and never count toward
-// `number`. Used by one stream (thread) at a time.
+// matching flows, then forward); `until` ends the stream (a follow one too, once it has
+// passed); `follow` waits for new records. Records the writer overwrote before this reader got to
+// them are reported as one aggregated HUBBLE_RING_BUFFER lost event at most once per second, and
+// never count toward `number`. Used by one stream (thread) at a time.
 //
 //   FLOWSCOPE_ASSIGN_OR_RETURN(auto q, FlowQuery::Create(ring, options, std::move(pred)));
 //   for (;;) {
@@ -61,6 +61,10 @@ class FlowQuery {
     LostNotice lost;
   };
 
+  // A follow query with `until` ends at the first record after it, or once caught up and
+  // `until` is this long past (records reach the ring a little after their time).
+  static constexpr absl::Duration kLateRecords = absl::Seconds(1);
+
   // InvalidArgument for first together with follow.
   static absl::StatusOr<FlowQuery> Create(const Ring& ring, const QueryOptions& options,
                                           FlowPredicate predicate);
@@ -73,8 +77,8 @@ class FlowQuery {
 
   uint64_t delivered() const { return delivered_; }
 
-  // Whether the ring may have records this query has not looked at yet.
-  bool MaybeReady() const { return reader_.position() < ring_->EndPosition(); }
+  // The ring position this query reads next: records at or after it are not looked at yet.
+  uint64_t position() const { return reader_.position(); }
 
  private:
   FlowQuery(const Ring& ring, const QueryOptions& options, FlowPredicate predicate);

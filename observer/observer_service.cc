@@ -8,72 +8,33 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "api/flows_request.h"
 #include "api/grpc_status.h"
 #include "api/grpc_util.h"
 #include "api/logging.h"
+#include "api/status_macros.h"
 
 namespace flowscope::observer {
-namespace {
-
-std::optional<uint64_t> ToNanos(const google::protobuf::Timestamp& t) {
-  if (t.seconds() < 0) return uint64_t{0};
-  return static_cast<uint64_t>(t.seconds()) * 1'000'000'000 + static_cast<uint64_t>(t.nanos());
-}
-
-}  // namespace
-
 // --- streams over the ring ----------------------------------------------------------------------
 
 // What RingStreamReactor shares between the Hubble stream (one flow per message) and the batch
-// stream: the query, one write in flight, parking when caught up, cancellation and lifetime.
+// stream: the query and gRPC as the pump's transport (stream_pump.h: one write in flight,
+// parking when caught up, cancellation and lifetime).
 template <typename Out>
-class RingStreamReactor : public grpc::ServerWriteReactor<Out>, public ParkedStream {
- public:
-  void Resume() override {
-    Pump();
-    Unref();
-  }
-
+class RingStreamReactor : public grpc::ServerWriteReactor<Out>, public StreamPump {
  protected:
-  enum class Produced { kMessage, kWait, kEnd };
-
   RingStreamReactor(ObserverService* service, FlowQuery query)
-      : service_(service), query_(std::move(query)) {
+      : StreamPump(service->notifier_), service_(service), query_(std::move(query)) {
     service_->active_streams_.fetch_add(1);
   }
+  ~RingStreamReactor() override { service_->active_streams_.fetch_sub(1); }
 
-  // Builds the next message in msg_ (kMessage), or says there is nothing yet, or the end.
-  virtual Produced Produce() = 0;
+  uint64_t ReadPosition() const override { return query_.position(); }
 
-  // Produces the next message and starts writing it, or parks, or finishes. Never blocks.
-  void Pump() {
-    while (true) {
-      if (cancelled_.load()) {
-        FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-        return;
-      }
-      switch (Produce()) {
-        case Produced::kEnd:
-          FinishOnce(grpc::Status::OK);
-          return;
-        case Produced::kWait:
-          Ref();
-          service_->notifier_.Park(this);
-          // Records published between the check and the park would wait for the next wake-up:
-          // look again, and take ourselves back if there is something.
-          if (query_.MaybeReady() && service_->notifier_.Unpark(this)) {
-            Unref();
-            continue;
-          }
-          return;
-        case Produced::kMessage:
-          // One write in flight; no buffer hint: a buffered write would only complete when a
-          // later unbuffered one flushes it, and the next write waits for this one.
-          this->StartWrite(msg_);
-          return;
-      }
-    }
-  }
+  // One write in flight; no buffer hint: a buffered write would only complete when a later
+  // unbuffered one flushes it, and the next write waits for this one.
+  void StartWriting() override { this->StartWrite(msg_); }
+  void FinishStream(const absl::Status& status) override { this->Finish(ToGrpcStatus(status)); }
 
   // Each message is built in an arena that starts in a block inside the reactor and is reset
   // for the next one (the previous write has completed by then): no malloc per flow.
@@ -99,45 +60,13 @@ class RingStreamReactor : public grpc::ServerWriteReactor<Out>, public ParkedStr
   FlowQuery::Item item_;
 
  private:
-  void Ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
-  void Unref() {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
-  }
-
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed"));
-      return;
-    }
-    Pump();
-  }
-
-  void OnCancel() override {
-    cancelled_.store(true);
-    // If parked, nothing else will run us: finish here. Otherwise the write in flight (or the
-    // notifier resuming us) sees the flag.
-    if (service_->notifier_.Unpark(this)) {
-      FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-      Unref();
-    }
-  }
-
-  void OnDone() override {
-    if (service_->notifier_.Unpark(this)) Unref();
-    service_->active_streams_.fetch_sub(1);
-    Unref();
-  }
-
-  void FinishOnce(const grpc::Status& status) {
-    if (!finished_.exchange(true)) this->Finish(status);
-  }
+  void OnWriteDone(bool ok) override { WriteDone(ok); }
+  void OnCancel() override { Cancel(); }
+  void OnDone() override { Done(); }
 
   alignas(8) char arena_block_[16384];
   google::protobuf::Arena arena_{arena_block_, sizeof arena_block_};
   Out* msg_ = nullptr;
-  std::atomic<bool> cancelled_{false};
-  std::atomic<bool> finished_{false};
-  std::atomic<int> refs_{1};  // gRPC's, released in OnDone
 };
 
 // observer.Observer/GetFlows: one flow (or lost-event notice) per message.
@@ -241,86 +170,6 @@ class BatchStreamReactor final : public RingStreamReactor<::flowscope::v1::FlowB
   bool ended_ = false;
 };
 
-// --- notifier ----------------------------------------------------------------------------------
-
-StreamNotifier::StreamNotifier(const Ring& ring, absl::Duration heartbeat)
-    : ring_(ring), heartbeat_(heartbeat), thread_([this] { Run(); }) {}
-
-StreamNotifier::~StreamNotifier() { Stop(); }
-
-void StreamNotifier::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-  }
-  ring_.Interrupt();
-  if (thread_.joinable()) thread_.join();
-}
-
-void StreamNotifier::Park(ParkedStream* r) {
-  std::lock_guard<std::mutex> lock(mu_);
-  parked_.insert(r);
-}
-
-bool StreamNotifier::Unpark(ParkedStream* r) {
-  std::lock_guard<std::mutex> lock(mu_);
-  return parked_.erase(r) > 0;
-}
-
-void StreamNotifier::AddHeartbeatStream() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (heartbeat_streams_++ > 0) return;
-  }
-  ring_.Interrupt();  // the notifier may be in a long wait: let it shorten it
-}
-
-void StreamNotifier::RemoveHeartbeatStream() {
-  std::lock_guard<std::mutex> lock(mu_);
-  --heartbeat_streams_;
-}
-
-void StreamNotifier::Run() {
-  uint64_t seen = ring_.EndPosition();
-  absl::Time next_tick = absl::Now() + absl::Seconds(1);
-  absl::Time next_beat = absl::Now() + heartbeat_;
-  while (true) {
-    bool beating;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return;
-      beating = heartbeat_streams_ > 0;
-    }
-    absl::Time deadline = std::min(next_tick, absl::Now() + absl::Milliseconds(200));
-    if (beating) deadline = std::min(deadline, next_beat);
-    ring_.WaitFor(seen, deadline);
-    const uint64_t end = ring_.EndPosition();
-    const absl::Time now = absl::Now();
-    const bool tick = now >= next_tick;  // lets pending lost-event notices go out
-    const bool beat = now >= next_beat;
-    if (beat) next_beat = now + heartbeat_;
-    if (end == seen && !tick && !beat) continue;
-    const bool everyone = end != seen || tick;
-    seen = end;
-    if (tick) next_tick = now + absl::Seconds(1);
-    std::vector<ParkedStream*> wake;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return;
-      for (auto it = parked_.begin(); it != parked_.end();) {
-        if (everyone || (*it)->wants_heartbeat()) {
-          wake.push_back(*it);
-          it = parked_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-    }
-    // Each parked stream holds a reference for us; Resume() releases it.
-    for (ParkedStream* r : wake) r->Resume();
-  }
-}
-
 // --- service -----------------------------------------------------------------------------------
 
 ObserverService::ObserverService(const Ring& ring, const EndpointTable& table,
@@ -337,12 +186,13 @@ void ObserverService::Shutdown() { notifier_.Stop(); }
 
 absl::StatusOr<FlowQuery> ObserverService::OpenQuery(
     const ::observer::GetFlowsRequest& req, std::optional<google::protobuf::FieldMask>* mask) {
+  FLOWSCOPE_RETURN_IF_ERROR(CheckFlowsRequest(req));
   QueryOptions q;
   q.number = req.number();
   q.first = req.first();
   q.follow = req.follow();
-  if (req.has_since()) q.since_ns = ToNanos(req.since());
-  if (req.has_until()) q.until_ns = ToNanos(req.until());
+  if (req.has_since()) q.since_ns = TimestampNanos(req.since());
+  if (req.has_until()) q.until_ns = TimestampNanos(req.until());
   q.lost_report_interval = options_.lost_report_interval;
   q.lost_log = &lost_log_;
   if (req.has_field_mask() && req.field_mask().paths_size() > 0) {

@@ -1,23 +1,18 @@
 // ObserverService: Hubble's observer.Observer gRPC service over the node's FlowRing, with the
 // callback API, and flowscope's FlowStream extension (batch_service(): many flows per message
 // plus the node's watermark, for relays). Every GetFlows stream is one reactor with one write in
-// flight; it reads the ring without blocking (FlowQuery), and a stream that has caught up in follow
-// mode is parked until the drain thread publishes more (one notifier thread resumes parked
-// streams). A slow or stalled client therefore never slows the drain thread or other clients: the
-// writer laps it and it is told how much it lost. A cancelled stream frees its reader at once.
+// flight; it reads the ring without blocking (FlowQuery), and a stream that has caught up in
+// follow mode is parked until the drain thread publishes more (stream_pump.h). A slow or
+// stalled client therefore never slows the drain thread or other clients: the writer laps it
+// and it is told how much it lost. A cancelled stream frees its reader at once.
 //
-// Thread-safety: all methods are called by gRPC; Notify() by the drain thread after Publish().
+// Thread-safety: all methods are called by gRPC.
 #ifndef FLOWSCOPE_OBSERVER_OBSERVER_SERVICE_H_
 #define FLOWSCOPE_OBSERVER_OBSERVER_SERVICE_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <functional>
-#include <mutex>
-#include <set>
 #include <string>
-#include <thread>
 
 #include "absl/time/time.h"
 #include "flowscope/v1/flowscope.grpc.pb.h"
@@ -26,49 +21,12 @@
 #include "observer/flow_query.h"
 #include "observer/lost_events.h"
 #include "observer/observer.grpc.pb.h"
+#include "observer/stream_pump.h"
 #include "observer/watermark.h"
 
 namespace flowscope::observer {
 
 inline constexpr absl::string_view kVersion = "flowscope v0.1.0";
-
-// A follow stream that caught up and waits for the ring.
-class ParkedStream {
- public:
-  virtual ~ParkedStream() = default;
-  // Called by the notifier, which holds a reference the stream releases.
-  virtual void Resume() = 0;
-  // Also resumed every heartbeat interval while the ring is idle (watermarked streams).
-  virtual bool wants_heartbeat() const = 0;
-};
-
-// Parks follow streams that caught up and resumes them when the ring gets new records, once a
-// second (so pending lost-event notices go out) and, for streams that want it, every
-// `heartbeat` (so watermarks go out while the node is idle).
-class StreamNotifier {
- public:
-  StreamNotifier(const Ring& ring, absl::Duration heartbeat);
-  ~StreamNotifier();
-  void Park(ParkedStream* r);
-  // Returns false if `r` was not parked (it is being resumed, or never was).
-  bool Unpark(ParkedStream* r);
-  // Streams that want heartbeats, counted from their start: while there are any, the notifier
-  // wakes every heartbeat interval.
-  void AddHeartbeatStream();
-  void RemoveHeartbeatStream();
-  void Stop();
-
- private:
-  void Run();
-
-  const Ring& ring_;
-  const absl::Duration heartbeat_;
-  std::mutex mu_;
-  std::set<ParkedStream*> parked_;
-  int heartbeat_streams_ = 0;
-  bool stop_ = false;
-  std::thread thread_;
-};
 
 struct ObserverOptions {
   std::string node_name;
@@ -126,6 +84,8 @@ class ObserverService final : public ::observer::Observer::CallbackService {
   void Shutdown();
 
   int active_streams() const { return active_streams_.load(); }
+  // Follow streams that have caught up and wait for the ring.
+  size_t parked_streams() const { return notifier_.parked(); }
 
   // Losses outside the ring (the daemon reports the datapath's); follow streams report them.
   LostEventLog& lost_log() { return lost_log_; }

@@ -5,33 +5,39 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "api/text.h"
 
 namespace flowscope::observer {
 
-absl::StatusOr<std::vector<PolicyRule>> ParsePolicy(absl::string_view text) {
-  YAML::Node doc;
-  try {
-    doc = YAML::Load(std::string(text));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("policy is not valid JSON or YAML: ", e.what()));
-  }
+namespace {
+
+absl::Status RuleError(int index, const YAML::Node& at, absl::string_view problem) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("deny rule ", index, " (line ", at.Mark().line + 1, "): ", problem));
+}
+
+absl::StatusOr<std::vector<PolicyRule>> ParsePolicyDocument(const YAML::Node& doc) {
   std::vector<PolicyRule> rules;
-  if (doc.IsNull()) return rules;
+  if (doc.IsNull()) {
+    // A file caught half-written, or emptied by mistake, must not open the datapath.
+    return absl::InvalidArgumentError("the policy is empty; write `deny: []` to remove every rule");
+  }
   if (!doc.IsMap() || !doc["deny"] || !(doc["deny"].IsSequence() || doc["deny"].IsNull())) {
-    return absl::InvalidArgumentError("policy must be a map with a `deny:` list");
+    return absl::InvalidArgumentError(absl::StrCat(
+        "line ", doc.Mark().line + 1, ": the policy must be a map with a `deny:` list"));
   }
   int index = 0;
   for (const auto& entry : doc["deny"]) {
     ++index;
-    const std::string where = absl::StrCat("deny rule ", index);
-    if (!entry.IsMap()) return absl::InvalidArgumentError(absl::StrCat(where, ": not a map"));
+    if (!entry.IsMap()) return RuleError(index, entry, "not a map");
     PolicyRule r;
     for (const auto& kv : entry) {
-      const std::string key = kv.first.as<std::string>();
+      if (!kv.first.IsScalar()) return RuleError(index, kv.first, "a key must be a name");
+      const std::string key = kv.first.Scalar();
       if (!kv.second.IsScalar()) {
-        return absl::InvalidArgumentError(absl::StrCat(where, ": ", key, " must be a value"));
+        return RuleError(index, kv.second, absl::StrCat(key, " must be a value"));
       }
-      const std::string value = kv.second.as<std::string>();
+      const std::string value = kv.second.Scalar();
       if (key == "from") {
         r.from = value;
       } else if (key == "to") {
@@ -43,28 +49,39 @@ absl::StatusOr<std::vector<PolicyRule>> ParsePolicy(absl::string_view text) {
       } else if (key == "protocol") {
         r.protocol = value;
       } else if (key == "port") {
-        if (!absl::SimpleAtoi(value, &r.port)) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(where, ": port \"", value, "\" is not a number"));
+        if (!ParseDecimal(value, 0, 65535, &r.port)) {
+          return RuleError(index, kv.second,
+                           absl::StrCat("port \"", Quote(value), "\" is not a number 0-65535"));
         }
       } else {
-        return absl::InvalidArgumentError(absl::StrCat(where, ": unknown key \"", key, "\""));
+        return RuleError(index, kv.first, absl::StrCat("unknown key \"", Quote(key), "\""));
       }
     }
     if ((!r.from.empty() && !r.from_pod.empty()) || (!r.to.empty() && !r.to_pod.empty())) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": give either an address or a pod for each side, not both"));
+      return RuleError(index, entry, "give either an address or a pod for each side, not both");
     }
     for (std::string* pod : {&r.from_pod, &r.to_pod}) {
       if (!pod->empty() && !absl::StrContains(*pod, "/")) *pod = "default/" + *pod;
     }
     // Validate addresses, protocol and port now.
     if (auto check = bpf::DenyRule::Parse(r.from, r.to, r.protocol, r.port); !check.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": ", check.status().message()));
+      return RuleError(index, entry, check.status().message());
     }
     rules.push_back(std::move(r));
   }
   return rules;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<PolicyRule>> ParsePolicy(absl::string_view text) {
+  try {
+    return ParsePolicyDocument(YAML::Load(std::string(text)));
+  } catch (const YAML::Exception& e) {
+    // Syntax errors, and anything yaml-cpp refuses while the document is walked.
+    return absl::InvalidArgumentError(
+        absl::StrCat("policy is not valid JSON or YAML: line ", e.mark.line + 1, ": ", e.msg));
+  }
 }
 
 absl::StatusOr<std::vector<bpf::DenyRule>> ResolvePolicy(const std::vector<PolicyRule>& rules,

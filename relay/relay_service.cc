@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "api/flows_request.h"
 #include "api/grpc_status.h"
 #include "api/grpc_util.h"
 #include "api/logging.h"
@@ -633,11 +634,10 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* RelayService::OpenStream(
   grpc::ByteBuffer copy(*request);
   if (!grpc::SerializationTraits<::observer::GetFlowsRequest>::Deserialize(&copy, &req).ok()) {
     return new FinishNow<grpc::ByteBuffer>(
-        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "malformed GetFlowsRequest"));
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(kUndecodableRequest)));
   }
-  if (req.first() && req.follow()) {
-    return new FinishNow<grpc::ByteBuffer>(
-        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "first cannot be specified with follow"));
+  if (absl::Status s = CheckFlowsRequest(req); !s.ok()) {
+    return new FinishNow<grpc::ByteBuffer>(ToGrpcStatus(s));
   }
   return new RelayStream<kBatched>(this, std::move(req));
 }

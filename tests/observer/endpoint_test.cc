@@ -141,7 +141,17 @@ TEST(EndpointFileTest, ParsesYamlAndJsonWithPerEntryErrors) {
   auto scalar = ParseEndpointList("42");
   ASSERT_FALSE(scalar.ok());
   EXPECT_THAT(std::string(scalar.status().message()), HasSubstr("expected a list of endpoints"));
-  EXPECT_TRUE(ParseEndpointList("")->endpoints.empty());
+  EXPECT_TRUE(ParseEndpointList("[]")->endpoints.empty());
+  for (const char* empty : {"", "\n", "# none\n", "endpoints:\n"}) {
+    auto e = ParseEndpointList(empty);
+    ASSERT_FALSE(e.ok()) << "\"" << empty << "\" would forget every endpoint";
+    EXPECT_THAT(std::string(e.status().message()), HasSubstr("write `[]`"));
+  }
+  // Keys that are not names are per-entry errors, not exceptions.
+  absl::StatusOr<ParsedEndpoints> odd;
+  ASSERT_NO_THROW(odd = ParseEndpointList("- {[a]: b}\n- {ip: 10.0.0.1, labels: {[x]: y}}\n"));
+  ASSERT_TRUE(odd.ok()) << odd.status();
+  EXPECT_EQ(odd->errors.size(), 2u);
 }
 
 TEST(EndpointFileTest, ReloadsWhenTheFileChangesAndKeepsTheLastGoodSet) {
@@ -168,11 +178,26 @@ TEST(EndpointFileTest, ReloadsWhenTheFileChangesAndKeepsTheLastGoodSet) {
   ASSERT_TRUE(wait_loads(2));
   EXPECT_EQ(t.Get(LookupIp(t, "10.0.1.5")).pod_name, "xwing");
 
-  write("[this is not: valid");  // a broken file keeps the last good endpoints
-  absl::SleepFor(absl::Milliseconds(100));
-  EXPECT_EQ(t.Get(LookupIp(t, "10.0.1.5")).pod_name, "xwing");
+  // A broken file, an empty one and one with no valid entry each keep the last good
+  // endpoints: the source reads each (attempts) and refuses it (last_error), loads stay.
+  auto wait_attempts = [&](uint64_t n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (src.attempts() < n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+    return src.attempts() >= n;
+  };
+  uint64_t attempts = src.attempts();
+  for (const char* bad : {"[this is not: valid", "", "- {ip: not-an-address}\n- {colour: red}\n"}) {
+    SCOPED_TRACE(bad);
+    write(bad);
+    ASSERT_TRUE(wait_attempts(++attempts));
+    EXPECT_EQ(src.loads(), 2u);
+    EXPECT_FALSE(src.last_error().empty());
+    EXPECT_EQ(t.Get(LookupIp(t, "10.0.1.5")).pod_name, "xwing");
+  }
+  EXPECT_THAT(src.last_error(), HasSubstr("no valid entry"));
   write("- {ip: 10.0.1.5, namespace: default, pod: tiefighter}\n");
   ASSERT_TRUE(wait_loads(3));
+  EXPECT_EQ(src.last_error(), "");
   EXPECT_EQ(t.Get(LookupIp(t, "10.0.1.5")).pod_name, "tiefighter");
   src.Stop();
 

@@ -131,6 +131,35 @@ TEST_F(FlowQueryTest, InvalidCombinations) {
   EXPECT_FALSE(FlowQuery::Create(*ring, {.since_ns = 10, .until_ns = 5}, Pred()).ok());
 }
 
+TEST_F(FlowQueryTest, FollowWithUntilEndsAtTheFirstLaterRecordOrOnceUntilHasPassed) {
+  auto ring = MakeRing(127);
+  Fill(*ring, 0, 10);
+  FlowQuery::Item item;
+  const absl::Time now = absl::FromUnixNanos(static_cast<int64_t>(TimeOf(10)));
+  {
+    // From record 5 on, until record 7: a later record ends the follow.
+    auto q = FlowQuery::Create(
+        *ring, {.follow = true, .since_ns = TimeOf(5), .until_ns = TimeOf(7)}, Pred());
+    ASSERT_TRUE(q.ok());
+    std::vector<uint64_t> got;
+    FlowQuery::Step step;
+    while ((step = q->Next(now, &item)) == FlowQuery::Step::kFlow) got.push_back(item.record.sport);
+    EXPECT_EQ(step, FlowQuery::Step::kEnd);
+    EXPECT_THAT(got, ElementsAre(5, 6, 7));
+  }
+  {
+    // Caught up with `until` still ahead: wait; once it is past (and late records had their
+    // time), the end.
+    const uint64_t until = TimeOf(20);
+    auto q = FlowQuery::Create(*ring, {.follow = true, .until_ns = until}, Pred());
+    ASSERT_TRUE(q.ok());
+    EXPECT_EQ(q->Next(now, &item), FlowQuery::Step::kWait);
+    const absl::Time until_time = absl::FromUnixNanos(static_cast<int64_t>(until));
+    EXPECT_EQ(q->Next(until_time + FlowQuery::kLateRecords / 2, &item), FlowQuery::Step::kWait);
+    EXPECT_EQ(q->Next(until_time + 2 * FlowQuery::kLateRecords, &item), FlowQuery::Step::kEnd);
+  }
+}
+
 TEST_F(FlowQueryTest, FollowStreamsNewRecordsAfterTheRewind) {
   auto ring = MakeRing(127);
   Fill(*ring, 0, 10);

@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -224,6 +225,69 @@ TEST_F(ObserverE2eTest, RefusesBadConfigurationWithAClearMessage) {
 
 namespace flowscope::observer {
 namespace {
+
+// Counts how often `needle` occurs in the daemon's log.
+size_t Occurrences(const std::string& log, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
+  return n;
+}
+
+TEST_F(ObserverE2eTest, APolicyThatCannotBeReadKeepsTheLastGoodOneInForce) {
+  StartDaemon();
+  ASSERT_FALSE(testing::TryConnect(*net_, 8081, absl::Milliseconds(1200))) << "denied at start";
+  const std::filesystem::path policy = dir_ / "policy.yaml";
+  const std::string refused = "the last good policy (1 rules) stays in force";
+  auto wait_refusals = [&](size_t n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (Occurrences(Log(), refused) < n && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return Occurrences(Log(), refused) >= n;
+  };
+  // Each way of breaking the file while the observer runs: the deny rule stays in the datapath.
+  struct Breakage {
+    const char* name;
+    std::function<void()> apply;
+    const char* cause;
+  };
+  const std::vector<Breakage> breakages = {
+      {"deleted", [&] { std::filesystem::remove(policy); }, "No such file or directory"},
+      {"emptied", [&] { std::ofstream(policy) << ""; }, "write `deny: []`"},
+      {"a directory",
+       [&] {
+         std::filesystem::remove(policy);
+         std::filesystem::create_directory(policy);
+       },
+       "is a directory"},
+      {"a symlink loop",
+       [&] {
+         std::filesystem::remove_all(policy);
+         std::filesystem::create_symlink(dir_ / "loop-b", dir_ / "loop-a");
+         std::filesystem::create_symlink(dir_ / "loop-a", dir_ / "loop-b");
+         std::filesystem::create_symlink(dir_ / "loop-a", policy);
+       },
+       "Too many levels of symbolic links"},
+  };
+  size_t n = 0;
+  for (const Breakage& b : breakages) {
+    SCOPED_TRACE(b.name);
+    b.apply();
+    ASSERT_TRUE(wait_refusals(++n)) << Log();
+    EXPECT_THAT(Log(), ::testing::HasSubstr(b.cause));
+    EXPECT_FALSE(testing::TryConnect(*net_, 8081, absl::Milliseconds(1200)))
+        << "a policy file that is " << b.name << " must not open the datapath";
+    EXPECT_TRUE(daemon().Running());
+  }
+  // Only a valid file with no rules removes them.
+  std::filesystem::remove(policy);
+  std::ofstream(policy) << "deny: []\n";
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (Occurrences(Log(), "policy: 0 rules") == 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(testing::TryConnect(*net_, 8081, absl::Seconds(2))) << Log();
+}
 
 TEST_F(ObserverE2eTest, FlagsComeFromAConfigFileToo) {
   std::ofstream(dir_ / "observer.toml") << "node-name = \"from-config\"\n"

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "api/grpc_server.h"
+#include "api/grpc_util.h"
 #include "bpf/flow_event.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/testing/flow_records.h"
@@ -73,6 +74,17 @@ class ObserverServiceTest : public ::testing::Test {
                                            static_cast<uint16_t>(seq_++), res));
     }
     ring_->Publish();
+  }
+
+  // Waits until `n` follow streams have caught up with the ring (so they have positioned
+  // themselves and see everything written from now on).
+  bool WaitParked(size_t n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (service_->parked_streams() < n) {
+      if (absl::Now() > deadline) return false;
+      std::this_thread::yield();
+    }
+    return true;
   }
 
   std::vector<::observer::GetFlowsResponse> GetFlows(const ::observer::GetFlowsRequest& req,
@@ -157,6 +169,41 @@ TEST_F(ObserverServiceTest, BadRequestsAreInvalidArgumentBeforeAnyMessage) {
   EXPECT_TRUE(GetFlows(bad, &status).empty());
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("source_ip"));
+  // Timestamps Hubble refuses (timestamppb's CheckValid), and ones far out that are valid.
+  struct {
+    int64_t seconds;
+    int32_t nanos;
+    const char* want;
+  } times[] = {
+      {253402300800, 0, "after 9999-12-31"},
+      {-62135596801, 0, "before 0001-01-01"},
+      {1, -1, "out-of-range nanos"},
+      {1, 1'000'000'000, "out-of-range nanos"},
+  };
+  for (const char* field : {"since", "until"}) {
+    for (const auto& t : times) {
+      ::observer::GetFlowsRequest r;
+      auto* ts = std::string(field) == "since" ? r.mutable_since() : r.mutable_until();
+      ts->set_seconds(t.seconds);
+      ts->set_nanos(t.nanos);
+      EXPECT_TRUE(GetFlows(r, &status).empty());
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << field << t.seconds;
+      EXPECT_THAT(status.error_message(), HasSubstr(absl::StrCat("invalid ", field)));
+      EXPECT_THAT(status.error_message(), HasSubstr(t.want));
+    }
+  }
+  // Year 2600 is past what 64 bits of nanoseconds hold: since then is nothing, until then is
+  // everything (no overflow).
+  ::observer::GetFlowsRequest far;
+  far.mutable_since()->set_seconds(19'880'000'000);
+  EXPECT_TRUE(GetFlows(far, &status).empty());
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  far.clear_since();
+  far.mutable_until()->set_seconds(19'880'000'000);
+  EXPECT_EQ(GetFlows(far, &status).size(), 5u);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  far.mutable_since()->set_seconds(-5);
+  EXPECT_EQ(GetFlows(far, &status).size(), 5u) << "before 1970 is valid: everything since then";
   // The server is unharmed.
   ::observer::GetFlowsRequest ok;
   ok.set_number(5);
@@ -175,9 +222,10 @@ TEST_F(ObserverServiceTest, FollowStreamsNewFlowsAndCancelFreesTheStream) {
   ::observer::GetFlowsRequest req;
   req.set_follow(true);
   auto reader = stub_->GetFlows(&ctx, req);
+  // Each write goes to a stream that has caught up and parked: each one resumes it.
   std::thread writer([&] {
     for (int i = 0; i < 5; ++i) {
-      absl::SleepFor(absl::Milliseconds(20));
+      if (!WaitParked(1)) return;
       Write(1);
     }
   });
@@ -234,7 +282,8 @@ TEST_F(ObserverServiceTest, FollowOnAnEmptyRing) {
   ::observer::GetFlowsRequest req;
   req.set_follow(true);
   auto reader = stub_->GetFlows(&ctx, req);
-  absl::SleepFor(absl::Milliseconds(50));
+  // Follow starts from the newest record: write only once the stream has looked (and parked).
+  ASSERT_TRUE(WaitParked(1));
   Write(1);
   ::observer::GetFlowsResponse resp;
   ASSERT_TRUE(reader->Read(&resp));
@@ -245,6 +294,22 @@ TEST_F(ObserverServiceTest, FollowOnAnEmptyRing) {
   reader->Finish();
 }
 
+TEST_F(ObserverServiceTest, FollowWithAnUntilInThePastEnds) {
+  Write(3);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  ::observer::GetFlowsRequest req;
+  req.set_follow(true);
+  *req.mutable_until() = ToTimestamp(absl::Now() - absl::Minutes(1));
+  auto reader = stub_->GetFlows(&ctx, req);
+  ::observer::GetFlowsResponse resp;
+  int flows = 0;
+  while (reader->Read(&resp)) flows += resp.has_flow();
+  const grpc::Status status = reader->Finish();
+  EXPECT_TRUE(status.ok()) << "ends by itself, not at the deadline: " << status.error_message();
+  EXPECT_EQ(flows, 0);
+}
+
 TEST_F(ObserverServiceTest, SlowClientIsLappedAndToldHowMuchItLost) {
   // A follow stream that does not read while far more than the ring holds is written.
   grpc::ClientContext ctx;
@@ -252,7 +317,7 @@ TEST_F(ObserverServiceTest, SlowClientIsLappedAndToldHowMuchItLost) {
   ::observer::GetFlowsRequest req;
   req.set_follow(true);
   auto reader = stub_->GetFlows(&ctx, req);
-  absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(WaitParked(1));
   for (int i = 0; i < 20; ++i) Write(1000);  // 20 ring-fulls; the writer never waits
   uint64_t flows = 0;
   uint64_t lost = 0;

@@ -27,8 +27,44 @@ deny:
   EXPECT_EQ((*rules)[0].from, "10.0.1.6");
   EXPECT_EQ((*rules)[1].from_pod, "default/xwing") << "a bare pod name is in default";
   EXPECT_EQ((*rules)[1].port, 80);
-  EXPECT_TRUE(ParsePolicy("")->empty());
-  EXPECT_TRUE(ParsePolicy(R"({"deny": []})")->empty());
+  EXPECT_TRUE(ParsePolicy(R"({"deny": []})")->empty()) << "only a valid file removes rules";
+  EXPECT_TRUE(ParsePolicy("deny:\n")->empty());
+}
+
+TEST(PolicyTest, AnEmptyDocumentIsNotAnEmptyPolicy) {
+  for (const char* text : {"", "\n\n", "# nothing\n", "~"}) {
+    auto r = ParsePolicy(text);
+    ASSERT_FALSE(r.ok()) << "\"" << text << "\" would open the datapath";
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("write `deny: []`"));
+  }
+}
+
+TEST(PolicyTest, MalformedDocumentsAreErrorsNamingTheLineNeverExceptions) {
+  struct {
+    const char* text;
+    const char* want;
+  } bad[] = {
+      {"deny:\n  - {[a]: b}\n", "deny rule 1 (line 2): a key must be a name"},
+      {"deny:\n  - ? {a: 1}\n    : x\n", "a key must be a name"},
+      {"deny:\n  - to: [10.0.0.1]\n", "(line 2): to must be a value"},
+      {"deny: [{port: +80, protocol: tcp}]", "port \"+80\" is not a number"},
+      {"deny: [{port: \" 80\", protocol: tcp}]", "is not a number"},
+      {"deny: [{port: 70000, protocol: tcp}]", "is not a number 0-65535"},
+      {"[1, 2]", "line 1: the policy must be a map"},
+      {"deny: {a: b}", "a `deny:` list"},
+      {"deny:\n  - from: 10.0.0.1\n  - 7\n", "deny rule 2 (line 3): not a map"},
+      {"deny: [\n  {to: 10.0.0.1},\n  {to: \"x\"\n", "line "},
+  };
+  for (const auto& b : bad) {
+    absl::StatusOr<std::vector<PolicyRule>> r;
+    ASSERT_NO_THROW(r = ParsePolicy(b.text)) << b.text;
+    ASSERT_FALSE(r.ok()) << b.text;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(b.want)) << b.text;
+  }
+  const std::string huge = "deny: [{colour: " + std::string(9000, 'x') + "}]";
+  auto r = ParsePolicy(huge);
+  ASSERT_FALSE(r.ok());
+  EXPECT_LT(r.status().message().size(), 300u) << "a bad value is quoted at a bounded length";
 }
 
 TEST(PolicyTest, BadRulesFailTheWholePolicyNamingTheRule) {
@@ -36,8 +72,8 @@ TEST(PolicyTest, BadRulesFailTheWholePolicyNamingTheRule) {
     const char* text;
     const char* want;
   } bad[] = {
-      {"deny: [{to: 10.0.0.0/99}]", "deny rule 1: invalid destination"},
-      {"deny: [{to: 10.0.0.1}, {protocol: gre}]", "deny rule 2: invalid protocol"},
+      {"deny: [{to: 10.0.0.0/99}]", "deny rule 1 (line 1): invalid destination"},
+      {"deny: [{to: 10.0.0.1}, {protocol: gre}]", "deny rule 2 (line 1): invalid protocol"},
       {"deny: [{port: eighty, protocol: tcp}]", "port \"eighty\" is not a number"},
       {"deny: [{port: 80}]", "needs protocol tcp, udp or sctp"},
       {"deny: [{from: 10.0.0.1, fromPod: x}]", "not both"},

@@ -30,12 +30,17 @@ TEST(FlowRingConcurrencyTest, OneWriterEightReaders) {
   std::vector<ReaderStats> stats(kReaders);
 
   auto read_loop = [&](int id) {
-    const bool follower = id % 2 == 0;  // even: follow with Wait; odd: slow, poll with yields
+    const bool follower = id % 2 == 0;        // even: follow with Wait; odd: slow, poll with yields
+    const bool stalled = id == kReaders - 1;  // reads nothing until lapped for sure
     RingReader<TestRecord> reader(*ring, ring->EndPosition());
     ReaderStats& st = stats[static_cast<size_t>(id)];
     st.start = reader.position();
     uint64_t expected = st.start;
     readers_ready.fetch_add(1);
+    if (stalled) {
+      // Waits until the writer has gone round the ring twice past where this reader stands.
+      while (ring->Written() < st.start + 2 * (ring->Cap() + 1)) std::this_thread::yield();
+    }
     TestRecord r;
     uint64_t spin = 0;
     while (true) {
@@ -76,10 +81,11 @@ TEST(FlowRingConcurrencyTest, OneWriterEightReaders) {
   // Bounded in count and time: at most 2 M records or 400 ms, whichever comes first.
   const absl::Time stop = absl::Now() + absl::Milliseconds(400);
   uint64_t seq = ring->Written();
+  // (And at least four ring-fulls, so the stalled reader is lapped however slow the machine.)
   while (seq < 2'000'000) {
     for (int i = 0; i < 64; ++i, ++seq) ring->Write(TestRecord::Make(seq, seq));
     ring->Publish();
-    if ((seq & 4095) == 0 && absl::Now() > stop) break;
+    if ((seq & 4095) == 0 && absl::Now() > stop && seq >= 4 * (ring->Cap() + 1)) break;
   }
   writer_done = true;
   ring->Interrupt();
@@ -95,6 +101,9 @@ TEST(FlowRingConcurrencyTest, OneWriterEightReaders) {
     EXPECT_EQ(st.seen + st.lost, written - st.start);
     total_lost += st.lost;
   }
+  const ReaderStats& stalled = stats[kReaders - 1];
+  EXPECT_GT(stalled.lost, 0u) << "a reader that stood still while the writer went round twice";
+  EXPECT_GE(stalled.lost_events, 1u);
   RecordProperty("written", static_cast<int>(written));
   RecordProperty("lost_by_all_readers", static_cast<int>(total_lost));
 }

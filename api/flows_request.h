@@ -1,0 +1,37 @@
+// What every server of GetFlows (the observer, the relay) checks in a request before it opens a
+// stream, so both refuse the same requests with the same words, and the request's times as
+// nanoseconds. Pure functions.
+//
+//   if (absl::Status s = CheckFlowsRequest(req); !s.ok()) return Refuse(s);  // INVALID_ARGUMENT
+//   const uint64_t since = TimestampNanos(req.since());
+#ifndef FLOWSCOPE_API_FLOWS_REQUEST_H_
+#define FLOWSCOPE_API_FLOWS_REQUEST_H_
+
+#include <google/protobuf/timestamp.pb.h>
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "observer/observer.pb.h"
+
+namespace flowscope {
+
+// As Go's timestamppb CheckValid, which Hubble applies: seconds within 0001-01-01 ..
+// 9999-12-31, nanos within [0, 1e9). InvalidArgument naming `field` otherwise.
+absl::Status CheckTimestamp(const google::protobuf::Timestamp& ts, absl::string_view field);
+
+// Nanoseconds since the Unix epoch of a valid timestamp, saturated to [0, 2^64-1]: before 1970
+// is 0 and after 2554 is the largest time, which compares as it should.
+uint64_t TimestampNanos(const google::protobuf::Timestamp& ts);
+
+// first with follow, invalid since/until, until before since: InvalidArgument.
+absl::Status CheckFlowsRequest(const ::observer::GetFlowsRequest& req);
+
+// The answer to a request that does not decode, the same from every server.
+inline constexpr absl::string_view kUndecodableRequest =
+    "malformed GetFlowsRequest: the request does not decode as observer.GetFlowsRequest";
+
+}  // namespace flowscope
+
+#endif  // FLOWSCOPE_API_FLOWS_REQUEST_H_
