@@ -16,6 +16,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bpf/ip_prefix.h"
+#include "bpf/ip_protocol.h"
 #include "flowscope_bpf.skel.h"
 
 namespace flowscope::bpf {
@@ -43,30 +45,14 @@ absl::Status ParsePrefix(absl::string_view text, absl::string_view what, __u32 n
   std::memset(mask, 0, 16);
   *family = 0;
   if (text.empty() || text == "any") return absl::OkStatus();
-  std::vector<absl::string_view> parts = absl::StrSplit(text, absl::MaxSplits('/', 1));
-  const std::string addr(parts[0]);
-  uint8_t bytes[16] = {};
-  int bits;
-  if (inet_pton(AF_INET, addr.c_str(), bytes) == 1) {
-    *family = FS_FAMILY_IPV4;
-    bits = 32;
-  } else if (inet_pton(AF_INET6, addr.c_str(), bytes) == 1) {
-    *family = FS_FAMILY_IPV6;
-    bits = 128;
-  } else {
+  auto p = ParseIpPrefix(text);
+  if (!p.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("invalid ", what, " \"", text, "\": not an IP address or CIDR prefix"));
+        absl::StrCat("invalid ", what, " \"", text.substr(0, 100), "\": ", p.status().message()));
   }
-  int len = bits;
-  if (parts.size() == 2 && (!absl::SimpleAtoi(parts[1], &len) || len < 0 || len > bits)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid ", what, " \"", text, "\": prefix length must be 0..", bits));
-  }
-  uint8_t mask_bytes[16] = {};
-  for (int i = 0; i < len; ++i) mask_bytes[i / 8] |= static_cast<uint8_t>(0x80 >> (i % 8));
-  for (int i = 0; i < 16; ++i) bytes[i] &= mask_bytes[i];
-  std::memcpy(net, bytes, 16);
-  std::memcpy(mask, mask_bytes, 16);
+  std::memcpy(net, p->net, 16);
+  std::memcpy(mask, p->mask, 16);
+  *family = p->family;
   return absl::OkStatus();
 }
 
@@ -100,22 +86,18 @@ absl::StatusOr<DenyRule> DenyRule::Parse(absl::string_view src, absl::string_vie
   }
   r.family = src_family != 0 ? src_family : dst_family;  // 0 (both wildcards): either family
 
-  const std::string proto = absl::AsciiStrToLower(protocol);
-  if (proto.empty() || proto == "any") {
+  if (protocol.empty() || absl::AsciiStrToLower(protocol) == "any") {
     r.protocol = 0;
-  } else if (proto == "tcp") {
-    r.protocol = IPPROTO_TCP;
-  } else if (proto == "udp") {
-    r.protocol = IPPROTO_UDP;
-  } else if (proto == "sctp") {
-    r.protocol = IPPROTO_SCTP;
-  } else if (proto == "icmp" || proto == "icmpv4") {
-    r.protocol = IPPROTO_ICMP;
-  } else if (proto == "icmpv6") {
-    r.protocol = IPPROTO_ICMPV6;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid protocol \"", protocol, "\": expected any, tcp, udp, sctp, icmp or icmpv6"));
+    auto numbers = IpProtocolNumbers(protocol);
+    if (!numbers.ok() || numbers->empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid protocol \"", protocol.substr(0, 100),
+                       "\": expected any, tcp, udp, sctp, icmp, icmpv4, icmpv6, vrrp or igmp"));
+    }
+    // "icmp" is both ICMPs: the one of the rule's family (v4 when it has none).
+    r.protocol =
+        numbers->size() == 1 || r.family != FS_FAMILY_IPV6 ? numbers->front() : numbers->back();
   }
   if (port < 0 || port > 65535) {
     return absl::InvalidArgumentError(absl::StrCat("invalid port ", port, ": expected 0..65535"));

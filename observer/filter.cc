@@ -16,56 +16,27 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "api/text.h"
 #include "bpf/flow_event.h"
+#include "bpf/ip_prefix.h"
+#include "bpf/ip_protocol.h"
 
 namespace flowscope::observer {
 namespace {
 
 absl::Status Invalid(absl::string_view field, absl::string_view value, absl::string_view why) {
   return absl::InvalidArgumentError(
-      absl::StrCat("invalid ", field, " filter \"", value, "\": ", why));
+      absl::StrCat("invalid ", field, " filter \"", Quote(value), "\": ", why));
 }
 
 // --- addresses ---------------------------------------------------------------------------------
 
-struct Cidr {
-  uint8_t family = 0;
-  uint32_t net[4] = {};
-  uint32_t mask[4] = {};
-
-  bool Match(uint8_t fam, const uint32_t addr[4]) const {
-    if (fam != family) return false;
-    for (int i = 0; i < 4; ++i) {
-      if ((addr[i] & mask[i]) != net[i]) return false;
-    }
-    return true;
-  }
-};
+using Cidr = bpf::IpPrefix;
 
 absl::StatusOr<Cidr> ParseCidr(absl::string_view field, const std::string& value) {
-  std::vector<std::string> parts = absl::StrSplit(value, absl::MaxSplits('/', 1));
-  Cidr c;
-  uint8_t bytes[16] = {};
-  int bits;
-  if (inet_pton(AF_INET, parts[0].c_str(), bytes) == 1) {
-    c.family = FS_FAMILY_IPV4;
-    bits = 32;
-  } else if (inet_pton(AF_INET6, parts[0].c_str(), bytes) == 1) {
-    c.family = FS_FAMILY_IPV6;
-    bits = 128;
-  } else {
-    return Invalid(field, value, "not an IP address or CIDR");
-  }
-  int len = bits;
-  if (parts.size() == 2 && (!absl::SimpleAtoi(parts[1], &len) || len < 0 || len > bits)) {
-    return Invalid(field, value, absl::StrCat("prefix length must be 0..", bits));
-  }
-  uint8_t m[16] = {};
-  for (int i = 0; i < len; ++i) m[i / 8] |= static_cast<uint8_t>(0x80 >> (i % 8));
-  for (int i = 0; i < 16; ++i) bytes[i] &= m[i];
-  std::memcpy(c.net, bytes, 16);
-  std::memcpy(c.mask, m, 16);
-  return c;
+  auto p = bpf::ParseIpPrefix(value);
+  if (!p.ok()) return Invalid(field, value, p.status().message());
+  return *p;
 }
 
 // --- pods and services: "[namespace/]name-prefix" ------------------------------------------------
@@ -282,7 +253,7 @@ class CompiledFilter {
   bool SideMatches(const Side& side, const Facts& x, bool source) const {
     const uint32_t* addr = x.addr(source);
     if (!side.ips.empty() && std::none_of(side.ips.begin(), side.ips.end(), [&](const Cidr& c) {
-          return addr != nullptr && c.Match(x.family(), addr);
+          return addr != nullptr && c.Contains(x.family(), addr);
         })) {
       return false;
     }
@@ -345,19 +316,9 @@ absl::Status ValidateFqdn(absl::string_view field, const std::string& value) {
 }
 
 absl::StatusOr<std::vector<uint8_t>> Protocols(const std::string& value) {
-  const std::string p = absl::AsciiStrToLower(value);
-  if (p == "tcp") return std::vector<uint8_t>{IPPROTO_TCP};
-  if (p == "udp") return std::vector<uint8_t>{IPPROTO_UDP};
-  if (p == "sctp") return std::vector<uint8_t>{IPPROTO_SCTP};
-  if (p == "icmp") return std::vector<uint8_t>{IPPROTO_ICMP, IPPROTO_ICMPV6};
-  if (p == "icmpv4") return std::vector<uint8_t>{IPPROTO_ICMP};
-  if (p == "icmpv6") return std::vector<uint8_t>{IPPROTO_ICMPV6};
-  if (p == "vrrp") return std::vector<uint8_t>{112};
-  if (p == "igmp") return std::vector<uint8_t>{IPPROTO_IGMP};
-  if (p == "dns" || p == "http" || p == "kafka") return std::vector<uint8_t>{};  // L7 only
-  return Invalid("protocol", value,
-                 "unknown protocol; expected icmp, icmpv4, icmpv6, tcp, udp, sctp, vrrp, igmp, "
-                 "dns, http or kafka");
+  auto numbers = bpf::IpProtocolNumbers(value);
+  if (!numbers.ok()) return Invalid("protocol", value, numbers.status().message());
+  return *numbers;
 }
 
 absl::Status CompileSide(const flow::FlowFilter& f, bool source, CompiledFilter::Side* side) {
@@ -390,11 +351,11 @@ absl::Status CompileSide(const flow::FlowFilter& f, bool source, CompiledFilter:
     side->clusters.push_back(v);
   }
   for (const std::string& v : source ? f.source_port() : f.destination_port()) {
-    int port;
-    if (!absl::SimpleAtoi(v, &port) || port < 0 || port > 65535) {
+    uint16_t port;
+    if (!ParseDecimal(v, 0, 65535, &port)) {
       return Invalid(field("port"), v, "expected a port number 0..65535");
     }
-    side->ports.push_back(static_cast<uint16_t>(port));
+    side->ports.push_back(port);
   }
   // Criteria on data flowscope does not produce yet: valid, but nothing matches them.
   for (const std::string& v : source ? f.source_service() : f.destination_service()) {
@@ -506,7 +467,7 @@ absl::StatusOr<std::unique_ptr<CompiledFilter>> CompiledFilter::Compile(
   }
   if (f.has_experimental() && f.experimental().cel_expression_size() > 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "invalid experimental.cel_expression filter \"", f.experimental().cel_expression(0),
+        "invalid experimental.cel_expression filter \"", Quote(f.experimental().cel_expression(0)),
         "\": CEL expressions are not supported by flowscope"));
   }
   return c;

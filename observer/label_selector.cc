@@ -6,14 +6,25 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "api/text.h"
 
 namespace flowscope::observer {
 namespace {
 
 // --- labels ------------------------------------------------------------------------------------
 
+// Kubernetes' limits: a key is [prefix/]name with a name of 1..63 and a prefix of at most 253
+// characters; a value is at most 63.
 bool ValidLabelPart(absl::string_view s, bool key) {
   if (key && s.empty()) return false;
+  if (key) {
+    const size_t slash = s.rfind('/');
+    const absl::string_view name = slash == absl::string_view::npos ? s : s.substr(slash + 1);
+    if (name.empty() || name.size() > 63) return false;
+    if (slash != absl::string_view::npos && (slash == 0 || slash > 253)) return false;
+  } else if (s.size() > 63) {
+    return false;
+  }
   return std::all_of(s.begin(), s.end(), [key](char c) {
     return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
            (key && c == '/');
@@ -65,6 +76,10 @@ absl::StatusOr<std::vector<LabelRequirement>> ParseLabelSelector(absl::string_vi
     if (absl::ConsumePrefix(&t, "!")) {
       r.op = LabelRequirement::Op::kNotExists;
       key = absl::StripAsciiWhitespace(t);
+      if (key.find_first_of("=!() \t") != absl::string_view::npos) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("\"!\" takes a label key alone, not \"", Quote(key), "\""));
+      }
     } else if (size_t p = t.find("!="); p != absl::string_view::npos) {
       r.op = LabelRequirement::Op::kNotEquals;
       key = absl::StripAsciiWhitespace(t.substr(0, p));
@@ -83,17 +98,21 @@ absl::StatusOr<std::vector<LabelRequirement>> ParseLabelSelector(absl::string_vi
       } else if (absl::ConsumePrefix(&rest, "in")) {
         r.op = LabelRequirement::Op::kIn;
       } else {
-        return absl::InvalidArgumentError(absl::StrCat("cannot parse \"", t, "\""));
+        return absl::InvalidArgumentError(absl::StrCat("cannot parse \"", Quote(t), "\""));
       }
       rest = absl::StripAsciiWhitespace(rest);
       if (!absl::ConsumePrefix(&rest, "(") || !absl::ConsumeSuffix(&rest, ")")) {
         return absl::InvalidArgumentError(
-            absl::StrCat("expected a parenthesised value list in \"", t, "\""));
+            absl::StrCat("expected a parenthesised value list in \"", Quote(t), "\""));
+      }
+      if (absl::StripAsciiWhitespace(rest).empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("the value list of \"", Quote(t), "\" must not be empty"));
       }
       for (absl::string_view v : absl::StrSplit(rest, ',')) {
         v = absl::StripAsciiWhitespace(v);
         if (!ValidLabelPart(v, false)) {
-          return absl::InvalidArgumentError(absl::StrCat("invalid value \"", v, "\""));
+          return absl::InvalidArgumentError(absl::StrCat("invalid value \"", Quote(v), "\""));
         }
         r.values.emplace_back(v);
       }
@@ -106,11 +125,11 @@ absl::StatusOr<std::vector<LabelRequirement>> ParseLabelSelector(absl::string_vi
     absl::string_view unused;
     SplitLabel(key, &source, &bare_key, &unused);
     if (!ValidLabelPart(bare_key, true) || !ValidLabelPart(source, false)) {
-      return absl::InvalidArgumentError(absl::StrCat("invalid label key \"", key, "\""));
+      return absl::InvalidArgumentError(absl::StrCat("invalid label key \"", Quote(key), "\""));
     }
     for (const std::string& v : r.values) {
       if (!ValidLabelPart(v, false)) {
-        return absl::InvalidArgumentError(absl::StrCat("invalid label value \"", v, "\""));
+        return absl::InvalidArgumentError(absl::StrCat("invalid label value \"", Quote(v), "\""));
       }
     }
     r.source = source == "any" ? "" : std::string(source);

@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "api/text.h"
+#include "bpf/ip_protocol.h"
 
 namespace flowscope::cli {
 namespace {
@@ -55,7 +57,7 @@ const std::vector<std::string>& SingleSided() {
 
 absl::Status Bad(absl::string_view flag, absl::string_view value, absl::string_view why) {
   return absl::InvalidArgumentError(
-      absl::StrCat("invalid value \"", value, "\" for --", flag, ": ", why));
+      absl::StrCat("invalid value \"", Quote(value), "\" for --", flag, ": ", why));
 }
 
 absl::StatusOr<uint32_t> ParseIdentity(absl::string_view flag, absl::string_view v) {
@@ -150,10 +152,8 @@ absl::Status AddSide(flow::FlowFilter& f, bool source, const std::string& flag,
     (source ? f.mutable_source_cluster_name() : f.mutable_destination_cluster_name())
         ->Add(std::string(v));
   } else if (kind == "port") {
-    int port;
-    if (!absl::SimpleAtoi(v, &port) || port < 0 || port > 65535) {
-      return Bad(flag, v, "expected a port number 0..65535");
-    }
+    uint16_t port;
+    if (!ParseDecimal(v, 0, 65535, &port)) return Bad(flag, v, "expected a port number 0..65535");
     (source ? f.mutable_source_port() : f.mutable_destination_port())->Add(absl::StrCat(port));
   } else if (kind == "identity") {
     auto id = ParseIdentity(flag, v);
@@ -192,11 +192,8 @@ absl::Status AddSingle(flow::FlowFilter& f, const std::string& flag, absl::strin
     if (!t.ok()) return t.status();
     *f.add_event_type() = *t;
   } else if (flag == "protocol") {
-    static const std::set<std::string> kProtocols = {
-        "icmp", "icmpv4", "icmpv6", "tcp", "udp", "sctp", "vrrp", "igmp", "dns", "http", "kafka"};
-    if (!kProtocols.count(absl::AsciiStrToLower(v))) {
-      return Bad(flag, v,
-                 "expected icmp, icmpv4, icmpv6, tcp, udp, sctp, vrrp, igmp, dns, http or kafka");
+    if (!bpf::IpProtocolNumbers(v).ok()) {
+      return Bad(flag, v, absl::StrCat("expected ", bpf::KnownIpProtocolNames()));
     }
     f.add_protocol(v);
   } else if (flag == "tcp-flags") {

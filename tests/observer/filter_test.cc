@@ -240,6 +240,39 @@ TEST_F(FilterTest, FieldsFlowscopeDoesNotProduceMatchNothingButAreValidated) {
               HasSubstr("CEL expressions are not supported"));
 }
 
+TEST_F(FilterTest, StrictParsingOfNumbersPrefixesAndSelectors) {
+  struct {
+    std::string filter;
+    const char* want;
+  } bad[] = {
+      {R"(source_port: "+80")", "expected a port number"},
+      {R"(source_port: " 80")", "expected a port number"},
+      {R"(destination_port: "65536")", "expected a port number"},
+      {R"(source_ip: "10.0.0.0/+8")", "prefix length must be 0..32"},
+      {R"(source_ip: "10.0.0.0/08")", "prefix length must be 0..32"},
+      {R"(source_ip: "10.0.0.0/")", "prefix length must be 0..32"},
+      {R"(source_ip: "fd00::/129")", "prefix length must be 0..128"},
+      {R"(source_label: "!app=x")", "takes a label key alone"},
+      {R"pb(source_label: "a in ()")pb", "must not be empty"},
+      {R"pb(source_label: "a notin ( )")pb", "must not be empty"},
+      {"source_label: \"" + std::string(10000, 'k') + "\"", "invalid label key"},
+      {"source_label: \"a=" + std::string(64, 'v') + "\"", "invalid label value"},
+      {"source_label: \"" + std::string(254, 'p') + "/name\"", "invalid label key"},
+  };
+  for (const auto& b : bad) {
+    SCOPED_TRACE(b.filter.substr(0, 80));
+    const std::string error = CompileError(b.filter);
+    EXPECT_THAT(error, HasSubstr(b.want));
+    EXPECT_LT(error.size(), 400u) << "the bad value is quoted at a bounded length";
+  }
+  const FlowRecord r = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, 0);
+  EXPECT_TRUE(Passes(r, {R"(source_ip: "10.0.0.0/0")"}));
+  EXPECT_TRUE(Passes(r, {R"(destination_port: "80")"}));
+  // At the limits: valid (and absent from this flow's labels).
+  EXPECT_FALSE(Passes(r, {"source_label: \"" + std::string(63, 'k') + "\""}));
+  EXPECT_FALSE(Passes(r, {"source_label: \"example.com/" + std::string(63, 'k') + "\""}));
+}
+
 TEST_F(FilterTest, WhitelistMinusBlacklist) {
   const FlowRecord tie = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, 0);
   const FlowRecord dns = Tcp("10.0.1.5", 40000, "10.0.3.2", 53, 0);
