@@ -10,12 +10,15 @@
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "api/text.h"
 #include "cmd/cli/commands.h"
 #include "cmd/cli/filters.h"
 #include "cmd/cli/port_forward.h"
@@ -96,7 +99,8 @@ int main(int argc, char** argv) {
   observe->add_option("what", what, "flows (the default), agent-events or debug-events")
       ->check(CLI::IsMember({"flows", "agent-events", "debug-events"}));
   ObserveOptions o;
-  uint64_t last = 0, first = 0;
+  // As text: CLI11 would take "-1" for a uint64 as 2^64-1; Hubble refuses it.
+  std::string last, first;
   CLI::Option* last_opt = observe->add_option("--last", last, "get the last N flows");
   CLI::Option* first_opt = observe->add_option("--first", first, "get the first N flows");
   observe->add_flag("--all", o.all, "get all flows stored");
@@ -229,11 +233,21 @@ int main(int argc, char** argv) {
     o.printer.debug = debug;
     if (numeric) o.printer.ip_translation = false;
     o.printer.color = color == "always" || (color == "auto" && isatty(STDOUT_FILENO));
-    if (last_opt->count() > 0) o.last = last;
+    for (auto [opt, text, out] :
+         {std::tuple{last_opt, &last, &o.last}, std::tuple{first_opt, &first, &o.first}}) {
+      if (opt->count() == 0) continue;
+      uint64_t n;
+      if (!flowscope::ParseDecimal(*text, 0, std::numeric_limits<uint64_t>::max(), &n)) {
+        std::cerr << "flowscope: invalid argument \"" << flowscope::Quote(*text) << "\" for \""
+                  << opt->get_name() << "\" flag: expected a number 0.."
+                  << std::numeric_limits<uint64_t>::max() << "\n";
+        return 1;
+      }
+      *out = n;
+    }
     for (absl::string_view p : absl::StrSplit(field_mask, ',', absl::SkipEmpty())) {
       o.field_mask.emplace_back(absl::StripAsciiWhitespace(p));
     }
-    if (first_opt->count() > 0) o.first = first;
     FilterBuilder builder;
     std::map<std::string, size_t> used;
     for (CLI::Option* opt : observe->parse_order()) {

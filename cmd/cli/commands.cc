@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include "absl/strings/strip.h"
 #include "api/grpc_status.h"
 #include "api/grpc_util.h"
+#include "api/text.h"
 #include "api/time_parse.h"
 #include "cmd/cli/json.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -36,54 +38,6 @@ std::string RpcError(const grpc::Status& s) { return DescribeGrpcError(s); }
 int Fail(std::ostream& err, const std::string& message) {
   err << "flowscope: " << message << "\n";
   return 1;
-}
-
-// The target without a tls:// prefix, and whether the connection uses TLS.
-std::pair<std::string, bool> Target(const ServerOptions& server) {
-  absl::string_view target = server.server;
-  const bool prefixed = absl::ConsumePrefix(&target, "tls://");
-  return {std::string(target), server.tls || prefixed};
-}
-
-// A connected channel, or an error after the dial timeout.
-absl::StatusOr<std::shared_ptr<grpc::Channel>> Dial(const ServerOptions& server) {
-  const auto [target, tls] = Target(server);
-  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-  grpc::ChannelArguments args;
-  if (tls) {
-    auto c = ClientTlsCredentials(server.tls_options);
-    if (!c.ok()) return c.status();
-    creds = c->credentials;
-    args = c->args;
-  }
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  auto channel = grpc::CreateCustomChannel(target, creds, args);
-  if (!channel->WaitForConnected(std::chrono::system_clock::now() +
-                                 absl::ToChronoMilliseconds(server.dial_timeout))) {
-    if (tls) {
-      return absl::UnavailableError(
-          absl::StrCat("failed to connect to '", target, "' over TLS within ",
-                       FormatGoDuration(server.dial_timeout),
-                       " (is it serving TLS, and is its certificate trusted for that name? see "
-                       "--tls-ca-cert-files, --tls-server-name, --tls-client-cert-file)"));
-    }
-    return absl::UnavailableError(absl::StrCat("failed to connect to '", target,
-                                               "': no answer within ",
-                                               FormatGoDuration(server.dial_timeout)));
-  }
-  return channel;
-}
-
-// Basic auth, when configured, on every call.
-void Authorize(grpc::ClientContext* ctx, const ServerOptions& server) {
-  if (server.basic_auth_username.empty()) return;
-  ctx->AddMetadata("authorization",
-                   "Basic " + absl::Base64Escape(absl::StrCat(server.basic_auth_username, ":",
-                                                              server.basic_auth_password)));
-}
-
-void SetDeadline(grpc::ClientContext* ctx, absl::Duration d) {
-  ctx->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(d));
 }
 
 // The shared part of the `list` commands: check the format, connect, make one unary call.
@@ -122,105 +76,6 @@ std::string GroupDigits(uint64_t v) {
     out.push_back(digits[i]);
   }
   return out;
-}
-
-absl::Status CheckConnectionSettings(const ServerOptions& server) {
-  const auto [target, tls] = Target(server);
-  const TlsClientOptions& t = server.tls_options;
-  if (!tls) {
-    if (!t.ca_files.empty() || !t.cert_file.empty() || !t.key_file.empty() ||
-        !t.server_name.empty() || t.allow_insecure) {
-      return absl::InvalidArgumentError(
-          "TLS settings (--tls-*) given without TLS: add --tls or use a tls:// server");
-    }
-    if (!server.basic_auth_username.empty() || !server.basic_auth_password.empty()) {
-      return absl::InvalidArgumentError(
-          "basic auth needs TLS (--tls or a tls:// server): credentials are never sent in the "
-          "clear");
-    }
-    return absl::OkStatus();
-  }
-  if (absl::StartsWith(target, "unix:")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("TLS is for TCP servers, not the unix socket ", target));
-  }
-  if (server.basic_auth_username.empty() != server.basic_auth_password.empty()) {
-    return absl::InvalidArgumentError(
-        "basic auth needs both --basic-auth-username and --basic-auth-password");
-  }
-  return ClientTlsCredentials(t).status();
-}
-
-absl::StatusOr<ServerOptions> ResolveServer(const std::string& flag_server,
-                                            const std::string& flag_timeout,
-                                            const std::string& flag_request_timeout,
-                                            const std::string& config_path) {
-  ServerOptions o;
-  std::string config = config_path;
-  if (config.empty()) {
-    const char* home = std::getenv("HOME");
-    const std::string def = absl::StrCat(home ? home : "", "/.config/flowscope/config.yaml");
-    if (home && std::filesystem::exists(def)) config = def;
-  }
-  std::string timeout = flag_timeout;
-  std::string request_timeout = flag_request_timeout;
-  if (!config.empty()) {
-    YAML::Node n;
-    try {
-      n = YAML::LoadFile(config);
-    } catch (const YAML::Exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat("config file ", config, ": ", e.what()));
-    }
-    if (n.IsMap()) {
-      std::string key;  // the one being read, for the error message
-      try {
-        auto text = [&](const char* k, std::string* out) {
-          key = k;
-          if (n[k]) *out = n[k].as<std::string>();
-        };
-        text("server", &o.server);
-        if (timeout.empty()) text("timeout", &timeout);
-        if (request_timeout.empty()) text("request-timeout", &request_timeout);
-        // Connection security, as the flags of the same names (flags win).
-        key = "tls";
-        if (n["tls"]) o.tls = n["tls"].as<bool>();
-        key = "tls-allow-insecure";
-        if (n[key]) o.tls_options.allow_insecure = n[key].as<bool>();
-        key = "tls-ca-cert-files";
-        if (n[key]) {
-          o.tls_options.ca_files = n[key].IsSequence() ? n[key].as<std::vector<std::string>>()
-                                                       : absl::StrSplit(n[key].as<std::string>(),
-                                                                        ',', absl::SkipEmpty());
-        }
-        text("tls-client-cert-file", &o.tls_options.cert_file);
-        text("tls-client-key-file", &o.tls_options.key_file);
-        text("tls-server-name", &o.tls_options.server_name);
-        text("basic-auth-username", &o.basic_auth_username);
-        text("basic-auth-password", &o.basic_auth_password);
-      } catch (const YAML::Exception& e) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("config file ", config, ": bad value for ", key, ": ", e.what()));
-      }
-    } else if (!n.IsNull()) {
-      return absl::InvalidArgumentError(absl::StrCat("config file ", config, ": expected a map"));
-    }
-  }
-  if (const char* env = std::getenv("FLOWSCOPE_SERVER"); env != nullptr && *env != '\0') {
-    o.server = env;
-  }
-  if (!flag_server.empty()) o.server = flag_server;
-  for (auto [text, out, name] :
-       {std::tuple{&timeout, &o.dial_timeout, "--timeout"},
-        std::tuple{&request_timeout, &o.request_timeout, "--request-timeout"}}) {
-    if (text->empty()) continue;
-    auto d = ParseGoDuration(*text);
-    if (!d.ok() || *d <= absl::ZeroDuration()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("invalid ", name, " \"", *text, "\": expected a duration like 5s"));
-    }
-    *out = *d;
-  }
-  return o;
 }
 
 absl::StatusOr<std::vector<flow::FlowFilter>> ParseRawFilters(const std::string& text) {
@@ -393,8 +248,16 @@ int ObserveFile(const ObserveOptions& o, const ::observer::GetFlowsRequest& req,
   std::ifstream file;
   std::istream* in = &std::cin;
   if (o.input_file != "-") {
+    std::error_code ec;
+    if (std::filesystem::is_directory(o.input_file, ec)) {
+      return Fail(err, absl::StrCat("cannot read --input-file ", o.input_file,
+                                    ": is a directory, not a file"));
+    }
     file.open(o.input_file);
-    if (!file) return Fail(err, absl::StrCat("cannot read --input-file ", o.input_file));
+    if (!file) {
+      return Fail(
+          err, absl::StrCat("cannot read --input-file ", o.input_file, ": ", std::strerror(errno)));
+    }
     in = &file;
   }
   PrinterOptions po = o.printer;
@@ -407,13 +270,18 @@ int ObserveFile(const ObserveOptions& o, const ::observer::GetFlowsRequest& req,
   google::protobuf::util::JsonParseOptions parse;
   parse.ignore_unknown_fields = true;
   std::string line;
+  uint64_t skipped = 0;
   for (uint64_t n = 1; std::getline(*in, line); ++n) {
     if (interrupted != nullptr && interrupted->load()) break;
     if (absl::StripAsciiWhitespace(line).empty()) continue;
     ::observer::GetFlowsResponse resp;
     if (auto s = google::protobuf::util::JsonStringToMessage(line, &resp, parse); !s.ok()) {
-      return Fail(err, absl::StrCat("--input-file ", o.input_file, " line ", n,
-                                    ": not a GetFlowsResponse in JSON: ", s.message().ToString()));
+      // As Hubble: warn and go on with the next line.
+      ++skipped;
+      err << "flowscope: warning: --input-file " << o.input_file << " line " << n
+          << ": not a GetFlowsResponse in JSON (" << Quote(s.message().ToString())
+          << "); skipped\n";
+      continue;
     }
     if (resp.has_flow()) {
       const absl::Time t = FromTimestamp(resp.has_time() ? resp.time() : resp.flow().time());
@@ -431,10 +299,18 @@ int ObserveFile(const ObserveOptions& o, const ::observer::GetFlowsRequest& req,
     if (!printer.Write(resp)) return 0;                            // closed pipe: quietly done
     printed += resp.has_flow();
   }
+  if (in->bad()) {
+    return Fail(err,
+                absl::StrCat("reading --input-file ", o.input_file, ": ", std::strerror(errno)));
+  }
   for (const auto& r : window) {
     if (!printer.Write(r)) return 0;
   }
   printer.Finish();
+  if (skipped > 0) {
+    err << "flowscope: warning: " << skipped << " line(s) of --input-file " << o.input_file
+        << " skipped\n";
+  }
   return 0;
 }
 

@@ -13,34 +13,13 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "api/tls.h"
+#include "cmd/cli/connection.h"
 #include "cmd/cli/filters.h"
 #include "cmd/cli/printer.h"
 
 namespace flowscope::cli {
 
 inline constexpr const char* kClientVersion = "flowscope v0.1.0";
-
-struct ServerOptions {
-  std::string server = "localhost:4245";  // host:port, tls://host:port or unix:///path
-  absl::Duration dial_timeout = absl::Seconds(5);
-  absl::Duration request_timeout = absl::Seconds(12);
-  bool tls = false;  // --tls (a tls:// server turns it on too)
-  TlsClientOptions tls_options;
-  std::string basic_auth_username;  // sent as "authorization: Basic …" on every call
-  std::string basic_auth_password;
-};
-
-// Checks the TLS and basic-auth settings fit together (basic auth only over TLS; TLS files only
-// with TLS; TLS only to TCP targets) and that the TLS files can be read.
-absl::Status CheckConnectionSettings(const ServerOptions& server);
-
-// --server / FLOWSCOPE_SERVER / the config file's `server:`, in that order of precedence, and
-// the same for timeouts. `config_path` "" means ~/.config/flowscope/config.yaml if it exists.
-absl::StatusOr<ServerOptions> ResolveServer(const std::string& flag_server,
-                                            const std::string& flag_timeout,
-                                            const std::string& flag_request_timeout,
-                                            const std::string& config_path);
 
 struct ObserveOptions {
   std::optional<uint64_t> last;

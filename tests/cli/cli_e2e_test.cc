@@ -163,7 +163,7 @@ TEST_F(CliE2eTest, AServerSideInvalidArgumentIsOneClearLine) {
   EXPECT_NE(status, 0);
   EXPECT_EQ(out,
             "flowscope: rpc error: code = InvalidArgument desc = invalid source_ip filter "
-            "\"300.1.1.1\": not an IP address or CIDR\n");
+            "\"300.1.1.1\": not an IP address or CIDR prefix\n");
 }
 
 TEST(CliErrorsTest, BadInputIsOneLineOnStderrAndANonZeroExit) {
@@ -177,6 +177,15 @@ TEST(CliErrorsTest, BadInputIsOneLineOnStderrAndANonZeroExit) {
       {"observe --first 3 --follow", "--first cannot be combined"},
       {"observe --ip 1.1.1.1 -n default", "filters --ip and --namespace cannot be combined"},
       {"observe --server unix:///nonexistent/sock --timeout 200ms", "failed to connect"},
+      // The cause, at once (a dial that waited out an hour would hang the test instead).
+      {"observe --server unix:///nonexistent/sock --timeout 1h",
+       "dial unix /nonexistent/sock: connect: no such file or directory"},
+      {"status --server 127.0.0.1:1 --timeout 1h",
+       "dial tcp 127.0.0.1:1: connect: connection refused"},
+      {"observe --last -1", "invalid argument \"-1\" for \"--last\" flag"},
+      {"observe --last 18446744073709551616", "for \"--last\" flag: expected a number"},
+      {"observe --first +3", "invalid argument \"+3\" for \"--first\" flag"},
+      {"observe --input-file /", "cannot read --input-file /: is a directory"},
       {"observe -o yaml", "invalid output format \"yaml\""},
       {"observe --not", "--not must be followed"},
   };

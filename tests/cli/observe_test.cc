@@ -221,14 +221,29 @@ TEST_F(ObserveTest, InputFileAppliesTheSameFiltersAsTheServer) {
       EXPECT_EQ(from_file.str(), from_server.str()) << label << " (" << selection << ")";
     }
   }
-  // Not JSON: one clear line naming the file and line.
-  std::ofstream(file, std::ios::app) << "{not json\n";
+  // A bad line in the middle is a warning naming file and line, and skipped (as Hubble): the
+  // lines around it are still read.
+  std::string good_last;
+  {
+    std::ifstream in(file);
+    for (std::string l; std::getline(in, l);) good_last = l;
+  }
+  std::ofstream(file, std::ios::app) << "{not json\n" << good_last << "\n";
   ObserveOptions o;
   o.all = true;
   o.input_file = file;
   std::ostringstream out, bad;
-  EXPECT_EQ(Observe(opts_, o, {}, out, bad, nullptr), 1);
-  EXPECT_THAT(bad.str(), HasSubstr(absl::StrCat("--input-file ", file, " line 37: not a ")));
+  EXPECT_EQ(Observe(opts_, o, {}, out, bad, nullptr), 0) << bad.str();
+  EXPECT_THAT(bad.str(),
+              HasSubstr(absl::StrCat("warning: --input-file ", file, " line 37: not a ")));
+  EXPECT_THAT(bad.str(), HasSubstr("1 line(s) of --input-file"));
+  const std::string printed = out.str();
+  EXPECT_EQ(std::count(printed.begin(), printed.end(), '\n'), 37) << "36 + the one after";
+  // A directory is an error, not an empty success.
+  o.input_file = dir_.string();
+  std::ostringstream out3, bad3;
+  EXPECT_EQ(Observe(opts_, o, {}, out3, bad3, nullptr), 1);
+  EXPECT_THAT(bad3.str(), HasSubstr("is a directory"));
   o.input_file = (dir_ / "missing.json").string();
   std::ostringstream out2, bad2;
   EXPECT_EQ(Observe(opts_, o, {}, out2, bad2, nullptr), 1);

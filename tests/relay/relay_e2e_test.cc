@@ -48,6 +48,11 @@ class RelayE2eTest : public testing::NetnsTestBase {
         (dir_ / "relay.log").string());
     ASSERT_TRUE(relay.ok());
     relay_ = std::move(relay).value();
+    // Serving once its socket is there (the CLI reports a missing socket at once).
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (!std::filesystem::exists(relay_socket_) && relay_->Running() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(20));
+    }
     if (!relay_first_) WaitForStatus("Connected Nodes: 2/2");
   }
 
