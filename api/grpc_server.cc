@@ -13,6 +13,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "api/status_macros.h"
 
 namespace flowscope {
 
@@ -60,34 +62,56 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // Plaintext listeners are ours (listener.h); a TLS one is gRPC's, bound exclusively.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   if (!options.unix_socket.empty()) {
-    if (absl::Status st = PrepareUnixSocket(options.unix_socket); !st.ok()) return st;
-    builder.AddListeningPort("unix://" + options.unix_socket, grpc::InsecureServerCredentials());
+    FLOWSCOPE_ASSIGN_OR_RETURN(auto l, Listener::BindUnix(options.unix_socket));
+    s->listeners_.push_back(std::move(l));
   }
-  if (!options.tcp_address.empty()) {
-    builder.AddListeningPort(
-        options.tcp_address,
-        options.tcp_credentials ? options.tcp_credentials : grpc::InsecureServerCredentials(),
-        &s->tcp_port_);
+  if (!options.tcp_address.empty() && options.tcp_credentials == nullptr) {
+    FLOWSCOPE_ASSIGN_OR_RETURN(auto l, Listener::BindTcp(options.tcp_address));
+    s->tcp_port_ = l->port();
+    s->tcp_bound_ = l->bound();
+    s->listeners_.push_back(std::move(l));
+  } else if (!options.tcp_address.empty()) {
+    // gRPC would only say that it failed: find the reason first.
+    FLOWSCOPE_RETURN_IF_ERROR(CheckTcpAddressFree(options.tcp_address));
+    builder.AddListeningPort(options.tcp_address, options.tcp_credentials, &s->tcp_port_);
   }
   for (grpc::Service* svc : services) builder.RegisterService(svc);
   s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr || (!options.tcp_address.empty() && s->tcp_port_ == 0)) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ",
-                     options.unix_socket.empty() ? options.tcp_address : options.unix_socket,
-                     options.unix_socket.empty() || options.tcp_address.empty()
-                         ? ""
-                         : absl::StrCat(" and ", options.tcp_address),
-                     " (address in use or not permitted)"));
+  if (s->server_ == nullptr || (options.tcp_credentials != nullptr && s->tcp_port_ == 0)) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.tcp_address,
+                                               " (gRPC refused the address or the credentials)"));
   }
-  if (!options.unix_socket.empty() && chmod(options.unix_socket.c_str(), 0660) != 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("chmod ", options.unix_socket));
+  if (s->tcp_bound_.empty() && !options.tcp_address.empty()) {
+    const std::string host = options.tcp_address.substr(0, options.tcp_address.rfind(':'));
+    s->tcp_bound_ = absl::StrCat(host.empty() ? "[::]" : host, ":", s->tcp_port_);
   }
+  for (auto& l : s->listeners_) l->Start(s->server_.get());
   grpc::HealthCheckServiceInterface* health = s->server_->GetHealthCheckService();
   health->SetServingStatus(true);
   health->SetServingStatus("hubble.server.Observer", true);
   return s;
+}
+
+std::string GrpcServer::bound() const {
+  std::vector<std::string> parts;
+  if (!options_.unix_socket.empty()) parts.push_back("unix://" + options_.unix_socket);
+  if (!tcp_bound_.empty()) {
+    parts.push_back(options_.tcp_credentials != nullptr ? "tls://" + tcp_bound_ : tcp_bound_);
+  }
+  return absl::StrJoin(parts, " and ");
+}
+
+ListenerStats GrpcServer::listener_stats() const {
+  ListenerStats total;
+  for (const auto& l : listeners_) {
+    const ListenerStats st = l->stats();
+    total.accepted += st.accepted;
+    total.refused += st.refused;
+  }
+  return total;
 }
 
 GrpcServer::~GrpcServer() { Shutdown(absl::Seconds(1)); }
@@ -95,10 +119,10 @@ GrpcServer::~GrpcServer() { Shutdown(absl::Seconds(1)); }
 void GrpcServer::Shutdown(absl::Duration grace) {
   if (shut_down_ || server_ == nullptr) return;
   shut_down_ = true;
+  for (auto& l : listeners_) l->Stop();  // no new connections (and the socket file is gone)
   server_->GetHealthCheckService()->Shutdown();
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
   server_->Wait();
-  if (!options_.unix_socket.empty()) unlink(options_.unix_socket.c_str());
 }
 
 void GrpcServer::SetServing(bool serving) {

@@ -1,7 +1,9 @@
 // GrpcServer: serves flowscope's services (plus the standard gRPC health service for "" and
 // "hubble.server.Observer", and server reflection) on a unix socket and/or a TCP address, for
-// the observer and the relay. A stale socket left by a crash is replaced; a live one (another
-// observer answering on it) is not. Start/Shutdown from one thread.
+// the observer and the relay. Plaintext listeners accept through flowscope's Listener (it
+// survives EMFILE and binds exclusively); a TLS listener is gRPC's own. A stale socket left by a
+// crash is replaced; a live one (another observer answering on it) is not. Start/Shutdown from one
+// thread.
 #ifndef FLOWSCOPE_API_GRPC_SERVER_H_
 #define FLOWSCOPE_API_GRPC_SERVER_H_
 
@@ -13,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "api/listener.h"
 
 namespace flowscope {
 
@@ -41,6 +44,10 @@ class GrpcServer {
   void Shutdown(absl::Duration grace);
 
   int tcp_port() const { return tcp_port_; }
+  // What is bound, for the log: "unix:///var/run/flowscope/observer.sock and [::]:4244".
+  std::string bound() const;
+  // Connections the plaintext listeners accepted and refused (at the open-file limit).
+  ListenerStats listener_stats() const;
 
   // Health: SERVING (the default once started) or NOT_SERVING, for "" and
   // "hubble.server.Observer". Any thread.
@@ -50,9 +57,11 @@ class GrpcServer {
 
  private:
   GrpcServer() = default;
+  std::vector<std::unique_ptr<Listener>> listeners_;  // stopped by Shutdown() before server_
   std::unique_ptr<grpc::Server> server_;
   ListenOptions options_;
   int tcp_port_ = 0;
+  std::string tcp_bound_;
   bool shut_down_ = false;
 };
 

@@ -4,8 +4,12 @@
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -37,6 +41,36 @@ absl::StatusOr<std::string> ReadAll(const std::vector<std::string>& paths,
   return all;
 }
 
+// That the PEM key is the private key of the PEM certificate (the first in the file), so a
+// mismatch is named at start rather than as a failed listener or handshake.
+absl::Status CheckKeyMatchesCertificate(const std::string& cert_pem, const std::string& key_pem,
+                                        const std::string& cert_file, const std::string& key_file) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> cert_bio(
+      BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size())), BIO_free);
+  std::unique_ptr<X509, decltype(&X509_free)> cert(
+      PEM_read_bio_X509(cert_bio.get(), nullptr, nullptr, nullptr), X509_free);
+  if (cert == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS certificate ", cert_file, " holds no readable PEM certificate"));
+  }
+  std::unique_ptr<BIO, decltype(&BIO_free)> key_bio(
+      BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size())), BIO_free);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr), EVP_PKEY_free);
+  if (key == nullptr) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS key ", key_file, " holds no readable (unencrypted) PEM private key"));
+  }
+  if (X509_check_private_key(cert.get(), key.get()) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(absl::StrCat("TLS key ", key_file,
+                                                   " does not match the certificate ", cert_file,
+                                                   " (another key pair)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerTlsCredentials(
@@ -49,6 +83,10 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerTlsCredentials(
   if (!cert.ok()) return cert.status();
   auto key = ReadPemFile(files.key_file, "TLS key");
   if (!key.ok()) return key.status();
+  if (absl::Status s = CheckKeyMatchesCertificate(*cert, *key, files.cert_file, files.key_file);
+      !s.ok()) {
+    return s;
+  }
   auto cas = ReadAll(files.client_ca_files, "client CA file");
   if (!cas.ok()) return cas.status();
   grpc::SslServerCredentialsOptions options(
@@ -71,6 +109,10 @@ absl::StatusOr<ClientTls> ClientTlsCredentials(const TlsClientOptions& options) 
     if (!c.ok()) return c.status();
     auto k = ReadPemFile(options.key_file, "TLS client key");
     if (!k.ok()) return k.status();
+    if (absl::Status s = CheckKeyMatchesCertificate(*c, *k, options.cert_file, options.key_file);
+        !s.ok()) {
+      return s;
+    }
     cert = *std::move(c);
     key = *std::move(k);
   }

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <string>
 
+#include "api/listener.h"
 #include "api/logging.h"
 #include "api/time_parse.h"
 #include "observer/daemon.h"
@@ -69,6 +70,10 @@ int main(int argc, char** argv) {
   app.add_option("--tls-client-ca-files", o.tls.client_ca_files,
                  "CA files (PEM) clients must present certificates from (mutual TLS)")
       ->delimiter(',');
+  app.add_option("--max-flow-streams", o.max_flow_streams,
+                 "flow streams served at once; more are refused with RESOURCE_EXHAUSTED")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--state-dir", o.state_dir, "runtime state (tc attachments)")
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
@@ -105,6 +110,8 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // Connections and streams each hold a descriptor: use every one the system allows.
+  FLOWSCOPE_LOG_INFO("open-file limit {}", flowscope::RaiseOpenFileLimit());
   flowscope::observer::ObserverDaemon daemon(o);
   if (absl::Status s = daemon.Start(); !s.ok()) {
     daemon.Stop();

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_split.h"
 #include "api/grpc_server.h"
+#include "api/listener.h"
 #include "api/logging.h"
 #include "api/time_parse.h"
 #include "api/tls.h"
@@ -146,6 +147,8 @@ int main(int argc, char** argv) {
     if (server_ptr != nullptr) server_ptr->SetServing(n > 0);
     FLOWSCOPE_LOG_INFO("{} peer(s) available", n);
   };
+  // Connections and streams each hold a descriptor: use every one the system allows.
+  FLOWSCOPE_LOG_INFO("open-file limit {}", flowscope::RaiseOpenFileLimit());
   flowscope::relay::PeerPool pool(po);
   pool.Start();
   flowscope::relay::RelayOptions ro;
@@ -165,7 +168,7 @@ int main(int argc, char** argv) {
     server_ptr = server->get();
     server_ptr->SetServing(available > 0);
   }
-  FLOWSCOPE_LOG_INFO("serving on {}", (*server)->target());
+  FLOWSCOPE_LOG_INFO("serving on {}", (*server)->bound());
   int sig = 0;
   sigwait(&signals, &sig);
   {

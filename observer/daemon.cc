@@ -110,7 +110,8 @@ absl::Status ObserverDaemon::Start() {
                                      ? "unix://" + options_.listen_socket
                                      : options_.listen_address,
                       .watermark = &watermark_,
-                      .tls = tls != nullptr});
+                      .tls = tls != nullptr,
+                      .max_streams = options_.max_flow_streams});
   auto server = GrpcServer::Start({service_.get(), service_->batch_service()},
                                   {options_.listen_socket, options_.listen_address, tls});
   if (!server.ok()) return server.status();
@@ -118,7 +119,7 @@ absl::Status ObserverDaemon::Start() {
   maintain_ = std::thread([this] { Maintain(); });
   started_ = true;
   FLOWSCOPE_LOG_INFO("serving on {} (node {}, ring capacity {}, {} interfaces attached)",
-                     server_->target(), options_.node_name, ring_->Cap(),
+                     server_->bound(), options_.node_name, ring_->Cap(),
                      attach_->Attached().size());
   return absl::OkStatus();
 }

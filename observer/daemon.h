@@ -42,6 +42,7 @@ struct DaemonOptions {
   std::string listen_address;  // TCP, off when empty
   TlsServerFiles tls;          // TLS (and with client CAs, mTLS) for the TCP listener
   std::string state_dir = "/var/run/flowscope";
+  int max_flow_streams = 1024;  // concurrent GetFlows / batch streams
 };
 
 struct DaemonStats {

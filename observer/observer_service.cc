@@ -23,10 +23,9 @@ namespace flowscope::observer {
 template <typename Out>
 class RingStreamReactor : public grpc::ServerWriteReactor<Out>, public StreamPump {
  protected:
+  // Takes over the stream slot ReserveStream() took.
   RingStreamReactor(ObserverService* service, FlowQuery query)
-      : StreamPump(service->notifier_), service_(service), query_(std::move(query)) {
-    service_->active_streams_.fetch_add(1);
-  }
+      : StreamPump(service->notifier_), service_(service), query_(std::move(query)) {}
   ~RingStreamReactor() override { service_->active_streams_.fetch_sub(1); }
 
   uint64_t ReadPosition() const override { return query_.position(); }
@@ -208,10 +207,27 @@ absl::StatusOr<FlowQuery> ObserverService::OpenQuery(
   return FlowQuery::Create(ring_, q, *std::move(predicate));
 }
 
+absl::Status ObserverService::ReserveStream() {
+  if (active_streams_.fetch_add(1) >= options_.max_streams) {
+    active_streams_.fetch_sub(1);
+    return absl::ResourceExhaustedError(absl::StrCat("too many concurrent flow streams (",
+                                                     options_.max_streams, "); try again later"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FlowQuery> ObserverService::OpenStream(
+    const ::observer::GetFlowsRequest& req, std::optional<google::protobuf::FieldMask>* mask) {
+  FLOWSCOPE_RETURN_IF_ERROR(ReserveStream());
+  auto query = OpenQuery(req, mask);
+  if (!query.ok()) active_streams_.fetch_sub(1);
+  return query;
+}
+
 grpc::ServerWriteReactor<::observer::GetFlowsResponse>* ObserverService::GetFlows(
     grpc::CallbackServerContext*, const ::observer::GetFlowsRequest* req) {
   std::optional<google::protobuf::FieldMask> mask;
-  auto query = OpenQuery(*req, &mask);
+  auto query = OpenStream(*req, &mask);
   if (!query.ok()) {
     return new FinishNow<::observer::GetFlowsResponse>(ToGrpcStatus(query.status()));
   }
@@ -221,7 +237,7 @@ grpc::ServerWriteReactor<::observer::GetFlowsResponse>* ObserverService::GetFlow
 grpc::ServerWriteReactor<::flowscope::v1::FlowBatch>* FlowBatchService::GetFlowBatches(
     grpc::CallbackServerContext*, const ::observer::GetFlowsRequest* req) {
   std::optional<google::protobuf::FieldMask> mask;
-  auto query = observer_->OpenQuery(*req, &mask);
+  auto query = observer_->OpenStream(*req, &mask);
   if (!query.ok()) {
     return new FinishNow<::flowscope::v1::FlowBatch>(ToGrpcStatus(query.status()));
   }

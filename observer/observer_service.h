@@ -40,6 +40,8 @@ struct ObserverOptions {
   absl::Duration heartbeat = absl::Milliseconds(25);
   int max_batch_events = 1024;
   bool tls = false;  // the TCP listener uses TLS (GetNodes says so)
+  // Flow streams (GetFlows and batch streams) open at once; more get RESOURCE_EXHAUSTED.
+  int max_streams = 1024;
 };
 
 class ObserverService;
@@ -103,6 +105,11 @@ class ObserverService final : public ::observer::Observer::CallbackService {
   // Validates a request and opens its query (and the field mask it asks for).
   absl::StatusOr<FlowQuery> OpenQuery(const ::observer::GetFlowsRequest& req,
                                       std::optional<google::protobuf::FieldMask>* mask);
+  // A stream slot (ResourceExhausted beyond max_streams) and the query; the stream's reactor
+  // gives the slot back when it goes.
+  absl::Status ReserveStream();
+  absl::StatusOr<FlowQuery> OpenStream(const ::observer::GetFlowsRequest& req,
+                                       std::optional<google::protobuf::FieldMask>* mask);
 
   const Ring& ring_;
   const EndpointTable& table_;

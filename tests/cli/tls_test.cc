@@ -239,6 +239,20 @@ TEST_F(TlsTest, BadSettingsAreRefusedBeforeConnecting) {
                   .status()
                   .message(),
               HasSubstr("is not a PEM file"));
+  // A key of another pair is named as that, not as "address in use" when the listener fails.
+  const std::string mismatch =
+      std::string(ServerTlsCredentials({.cert_file = certs_.Path("server.crt"),
+                                        .key_file = certs_.Path("client.key"),
+                                        .client_ca_files = {}})
+                      .status()
+                      .message());
+  EXPECT_THAT(mismatch, HasSubstr("does not match the certificate"));
+  EXPECT_THAT(mismatch, HasSubstr("client.key"));
+  ServerOptions wrong_client_key = Options(*mtls_);
+  wrong_client_key.tls_options.cert_file = certs_.Path("client.crt");
+  wrong_client_key.tls_options.key_file = certs_.Path("server.key");
+  EXPECT_EQ(StatusOf(wrong_client_key, &text), 1);
+  EXPECT_THAT(text, HasSubstr("does not match the certificate"));
 }
 
 TEST_F(TlsTest, TheRelayReachesAnObserverOverTls) {

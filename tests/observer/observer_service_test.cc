@@ -310,6 +310,45 @@ TEST_F(ObserverServiceTest, FollowWithAnUntilInThePastEnds) {
   EXPECT_EQ(flows, 0);
 }
 
+TEST_F(ObserverServiceTest, StreamsBeyondTheCapAreResourceExhaustedUntilOneCloses) {
+  server_->Shutdown(absl::Milliseconds(100));
+  service_ = std::make_unique<ObserverService>(
+      *ring_, *table_, *builder_,
+      ObserverOptions{
+          .node_name = "node-1", .address = "", .watermark = &watermark_, .max_streams = 2});
+  auto server = GrpcServer::Start({service_.get(), service_->batch_service()}, {socket_, ""});
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = std::move(server).value();
+  stub_ = ::observer::Observer::NewStub(
+      grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials()));
+  ::observer::GetFlowsRequest follow;
+  follow.set_follow(true);
+  grpc::ClientContext c1, c2;
+  auto r1 = stub_->GetFlows(&c1, follow);
+  auto r2 = stub_->GetFlows(&c2, follow);
+  ASSERT_TRUE(WaitParked(2));
+  grpc::Status status;
+  ::observer::GetFlowsRequest last;
+  last.set_number(5);
+  EXPECT_TRUE(GetFlows(last, &status).empty());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("too many concurrent flow streams (2)"));
+  c1.TryCancel();
+  ::observer::GetFlowsResponse resp;
+  while (r1->Read(&resp)) {
+  }
+  r1->Finish();
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (service_->active_streams() > 1 && absl::Now() < deadline) std::this_thread::yield();
+  Write(5);
+  EXPECT_EQ(GetFlows(last, &status).size(), 5u) << "a slot is free again";
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  c2.TryCancel();
+  while (r2->Read(&resp)) {
+  }
+  r2->Finish();
+}
+
 TEST_F(ObserverServiceTest, SlowClientIsLappedAndToldHowMuchItLost) {
   // A follow stream that does not read while far more than the ring holds is written.
   grpc::ClientContext ctx;
