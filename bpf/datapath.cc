@@ -18,7 +18,15 @@
 #include "absl/strings/str_split.h"
 #include "bpf/ip_prefix.h"
 #include "bpf/ip_protocol.h"
+// bpftool embeds the BPF object as one long string literal, which clang's -Wpedantic names.
+#if defined(__clang__)
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Woverlength-strings"
+#endif
 #include "flowscope_bpf.skel.h"
+#if defined(__clang__)
+#pragma clang diagnostic pop
+#endif
 
 namespace flowscope::bpf {
 namespace {

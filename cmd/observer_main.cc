@@ -14,6 +14,7 @@
 #include "api/listener.h"
 #include "api/logging.h"
 #include "api/time_parse.h"
+#include "api/version.h"
 #include "observer/daemon.h"
 
 namespace {
@@ -82,7 +83,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (print_version) {
-    std::cout << flowscope::observer::kVersion << "\n";
+    std::cout << flowscope::kObserverVersion << "\n";
     return 0;
   }
   auto level = flowscope::log::ParseLevel(log_level);

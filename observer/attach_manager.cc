@@ -293,6 +293,10 @@ void AttachManager::HandleNetlink() {
   }
 }
 
+// NLMSG_OK compares the (unsigned) message length with the (int) bytes left, as netlink(7)
+// uses it; clang names that inside our code.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare"
 absl::Status AttachManager::Process(const char* buf, size_t len, bool* dump_done) {
   int remaining = static_cast<int>(len);
   for (auto* nh = reinterpret_cast<const nlmsghdr*>(buf); NLMSG_OK(nh, remaining);
@@ -317,6 +321,7 @@ absl::Status AttachManager::Process(const char* buf, size_t len, bool* dump_done
   }
   return absl::OkStatus();
 }
+#pragma GCC diagnostic pop
 
 absl::Status AttachManager::OnLink(uint32_t ifindex, const std::string& name, bool removed) {
   {

@@ -261,7 +261,7 @@ void ObserverService::Status(absl::Time now, ::observer::ServerStatusResponse* o
   out->set_max_flows(ring_.Cap());
   out->set_seen_flows(ring_.Written());
   out->set_uptime_ns(static_cast<uint64_t>(absl::ToInt64Nanoseconds(now - start_)));
-  out->set_version(std::string(kVersion));
+  out->set_version(std::string(kObserverVersion));
   // Flows in the last minute per second; over the time the ring covers if that is shorter.
   const uint64_t now_ns = static_cast<uint64_t>(absl::ToUnixNanos(now));
   const uint64_t minute_ago = now_ns - 60'000'000'000ULL;

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "api/version.h"
 #include "flowscope/v1/flowscope.grpc.pb.h"
 #include "observer/endpoint_table.h"
 #include "observer/flow_builder.h"
@@ -25,8 +26,6 @@
 #include "observer/watermark.h"
 
 namespace flowscope::observer {
-
-inline constexpr absl::string_view kVersion = "flowscope v0.1.0";
 
 struct ObserverOptions {
   std::string node_name;

@@ -5,7 +5,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "api/status_macros.h"
 #include "api/text.h"
+#include "bpf/ip_prefix.h"
 
 namespace flowscope::observer {
 
@@ -72,6 +74,13 @@ absl::StatusOr<std::vector<PolicyRule>> ParsePolicyDocument(const YAML::Node& do
   return rules;
 }
 
+// The address family of a rule side ("" and "any": 0, either).
+uint8_t FamilyOf(const std::string& side) {
+  if (side.empty() || side == "any") return 0;
+  auto p = bpf::ParseIpPrefix(side);
+  return p.ok() ? p->family : 0;
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<PolicyRule>> ParsePolicy(absl::string_view text) {
@@ -108,15 +117,13 @@ absl::StatusOr<std::vector<bpf::DenyRule>> ResolvePolicy(const std::vector<Polic
     const std::vector<std::string> tos = r.to_pod.empty() ? std::vector{r.to} : pod_addrs(r.to_pod);
     for (const std::string& f : froms) {
       for (const std::string& t : tos) {
-        auto rule = bpf::DenyRule::Parse(f, t, r.protocol, r.port);
-        if (!rule.ok()) {
-          if (rule.status().message().find("mixes an IPv4 and an IPv6") !=
-              absl::string_view::npos) {
-            continue;  // a dual-stack pod pair: only same-family combinations make sense
-          }
-          return rule.status();
-        }
-        out.push_back(*rule);
+        // A dual-stack pod pair: only same-family combinations make sense.
+        const uint8_t ff = FamilyOf(f);
+        const uint8_t tf = FamilyOf(t);
+        if (ff != 0 && tf != 0 && ff != tf) continue;
+        FLOWSCOPE_ASSIGN_OR_RETURN(bpf::DenyRule rule,
+                                   bpf::DenyRule::Parse(f, t, r.protocol, r.port));
+        out.push_back(rule);
       }
     }
   }

@@ -11,7 +11,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "api/file_util.h"
 #include "api/logging.h"
 #include "observer/observer.grpc.pb.h"
 
@@ -50,6 +52,16 @@ std::optional<std::vector<std::string>> Resolve(const std::string& name_port) {
 
 }  // namespace
 
+std::vector<std::string> ParsePeerList(absl::string_view text) {
+  std::vector<std::string> out;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    out.emplace_back(line);
+  }
+  return out;
+}
+
 PeerPool::PeerPool(PoolOptions options) : options_(std::move(options)) {}
 
 PeerPool::~PeerPool() { Stop(); }
@@ -68,20 +80,13 @@ std::vector<std::string> PeerPool::Discover() const {
     all.insert(last_good_[d].begin(), last_good_[d].end());
   }
   if (!options_.peers_file.empty()) {
-    if (std::ifstream in(options_.peers_file); in) {
-      std::vector<std::string>& from_file = last_good_[options_.peers_file];
-      from_file.clear();
+    if (auto text = ReadOperatorFile(options_.peers_file, "peers file"); text.ok()) {
+      last_good_[options_.peers_file] = ParsePeerList(*text);
       failing_.erase(options_.peers_file);
-      std::string line;
-      while (std::getline(in, line)) {
-        absl::string_view l = absl::StripAsciiWhitespace(line);
-        if (l.empty() || l[0] == '#') continue;
-        from_file.emplace_back(l);
-      }
     } else if (failing_.insert(options_.peers_file).second) {
       // Being replaced (a ConfigMap update swaps a symlink) or gone: keep what it said.
-      FLOWSCOPE_LOG_WARN("cannot read peers file {}; keeping its last {} peers",
-                         options_.peers_file, last_good_[options_.peers_file].size());
+      FLOWSCOPE_LOG_WARN("{}; keeping its last {} peers", std::string(text.status().message()),
+                         last_good_[options_.peers_file].size());
     }
     const std::vector<std::string>& from_file = last_good_[options_.peers_file];
     all.insert(from_file.begin(), from_file.end());

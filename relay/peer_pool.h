@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "api/tls.h"
 
@@ -48,6 +49,10 @@ struct Peer {
   std::string tls_server_name;  // the name its certificate is checked against, if set
   std::shared_ptr<grpc::Channel> channel;
 };
+
+// The peers file: one address per line ("host:port", "unix:///path"); blank lines and lines
+// starting with '#' are skipped, surrounding whitespace is not part of an address.
+std::vector<std::string> ParsePeerList(absl::string_view text);
 
 class PeerPool {
  public:

@@ -74,12 +74,12 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   RelayStream(RelayService* service, ::observer::GetFlowsRequest req)
       : service_(service), req_(std::move(req)) {
     service_->active_streams().fetch_add(1);
-    // Detached: gRPC's callback threads must never block on it. It holds one of the two
-    // references; OnDone holds the other.
-    std::thread([this] {
+    // Owned by the service (joined at its shutdown), never by gRPC's callback threads, which
+    // must not block on it. It holds one of the two references; OnDone holds the other.
+    service_->threads().Start([this] {
       req_.follow() ? Follow() : Historical();
       Unref();  // after Close(): touches nothing but this stream
-    }).detach();
+    });
   }
 
  private:
@@ -359,8 +359,8 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
 
   // History: the newest N across the cluster needs every node's answer before anything goes
-  // out (at most N per node); everything else — all flows, the oldest N, since/until — is
-  // merged as it streams in, with bounded memory.
+  // out (at most N per node); everything else — all flows (--all too), the oldest N,
+  // since/until — is merged as it streams in, with bounded memory.
   void Historical() {
     const std::vector<Peer> peers = service_->pool().Snapshot();
     SendStates(peers);
@@ -372,7 +372,9 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     }
     // With since, each node answers with its first N after it: the cluster's are the oldest N.
     const bool oldest = req_.first() || req_.has_since();
-    const bool streamed = req_.number() == 0 || oldest;
+    // All of it (number 0, or --all's 2^64-1: the newest "all" are all) streams as well.
+    const bool all = req_.number() == 0 || req_.number() == std::numeric_limits<uint64_t>::max();
+    const bool streamed = all || oldest;
     WatermarkMerge merge(absl::InfiniteDuration(), std::numeric_limits<size_t>::max());
     std::map<std::string, std::vector<Response>> collected;
     for (const auto& [address, name] : open) merge.AddPeer(address, absl::Now());
@@ -617,15 +619,17 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 grpc::ServerUnaryReactor* RelayService::AnswerOffThread(grpc::CallbackServerContext* ctx,
                                                         std::function<void()> fill) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  std::thread([reactor, fill = std::move(fill)] {
+  threads_.Start([reactor, fill = std::move(fill)] {
     fill();
-    reactor->Finish(grpc::Status::OK);  // the last touch: the server may go away after it
-  }).detach();
+    reactor->Finish(grpc::Status::OK);  // the last touch of the call
+  });
   return reactor;
 }
 
 RelayService::RelayService(PeerPool& pool, RelayOptions options)
     : pool_(pool), options_(std::move(options)), batch_service_(this) {}
+
+RelayService::~RelayService() { threads_.JoinAll(); }
 
 template <bool kBatched>
 grpc::ServerWriteReactor<grpc::ByteBuffer>* RelayService::OpenStream(
@@ -705,7 +709,7 @@ void RelayService::FillStatus(::observer::ServerStatusResponse* resp) {
   resp->mutable_num_unavailable_nodes()->set_value(static_cast<uint32_t>(unavailable.size()));
   for (size_t i = 0; i < unavailable.size() && i < 10; ++i)
     resp->add_unavailable_nodes(unavailable[i]);
-  resp->set_version(kRelayVersion);
+  resp->set_version(std::string(kRelayVersion));
 }
 
 grpc::ServerUnaryReactor* RelayService::GetNodes(grpc::CallbackServerContext* ctx,

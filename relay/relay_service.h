@@ -14,13 +14,13 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "api/owned_threads.h"
+#include "api/version.h"
 #include "flowscope/v1/flowscope.grpc.pb.h"
 #include "observer/observer.grpc.pb.h"
 #include "relay/peer_pool.h"
 
 namespace flowscope::relay {
-
-inline constexpr const char* kRelayVersion = "flowscope-relay v0.1.0";
 
 struct RelayOptions {
   std::string name = "relay";  // node_name of the relay's own messages
@@ -58,6 +58,8 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
                                ::observer::Observer::CallbackService> {
  public:
   RelayService(PeerPool& pool, RelayOptions options);
+  // Joins the streams' producer threads: after the server has shut down (which ends them).
+  ~RelayService() override;
 
   // Raw: the request is decoded here, the events pass through the relay encoded.
   grpc::ServerWriteReactor<grpc::ByteBuffer>* GetFlows(grpc::CallbackServerContext* ctx,
@@ -82,6 +84,7 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
   PeerPool& pool() { return pool_; }
   const RelayOptions& options() const { return options_; }
   std::atomic<int>& active_streams() { return active_streams_; }
+  OwnedThreads& threads() { return threads_; }
 
  private:
   friend class RelayBatchService;
@@ -98,6 +101,7 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
   RelayBatchService batch_service_;
   const absl::Time start_ = absl::Now();
   std::atomic<int> active_streams_{0};
+  OwnedThreads threads_;  // last: joined first, while everything its threads use is there
 };
 
 }  // namespace flowscope::relay

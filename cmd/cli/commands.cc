@@ -62,7 +62,7 @@ absl::Status ListCall(const ServerOptions& server, const std::string& format,
   return absl::OkStatus();
 }
 
-std::string Percent(uint64_t num, uint64_t max, const char* fmt) {
+std::string Percent(uint64_t num, uint64_t max, const absl::FormatSpec<double>& fmt) {
   return absl::StrFormat(fmt, 100.0 * static_cast<double>(num) / static_cast<double>(max));
 }
 

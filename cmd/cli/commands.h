@@ -13,13 +13,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "api/version.h"
 #include "cmd/cli/connection.h"
 #include "cmd/cli/filters.h"
 #include "cmd/cli/printer.h"
 
 namespace flowscope::cli {
-
-inline constexpr const char* kClientVersion = "flowscope v0.1.0";
 
 struct ObserveOptions {
   std::optional<uint64_t> last;

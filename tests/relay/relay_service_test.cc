@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_join.h"
 #include "api/grpc_server.h"
+#include "api/grpc_util.h"
 #include "bpf/flow_event.h"
 #include "observer/observer_service.h"
 #include "relay/merge.h"
@@ -333,6 +334,39 @@ bool HasStatus(const std::vector<::observer::GetFlowsResponse>& rs, ::relay::Nod
   return false;
 }
 
+// A peer that answers any GetFlows with the responses it is given, then goes silent without
+// ending the call (a node that hangs half-way through its answer).
+class StallingObserver final : public ::observer::Observer::CallbackService {
+ public:
+  explicit StallingObserver(std::vector<::observer::GetFlowsResponse> answer)
+      : answer_(std::move(answer)) {}
+  grpc::ServerWriteReactor<::observer::GetFlowsResponse>* GetFlows(
+      grpc::CallbackServerContext*, const ::observer::GetFlowsRequest*) override {
+    class Reactor final : public grpc::ServerWriteReactor<::observer::GetFlowsResponse> {
+     public:
+      explicit Reactor(const std::vector<::observer::GetFlowsResponse>* answer) : answer_(answer) {
+        Next();
+      }
+      void OnWriteDone(bool ok) override {
+        if (ok) Next();
+      }
+      void OnCancel() override { Finish(grpc::Status::CANCELLED); }
+      void OnDone() override { delete this; }
+
+     private:
+      void Next() {
+        if (i_ < answer_->size()) StartWrite(&(*answer_)[i_++]);
+      }
+      const std::vector<::observer::GetFlowsResponse>* answer_;
+      size_t i_ = 0;
+    };
+    return new Reactor(&answer_);
+  }
+
+ private:
+  const std::vector<::observer::GetFlowsResponse> answer_;
+};
+
 // Two flowscope nodes (batches and watermarks) behind a relay.
 class WatermarkRelayTest : public ::testing::Test {
  protected:
@@ -362,6 +396,49 @@ class WatermarkRelayTest : public ::testing::Test {
   std::unique_ptr<Relay> relay_;
   std::unique_ptr<::observer::Observer::Stub> stub_;
 };
+
+TEST_F(WatermarkRelayTest, AllStreamsThroughTheMergeAndKeepsWhatAHangingNodeSent) {
+  // --all (number 2^64-1) is merged as it streams in, as number 0 is; so a node that hangs
+  // half-way keeps the flows it did send (a buffered "newest N" answer would drop them all).
+  const absl::Time base = absl::Now() - absl::Seconds(10);
+  std::vector<::observer::GetFlowsResponse> answer;
+  for (int ms : {20, 30}) {
+    ::observer::GetFlowsResponse r;
+    r.set_node_name("node-s");
+    *r.mutable_time() = ToTimestamp(base + absl::Milliseconds(ms));
+    *r.mutable_flow()->mutable_time() = r.time();
+    r.mutable_flow()->set_node_name("node-s");
+    r.mutable_flow()->mutable_l4()->mutable_udp()->set_source_port(static_cast<uint32_t>(ms));
+    answer.push_back(r);
+  }
+  StallingObserver stalling(answer);
+  const std::string stall_socket = dir_ + "/stall.sock";
+  auto stall_server = GrpcServer::Start({&stalling}, {stall_socket, ""});
+  ASSERT_TRUE(stall_server.ok()) << stall_server.status();
+  a_->Write({10, 40}, base);
+  StartRelay({"unix://" + a_->socket, "unix://" + stall_socket});
+  ::observer::GetFlowsRequest all;
+  all.set_number(std::numeric_limits<uint64_t>::max());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = stub_->GetFlows(&ctx, all);
+  std::vector<std::string> flows;
+  bool error_for_stalled = false;
+  ::observer::GetFlowsResponse r;
+  while (reader->Read(&r)) {
+    if (r.has_flow()) {
+      flows.push_back(r.flow().node_name() + ":" +
+                      std::to_string(r.flow().l4().udp().source_port()));
+    }
+    if (r.has_node_status() && r.node_status().state_change() == ::relay::NODE_ERROR) {
+      error_for_stalled = true;
+    }
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_TRUE(error_for_stalled) << "the hanging node is reported";
+  EXPECT_THAT(flows, ElementsAre("node-a:10", "node-s:20", "node-s:30", "node-a:40"));
+  (*stall_server)->Shutdown(absl::Milliseconds(100));
+}
 
 TEST_F(WatermarkRelayTest, FollowIsStrictlyOrderedAndComplete) {
   a_->StartClock();
