@@ -30,9 +30,9 @@ absl::StatusOr<IpPrefix> ParseIpPrefix(absl::string_view text) {
     const absl::string_view len = text.substr(slash + 1);
     bool ok = !len.empty() && len.size() <= 3 && (len.size() == 1 || len[0] != '0');
     int v = 0;
-    for (char c : len) {
-      ok = ok && c >= '0' && c <= '9';
-      v = v * 10 + (c - '0');
+    for (size_t i = 0; ok && i < len.size(); ++i) {
+      ok = len[i] >= '0' && len[i] <= '9';
+      v = v * 10 + (len[i] - '0');
     }
     if (!ok || v > bits) {
       return absl::InvalidArgumentError(absl::StrCat("prefix length must be 0..", bits));

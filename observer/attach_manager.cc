@@ -337,6 +337,8 @@ absl::Status AttachManager::OnLink(uint32_t ifindex, const std::string& name, bo
     }
   }
   if (removed) {
+    // Records already in the ring still name it; the name goes when they do.
+    if (options_.names != nullptr) options_.names->Retire(ifindex);
     SaveState();
     changed_.notify_all();
     return datapath_.ClearInterfacePoints(ifindex);

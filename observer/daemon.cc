@@ -43,6 +43,7 @@ absl::Status ObserverDaemon::Start() {
   auto ring = Ring::Create(options_.ring_capacity);
   if (!ring.ok()) return ring.status();
   ring_ = std::move(ring).value();
+  names_.Track(ring_.get());
 
   table_ = std::make_unique<EndpointTable>(options_.cluster_name);
   for (const std::string& e : table_->SetNodeAddresses(LocalAddresses())) {
@@ -210,6 +211,7 @@ void ObserverDaemon::Maintain() {
       kernel_lost_ += *lost;
       service_->lost_log().Add(flow::PERF_EVENT_RING_BUFFER, *lost, absl::Now());
     }
+    names_.Expire();  // names of removed interfaces no record refers to any more
     if (!options_.policy_file.empty()) MaintainPolicy();
   }
 }

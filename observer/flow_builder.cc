@@ -102,9 +102,26 @@ std::string IcmpTypeCode(const IcmpName (&table)[N], uint8_t type, uint8_t code)
 
 }  // namespace
 
+void InterfaceNames::Track(const ringbuf::FlowRing<FlowRecord>* ring) {
+  absl::MutexLock lock(&mu_);
+  ring_ = ring;
+}
+
 void InterfaceNames::Set(uint32_t ifindex, std::string name) {
   absl::MutexLock lock(&mu_);
-  names_[ifindex] = std::move(name);
+  names_[ifindex] = Name{std::move(name), 0};
+}
+
+void InterfaceNames::Retire(uint32_t ifindex) {
+  absl::MutexLock lock(&mu_);
+  auto it = names_.find(ifindex);
+  if (it == names_.end()) return;
+  if (ring_ == nullptr) {
+    names_.erase(it);
+    return;
+  }
+  // Records at positions below this may name it; +1 keeps 0 for "live".
+  it->second.retired_at = ring_->Written() + 1;
 }
 
 void InterfaceNames::Remove(uint32_t ifindex) {
@@ -112,10 +129,26 @@ void InterfaceNames::Remove(uint32_t ifindex) {
   names_.erase(ifindex);
 }
 
+size_t InterfaceNames::Expire() {
+  absl::MutexLock lock(&mu_);
+  if (ring_ != nullptr) {
+    const uint64_t oldest = ring_->OldestPosition();
+    absl::erase_if(names_, [oldest](const auto& kv) {
+      return kv.second.retired_at != 0 && kv.second.retired_at - 1 <= oldest;
+    });
+  }
+  return names_.size();
+}
+
 std::string InterfaceNames::Get(uint32_t ifindex) const {
   absl::ReaderMutexLock lock(&mu_);
   auto it = names_.find(ifindex);
-  return it == names_.end() ? "" : it->second;
+  return it == names_.end() ? "" : it->second.name;
+}
+
+size_t InterfaceNames::size() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return names_.size();
 }
 
 std::string FlowSummary(const FlowRecord& r) {

@@ -19,19 +19,35 @@
 #include "observer/endpoint_table.h"
 #include "observer/flow_record.h"
 #include "observer/observer.pb.h"
+#include "ringbuf/flow_ring.h"
 
 namespace flowscope::observer {
 
-// ifindex -> interface name, kept by the attach manager; thread-safe.
+// ifindex -> interface name, kept by the attach manager; thread-safe. The name of a removed
+// interface stays while records that may carry its ifindex are in the ring (Retire), and goes
+// once the ring has moved past them (Expire, from the daemon's maintenance thread), so pod
+// churn does not grow it.
 class InterfaceNames {
  public:
+  // The ring whose records name interfaces; without one, Retire() forgets at once.
+  void Track(const ringbuf::FlowRing<FlowRecord>* ring);
   void Set(uint32_t ifindex, std::string name);
+  // The interface is gone: its name stays for the records written so far.
+  void Retire(uint32_t ifindex);
   void Remove(uint32_t ifindex);
+  // Forgets retired names no record in the ring can refer to; returns the names kept.
+  size_t Expire();
   std::string Get(uint32_t ifindex) const;  // "" if unknown
+  size_t size() const;
 
  private:
+  struct Name {
+    std::string name;
+    uint64_t retired_at = 0;  // ring end position when retired; 0: live
+  };
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<uint32_t, std::string> names_ ABSL_GUARDED_BY(mu_);
+  const ringbuf::FlowRing<FlowRecord>* ring_ ABSL_GUARDED_BY(mu_) = nullptr;
+  absl::flat_hash_map<uint32_t, Name> names_ ABSL_GUARDED_BY(mu_);
 };
 
 // "TCP Flags: SYN, ACK", "UDP", "ICMPv4 EchoRequest", ... as Hubble's parser writes Summary.

@@ -69,6 +69,15 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
     ++stats_.malformed;
     return false;
   }
+  if (e.ktime_ns > ktime_passed_) {
+    // A stamp later than the kernel clock has reached is corrupt: taken in, it would also
+    // drag every later record's time up to it (the ring stays sorted by clamping).
+    ktime_passed_ = static_cast<uint64_t>(ClockNs(CLOCK_MONOTONIC));
+    if (e.ktime_ns > ktime_passed_) {
+      ++stats_.malformed;
+      return false;
+    }
+  }
   MaybeRefreshClock(e.ktime_ns);
   uint64_t t = static_cast<uint64_t>(static_cast<int64_t>(e.ktime_ns) + offset_ns_);
   if (t < last_time_ns_) {

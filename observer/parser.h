@@ -19,7 +19,7 @@ namespace flowscope::observer {
 
 struct ParserStats {
   uint64_t parsed = 0;
-  uint64_t malformed = 0;  // wrong size or impossible field values
+  uint64_t malformed = 0;  // wrong size, impossible field values, a time not yet reached
   uint64_t clamped = 0;    // times raised to keep the ring in order
 };
 
@@ -51,6 +51,7 @@ class EventParser {
   bool fixed_offset_ = false;
   uint64_t next_refresh_ktime_ = 0;
   uint64_t last_time_ns_ = 0;  // the floor: record times never go below it
+  uint64_t ktime_passed_ = 0;  // a kernel (monotonic) time known to have passed
 
   void MaybeRefreshClock(uint64_t ktime_ns);
 };

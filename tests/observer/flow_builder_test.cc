@@ -217,3 +217,40 @@ TEST_F(FlowBuilderTest, TrafficDirectionFollowsTheConnection) {
 
 }  // namespace
 }  // namespace flowscope::observer
+
+namespace flowscope::observer {
+namespace {
+
+TEST(InterfaceNamesTest, NamesOfRemovedInterfacesGoOnceTheRingHasMovedPastThem) {
+  auto ring = std::move(ringbuf::FlowRing<FlowRecord>::Create(63)).value();
+  InterfaceNames names;
+  names.Track(ring.get());
+  // Pod churn: 10,000 interfaces come and go, a few records each.
+  FlowRecord r;
+  for (uint32_t ifindex = 100; ifindex < 10'100; ++ifindex) {
+    names.Set(ifindex, "lxc" + std::to_string(ifindex));
+    for (int i = 0; i < 3; ++i) {
+      r.ifindex = ifindex;
+      ring->Write(r);
+    }
+    ring->Publish();
+    names.Retire(ifindex);
+    names.Expire();
+  }
+  // Only interfaces whose records are still in the ring (63 records: the last 21) keep names.
+  EXPECT_LE(names.size(), 22u) << "memory is bounded by the ring, not by the churn";
+  EXPECT_EQ(names.Get(10'099), "lxc10099") << "its records are still in the ring";
+  EXPECT_EQ(names.Get(100), "") << "long gone from the ring";
+  // A live interface is never expired; an ifindex reused by a new interface is live again.
+  names.Set(7, "eth0");
+  names.Set(10'099, "lxc-new");
+  for (int i = 0; i < 200; ++i) ring->Write(r);
+  ring->Publish();
+  names.Expire();
+  EXPECT_EQ(names.Get(7), "eth0");
+  EXPECT_EQ(names.Get(10'099), "lxc-new");
+  EXPECT_EQ(names.size(), 2u);
+}
+
+}  // namespace
+}  // namespace flowscope::observer

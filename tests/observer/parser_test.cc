@@ -85,15 +85,19 @@ TEST_F(ParserTest, CountsMalformedEvents) {
   FlowRecord r;
   const flow_event good = Event(1, "10.0.1.5", "10.0.2.7");
   EXPECT_FALSE(parser_.Parse(Raw(good).subspan(0, 40), &r)) << "short";
-  std::vector<flow_event> bad(6, good);
+  std::vector<flow_event> bad(8, good);
   bad[0].family = 5;
   bad[1].verdict = 9;
   bad[2].obs_point = 77;
   bad[3].is_reply = 3;
   bad[4].drop_reason = 133;  // a drop reason on a forwarded flow
   bad[5].ktime_ns = 0;
+  // Stamped at a kernel time not reached yet (found by fuzzing: it overflowed, and would have
+  // dragged every later record's time into the future).
+  bad[6].ktime_ns = 8'680'797'543'026'667'854ULL;
+  bad[7].ktime_ns = ~uint64_t{0};
   for (const auto& e : bad) EXPECT_FALSE(parser_.Parse(Raw(e), &r));
-  EXPECT_EQ(parser_.stats().malformed, 7u);
+  EXPECT_EQ(parser_.stats().malformed, 9u);
   EXPECT_EQ(parser_.stats().parsed, 0u);
   EXPECT_TRUE(parser_.Parse(Raw(good), &r));
 }

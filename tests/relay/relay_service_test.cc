@@ -93,6 +93,15 @@ struct Node {
   std::thread clock;
 };
 
+// Waits until each node serves a follow stream that has caught up with its ring: the relay's
+// peer streams are open, and every flow written from now on reaches them.
+void WaitForPeerStreams(std::initializer_list<const Node*> nodes) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  for (const Node* n : nodes) {
+    while (n->service->parked_streams() == 0 && absl::Now() < deadline) std::this_thread::yield();
+  }
+}
+
 class RelayTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -198,7 +207,7 @@ TEST_F(RelayTest, FollowMergesNewFlowsAndSurvivesAPeerDying) {
   ::observer::GetFlowsResponse r;
   ASSERT_TRUE(reader->Read(&r));
   EXPECT_EQ(r.node_status().state_change(), ::relay::NODE_CONNECTED);
-  absl::SleepFor(absl::Milliseconds(300));  // the relay opens its peer streams
+  WaitForPeerStreams({a_.get(), b_.get()});
   const absl::Time now = absl::Now();
   a_->Write({0}, now);
   b_->Write({1}, now);  // node-b speaks only Hubble's API: a sort buffer drained after 1 s
@@ -446,7 +455,7 @@ TEST_F(WatermarkRelayTest, FollowIsStrictlyOrderedAndComplete) {
   StartRelay({"unix://" + a_->socket, "unix://" + c_->socket});
   Follower follower(stub_.get());
   follower.WaitFor([](const auto& rs) { return !rs.empty(); });  // NODE_CONNECTED: streaming
-  absl::SleepFor(absl::Milliseconds(200));
+  WaitForPeerStreams({a_.get(), c_.get()});
   // Both nodes write at once, as fast as they can: each node's records are in time order,
   // their interleaving is arbitrary. (Less than a ring's worth: nothing is lapped.)
   constexpr int kPerNode = 1000;
@@ -479,7 +488,7 @@ TEST_F(WatermarkRelayTest, ASilentNodeIsLeftOutAfterTheTimeoutAndRejoins) {
   StartRelay({"unix://" + a_->socket, "unix://" + c_->socket});
   Follower follower(stub_.get());
   follower.WaitFor([](const auto& rs) { return !rs.empty(); });
-  absl::SleepFor(absl::Milliseconds(200));
+  WaitForPeerStreams({a_.get(), c_.get()});
   a_->Write({0}, absl::Now());
   auto got = follower.WaitFor([](const auto& rs) { return CountFlows(rs) >= 1; });
   ASSERT_EQ(CountFlows(got), 1u) << "node-a's flow goes out once node-c is no longer waited for";
@@ -525,7 +534,7 @@ TEST_F(WatermarkRelayTest, LostEventsPassThroughWithTheirNode) {
   StartRelay({"unix://" + a_->socket, "unix://" + c_->socket});
   Follower follower(stub_.get());
   follower.WaitFor([](const auto& rs) { return !rs.empty(); });
-  absl::SleepFor(absl::Milliseconds(200));
+  WaitForPeerStreams({a_.get(), c_.get()});
   c_->service->lost_log().Add(flow::PERF_EVENT_RING_BUFFER, 7, absl::Now());
   const auto got = follower.WaitFor([](const auto& rs) {
     return std::any_of(rs.begin(), rs.end(), [](const auto& r) { return r.has_lost_events(); });
@@ -549,7 +558,7 @@ TEST_F(WatermarkRelayTest, ASlowFollowClientLosesFlowsAndIsToldExactlyHowMany) {
   auto reader = stub_->GetFlows(&ctx, req);
   ::observer::GetFlowsResponse r;
   ASSERT_TRUE(reader->Read(&r));  // the stream is open
-  absl::SleepFor(absl::Milliseconds(300));
+  WaitForPeerStreams({a_.get(), c_.get()});
   // The client reads nothing while both nodes write: the relay must not wait for it (nor make
   // the nodes wait), so what does not fit is dropped — and counted.
   constexpr int kPerNode = 900;
@@ -602,7 +611,7 @@ TEST_F(WatermarkRelayTest, ARelayCanBeThePeerOfAnotherRelay) {
   c_->StartClock();
   Follower follower(top_stub.get());
   follower.WaitFor([](const auto& rs) { return !rs.empty(); });
-  absl::SleepFor(absl::Milliseconds(300));
+  WaitForPeerStreams({a_.get(), c_.get()});
   c_->Write({0}, absl::Now());
   a_->Write({1}, absl::Now());
   const auto got = follower.WaitFor([](const auto& rs) { return CountFlows(rs) >= 2; });
