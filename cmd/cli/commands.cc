@@ -62,151 +62,7 @@ absl::Status ListCall(const ServerOptions& server, const std::string& format,
   return absl::OkStatus();
 }
 
-std::string Percent(uint64_t num, uint64_t max, const absl::FormatSpec<double>& fmt) {
-  return absl::StrFormat(fmt, 100.0 * static_cast<double>(num) / static_cast<double>(max));
-}
-
 }  // namespace
-
-std::string GroupDigits(uint64_t v) {
-  const std::string digits = absl::StrCat(v);
-  std::string out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<flow::FlowFilter>> ParseRawFilters(const std::string& text) {
-  std::vector<flow::FlowFilter> out;
-  // Split concatenated objects at the top-level braces.
-  int depth = 0;
-  bool in_string = false;
-  size_t start = std::string::npos;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        in_string = false;
-      continue;
-    }
-    if (c == '"') in_string = true;
-    if (c == '{' && depth++ == 0) start = i;
-    if (c == '}' && --depth == 0) {
-      flow::FlowFilter f;
-      const std::string obj = text.substr(start, i - start + 1);
-      if (auto s = google::protobuf::util::JsonStringToMessage(obj, &f); !s.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("invalid filter ", obj, ": ", s.message().as_string()));
-      }
-      out.push_back(std::move(f));
-    }
-    if (depth < 0) break;
-  }
-  if (depth != 0 || in_string || out.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid filter \"", text, "\": expected JSON FlowFilter objects"));
-  }
-  return out;
-}
-
-const std::vector<std::string>& DefaultFieldMask() {
-  static const auto* paths = new std::vector<std::string>{"time",
-                                                          "verdict",
-                                                          "ethernet",
-                                                          "IP",
-                                                          "l4",
-                                                          "source.identity",
-                                                          "source.namespace",
-                                                          "source.pod_name",
-                                                          "destination.identity",
-                                                          "destination.namespace",
-                                                          "destination.pod_name",
-                                                          "Type",
-                                                          "node_name",
-                                                          "l7",
-                                                          "event_type",
-                                                          "source_service",
-                                                          "destination_service",
-                                                          "is_reply",
-                                                          "Summary",
-                                                          "ip_trace_id"};
-  return *paths;
-}
-
-absl::StatusOr<::observer::GetFlowsRequest> BuildRequest(const ObserveOptions& o,
-                                                         const Filters& filters, absl::Time now) {
-  if (o.first && (o.last || o.all || o.follow)) {
-    return absl::InvalidArgumentError("--first cannot be combined with --last, --all or --follow");
-  }
-  if (o.last && o.all) return absl::InvalidArgumentError("--last cannot be combined with --all");
-  if (o.follow && o.printer.format == Format::kTable) {
-    return absl::InvalidArgumentError("--output table cannot be combined with --follow");
-  }
-  ::observer::GetFlowsRequest req;
-  const bool times = !o.since.empty() || !o.until.empty();
-  if (o.first) {
-    req.set_first(true);
-    req.set_number(*o.first);
-  } else if (o.all) {
-    req.set_number(std::numeric_limits<uint64_t>::max());
-  } else if (o.last) {
-    req.set_number(*o.last);
-  } else if (o.follow || times) {
-    req.set_number(0);
-  } else {
-    req.set_number(20);
-  }
-  req.set_follow(o.follow);
-  auto set_time = [&](const std::string& text, const char* flag,
-                      google::protobuf::Timestamp* ts) -> absl::Status {
-    auto t = ParseHubbleTime(text, now);
-    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, ": ", t.status().message()));
-    const int64_t ns = absl::ToUnixNanos(*t);
-    ts->set_seconds(ns / 1'000'000'000);
-    ts->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
-    return absl::OkStatus();
-  };
-  if (!o.since.empty()) {
-    if (absl::Status s = set_time(o.since, "--since", req.mutable_since()); !s.ok()) return s;
-  }
-  if (!o.until.empty() && !o.follow) {
-    if (absl::Status s = set_time(o.until, "--until", req.mutable_until()); !s.ok()) return s;
-  }
-  if (!o.field_mask.empty()) {
-    if (o.printer.format != Format::kJson) {
-      return absl::InvalidArgumentError(
-          "--field-mask can only be used with --output json or jsonpb");
-    }
-    for (const std::string& p : o.field_mask) req.mutable_field_mask()->add_paths(p);
-  } else if (o.use_default_field_masks && o.printer.format != Format::kJson) {
-    for (const std::string& p : DefaultFieldMask()) req.mutable_field_mask()->add_paths(p);
-    if (o.printer.print_policy_names) {
-      for (const char* p :
-           {"egress_allowed_by", "ingress_allowed_by", "egress_denied_by", "ingress_denied_by"}) {
-        req.mutable_field_mask()->add_paths(p);
-      }
-    }
-  }
-  for (const auto& f : filters.whitelist) *req.add_whitelist() = f;
-  for (const auto& f : filters.blacklist) *req.add_blacklist() = f;
-  for (const std::string& raw : o.allowlist) {
-    auto parsed = ParseRawFilters(raw);
-    if (!parsed.ok())
-      return absl::InvalidArgumentError(absl::StrCat("--allowlist: ", parsed.status().message()));
-    for (auto& f : *parsed) *req.add_whitelist() = std::move(f);
-  }
-  for (const std::string& raw : o.denylist) {
-    auto parsed = ParseRawFilters(raw);
-    if (!parsed.ok())
-      return absl::InvalidArgumentError(absl::StrCat("--denylist: ", parsed.status().message()));
-    for (auto& f : *parsed) *req.add_blacklist() = std::move(f);
-  }
-  return req;
-}
 
 namespace {
 
@@ -426,72 +282,7 @@ int Status(const ServerOptions& server, Format format, std::ostream& out, std::o
   if (grpc::Status s = stub->ServerStatus(&ctx, {}, &st); !s.ok()) {
     return Fail(err, absl::StrCat("failed getting status: ", RpcError(s)));
   }
-  const double uptime_s = static_cast<double>(st.uptime_ns()) / 1e9;
-  auto rate = [&](bool compact) -> std::string {
-    if (st.flows_rate() > 0) return absl::StrFormat("%.2f", st.flows_rate());
-    if (compact && uptime_s > 0 && st.seen_flows() > 0) {
-      return absl::StrFormat("%.2f", static_cast<double>(st.seen_flows()) / uptime_s);
-    }
-    return "N/A";
-  };
-  const std::string connected =
-      st.has_num_connected_nodes() ? GroupDigits(st.num_connected_nodes().value()) : "N/A";
-  const std::string unavailable =
-      st.has_num_unavailable_nodes() ? GroupDigits(st.num_unavailable_nodes().value()) : "N/A";
-  const std::string uptime =
-      FormatGoDuration(absl::Nanoseconds(static_cast<int64_t>(st.uptime_ns())));
-  switch (format) {
-    case Format::kCompact: {
-      out << "Current/Max Flows: " << GroupDigits(st.num_flows()) << "/"
-          << GroupDigits(st.max_flows());
-      if (st.max_flows() > 0)
-        out << " (" << Percent(st.num_flows(), st.max_flows(), "%.2f") << "%)";
-      out << "\nFlows/s: " << rate(true) << "\n";
-      if (st.has_num_connected_nodes()) {
-        out << "Connected Nodes: " << st.num_connected_nodes().value();
-        if (st.has_num_unavailable_nodes()) {
-          out << "/" << st.num_connected_nodes().value() + st.num_unavailable_nodes().value();
-        }
-        out << "\n";
-      }
-      if (st.has_num_unavailable_nodes() && st.num_unavailable_nodes().value() > 0) {
-        out << "Unavailable Nodes: " << st.num_unavailable_nodes().value() << "\n";
-        std::vector<std::string> names(st.unavailable_nodes().begin(),
-                                       st.unavailable_nodes().end());
-        std::sort(names.begin(), names.end());
-        for (const std::string& n : names) out << "  - " << n << "\n";
-        if (st.num_unavailable_nodes().value() > names.size()) {
-          out << "  - and " << st.num_unavailable_nodes().value() - names.size() << " more...\n";
-        }
-      }
-      break;
-    }
-    case Format::kDict:
-      out << "          NUM FLOWS: " << GroupDigits(st.num_flows()) << "\n"
-          << "          MAX FLOWS: " << GroupDigits(st.max_flows()) << "\n"
-          << "         SEEN FLOWS: " << GroupDigits(st.seen_flows()) << "\n"
-          << "   FLOWS PER SECOND: " << rate(false) << "\n"
-          << "             UPTIME: " << uptime << "\n"
-          << "NUM CONNECTED NODES: " << connected << "\n"
-          << " NUM UNAVAIL. NODES: " << unavailable << "\n"
-          << "            VERSION: " << st.version() << "\n";
-      break;
-    case Format::kTable:
-      out << TabWrite(
-          {{"NUM FLOWS", "MAX FLOWS", "SEEN FLOWS", "FLOWS PER SECOND", "UPTIME",
-            "NUM CONNECTED NODES", "NUM UNAVAILABLE NODES", "VERSION"},
-           {GroupDigits(st.num_flows()), GroupDigits(st.max_flows()), GroupDigits(st.seen_flows()),
-            rate(false), uptime, connected, unavailable, st.version()}});
-      break;
-    case Format::kJson: {
-      google::protobuf::util::JsonPrintOptions opts;
-      opts.preserve_proto_field_names = true;
-      std::string json;
-      (void)google::protobuf::util::MessageToJsonString(st, &json, opts);
-      out << json << "\n";
-      break;
-    }
-  }
+  PrintStatus(st, format, out);
   return 0;
 }
 
@@ -502,66 +293,7 @@ int ListNodes(const ServerOptions& server, const std::string& format, std::ostre
       !s.ok()) {
     return Fail(err, std::string(s.message()));
   }
-  std::vector<::observer::Node> nodes(resp.nodes().begin(), resp.nodes().end());
-  std::sort(nodes.begin(), nodes.end(),
-            [](const auto& a, const auto& b) { return a.name() < b.name(); });
-  if (format == "json") {
-    google::protobuf::util::JsonPrintOptions opts;
-    opts.preserve_proto_field_names = true;
-    opts.add_whitespace = true;
-    std::vector<std::string> items;
-    for (const auto& n : nodes) {
-      std::string j;
-      (void)google::protobuf::util::MessageToJsonString(n, &j, opts);
-      // Indent each object one level inside the array.
-      std::string indented =
-          "  " + absl::StrReplaceAll(absl::StripTrailingAsciiWhitespace(j), {{"\n", "\n  "}});
-      items.push_back(indented);
-    }
-    out << "[\n" << absl::StrJoin(items, ",\n") << (items.empty() ? "" : "\n") << "]\n";
-    return 0;
-  }
-  std::vector<std::vector<std::string>> rows;
-  std::vector<std::string> header = {"NAME", "STATUS", "AGE", "FLOWS/S", "CURRENT/MAX-FLOWS"};
-  if (format == "wide") header.insert(header.end(), {"VERSION", "ADDRESS", "TLS"});
-  rows.push_back(header);
-  for (const auto& n : nodes) {
-    std::string state;
-    switch (n.state()) {
-      case relay::NODE_CONNECTED:
-        state = "Connected";
-        break;
-      case relay::NODE_UNAVAILABLE:
-        state = "Unavailable";
-        break;
-      case relay::NODE_GONE:
-        state = "Gone";
-        break;
-      case relay::NODE_ERROR:
-        state = "Error";
-        break;
-      default:
-        state = "Unknown";
-        break;
-    }
-    const int64_t secs = static_cast<int64_t>((n.uptime_ns() + 500'000'000) / 1'000'000'000);
-    const std::string age = n.uptime_ns() == 0 ? "N/A" : FormatGoDuration(absl::Seconds(secs));
-    const double up = static_cast<double>(n.uptime_ns()) / 1e9;
-    const std::string rate =
-        up > 0 ? absl::StrFormat("%.2f", static_cast<double>(n.seen_flows()) / up) : "N/A";
-    const std::string flows =
-        n.max_flows() == 0 ? "N/A"
-                           : absl::StrCat(n.num_flows(), "/", n.max_flows(), " (",
-                                          Percent(n.num_flows(), n.max_flows(), "%6.2f"), "%)");
-    std::vector<std::string> row = {n.name(), state, age, rate, flows};
-    if (format == "wide") {
-      row.push_back(n.version().empty() ? "N/A" : n.version());
-      row.push_back(n.address());
-      row.push_back(!n.has_tls() ? "N/A" : n.tls().enabled() ? "Enabled" : "Disabled");
-    }
-    rows.push_back(std::move(row));
-  }
-  out << TabWrite(rows);
+  PrintNodes(resp, format, out);
   return 0;
 }
 
@@ -572,22 +304,7 @@ int ListNamespaces(const ServerOptions& server, const std::string& format, std::
       !s.ok()) {
     return Fail(err, std::string(s.message()));
   }
-  if (format == "json") {
-    google::protobuf::util::JsonPrintOptions opts;
-    opts.preserve_proto_field_names = true;
-    std::string j;
-    (void)google::protobuf::util::MessageToJsonString(resp, &j, opts);
-    out << j << "\n";
-    return 0;
-  }
-  std::vector<std::vector<std::string>> rows;
-  rows.push_back(format == "wide" ? std::vector<std::string>{"CLUSTER", "NAMESPACE"}
-                                  : std::vector<std::string>{"NAMESPACE"});
-  for (const auto& n : resp.namespaces()) {
-    rows.push_back(format == "wide" ? std::vector<std::string>{n.cluster(), n.namespace_()}
-                                    : std::vector<std::string>{n.namespace_()});
-  }
-  out << TabWrite(rows);
+  PrintNamespaces(resp, format, out);
   return 0;
 }
 
