@@ -149,6 +149,16 @@ TEST_F(ListenerTest, GoesOnAcceptingAfterTheProcessRanOutOfDescriptors) {
   }
   EXPECT_GT((*server)->listener_stats().refused, 0u) << "the reserve was reached";
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizers' runtimes open descriptors of their own (a pipe to probe memory when they
+  // check a call): at the limit itself they report false errors. The reserve above keeps the
+  // process off the limit; the EMFILE path is checked in the plain build.
+  for (int fd : held) close(fd);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_TRUE(Healthy("unix://" + path)) << "the listener serves again";
+  return;
+#endif
+
   // At the limit itself (this process holds every descriptor): the listener's accept fails
   // with EMFILE, and it takes the connection with its spare descriptor and closes it.
   std::vector<int> filler;

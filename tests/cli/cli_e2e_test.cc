@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -124,7 +125,7 @@ TEST_F(CliE2eTest, JsonLinesParseAndAClosedPipeEndsQuietly) {
 
 TEST_F(CliE2eTest, StatusAndListNodes) {
   testing::TcpExchange(*net_, 8080);
-  absl::SleepFor(absl::Milliseconds(300));
+  WaitForFlows("observe --last 1", "TCP Flags");  // the drain has published it
   int status = -1;
   const std::string st = Cli("status", &status);
   EXPECT_EQ(status, 0) << st;
@@ -145,16 +146,26 @@ TEST_F(CliE2eTest, FollowEndsCleanlyOnSigint) {
       "", {FLOWSCOPE_CLI_BINARY, "--server", observer_->target(), "observe", "--follow"},
       (dir_ / "follow.out").string());
   ASSERT_TRUE(follow.ok());
-  absl::SleepFor(absl::Milliseconds(300));
-  testing::TcpExchange(*net_, 8080);
-  absl::SleepFor(absl::Milliseconds(500));
+  auto output = [&] {
+    std::ifstream in(dir_ / "follow.out");
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  // Traffic until the follow shows it (it follows from when it connected, which takes a
+  // while under the sanitizers): a condition, not a guess at how long that is.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (output().find("TCP Flags: SYN") == std::string::npos && absl::Now() < deadline) {
+    testing::TcpExchange(*net_, 8080);
+    const absl::Time shown = absl::Now() + absl::Seconds(1);
+    while (output().find("TCP Flags: SYN") == std::string::npos && absl::Now() < shown) {
+      std::this_thread::yield();
+    }
+  }
   auto st = (*follow)->Signal(SIGINT, absl::Seconds(5));
   ASSERT_TRUE(st.ok());
   EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
-  std::ifstream in(dir_ / "follow.out");
-  std::stringstream text;
-  text << in.rdbuf();
-  EXPECT_THAT(text.str(), HasSubstr("TCP Flags: SYN")) << "flows arrived while following";
+  EXPECT_THAT(output(), HasSubstr("TCP Flags: SYN")) << "flows arrived while following";
 }
 
 TEST_F(CliE2eTest, AServerSideInvalidArgumentIsOneClearLine) {
