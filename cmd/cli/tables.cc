@@ -20,6 +20,15 @@ std::string Percent(uint64_t num, uint64_t max, const absl::FormatSpec<double>& 
   return absl::StrFormat(fmt, 100.0 * static_cast<double>(num) / static_cast<double>(max));
 }
 
+// `m` in proto3 JSON with its field names as the proto spells them, on one line.
+std::string JsonLine(const google::protobuf::Message& m) {
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.preserve_proto_field_names = true;
+  std::string json;
+  (void)google::protobuf::util::MessageToJsonString(m, &json, opts);
+  return json + "\n";
+}
+
 }  // namespace
 
 std::string GroupDigits(uint64_t v) {
@@ -90,14 +99,9 @@ void PrintStatus(const ::observer::ServerStatusResponse& st, Format format, std:
            {GroupDigits(st.num_flows()), GroupDigits(st.max_flows()), GroupDigits(st.seen_flows()),
             rate(false), uptime, connected, unavailable, st.version()}});
       break;
-    case Format::kJson: {
-      google::protobuf::util::JsonPrintOptions opts;
-      opts.preserve_proto_field_names = true;
-      std::string json;
-      (void)google::protobuf::util::MessageToJsonString(st, &json, opts);
-      out << json << "\n";
+    case Format::kJson:
+      out << JsonLine(st);
       break;
-    }
   }
 }
 
@@ -168,11 +172,7 @@ void PrintNodes(const ::observer::GetNodesResponse& resp, const std::string& for
 void PrintNamespaces(const ::observer::GetNamespacesResponse& resp, const std::string& format,
                      std::ostream& out) {
   if (format == "json") {
-    google::protobuf::util::JsonPrintOptions opts;
-    opts.preserve_proto_field_names = true;
-    std::string j;
-    (void)google::protobuf::util::MessageToJsonString(resp, &j, opts);
-    out << j << "\n";
+    out << JsonLine(resp);
     return;
   }
   std::vector<std::vector<std::string>> rows;
