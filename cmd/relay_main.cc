@@ -39,6 +39,7 @@ std::vector<std::string> SplitList(const std::string& s) {
 int main(int argc, char** argv) {
   std::string peers, peer_dns, peers_file, listen_address = "0.0.0.0:4245", listen_socket;
   std::string dial_timeout = "5s", drain = "1s", peer_timeout = "2s", log_level = "info";
+  int max_streams = 1024;
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   std::string name = host;
@@ -67,6 +68,10 @@ int main(int argc, char** argv) {
   app.add_option("--peer-timeout", peer_timeout,
                  "stop waiting for a peer that sends nothing for this long (reported)")
       ->capture_default_str();
+  app.add_option("--max-flow-streams", max_streams,
+                 "client flow streams served at once; more are refused with RESOURCE_EXHAUSTED")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
   app.add_option("--tls-relay-server-cert-file", server_tls.cert_file,
@@ -156,6 +161,7 @@ int main(int argc, char** argv) {
   ro.sort_buffer_len = sort_len;
   ro.sort_buffer_drain = *drain_d;
   ro.peer_timeout = *peer_timeout_d;
+  ro.max_streams = max_streams;
   flowscope::relay::RelayService service(pool, ro);
   auto server = flowscope::GrpcServer::Start({&service, service.batch_service()},
                                              {listen_socket, listen_address, tls_creds});

@@ -73,7 +73,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   RelayStream(RelayService* service, ::observer::GetFlowsRequest req)
       : service_(service), req_(std::move(req)) {
-    service_->active_streams().fetch_add(1);
+    // The stream slot was taken by OpenStream(); OnDone gives it back.
     // Owned by the service (joined at its shutdown), never by gRPC's callback threads, which
     // must not block on it. It holds one of the two references; OnDone holds the other.
     service_->threads().Start([this] {
@@ -642,6 +642,13 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* RelayService::OpenStream(
   }
   if (absl::Status s = CheckFlowsRequest(req); !s.ok()) {
     return new FinishNow<grpc::ByteBuffer>(ToGrpcStatus(s));
+  }
+  if (active_streams_.fetch_add(1) >= options_.max_streams) {
+    active_streams_.fetch_sub(1);
+    return new FinishNow<grpc::ByteBuffer>(
+        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     absl::StrCat("too many concurrent flow streams (", options_.max_streams,
+                                  "); try again later")));
   }
   return new RelayStream<kBatched>(this, std::move(req));
 }

@@ -35,6 +35,8 @@ struct RelayOptions {
   // Messages a client stream may have waiting to be written: history waits for the client
   // beyond it; follow drops what does not fit and sends a lost-event notice.
   size_t max_queued = 8192;
+  // Client flow streams served at once; more get RESOURCE_EXHAUSTED.
+  int max_streams = 1024;
 };
 
 class RelayService;

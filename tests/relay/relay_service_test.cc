@@ -449,6 +449,42 @@ TEST_F(WatermarkRelayTest, AllStreamsThroughTheMergeAndKeepsWhatAHangingNodeSent
   (*stall_server)->Shutdown(absl::Milliseconds(100));
 }
 
+TEST_F(WatermarkRelayTest, StreamsBeyondTheCapAreResourceExhausted) {
+  options_.max_streams = 1;
+  a_->StartClock();
+  c_->StartClock();
+  StartRelay({"unix://" + a_->socket, "unix://" + c_->socket});
+  {
+    Follower follower(stub_.get());
+    follower.WaitFor([](const auto& rs) { return !rs.empty(); });
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    ::observer::GetFlowsRequest req;
+    req.set_number(5);
+    auto reader = stub_->GetFlows(&ctx, req);
+    ::observer::GetFlowsResponse r;
+    EXPECT_FALSE(reader->Read(&r));
+    const grpc::Status status = reader->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(status.error_message(),
+                ::testing::HasSubstr("too many concurrent flow streams (1)"));
+  }
+  // The follower is gone: its slot is free again.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (relay_->service->active_streams().load() > 0 && absl::Now() < deadline) {
+    std::this_thread::yield();
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  ::observer::GetFlowsRequest req;
+  req.set_number(5);
+  auto reader = stub_->GetFlows(&ctx, req);
+  ::observer::GetFlowsResponse r;
+  while (reader->Read(&r)) {
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+}
+
 TEST_F(WatermarkRelayTest, FollowIsStrictlyOrderedAndComplete) {
   a_->StartClock();
   c_->StartClock();
