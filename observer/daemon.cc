@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "api/file_util.h"
 #include "api/logging.h"
+#include "api/memory.h"
 
 namespace flowscope::observer {
 namespace {}  // namespace
@@ -205,8 +206,14 @@ void ObserverDaemon::MaintainPolicy() {
 }
 
 void ObserverDaemon::Maintain() {
+  absl::Time next_trim = absl::Now() + absl::Seconds(10);
   while (!stop_.load()) {
     absl::SleepFor(absl::Milliseconds(200));
+    if (absl::Now() >= next_trim) {
+      // Bursts (connections served and closed) leave freed pages behind in the allocator.
+      ReturnFreedMemory();
+      next_trim = absl::Now() + absl::Seconds(10);
+    }
     if (auto lost = consumer_->TakeLost(); lost.ok() && *lost > 0) {
       kernel_lost_ += *lost;
       service_->lost_log().Add(flow::PERF_EVENT_RING_BUFFER, *lost, absl::Now());
