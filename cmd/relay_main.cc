@@ -16,6 +16,7 @@
 #include "api/grpc_server.h"
 #include "api/listener.h"
 #include "api/logging.h"
+#include "api/memory.h"
 #include "api/time_parse.h"
 #include "api/tls.h"
 #include "relay/peer_pool.h"
@@ -175,8 +176,10 @@ int main(int argc, char** argv) {
     server_ptr->SetServing(available > 0);
   }
   FLOWSCOPE_LOG_INFO("serving on {}", (*server)->bound());
-  int sig = 0;
-  sigwait(&signals, &sig);
+  // Until a signal; every 10 s, freed memory goes back to the system (bursts of clients and
+  // peers leave it behind in the allocator).
+  const timespec ten_seconds{10, 0};
+  while (sigtimedwait(&signals, nullptr, &ten_seconds) < 0) flowscope::ReturnFreedMemory();
   {
     std::lock_guard<std::mutex> lock(server_mu);
     server_ptr = nullptr;
