@@ -13,8 +13,6 @@
 #include "api/memory.h"
 
 namespace flowscope::observer {
-namespace {}  // namespace
-
 std::vector<std::string> LocalAddresses() {
   std::vector<std::string> out;
   ifaddrs* list = nullptr;
@@ -183,26 +181,24 @@ absl::Status ObserverDaemon::ApplyPolicy() {
 }
 
 void ObserverDaemon::MaintainPolicy() {
+  // Fail closed: what the datapath enforces stays until a readable, valid file replaces it.
+  auto refused = [this](const absl::Status& s) {
+    policy_failures_.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(policy_mu_);
+    policy_error_ = std::string(s.message());
+    FLOWSCOPE_LOG_ERROR("{}; the last good policy ({} rules) stays in force", policy_error_,
+                        policy_.size());
+  };
   bool reapply = table_->version() != policy_table_version_;
   if (FileSignature(options_.policy_file) != policy_signature_) {
     if (absl::Status s = LoadPolicyFile(); !s.ok()) {
-      // Fail closed: what the datapath enforces stays until a readable, valid file replaces it.
-      policy_failures_.fetch_add(1, std::memory_order_relaxed);
-      std::lock_guard<std::mutex> lock(policy_mu_);
-      policy_error_ = std::string(s.message());
-      FLOWSCOPE_LOG_ERROR("{}; the last good policy ({} rules) stays in force", policy_error_,
-                          policy_.size());
+      refused(s);
     } else {
       reapply = true;
     }
   }
   if (!reapply) return;
-  if (absl::Status s = ApplyPolicy(); !s.ok()) {
-    policy_failures_.fetch_add(1, std::memory_order_relaxed);
-    std::lock_guard<std::mutex> lock(policy_mu_);
-    policy_error_ = std::string(s.message());
-    FLOWSCOPE_LOG_ERROR("{}; the datapath keeps its previous deny rules", policy_error_);
-  }
+  if (absl::Status s = ApplyPolicy(); !s.ok()) refused(s);
 }
 
 void ObserverDaemon::Maintain() {
