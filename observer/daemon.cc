@@ -142,6 +142,7 @@ void ObserverDaemon::Drain() {
       continue;
     }
     if (*n + *m > 0) ring_->Publish();
+    drain_passes_.fetch_add(1, std::memory_order_release);
     // Everything committed before `started` has been written and published now.
     watermark_.Advance(parser_->AdvanceFloor(started - kCommitSlackNs));
   }
@@ -215,6 +216,9 @@ void ObserverDaemon::Maintain() {
       service_->lost_log().Add(flow::PERF_EVENT_RING_BUFFER, *lost, absl::Now());
     }
     names_.Expire();  // names of removed interfaces no record refers to any more
+    // Endpoints of pods that are gone, once no record in the ring refers to them.
+    table_->Expire(drain_passes_.load(std::memory_order_acquire), ring_->Written(),
+                   ring_->OldestPosition());
     if (!options_.policy_file.empty()) MaintainPolicy();
   }
 }

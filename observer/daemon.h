@@ -96,6 +96,7 @@ class ObserverDaemon {
   std::thread maintain_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> events_{0};
+  std::atomic<uint64_t> drain_passes_{0};  // completed: everything parsed is in the ring
   std::atomic<uint64_t> malformed_{0};
   std::atomic<uint64_t> kernel_lost_{0};
   std::string policy_signature_;

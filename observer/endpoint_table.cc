@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "api/text.h"
@@ -12,15 +15,21 @@
 namespace flowscope::observer {
 namespace {
 
-// The content that decides whether two entries are the same.
-std::string ContentKey(const Endpoint& e) {
-  return absl::StrJoin({absl::StrCat(e.identity), e.namespace_name, e.pod_name,
-                        absl::StrJoin(e.labels, ","), e.workload_name, e.workload_kind, e.node_name,
-                        e.cluster_name, std::string(e.reserved ? "r" : "")},
-                       "\x1f");
+// The content that decides whether two entries are the same (all but the id).
+auto Content(const Endpoint& e) {
+  return std::tie(e.identity, e.namespace_name, e.pod_name, e.labels, e.workload_name,
+                  e.workload_kind, e.node_name, e.cluster_name, e.reserved);
 }
 
 }  // namespace
+
+size_t EndpointTable::ContentHash::operator()(const Endpoint* e) const {
+  return absl::HashOf(Content(*e));
+}
+
+bool EndpointTable::ContentEq::operator()(const Endpoint* a, const Endpoint* b) const {
+  return Content(*a) == Content(*b);
+}
 
 absl::StatusOr<AddrKey> ParseAddr(absl::string_view ip) {
   AddrKey key;
@@ -85,16 +94,22 @@ EndpointTable::EndpointTable(std::string cluster_name) : cluster_name_(std::move
   world.reserved = true;
   Intern(std::move(host));   // id 1
   Intern(std::move(world));  // id 2
+  world_ = entries_.at(kWorldEndpointId).endpoint;
   Publish();
 }
 
 uint32_t EndpointTable::Intern(Endpoint entry) {
-  const std::string key = ContentKey(entry);
-  if (auto it = by_content_.find(key); it != by_content_.end()) return it->second;
-  entry.id = static_cast<uint32_t>(entries_.size() + 1);
-  by_content_.emplace(key, entry.id);
-  entries_.push_back(std::move(entry));
-  return entries_.back().id;
+  if (auto it = by_content_.find(&entry); it != by_content_.end()) {
+    const uint32_t id = (*it)->id;
+    entries_.at(id).retired = false;  // back before it was released: same id
+    return id;
+  }
+  const uint32_t id = next_id_++;
+  entry.id = id;
+  auto stored = std::make_shared<const Endpoint>(std::move(entry));
+  by_content_.insert(stored.get());
+  entries_.emplace(id, Entry{std::move(stored)});
+  return id;
 }
 
 void EndpointTable::Publish() {
@@ -153,6 +168,19 @@ std::vector<std::string> EndpointTable::Update(const std::vector<EndpointInfo>& 
     }
   }
   endpoints_by_addr_ = std::move(next);
+  // Entries no address maps to any more are retired: kept until the ring has moved past them.
+  absl::flat_hash_set<uint32_t> mapped;
+  mapped.reserve(endpoints_by_addr_.size());
+  for (const auto& [addr, id] : endpoints_by_addr_) mapped.insert(id);
+  for (auto& [id, entry] : entries_) {
+    if (entry.endpoint->reserved || mapped.contains(id)) {
+      entry.retired = false;
+      entry.seen_at_pass = entry.horizon = 0;
+    } else if (!entry.retired) {
+      entry.retired = true;
+      entry.seen_at_pass = entry.horizon = 0;
+    }
+  }
   Publish();
   return errors;
 }
@@ -173,11 +201,35 @@ std::vector<std::string> EndpointTable::SetNodeAddresses(const std::vector<std::
   return errors;
 }
 
-const Endpoint& EndpointTable::Get(uint32_t id) const {
+std::shared_ptr<const Endpoint> EndpointTable::Get(uint32_t id) const {
   absl::ReaderMutexLock lock(&mu_);
-  if (id == 0 || id > entries_.size()) return entries_[kWorldEndpointId - 1];
-  // std::deque keeps element addresses stable as it grows at the end.
-  return entries_[id - 1];
+  auto it = entries_.find(id);
+  return it == entries_.end() ? world_ : it->second.endpoint;
+}
+
+size_t EndpointTable::Expire(uint64_t drain_passes, uint64_t written, uint64_t oldest) {
+  absl::MutexLock lock(&mu_);
+  std::vector<uint32_t> released;
+  for (auto& [id, entry] : entries_) {
+    if (!entry.retired) continue;
+    if (entry.seen_at_pass == 0) {
+      entry.seen_at_pass = drain_passes + 1;
+    } else if (entry.horizon == 0) {
+      // The Update came before Expire first saw the entry retired, when seen_at_pass - 1
+      // passes had ended: a lookup with the old addresses happened in that pass or earlier,
+      // and its record was written and published when the pass ended. So once it has,
+      // every record that may refer to the entry sits below `written`.
+      if (drain_passes >= entry.seen_at_pass) entry.horizon = written + 1;
+    } else if (entry.horizon - 1 <= oldest) {
+      released.push_back(id);
+    }
+  }
+  for (uint32_t id : released) {
+    auto it = entries_.find(id);
+    by_content_.erase(it->second.endpoint.get());
+    entries_.erase(it);
+  }
+  return released.size();
 }
 
 std::vector<std::pair<AddrKey, uint32_t>> EndpointTable::Addresses() const {
@@ -188,6 +240,13 @@ std::vector<std::pair<AddrKey, uint32_t>> EndpointTable::Addresses() const {
 size_t EndpointTable::size() const {
   absl::ReaderMutexLock lock(&mu_);
   return entries_.size();
+}
+
+size_t EndpointTable::retired() const {
+  absl::ReaderMutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& [id, entry] : entries_) n += entry.retired;
+  return n;
 }
 
 uint32_t EndpointTable::Resolver::Lookup(uint8_t family, const uint32_t addr[4]) {

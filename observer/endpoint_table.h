@@ -1,9 +1,11 @@
 // EndpointTable: what the observer knows about the addresses it sees — namespace, pod, labels,
-// workload, node and security identity. Entries are immutable and never removed, and records
-// refer to them by id, so a flow keeps the names it had when it was seen even after the pod is
-// gone or relabelled. Reserved entries stand for the node itself (identity host=1) and for any
-// address outside the known set (world=2). Pods get an identity derived from their namespace
-// and labels alone, so every node computes the same number without coordination.
+// workload, node and security identity. Entries are immutable and records refer to them by id,
+// so a flow keeps the names it had when it was seen even after the pod is gone or relabelled;
+// an entry no address maps to any more is released once no record in the ring can refer to it
+// (Expire), so pod churn does not grow the table. Ids are never reused. Reserved entries stand for
+// the node itself (identity host=1) and for any address outside the known set (world=2). Pods get
+// an identity derived from their namespace and labels alone, so every node computes the same number
+// without coordination.
 //
 // Thread-safety: Update()/SetNodeAddresses() from any thread (a source's); Get() from any
 // thread; the drain thread resolves addresses through its own Resolver, which touches no lock
@@ -14,14 +16,15 @@
 //                              .pod_name = "tiefighter", .labels = {"org=empire"}}});
 //   EndpointTable::Resolver r(table);
 //   uint32_t id = r.Lookup(FS_FAMILY_IPV4, addr);
-//   const Endpoint& ep = table.Get(id);
+//   std::shared_ptr<const Endpoint> ep = table.Get(id);
+//   ...
+//   table.Expire(drain_passes, ring.Written(), ring.OldestPosition());  // now and then
 #ifndef FLOWSCOPE_OBSERVER_ENDPOINT_TABLE_H_
 #define FLOWSCOPE_OBSERVER_ENDPOINT_TABLE_H_
 
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +32,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -120,15 +124,23 @@ class EndpointTable {
   // The node's own addresses, reported as the host entry.
   std::vector<std::string> SetNodeAddresses(const std::vector<std::string>& ips);
 
-  // The entry with this id (stable for the table's lifetime), or the world entry for an
-  // unknown id.
-  const Endpoint& Get(uint32_t id) const;
+  // The entry with this id, or the world entry for an unknown (or released) id. The entry stays
+  // valid for as long as the caller holds it, released or not.
+  std::shared_ptr<const Endpoint> Get(uint32_t id) const;
+
+  // Releases entries no address has mapped to since records at ring positions below `oldest`
+  // were written; returns how many. `drain_passes` counts the drain's completed passes (each
+  // ends with everything it resolved written to the ring and published): an entry retired by
+  // an Update is only measured against the ring once a whole pass started after it ended, so
+  // a record resolved with the old addresses is never missed. Call it from one thread.
+  size_t Expire(uint64_t drain_passes, uint64_t written, uint64_t oldest);
 
   uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
   // Every address currently known (endpoints and the node's own) with its entry id.
   std::vector<std::pair<AddrKey, uint32_t>> Addresses() const;
-  size_t size() const;
+  size_t size() const;     // entries held, retired ones included
+  size_t retired() const;  // entries no address maps to, kept for the ring's records
   const std::string& cluster_name() const { return cluster_name_; }
 
   // Address lookups for one thread (the drain thread).
@@ -147,14 +159,30 @@ class EndpointTable {
  private:
   using AddrMap = absl::flat_hash_map<AddrKey, uint32_t>;
 
+  struct Entry {
+    std::shared_ptr<const Endpoint> endpoint;
+    bool retired = false;
+    uint64_t seen_at_pass = 0;  // drain passes + 1 when Expire first saw it retired; 0: not yet
+    uint64_t horizon = 0;       // ring position + 1 below which records may refer to it; 0: unset
+  };
+
   // The id of an entry with this content, creating it if needed. Requires mu_.
   uint32_t Intern(Endpoint entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string cluster_name_;
   mutable absl::Mutex mu_;
-  std::deque<Endpoint> entries_ ABSL_GUARDED_BY(mu_);  // index = id - 1; never shrinks
-  absl::flat_hash_map<std::string, uint32_t> by_content_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint32_t, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  uint32_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::shared_ptr<const Endpoint> world_ ABSL_GUARDED_BY(mu_);
+  // The entries by content (so an unchanged entry keeps its id), pointing into entries_.
+  struct ContentHash {
+    size_t operator()(const Endpoint* e) const;
+  };
+  struct ContentEq {
+    bool operator()(const Endpoint* a, const Endpoint* b) const;
+  };
+  absl::flat_hash_set<const Endpoint*, ContentHash, ContentEq> by_content_ ABSL_GUARDED_BY(mu_);
   AddrMap endpoints_by_addr_ ABSL_GUARDED_BY(mu_);
   AddrMap node_addrs_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const AddrMap> published_ ABSL_GUARDED_BY(mu_);

@@ -6,6 +6,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <array>
 #include <bitset>
 #include <cstring>
 #include <optional>
@@ -166,14 +167,14 @@ class CompiledFilter {
     uint32_t ifindex() const { return r.ifindex; }
     std::string interface_name() const { return c.builder_->InterfaceName(r.ifindex); }
     std::string uuid() const { return c.builder_->Uuid(position); }
-    // Evaluated once per endpoint id: ids are small and dense.
+    // Evaluated once per endpoint id while it stays in its cache slot (ids grow with pod
+    // churn; the cache does not).
     bool endpoint_matches(const Side& side, bool source) const {
       const uint32_t id = source ? r.src_endpoint : r.dst_endpoint;
-      std::vector<int8_t>* cache = source ? &c.src_cache_ : &c.dst_cache_;
-      if (id >= cache->size()) cache->resize(id + 64, -1);
-      int8_t& hit = (*cache)[id];
-      if (hit < 0) hit = side.EndpointMatches(c.table_->Get(id)) ? 1 : 0;
-      return hit == 1;
+      EndpointCache& cache = source ? c.src_cache_ : c.dst_cache_;
+      EndpointCache::Slot& slot = cache.slots[id % cache.slots.size()];
+      if (slot.id != id) slot = {id, side.EndpointMatches(*c.table_->Get(id))};
+      return slot.hit;
     }
   };
 
@@ -287,8 +288,16 @@ class CompiledFilter {
   std::vector<flow::NetworkInterface> interfaces_;
   std::vector<bool> encrypted_;
   std::vector<std::string> uuids_;
-  mutable std::vector<int8_t> src_cache_;
-  mutable std::vector<int8_t> dst_cache_;
+  // Whether an endpoint matched, by id, direct-mapped.
+  struct EndpointCache {
+    struct Slot {
+      uint32_t id = ~uint32_t{0};  // no entry has this id
+      bool hit = false;
+    };
+    std::array<Slot, 1024> slots{};
+  };
+  mutable EndpointCache src_cache_;
+  mutable EndpointCache dst_cache_;
 };
 
 namespace {

@@ -231,7 +231,8 @@ FlowBuilder::FlowBuilder(const EndpointTable& table, std::string node_name,
     : table_(table), node_name_(std::move(node_name)), interfaces_(interfaces), run_id_(run_id) {}
 
 void FlowBuilder::FillEndpoint(uint32_t id, flow::Endpoint* out) const {
-  const Endpoint& e = table_.Get(id);
+  const std::shared_ptr<const Endpoint> held = table_.Get(id);
+  const Endpoint& e = *held;
   if (!e.reserved) out->set_id(e.id);
   out->set_identity(e.identity);
   if (!e.namespace_name.empty()) out->set_namespace_(e.namespace_name);

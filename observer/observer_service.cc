@@ -320,7 +320,8 @@ grpc::ServerUnaryReactor* ObserverService::GetNamespaces(grpc::CallbackServerCon
   }
   std::set<std::pair<std::string, std::string>> namespaces;
   for (uint32_t id : ids) {
-    const Endpoint& e = table_.Get(id);
+    const std::shared_ptr<const Endpoint> held = table_.Get(id);
+    const Endpoint& e = *held;
     if (!e.namespace_name.empty()) namespaces.emplace(e.cluster_name, e.namespace_name);
   }
   for (const auto& [cluster, ns] : namespaces) {

@@ -103,7 +103,8 @@ absl::StatusOr<std::vector<bpf::DenyRule>> ResolvePolicy(const std::vector<Polic
     const std::string prefix = pod.substr(slash + 1);
     std::vector<std::string> out;
     for (const auto& [addr, id] : addresses) {
-      const Endpoint& e = table.Get(id);
+      const std::shared_ptr<const Endpoint> held = table.Get(id);
+      const Endpoint& e = *held;
       if (e.namespace_name == ns && absl::StartsWith(e.pod_name, prefix) && !e.pod_name.empty()) {
         out.push_back(AddrToString(addr));
       }

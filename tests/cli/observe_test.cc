@@ -71,7 +71,7 @@ TEST_F(ObserveTest, DefaultIsTheLast20InCompactForm) {
   std::vector<std::string> lines = absl::StrSplit(out.str(), '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 20u);
   EXPECT_EQ(lines[0], "May  4 12:47:08.821: default/tiefighter:40010 (ID:" +
-                          std::to_string(table_->Get(3).identity) +
+                          std::to_string(table_->Get(3)->identity) +
                           ") -> 10.0.9.9:53 (world) from-endpoint FORWARDED (UDP)");
   EXPECT_EQ(err.str(), "");
 }
@@ -179,7 +179,7 @@ TEST_F(ObserveTest, InputFileAppliesTheSameFiltersAsTheServer) {
 
   uint32_t xwing_addr[4] = {};
   inet_pton(AF_INET, "10.0.2.7", xwing_addr);
-  const uint32_t xwing_identity = table_->Get(res.Lookup(FS_FAMILY_IPV4, xwing_addr)).identity;
+  const uint32_t xwing_identity = table_->Get(res.Lookup(FS_FAMILY_IPV4, xwing_addr))->identity;
   const std::vector<std::vector<std::pair<std::string, std::string>>> cases = {
       {},
       {{"pod", "default/xwing"}},

@@ -203,7 +203,7 @@ TEST_F(FilterTest, ReplyDirectionAndInterfaces) {
 
 TEST_F(FilterTest, IdentitiesWorkloadsClustersNodes) {
   const FlowRecord r = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, 0);
-  const uint32_t tie = table_.Get(r.src_endpoint).identity;
+  const uint32_t tie = table_.Get(r.src_endpoint)->identity;
   EXPECT_TRUE(Passes(r, {absl::StrCat("source_identity: ", tie)}));
   EXPECT_FALSE(Passes(r, {absl::StrCat("destination_identity: ", tie)}));
   EXPECT_TRUE(Passes(r, {R"(source_workload { name: "tiefighter" })"}));

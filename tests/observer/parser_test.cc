@@ -57,7 +57,7 @@ TEST_F(ParserTest, ConvertsTimeResolvesEndpointsAndCopiesFields) {
   const flow_event e = Event(5'000'000'000, "10.0.1.5", "10.0.2.7");
   ASSERT_TRUE(parser_.Parse(Raw(e), &r));
   EXPECT_EQ(r.time_ns, 1'700'000'005'000'000'000ULL);
-  EXPECT_EQ(table_.Get(r.src_endpoint).pod_name, "tiefighter");
+  EXPECT_EQ(table_.Get(r.src_endpoint)->pod_name, "tiefighter");
   EXPECT_EQ(r.dst_endpoint, kWorldEndpointId);
   EXPECT_EQ(r.sport, 40000);
   EXPECT_EQ(r.dport, 80);
