@@ -81,7 +81,7 @@ class FlowStreamReactor final : public RingStreamReactor<::observer::GetFlowsRes
 
  private:
   Produced Produce() override {
-    switch (query_.Next(absl::Now(), &item_)) {
+    switch (query_.Next(service_->clock_.Now(), &item_)) {
       case FlowQuery::Step::kEnd:
         return Produced::kEnd;
       case FlowQuery::Step::kWait:
@@ -118,7 +118,7 @@ class BatchStreamReactor final : public RingStreamReactor<::flowscope::v1::FlowB
 
  private:
   Produced Produce() override {
-    const absl::Time now = absl::Now();
+    const absl::Time now = service_->clock_.Now();
     ::flowscope::v1::FlowBatch* batch = nullptr;
     while (true) {
       if (ended_) return Produced::kEnd;
@@ -177,7 +177,9 @@ ObserverService::ObserverService(const Ring& ring, const EndpointTable& table,
       table_(table),
       builder_(builder),
       options_(std::move(options)),
-      notifier_(ring, options_.heartbeat) {}
+      clock_(options_.clock ? *options_.clock : Clock::Real()),
+      start_(clock_.Now()),
+      notifier_(ring, options_.heartbeat, clock_) {}
 
 ObserverService::~ObserverService() { Shutdown(); }
 
@@ -279,7 +281,7 @@ void ObserverService::Status(absl::Time now, ::observer::ServerStatusResponse* o
 grpc::ServerUnaryReactor* ObserverService::ServerStatus(grpc::CallbackServerContext* ctx,
                                                         const ::observer::ServerStatusRequest*,
                                                         ::observer::ServerStatusResponse* resp) {
-  Status(absl::Now(), resp);
+  Status(clock_.Now(), resp);
   auto* reactor = ctx->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
@@ -289,7 +291,7 @@ grpc::ServerUnaryReactor* ObserverService::GetNodes(grpc::CallbackServerContext*
                                                     const ::observer::GetNodesRequest*,
                                                     ::observer::GetNodesResponse* resp) {
   ::observer::ServerStatusResponse status;
-  Status(absl::Now(), &status);
+  Status(clock_.Now(), &status);
   ::observer::Node* node = resp->add_nodes();
   node->set_name(options_.node_name);
   node->set_version(status.version());
@@ -309,7 +311,7 @@ grpc::ServerUnaryReactor* ObserverService::GetNamespaces(grpc::CallbackServerCon
                                                          const ::observer::GetNamespacesRequest*,
                                                          ::observer::GetNamespacesResponse* resp) {
   // Namespaces of the endpoints in the flows of the last hour that the ring still holds.
-  const uint64_t hour_ago = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now() - absl::Hours(1)));
+  const uint64_t hour_ago = static_cast<uint64_t>(absl::ToUnixNanos(clock_.Now() - absl::Hours(1)));
   ringbuf::RingReader<FlowRecord> reader(ring_, ring_.SeekTime(hour_ago));
   absl::flat_hash_set<uint32_t> ids;
   FlowRecord r;

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "api/clock.h"
 #include "api/version.h"
 #include "flowscope/v1/flowscope.grpc.pb.h"
 #include "observer/endpoint_table.h"
@@ -41,6 +42,7 @@ struct ObserverOptions {
   bool tls = false;  // the TCP listener uses TLS (GetNodes says so)
   // Flow streams (GetFlows and batch streams) open at once; more get RESOURCE_EXHAUSTED.
   int max_streams = 1024;
+  const Clock* clock = nullptr;  // the real one when unset
 };
 
 class ObserverService;
@@ -114,7 +116,8 @@ class ObserverService final : public ::observer::Observer::CallbackService {
   const EndpointTable& table_;
   const FlowBuilder& builder_;
   const ObserverOptions options_;
-  const absl::Time start_ = absl::Now();
+  const Clock& clock_;
+  const absl::Time start_;
   LostEventLog lost_log_;
   StreamNotifier notifier_;
   FlowBatchService batch_service_{this};

@@ -62,8 +62,8 @@ void StreamPump::Done() {
 
 // --- notifier ----------------------------------------------------------------------------------
 
-StreamNotifier::StreamNotifier(const Ring& ring, absl::Duration heartbeat)
-    : ring_(ring), heartbeat_(heartbeat), thread_([this] { Run(); }) {}
+StreamNotifier::StreamNotifier(const Ring& ring, absl::Duration heartbeat, const Clock& clock)
+    : ring_(ring), heartbeat_(heartbeat), clock_(clock), thread_([this] { Run(); }) {}
 
 StreamNotifier::~StreamNotifier() { Stop(); }
 
@@ -111,8 +111,8 @@ void StreamNotifier::RemoveHeartbeatStream() {
 
 void StreamNotifier::Run() {
   uint64_t seen = ring_.EndPosition();
-  absl::Time next_tick = absl::Now() + absl::Seconds(1);
-  absl::Time next_beat = absl::Now() + heartbeat_;
+  absl::Time next_tick = clock_.Now() + absl::Seconds(1);
+  absl::Time next_beat = clock_.Now() + heartbeat_;
   while (true) {
     bool beating;
     {
@@ -120,11 +120,10 @@ void StreamNotifier::Run() {
       if (stop_) return;
       beating = heartbeat_streams_ > 0;
     }
-    absl::Time deadline = std::min(next_tick, absl::Now() + absl::Milliseconds(200));
-    if (beating) deadline = std::min(deadline, next_beat);
-    ring_.WaitFor(seen, deadline);
+    const absl::Time due = beating ? std::min(next_tick, next_beat) : next_tick;
+    ring_.WaitFor(seen, absl::Now() + WaitSlice(clock_, due, absl::Milliseconds(200)));
     const uint64_t end = ring_.EndPosition();
-    const absl::Time now = absl::Now();
+    const absl::Time now = clock_.Now();
     const bool tick = now >= next_tick;  // lets pending lost-event notices go out
     const bool beat = now >= next_beat;
     if (beat) next_beat = now + heartbeat_;

@@ -25,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "api/clock.h"
 #include "observer/flow_query.h"
 
 namespace flowscope::observer {
@@ -41,7 +42,7 @@ class ParkedStream {
 
 class StreamNotifier {
  public:
-  StreamNotifier(const Ring& ring, absl::Duration heartbeat);
+  StreamNotifier(const Ring& ring, absl::Duration heartbeat, const Clock& clock = Clock::Real());
   ~StreamNotifier();
   // Parks `r`, which has read the ring up to `position` (taken before the call). Returns false,
   // with `r` not parked, when records at or after `position` were published meanwhile: the
@@ -63,6 +64,7 @@ class StreamNotifier {
 
   const Ring& ring_;
   const absl::Duration heartbeat_;
+  const Clock& clock_;
   mutable std::mutex mu_;
   std::set<ParkedStream*> parked_;
   int heartbeat_streams_ = 0;

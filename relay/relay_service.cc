@@ -23,8 +23,9 @@
 namespace flowscope::relay {
 namespace {
 
-Response NodeStatus(::relay::NodeState state, const std::vector<std::string>& names,
-                    const std::string& message, const std::string& relay_name) {
+Response MakeNodeStatus(::relay::NodeState state, const std::vector<std::string>& names,
+                        const std::string& message, const std::string& relay_name,
+                        absl::Time time) {
   ::relay::NodeStatusEvent s;
   s.set_state_change(state);
   for (const std::string& n : names) s.add_node_names(n);
@@ -32,7 +33,7 @@ Response NodeStatus(::relay::NodeState state, const std::vector<std::string>& na
   Response r;
   s.SerializeToString(r.mutable_node_status());
   r.set_node_name(relay_name);
-  *r.mutable_time() = ToTimestamp(absl::Now());
+  *r.mutable_time() = ToTimestamp(time);
   return r;
 }
 
@@ -83,6 +84,12 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   }
 
  private:
+  absl::Time Now() const { return service_->clock().Now(); }
+  Response NodeStatus(::relay::NodeState state, const std::vector<std::string>& names,
+                      const std::string& message, const std::string& relay_name) const {
+    return MakeNodeStatus(state, names, message, relay_name, Now());
+  }
+
   // --- output (producer thread) ---
 
   // A node-status message: goes out now, or with the next batch.
@@ -119,7 +126,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   // Node statuses not yet sent (batched mode), then the end.
   void Close(const grpc::Status& status) {
     if constexpr (kBatched) {
-      if (pending_.events_size() > 0) SendBatch(absl::Now());
+      if (pending_.events_size() > 0) SendBatch(Now());
     }
     std::unique_lock<std::mutex> lock(mu_);
     closed_ = true;
@@ -138,6 +145,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     if (req_.follow()) {
       if (queue_.size() >= max_queued_) {
         dropped_ += events;
+        service_->CountDropped(events);
         return;
       }
     } else if (queue_.size() >= max_queued_) {
@@ -236,7 +244,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     std::unique_ptr<grpc::ClientContext> ctx;
     std::atomic<bool> cancelled{false};
     std::thread reader;
-    std::atomic<int64_t> last_heard_ns{absl::GetCurrentTimeNanos()};
+    std::atomic<int64_t> last_heard_ns{0};  // on the service's clock
     std::atomic<bool> done{false};
     std::atomic<bool> held_back{false};  // waiting for us, not for the peer
     bool timed_out = false;              // cancelled by us for silence (producer thread only)
@@ -271,7 +279,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     if (!req_.follow() && inbox_.size() >= kMaxInbox) {
       c->held_back = true;
       inbox_space_cv_.wait(lock, [&] { return inbox_.size() < kMaxInbox || c->cancelled.load(); });
-      c->last_heard_ns = absl::GetCurrentTimeNanos();
+      c->last_heard_ns = absl::ToUnixNanos(Now());
       c->held_back = false;
     }
     inbox_.push_back(std::move(item));
@@ -290,7 +298,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       bool any = false;
       while (reader->Read(&b)) {
         any = true;
-        c->last_heard_ns = absl::GetCurrentTimeNanos();
+        c->last_heard_ns = absl::ToUnixNanos(Now());
         Inbox item{Inbox::kEvents, address, {}, FromTimestamp(b.watermark()), ""};
         item.events.reserve(static_cast<size_t>(b.events_size()));
         for (Response& r : *b.mutable_events()) item.events.push_back(std::move(r));
@@ -306,7 +314,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
         auto reader = RawCall<Response>(c->peer.channel.get(), kGetFlows, ctx, req_);
         Response r;
         while (reader->Read(&r)) {
-          c->last_heard_ns = absl::GetCurrentTimeNanos();
+          c->last_heard_ns = absl::ToUnixNanos(Now());
           Inbox item{Inbox::kEvents, address, {}, std::nullopt, ""};
           item.events.push_back(std::move(r));
           Deliver(c, std::move(item));
@@ -329,6 +337,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     std::lock_guard<std::mutex> lock(calls_mu_);
     auto call = std::make_unique<PeerCall>();
     call->peer = peer;
+    call->last_heard_ns = absl::ToUnixNanos(Now());
     PeerCall* c = call.get();
     call->reader = std::thread([this, c] { ReadPeer(c); });
     calls_.push_back(std::move(call));
@@ -377,7 +386,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     const bool streamed = all || oldest;
     WatermarkMerge merge(absl::InfiniteDuration(), std::numeric_limits<size_t>::max());
     std::map<std::string, std::vector<Response>> collected;
-    for (const auto& [address, name] : open) merge.AddPeer(address, absl::Now());
+    for (const auto& [address, name] : open) merge.AddPeer(address, Now());
     uint64_t flows_out = 0;
     const std::string& me = service_->options().name;
     auto emit = [&](std::vector<Response> rs) {
@@ -388,7 +397,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
         rs.resize(keep);
       }
       const absl::Time last = rs.empty() ? absl::UnixEpoch() : ResponseTime(rs.back());
-      Emit(std::move(rs), last, absl::Now());
+      Emit(std::move(rs), last, Now());
     };
     while (!open.empty() && !Cancelled()) {
       for (Inbox& item : TakeInbox(absl::Milliseconds(50))) {
@@ -399,12 +408,12 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
           const absl::Time last = ResponseTime(item.events.back());
           for (Response& r : item.events) {
             if (streamed) {
-              merge.Push(item.address, std::move(r), absl::Now());
+              merge.Push(item.address, std::move(r), Now());
             } else {
               collected[item.address].push_back(std::move(r));
             }
           }
-          if (streamed) merge.Watermark(item.address, last, absl::Now());
+          if (streamed) merge.Watermark(item.address, last, Now());
         } else if (item.kind == Inbox::kEnded) {
           if (!item.error.empty()) {
             EmitStatus(NodeStatus(::relay::NODE_ERROR, {open[item.address]}, item.error, me));
@@ -426,7 +435,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
         collected.erase(address);  // a partial history would misplace the global newest N
       }
       if (streamed) {
-        emit(merge.Release(absl::Now()));
+        emit(merge.Release(Now()));
         if (oldest && req_.number() > 0 && flows_out >= req_.number()) break;
       }
     }
@@ -437,7 +446,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       return;
     }
     if (streamed) {
-      emit(merge.Release(absl::Now()));
+      emit(merge.Release(Now()));
     } else {
       HistoricalMerge newest(req_.number(), false);
       for (auto& [address, rs] : collected) newest.AddStream(std::move(rs));
@@ -450,7 +459,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   // cluster's answer for longer; returns their addresses.
   std::vector<std::string> CancelSilentPeers() {
     const absl::Duration timeout = service_->options().peer_timeout;
-    const int64_t now = absl::GetCurrentTimeNanos();
+    const int64_t now = absl::ToUnixNanos(Now());
     std::vector<std::string> silent;
     std::lock_guard<std::mutex> lock(calls_mu_);
     for (auto& c : calls_) {
@@ -477,7 +486,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     bool first_round = true;
     absl::Time next_peer_check = absl::InfinitePast();
     while (!Cancelled()) {
-      absl::Time now = absl::Now();
+      absl::Time now = Now();
       if (now >= next_peer_check) {
         next_peer_check = now + options.peer_update_interval;
         for (const Peer& p : service_->pool().Snapshot()) {
@@ -492,7 +501,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
         first_round = false;
       }
       std::deque<Inbox> items = TakeInbox(absl::Milliseconds(10));
-      now = absl::Now();
+      now = Now();
       for (Inbox& item : items) {
         if (item.kind != Inbox::kEnded && joining.erase(item.address) > 0) {
           EmitStatus(NodeStatus(::relay::NODE_CONNECTED, {streaming[item.address]}, "", me));
@@ -565,14 +574,14 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     return std::exchange(dropped_, 0);
   }
 
-  static Response DroppedNotice(uint64_t count, const std::string& relay_name) {
+  Response DroppedNotice(uint64_t count, const std::string& relay_name) {
     ::observer::GetFlowsResponse r;
     flow::LostEvent* lost = r.mutable_lost_events();
     lost->set_source(flow::HUBBLE_RING_BUFFER);
     lost->set_num_events_lost(count);
     lost->mutable_cpu()->set_value(0);
     r.set_node_name(relay_name);
-    *r.mutable_time() = ToTimestamp(absl::Now());
+    *r.mutable_time() = ToTimestamp(Now());
     return ToRaw(r);
   }
 
@@ -627,7 +636,10 @@ grpc::ServerUnaryReactor* RelayService::AnswerOffThread(grpc::CallbackServerCont
 }
 
 RelayService::RelayService(PeerPool& pool, RelayOptions options)
-    : pool_(pool), options_(std::move(options)), batch_service_(this) {}
+    : pool_(pool),
+      options_(std::move(options)),
+      clock_(options_.clock ? *options_.clock : Clock::Real()),
+      batch_service_(this) {}
 
 RelayService::~RelayService() { threads_.JoinAll(); }
 

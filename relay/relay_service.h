@@ -14,6 +14,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "api/clock.h"
 #include "api/owned_threads.h"
 #include "api/version.h"
 #include "flowscope/v1/flowscope.grpc.pb.h"
@@ -37,6 +38,7 @@ struct RelayOptions {
   size_t max_queued = 8192;
   // Client flow streams served at once; more get RESOURCE_EXHAUSTED.
   int max_streams = 1024;
+  const Clock* clock = nullptr;  // the real one when unset
 };
 
 class RelayService;
@@ -85,7 +87,11 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
 
   PeerPool& pool() { return pool_; }
   const RelayOptions& options() const { return options_; }
+  const Clock& clock() const { return clock_; }
   std::atomic<int>& active_streams() { return active_streams_; }
+  // Follow responses dropped because a client did not read them in time (reported to it).
+  uint64_t dropped_for_slow_clients() const { return dropped_.load(std::memory_order_relaxed); }
+  void CountDropped(uint64_t n) { dropped_.fetch_add(n, std::memory_order_relaxed); }
   OwnedThreads& threads() { return threads_; }
 
  private:
@@ -100,9 +106,10 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
 
   PeerPool& pool_;
   const RelayOptions options_;
+  const Clock& clock_;
   RelayBatchService batch_service_;
-  const absl::Time start_ = absl::Now();
   std::atomic<int> active_streams_{0};
+  std::atomic<uint64_t> dropped_{0};
   OwnedThreads threads_;  // last: joined first, while everything its threads use is there
 };
 

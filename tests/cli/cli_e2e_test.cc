@@ -20,6 +20,7 @@
 #include "tests/testing/observer_process.h"
 #include "tests/testing/shell.h"
 #include "tests/testing/traffic.h"
+#include "tests/testing/wait.h"
 
 namespace flowscope::cli {
 namespace {
@@ -59,12 +60,7 @@ class CliE2eTest : public testing::NetnsTestBase {
   // Waits until `observe` shows the TCP exchange (the drain publishes in batches).
   std::string WaitForFlows(const std::string& args, const std::string& needle) {
     std::string out;
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (absl::Now() < deadline) {
-      out = Cli(args);
-      if (out.find(needle) != std::string::npos) break;
-      absl::SleepFor(absl::Milliseconds(100));
-    }
+    testing::WaitUntil([&] { return (out = Cli(args)).find(needle) != std::string::npos; });
     return out;
   }
 
@@ -154,14 +150,13 @@ TEST_F(CliE2eTest, FollowEndsCleanlyOnSigint) {
   };
   // Traffic until the follow shows it (it follows from when it connected, which takes a
   // while under the sanitizers): a condition, not a guess at how long that is.
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (output().find("TCP Flags: SYN") == std::string::npos && absl::Now() < deadline) {
-    testing::TcpExchange(*net_, 8080);
-    const absl::Time shown = absl::Now() + absl::Seconds(1);
-    while (output().find("TCP Flags: SYN") == std::string::npos && absl::Now() < shown) {
-      std::this_thread::yield();
-    }
-  }
+  auto shown = [&] { return output().find("TCP Flags: SYN") != std::string::npos; };
+  testing::WaitUntil(
+      [&] {
+        testing::TcpExchange(*net_, 8080);
+        return testing::WaitUntil(shown, absl::Seconds(1));
+      },
+      absl::Seconds(20));
   auto st = (*follow)->Signal(SIGINT, absl::Seconds(5));
   ASSERT_TRUE(st.ok());
   EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0);

@@ -16,6 +16,7 @@
 #include "cmd/cli/commands.h"
 #include "observer/observer_service.h"
 #include "tests/testing/flow_records.h"
+#include "tests/testing/wait.h"
 
 namespace flowscope::cli {
 namespace {
@@ -102,8 +103,9 @@ TEST_F(ObserveTest, InterruptEndsAFollowQueryCleanly) {
   std::ostringstream out, err;
   int rc = -1;
   std::thread cli([&] { rc = Observe(opts_, o, {}, out, err, &interrupted); });
-  absl::SleepFor(absl::Milliseconds(300));  // the query is following, nothing more to come
-  interrupted = true;                       // what Ctrl-C sets
+  // The query has sent the last 3 and waits for more.
+  ASSERT_TRUE(testing::WaitUntil([&] { return service_->parked_streams() == 1; }));
+  interrupted = true;  // what Ctrl-C sets
   cli.join();
   EXPECT_EQ(rc, 0) << err.str();
   EXPECT_EQ(err.str(), "");

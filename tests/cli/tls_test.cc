@@ -23,6 +23,7 @@
 #include "relay/peer_pool.h"
 #include "relay/relay_service.h"
 #include "tests/testing/shell.h"
+#include "tests/testing/wait.h"
 
 namespace flowscope::cli {
 namespace {
@@ -270,11 +271,9 @@ TEST_F(TlsTest, TheRelayReachesAnObserverOverTls) {
   ServerOptions o;
   o.server = absl::StrCat("127.0.0.1:", server->tcp_port());
   std::string text;
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < deadline) {
-    if (StatusOf(o, &text) == 0 && text.find("Connected Nodes: 1/1") != std::string::npos) break;
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+  testing::WaitUntil([&] {
+    return StatusOf(o, &text) == 0 && text.find("Connected Nodes: 1/1") != std::string::npos;
+  });
   EXPECT_THAT(text, HasSubstr("Connected Nodes: 1/1"));
   std::ostringstream out, err;
   EXPECT_EQ(ListNodes(o, "json", out, err), 0) << err.str();

@@ -21,6 +21,7 @@
 #include "absl/time/clock.h"
 #include "tests/testing/bpf_env.h"
 #include "tests/testing/shell.h"
+#include "tests/testing/wait.h"
 
 namespace flowscope {
 namespace {
@@ -112,27 +113,27 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
   // Wait until the traffic has produced everything asserted below (a few seconds).
   std::vector<json> tie, dropped, dns, recent;
   bool syn = false, syn_ack = false, fin = false;
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (absl::Now() < deadline) {
-    tie = Flows("observe --since 3m --pod default/tiefighter");
-    dropped = Flows("observe --last 50 --pod default/xwing --verdict DROPPED");
-    dns = Flows("observe --last 50 --to-port 53 --protocol UDP");
-    recent = Flows("observe --last 300");
-    syn = syn_ack = fin = false;
-    for (const json& f : tie) {
-      if (!Pod(f, "destination").starts_with("deathstar-") &&
-          !Pod(f, "source").starts_with("deathstar-")) {
-        continue;
-      }
-      syn |= Flag(f, "SYN") && !Flag(f, "ACK") && !f.value("is_reply", true);
-      syn_ack |= Flag(f, "SYN") && Flag(f, "ACK") && f.value("is_reply", false);
-      fin |= Flag(f, "FIN");
-    }
-    std::set<std::string> nodes;
-    for (const json& f : recent) nodes.insert(f.value("node_name", ""));
-    if (syn && syn_ack && fin && !dropped.empty() && !dns.empty() && nodes.size() == 2) break;
-    absl::SleepFor(absl::Milliseconds(500));
-  }
+  testing::WaitUntil(
+      [&] {
+        tie = Flows("observe --since 3m --pod default/tiefighter");
+        dropped = Flows("observe --last 50 --pod default/xwing --verdict DROPPED");
+        dns = Flows("observe --last 50 --to-port 53 --protocol UDP");
+        recent = Flows("observe --last 300");
+        syn = syn_ack = fin = false;
+        for (const json& f : tie) {
+          if (!Pod(f, "destination").starts_with("deathstar-") &&
+              !Pod(f, "source").starts_with("deathstar-")) {
+            continue;
+          }
+          syn |= Flag(f, "SYN") && !Flag(f, "ACK") && !f.value("is_reply", true);
+          syn_ack |= Flag(f, "SYN") && Flag(f, "ACK") && f.value("is_reply", false);
+          fin |= Flag(f, "FIN");
+        }
+        std::set<std::string> nodes;
+        for (const json& f : recent) nodes.insert(f.value("node_name", ""));
+        return syn && syn_ack && fin && !dropped.empty() && !dns.empty() && nodes.size() == 2;
+      },
+      absl::Seconds(30));
 
   // tiefighter lands: SYN, SYN-ACK (a reply), FIN, forwarded, to deathstar port 80.
   EXPECT_TRUE(syn && syn_ack && fin) << "SYN " << syn << " SYN-ACK " << syn_ack << " FIN " << fin;

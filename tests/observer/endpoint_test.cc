@@ -9,6 +9,7 @@
 #include "observer/endpoint_source.h"
 #include "observer/endpoint_table.h"
 #include "observer/flow_query.h"
+#include "tests/testing/wait.h"
 
 namespace flowscope::observer {
 namespace {
@@ -172,9 +173,7 @@ TEST(EndpointFileTest, ReloadsWhenTheFileChangesAndKeepsTheLastGoodSet) {
   EXPECT_EQ(t.Get(LookupIp(t, "10.0.1.5"))->pod_name, "tiefighter");
 
   auto wait_loads = [&](uint64_t n) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (src.loads() < n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
-    return src.loads() >= n;
+    return testing::WaitUntil([&] { return src.loads() >= n; });
   };
   write("- {ip: 10.0.1.5, namespace: default, pod: xwing}\n");
   ASSERT_TRUE(wait_loads(2));
@@ -183,9 +182,7 @@ TEST(EndpointFileTest, ReloadsWhenTheFileChangesAndKeepsTheLastGoodSet) {
   // A broken file, an empty one and one with no valid entry each keep the last good
   // endpoints: the source reads each (attempts) and refuses it (last_error), loads stay.
   auto wait_attempts = [&](uint64_t n) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (src.attempts() < n && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
-    return src.attempts() >= n;
+    return testing::WaitUntil([&] { return src.attempts() >= n; });
   };
   uint64_t attempts = src.attempts();
   for (const char* bad : {"[this is not: valid", "", "- {ip: not-an-address}\n- {colour: red}\n"}) {

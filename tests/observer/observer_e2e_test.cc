@@ -20,6 +20,7 @@
 #include "tests/testing/netns_test_base.h"
 #include "tests/testing/observer_process.h"
 #include "tests/testing/traffic.h"
+#include "tests/testing/wait.h"
 
 namespace flowscope::observer {
 namespace {
@@ -104,15 +105,14 @@ TEST_F(ObserverE2eTest, RealFlowsWithNamesVerdictsFlagsAndDirections) {
 
   // The drain publishes within ~100 ms; wait for the last expected flow.
   std::vector<flow::Flow> flows;
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
   auto has_drop = [&] {
     return std::any_of(flows.begin(), flows.end(),
                        [](const flow::Flow& f) { return f.verdict() == flow::DROPPED; });
   };
-  while (absl::Now() < deadline && (flows.size() < 4 || !has_drop())) {
+  testing::WaitUntil([&] {
     flows = Flows("default/tiefighter");
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+    return flows.size() >= 4 && has_drop();
+  });
 
   // tiefighter's own packets, seen as they leave it (from-endpoint) and as they reach the
   // deathstar (to-endpoint).
@@ -239,11 +239,7 @@ TEST_F(ObserverE2eTest, APolicyThatCannotBeReadKeepsTheLastGoodOneInForce) {
   const std::filesystem::path policy = dir_ / "policy.yaml";
   const std::string refused = "the last good policy (1 rules) stays in force";
   auto wait_refusals = [&](size_t n) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (Occurrences(Log(), refused) < n && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    return Occurrences(Log(), refused) >= n;
+    return testing::WaitUntil([&] { return Occurrences(Log(), refused) >= n; });
   };
   // Each way of breaking the file while the observer runs: the deny rule stays in the datapath.
   struct Breakage {
@@ -282,10 +278,7 @@ TEST_F(ObserverE2eTest, APolicyThatCannotBeReadKeepsTheLastGoodOneInForce) {
   // Only a valid file with no rules removes them.
   std::filesystem::remove(policy);
   std::ofstream(policy) << "deny: []\n";
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (Occurrences(Log(), "policy: 0 rules") == 0 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  testing::WaitUntil([&] { return Occurrences(Log(), "policy: 0 rules") > 0; });
   EXPECT_TRUE(testing::TryConnect(*net_, 8081, absl::Seconds(2))) << Log();
 }
 
@@ -300,19 +293,18 @@ TEST_F(ObserverE2eTest, FlagsComeFromAConfigFileToo) {
       (dir_ / "observer.log").string());
   ASSERT_TRUE(p.ok());
   daemon_ = std::move(p).value();
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
   ::observer::GetNodesResponse nodes;
-  while (absl::Now() < deadline) {
-    ASSERT_TRUE(daemon_->Running()) << Log();
-    if (std::filesystem::exists(socket_)) {
-      auto stub = ::observer::Observer::NewStub(
-          grpc::CreateChannel("unix://" + socket_, grpc::InsecureChannelCredentials()));
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
-      if (stub->GetNodes(&ctx, {}, &nodes).ok()) break;
-    }
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  testing::WaitUntil(
+      [&] {
+        if (!daemon_->Running() || !std::filesystem::exists(socket_)) return !daemon_->Running();
+        auto stub = ::observer::Observer::NewStub(
+            grpc::CreateChannel("unix://" + socket_, grpc::InsecureChannelCredentials()));
+        grpc::ClientContext ctx;
+        ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+        return stub->GetNodes(&ctx, {}, &nodes).ok();
+      },
+      absl::Seconds(20));
+  ASSERT_TRUE(daemon_->Running()) << Log();
   ASSERT_EQ(nodes.nodes_size(), 1) << Log();
   EXPECT_EQ(nodes.nodes(0).name(), "from-config");
   EXPECT_EQ(nodes.nodes(0).max_flows(), 1023u);

@@ -22,6 +22,7 @@
 #include "bpf/flow_event.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/testing/flow_records.h"
+#include "tests/testing/wait.h"
 
 namespace flowscope::observer {
 namespace {
@@ -50,7 +51,8 @@ class ObserverServiceTest : public ::testing::Test {
                                                  ObserverOptions{.node_name = "node-1",
                                                                  .address = "unix://" + socket_,
                                                                  .watermark = &watermark_,
-                                                                 .max_batch_events = 256});
+                                                                 .max_batch_events = 256,
+                                                                 .clock = clock_});
     auto server = GrpcServer::Start({service_.get(), service_->batch_service()}, {socket_, ""});
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(server).value();
@@ -79,12 +81,7 @@ class ObserverServiceTest : public ::testing::Test {
   // Waits until `n` follow streams have caught up with the ring (so they have positioned
   // themselves and see everything written from now on).
   bool WaitParked(size_t n) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (service_->parked_streams() < n) {
-      if (absl::Now() > deadline) return false;
-      std::this_thread::yield();
-    }
-    return true;
+    return testing::WaitUntil([&] { return service_->parked_streams() >= n; });
   }
 
   std::vector<::observer::GetFlowsResponse> GetFlows(const ::observer::GetFlowsRequest& req,
@@ -108,6 +105,7 @@ class ObserverServiceTest : public ::testing::Test {
   std::unique_ptr<::observer::Observer::Stub> stub_;
   std::unique_ptr<::flowscope::v1::FlowStream::Stub> batch_stub_;
   IngestWatermark watermark_;
+  const Clock* clock_ = nullptr;  // the service's; the real one unless a test sets it
   std::filesystem::path dir_;
   std::string socket_;
   uint64_t seq_ = 0;
@@ -240,10 +238,8 @@ TEST_F(ObserverServiceTest, FollowStreamsNewFlowsAndCancelFreesTheStream) {
   while (reader->Read(&resp)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (service_->active_streams() != 0 && absl::Now() < deadline)
-    absl::SleepFor(absl::Milliseconds(5));
-  EXPECT_EQ(service_->active_streams(), 0) << "the cancelled stream released its reader";
+  EXPECT_TRUE(testing::WaitUntil([&] { return service_->active_streams() == 0; }))
+      << "the cancelled stream released its reader";
 }
 
 TEST_F(ObserverServiceTest, StatusNodesAndNamespaces) {
@@ -308,6 +304,44 @@ TEST_F(ObserverServiceTest, FollowWithAnUntilInThePastEnds) {
   const grpc::Status status = reader->Finish();
   EXPECT_TRUE(status.ok()) << "ends by itself, not at the deadline: " << status.error_message();
   EXPECT_EQ(flows, 0);
+}
+
+// The service on a clock the test moves.
+class ObserverServiceClockTest : public ObserverServiceTest {
+ protected:
+  ObserverServiceClockTest() { clock_ = &manual_; }
+  ManualClock manual_{absl::Now()};
+};
+
+TEST_F(ObserverServiceClockTest, AFollowWithAnUntilEndsOnceTheClockHasPassedIt) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  ::observer::GetFlowsRequest req;
+  req.set_follow(true);
+  *req.mutable_until() = ToTimestamp(manual_.Now() + absl::Hours(1));
+  auto reader = stub_->GetFlows(&ctx, req);
+  ASSERT_TRUE(WaitParked(1));
+  Write(3);
+  ::observer::GetFlowsResponse resp;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(reader->Read(&resp));
+    EXPECT_TRUE(resp.has_flow());
+  }
+  ASSERT_TRUE(WaitParked(1)) << "nothing more until the hour has passed";
+  EXPECT_EQ(service_->active_streams(), 1);
+  // An hour and the late records' second later the stream ends by itself.
+  manual_.Advance(absl::Hours(1) + FlowQuery::kLateRecords + absl::Seconds(1));
+  EXPECT_FALSE(reader->Read(&resp));
+  const grpc::Status status = reader->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
+TEST_F(ObserverServiceClockTest, StatusIsOnTheServicesClock) {
+  manual_.Advance(absl::Minutes(90));
+  grpc::ClientContext ctx;
+  ::observer::ServerStatusResponse status;
+  ASSERT_TRUE(stub_->ServerStatus(&ctx, {}, &status).ok());
+  EXPECT_EQ(status.uptime_ns(), static_cast<uint64_t>(absl::ToInt64Nanoseconds(absl::Minutes(90))));
 }
 
 TEST_F(ObserverServiceTest, StreamsBeyondTheCapAreResourceExhaustedUntilOneCloses) {

@@ -13,6 +13,8 @@
 #include <iterator>
 #include <set>
 
+#include "tests/testing/wait.h"
+
 namespace flowscope::relay {
 namespace {
 
@@ -111,16 +113,13 @@ TEST_F(PeerPoolTest, FileChangesAddAndClosePeersWhileRunning) {
   }
 
   WriteFile("unix:///run/b.sock\nunix:///run/c.sock\n");
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < deadline &&
-         Addresses(pool) != std::vector<std::string>{"unix:///run/b.sock", "unix:///run/c.sock"}) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  testing::WaitUntil([&] {
+    return Addresses(pool) == std::vector<std::string>{"unix:///run/b.sock", "unix:///run/c.sock"};
+  });
   EXPECT_THAT(Addresses(pool), ElementsAre("unix:///run/b.sock", "unix:///run/c.sock"));
 
   WriteFile("# nobody\n");
-  const absl::Time d2 = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < d2 && !Addresses(pool).empty()) absl::SleepFor(absl::Milliseconds(20));
+  testing::WaitUntil([&] { return Addresses(pool).empty(); });
   EXPECT_THAT(Addresses(pool), IsEmpty());
   pool.Stop();
 }

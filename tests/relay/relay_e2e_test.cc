@@ -11,12 +11,14 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "tests/testing/netns_test_base.h"
 #include "tests/testing/observer_process.h"
 #include "tests/testing/shell.h"
 #include "tests/testing/traffic.h"
+#include "tests/testing/wait.h"
 
 namespace flowscope::relay {
 namespace {
@@ -49,10 +51,8 @@ class RelayE2eTest : public testing::NetnsTestBase {
     ASSERT_TRUE(relay.ok());
     relay_ = std::move(relay).value();
     // Serving once its socket is there (the CLI reports a missing socket at once).
-    const absl::Time deadline = absl::Now() + absl::Seconds(20);
-    while (!std::filesystem::exists(relay_socket_) && relay_->Running() && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(20));
-    }
+    testing::WaitUntil([&] { return std::filesystem::exists(relay_socket_) || !relay_->Running(); },
+                       absl::Seconds(20));
     if (!relay_first_) WaitForStatus("Connected Nodes: 2/2");
   }
 
@@ -79,13 +79,13 @@ class RelayE2eTest : public testing::NetnsTestBase {
   // Polls `flowscope status` through the relay until its output contains `want`.
   std::string WaitForStatus(const std::string& want) {
     std::string out;
-    const absl::Time deadline = absl::Now() + absl::Seconds(20);
-    while (absl::Now() < deadline) {
-      out = Cli("status");
-      if (out.find(want) != std::string::npos) return out;
-      EXPECT_TRUE(relay_->Running());
-      absl::SleepFor(absl::Milliseconds(100));
-    }
+    const bool said = testing::WaitUntil(
+        [&] {
+          EXPECT_TRUE(relay_->Running());
+          return (out = Cli("status")).find(want) != std::string::npos;
+        },
+        absl::Seconds(20));
+    if (said) return out;
     ADD_FAILURE() << "status never said \"" << want << "\":\n" << out;
     return out;
   }
@@ -117,13 +117,10 @@ TEST_F(RelayE2eTest, TheCliSeesTheClusterThroughTheRelay) {
 
   const uint16_t port = testing::TcpExchange(*net_, 8080);
   std::string out;
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < deadline) {
-    out =
-        Cli(absl::StrCat("observe --since 3m --pod default/tiefighter --print-node-name -o json"));
-    if (out.find("node-1") != std::string::npos && out.find("node-2") != std::string::npos) break;
-    absl::SleepFor(absl::Milliseconds(200));
-  }
+  testing::WaitUntil([&] {
+    out = Cli("observe --since 3m --pod default/tiefighter --print-node-name -o json");
+    return out.find("node-1") != std::string::npos && out.find("node-2") != std::string::npos;
+  });
   std::string last_time;
   int flows = 0;
   for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
@@ -182,10 +179,7 @@ TEST_F(RelayE2eTest, AFollowQueryKeepsFlowingWhileANodeHangs) {
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   };
   auto wait_for = [&](const std::string& want, absl::Duration limit = absl::Seconds(15)) {
-    const absl::Time deadline = absl::Now() + limit;
-    while (absl::Now() < deadline && log_text().find(want) == std::string::npos) {
-      absl::SleepFor(absl::Milliseconds(100));
-    }
+    testing::WaitUntil([&] { return log_text().find(want) != std::string::npos; }, limit);
     return log_text();
   };
   // The stream reaches both nodes once a connection made now comes through (flows from before
@@ -220,15 +214,20 @@ TEST_F(RelayE2eTest, AFollowQueryKeepsFlowingWhileANodeHangs) {
 
   // node-2 wakes up: its flows are part of the stream again.
   kill(hung, SIGCONT);
-  const size_t before = out.size();
+  // A connection made now, seen by node-2 (node-1 sees it too, and sooner).
+  auto seen_by_node2 = [&](const std::string& port) {
+    for (absl::string_view line : absl::StrSplit(log_text(), '\n')) {
+      if (absl::StrContains(line, port) && absl::StrContains(line, from_node2)) return true;
+    }
+    return false;
+  };
   bool back = false;
   for (int attempt = 0; attempt < 10 && !back; ++attempt) {
     const std::string again = absl::StrCat(
         "\"source_port\":", testing::TcpExchange(*net_, static_cast<uint16_t>(8110 + attempt)));
-    out = wait_for(again, absl::Seconds(3));
-    const std::string fresh = out.substr(before);
-    back = fresh.find(again) != std::string::npos && fresh.find(from_node2) != std::string::npos;
+    back = testing::WaitUntil([&] { return seen_by_node2(again); }, absl::Seconds(3));
   }
+  out = log_text();
   EXPECT_TRUE(back) << "node-2 rejoins the stream after it answers again:\n" << out;
   const absl::StatusOr<int> exit = (*follow)->Signal(SIGINT, absl::Seconds(5));
   ASSERT_TRUE(exit.ok()) << exit.status();
@@ -254,12 +253,10 @@ TEST_F(RelayFirstE2eTest, ServesObserversThatComeUpAfterIt) {
   WaitForStatus("Connected Nodes: 2/2");
   testing::TcpExchange(*net_, 8080);
   std::string out;
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (absl::Now() < deadline) {
+  testing::WaitUntil([&] {
     out = Cli("observe --since 3m --print-node-name");
-    if (out.find("node-1") != std::string::npos && out.find("node-2") != std::string::npos) break;
-    absl::SleepFor(absl::Milliseconds(200));
-  }
+    return out.find("node-1") != std::string::npos && out.find("node-2") != std::string::npos;
+  });
   EXPECT_THAT(out, HasSubstr("node-1"));
   EXPECT_THAT(out, HasSubstr("node-2"));
 }

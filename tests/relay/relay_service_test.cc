@@ -25,6 +25,7 @@
 #include "observer/observer_service.h"
 #include "relay/merge.h"
 #include "tests/testing/flow_records.h"
+#include "tests/testing/wait.h"
 
 namespace flowscope::relay {
 namespace {
@@ -96,9 +97,8 @@ struct Node {
 // Waits until each node serves a follow stream that has caught up with its ring: the relay's
 // peer streams are open, and every flow written from now on reaches them.
 void WaitForPeerStreams(std::initializer_list<const Node*> nodes) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
   for (const Node* n : nodes) {
-    while (n->service->parked_streams() == 0 && absl::Now() < deadline) std::this_thread::yield();
+    testing::WaitUntil([n] { return n->service->parked_streams() > 0; });
   }
 }
 
@@ -307,14 +307,12 @@ class Follower {
   // Waits (up to 20 s) until `done` holds for what has been received; returns a copy.
   std::vector<::observer::GetFlowsResponse> WaitFor(
       const std::function<bool(const std::vector<::observer::GetFlowsResponse>&)>& done) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(20);
-    while (absl::Now() < deadline) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (done(got_)) return got_;
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
+    testing::WaitUntil(
+        [&] {
+          std::lock_guard<std::mutex> lock(mu_);
+          return done(got_);
+        },
+        absl::Seconds(20));
     std::lock_guard<std::mutex> lock(mu_);
     return got_;
   }
@@ -446,6 +444,48 @@ TEST_F(WatermarkRelayTest, AllStreamsThroughTheMergeAndKeepsWhatAHangingNodeSent
   EXPECT_TRUE(reader->Finish().ok());
   EXPECT_TRUE(error_for_stalled) << "the hanging node is reported";
   EXPECT_THAT(flows, ElementsAre("node-a:10", "node-s:20", "node-s:30", "node-a:40"));
+  (*stall_server)->Shutdown(absl::Milliseconds(100));
+}
+
+TEST_F(WatermarkRelayTest, AHungNodeIsLeftOutOnceTheRelaysClockPassesThePeerTimeout) {
+  // The relay on a clock the test moves: an hour's timeout passes at once.
+  ManualClock clock(absl::Now());
+  options_.clock = &clock;
+  options_.peer_timeout = absl::Hours(1);
+  const absl::Time base = absl::Now() - absl::Seconds(10);
+  std::vector<::observer::GetFlowsResponse> answer;
+  for (int ms : {20, 30}) {
+    ::observer::GetFlowsResponse r;
+    r.set_node_name("node-s");
+    *r.mutable_time() = ToTimestamp(base + absl::Milliseconds(ms));
+    *r.mutable_flow()->mutable_time() = r.time();
+    r.mutable_flow()->set_node_name("node-s");
+    answer.push_back(r);
+  }
+  StallingObserver stalling(answer);
+  const std::string stall_socket = dir_ + "/stall.sock";
+  auto stall_server = GrpcServer::Start({&stalling}, {stall_socket, ""});
+  ASSERT_TRUE(stall_server.ok()) << stall_server.status();
+  StartRelay({"unix://" + stall_socket});
+  ::observer::GetFlowsRequest all;
+  all.set_number(std::numeric_limits<uint64_t>::max());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = stub_->GetFlows(&ctx, all);
+  ::observer::GetFlowsResponse r;
+  int flows = 0;
+  while (flows < 2 && reader->Read(&r)) flows += r.has_flow();
+  ASSERT_EQ(flows, 2) << "what the node sent before it hung";
+  // The relay heard from it at the clock's time; an hour later (on its clock) it gives up.
+  clock.Advance(absl::Hours(1) + absl::Seconds(1));
+  std::string error;
+  while (reader->Read(&r)) {
+    if (r.has_node_status() && r.node_status().state_change() == ::relay::NODE_ERROR) {
+      error = r.node_status().message();
+    }
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_THAT(error, ::testing::HasSubstr("no answer for 1h0m0s"));
   (*stall_server)->Shutdown(absl::Milliseconds(100));
 }
 
@@ -600,9 +640,10 @@ TEST_F(WatermarkRelayTest, ASlowFollowClientLosesFlowsAndIsToldExactlyHowMany) {
   for (int burst = 0; burst < 9; ++burst) {
     a_->Write(std::vector<int>(kPerNode / 9, 0), absl::Now());
     c_->Write(std::vector<int>(kPerNode / 9, 0), absl::Now());
-    absl::SleepFor(absl::Milliseconds(20));
+    absl::SleepFor(absl::Milliseconds(20));  // bursts, as a node's drain writes them
   }
-  absl::SleepFor(absl::Milliseconds(500));
+  // The relay drops what its client has no room for while the client still reads nothing.
+  ASSERT_TRUE(testing::WaitUntil([&] { return relay_->service->dropped_for_slow_clients() > 0; }));
   uint64_t flows = 0, lost = 0;
   while (flows + lost < 2 * kPerNode && reader->Read(&r)) {
     if (r.has_flow()) ++flows;

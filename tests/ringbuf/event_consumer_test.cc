@@ -14,6 +14,7 @@
 #include "test_producer.skel.h"
 #include "tests/ringbuf/test_event.h"
 #include "tests/testing/bpf_env.h"
+#include "tests/testing/wait.h"
 
 namespace flowscope::ringbuf {
 namespace {
@@ -74,12 +75,8 @@ void ExpectSequence(const std::vector<test_event>& events, uint64_t first, uint6
 }
 
 bool WaitForCount(const std::atomic<uint64_t>& count, uint64_t n) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (count.load(std::memory_order_acquire) < n) {
-    if (absl::Now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
+  return flowscope::testing::WaitUntil([&] { return count.load(std::memory_order_acquire) >= n; },
+                                       absl::Seconds(30));
 }
 
 TEST_F(EventConsumerTest, DeliversExactlyTheEventsProduced) {

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "tests/testing/wait.h"
 
 namespace flowscope::testing {
 
@@ -101,17 +102,12 @@ bool NetnsProcess::Running() {
 absl::StatusOr<int> NetnsProcess::Signal(int sig, absl::Duration timeout) {
   if (pid_ <= 0) return absl::FailedPreconditionError("not running");
   kill(pid_, sig);
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    int status = 0;
-    const pid_t r = waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      pid_ = -1;
-      return status;
-    }
-    absl::SleepFor(absl::Milliseconds(10));
+  int status = 0;
+  if (!WaitUntil([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, timeout)) {
+    return absl::DeadlineExceededError("the process did not exit");
   }
-  return absl::DeadlineExceededError("the process did not exit");
+  pid_ = -1;
+  return status;
 }
 
 NetnsProcess::~NetnsProcess() {

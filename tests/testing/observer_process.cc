@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/testing/wait.h"
 
 namespace flowscope::testing {
 
@@ -22,26 +23,22 @@ absl::StatusOr<std::unique_ptr<ObserverProcess>> ObserverProcess::Start(
   if (!proc.ok()) return proc.status();
   p->process_ = std::move(proc).value();
   // A fresh channel per try: one that failed to connect backs off for a second or more.
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (absl::Now() < deadline) {
-    if (!p->process_->Running()) {
-      return absl::FailedPreconditionError(absl::StrCat("the observer exited: ", p->Log()));
-    }
-    if (std::filesystem::exists(p->socket_)) {
-      auto health = grpc::health::v1::Health::NewStub(
-          grpc::CreateChannel(p->target(), grpc::InsecureChannelCredentials()));
-      grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
-      grpc::health::v1::HealthCheckRequest req;
-      req.set_service("hubble.server.Observer");
-      grpc::health::v1::HealthCheckResponse resp;
-      if (health->Check(&ctx, req, &resp).ok() &&
-          resp.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
-        return p;
-      }
-    }
-    absl::SleepFor(absl::Milliseconds(20));
-  }
+  bool exited = false;
+  auto serving = [&] {
+    if (!p->process_->Running()) return exited = true;
+    if (!std::filesystem::exists(p->socket_)) return false;
+    auto health = grpc::health::v1::Health::NewStub(
+        grpc::CreateChannel(p->target(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service("hubble.server.Observer");
+    grpc::health::v1::HealthCheckResponse resp;
+    return health->Check(&ctx, req, &resp).ok() &&
+           resp.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+  };
+  if (WaitUntil(serving, absl::Seconds(20)) && !exited) return p;
+  if (exited) return absl::FailedPreconditionError(absl::StrCat("the observer exited: ", p->Log()));
   return absl::DeadlineExceededError(absl::StrCat("the observer did not become ready: ", p->Log()));
 }
 
