@@ -36,21 +36,27 @@ uint64_t TimestampNanos(const google::protobuf::Timestamp& ts) {
   return seconds * 1'000'000'000 + nanos;
 }
 
-absl::Status CheckFlowsRequest(const ::observer::GetFlowsRequest& req) {
-  if (req.first() && req.follow()) {
-    return absl::InvalidArgumentError("first cannot be specified with follow");
+absl::Status CheckQueryWindow(bool first, bool follow, std::optional<uint64_t> since_ns,
+                              std::optional<uint64_t> until_ns) {
+  if (first && follow) return absl::InvalidArgumentError("first cannot be specified with follow");
+  if (since_ns && until_ns && *until_ns < *since_ns) {
+    return absl::InvalidArgumentError("until must not be before since");
   }
+  return absl::OkStatus();
+}
+
+absl::Status CheckFlowsRequest(const ::observer::GetFlowsRequest& req) {
   if (req.has_since()) {
     if (absl::Status s = CheckTimestamp(req.since(), "since"); !s.ok()) return s;
   }
   if (req.has_until()) {
     if (absl::Status s = CheckTimestamp(req.until(), "until"); !s.ok()) return s;
   }
-  if (req.has_since() && req.has_until() &&
-      TimestampNanos(req.until()) < TimestampNanos(req.since())) {
-    return absl::InvalidArgumentError("until must not be before since");
-  }
-  return absl::OkStatus();
+  auto nanos = [](bool has, const google::protobuf::Timestamp& ts) {
+    return has ? std::optional<uint64_t>(TimestampNanos(ts)) : std::nullopt;
+  };
+  return CheckQueryWindow(req.first(), req.follow(), nanos(req.has_since(), req.since()),
+                          nanos(req.has_until(), req.until()));
 }
 
 }  // namespace flowscope

@@ -10,6 +10,7 @@
 #include <google/protobuf/timestamp.pb.h>
 
 #include <cstdint>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -27,6 +28,11 @@ uint64_t TimestampNanos(const google::protobuf::Timestamp& ts);
 
 // first with follow, invalid since/until, until before since: InvalidArgument.
 absl::Status CheckFlowsRequest(const ::observer::GetFlowsRequest& req);
+
+// The part of it that holds for any query, by whatever it was asked (the ring's own queries
+// too): first with follow, until before since.
+absl::Status CheckQueryWindow(bool first, bool follow, std::optional<uint64_t> since_ns,
+                              std::optional<uint64_t> until_ns);
 
 // The answer to a request that does not decode, the same from every server.
 inline constexpr absl::string_view kUndecodableRequest =

@@ -1,14 +1,15 @@
 #include "observer/flow_query.h"
 
+#include "api/flows_request.h"
+
 namespace flowscope::observer {
 
 absl::StatusOr<FlowQuery> FlowQuery::Create(const Ring& ring, const QueryOptions& options,
                                             FlowPredicate predicate) {
-  if (options.first && options.follow) {
-    return absl::InvalidArgumentError("first cannot be specified with follow");
-  }
-  if (options.since_ns && options.until_ns && *options.until_ns < *options.since_ns) {
-    return absl::InvalidArgumentError("until must not be before since");
+  if (absl::Status s =
+          CheckQueryWindow(options.first, options.follow, options.since_ns, options.until_ns);
+      !s.ok()) {
+    return s;
   }
   return FlowQuery(ring, options, std::move(predicate));
 }
