@@ -20,9 +20,9 @@
 namespace flowscope {
 
 struct TlsServerFiles {
-  std::string cert_file;                     // PEM certificate chain
-  std::string key_file;                      // PEM private key
-  std::vector<std::string> client_ca_files;  // non-empty: require and verify client certificates
+  std::string cert_file;                          // PEM certificate chain
+  std::string key_file;                           // PEM private key
+  std::vector<std::string> client_ca_files = {};  // non-empty: require and verify client certs
 
   bool enabled() const { return !cert_file.empty() || !key_file.empty(); }
 };

@@ -71,6 +71,16 @@ int main(int argc, char** argv) {
   app.add_option("--tls-client-ca-files", o.tls.client_ca_files,
                  "CA files (PEM) clients must present certificates from (mutual TLS)")
       ->delimiter(',');
+  app.add_option("--http-address", o.http_address,
+                 "address of /metrics, /healthz and /readyz ('' for none)")
+      ->capture_default_str();
+  app.add_flag(
+      "--http-tls", o.http_tls,
+      "serve /metrics, /healthz and /readyz over HTTPS with --tls-cert-file/--tls-key-file "
+      "(and --tls-client-ca-files)");
+  app.add_option("--metrics", o.metrics,
+                 "Hubble metrics to count, e.g. \"flow:sourceContext=namespace drop tcp\" (flow, "
+                 "drop, tcp, port-distribution, icmp, flows-to-world; options as Hubble's)");
   app.add_option("--max-flow-streams", o.max_flow_streams,
                  "flow streams served at once; more are refused with RESOURCE_EXHAUSTED")
       ->capture_default_str()

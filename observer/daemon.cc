@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <time.h>
 
+#include <map>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -41,6 +42,13 @@ ObserverDaemon::~ObserverDaemon() { Stop(); }
 absl::Status ObserverDaemon::Start() {
   auto ring = Ring::Create(options_.ring_capacity);
   if (!ring.ok()) return ring.status();
+  auto metric_specs = ParseMetricSpecs(options_.metrics);
+  if (!metric_specs.ok()) return metric_specs.status();
+  if (options_.http_tls && !options_.tls.enabled()) {
+    return absl::InvalidArgumentError(
+        "--http-tls serves HTTPS with the TLS certificate flags: give --tls-cert-file and "
+        "--tls-key-file too");
+  }
   ring_ = std::move(ring).value();
   names_.Track(ring_.get());
 
@@ -116,6 +124,33 @@ absl::Status ObserverDaemon::Start() {
                                   {options_.listen_socket, options_.listen_address, tls});
   if (!server.ok()) return server.status();
   server_ = std::move(server).value();
+
+  flow_metrics_ =
+      std::make_unique<FlowMetrics>(*ring_, *table_, FlowMetricsOptions{.metrics = *metric_specs});
+  flow_metrics_->Start();
+  if (!options_.http_address.empty()) {
+    std::map<std::string, HttpHandler> routes;
+    routes["/healthz"] = [](const HttpRequest&) { return HttpResponse{.body = "ok\n"}; };
+    routes["/readyz"] = [this](const HttpRequest&) {
+      const std::string why = NotReady();
+      return why.empty() ? HttpResponse{.body = "ready\n"}
+                         : HttpResponse{.status = 503, .body = why + "\n"};
+    };
+    routes["/metrics"] = [this](const HttpRequest& r) {
+      const MetricsFormat format = NegotiateMetricsFormat(r.accept);
+      MetricsWriter w(format);
+      CollectMetrics(w);
+      return HttpResponse{.content_type = std::string(MetricsContentType(format)),
+                          .body = std::move(w).Finish()};
+    };
+    auto http = HttpServer::Start({.address = options_.http_address,
+                                   .tls = options_.http_tls ? options_.tls : TlsServerFiles{}},
+                                  std::move(routes));
+    if (!http.ok()) return http.status();
+    http_ = std::move(http).value();
+    FLOWSCOPE_LOG_INFO("http: /metrics, /healthz, /readyz on {}{}", http_->tls() ? "https://" : "",
+                       http_->bound());
+  }
   maintain_ = std::thread([this] { Maintain(); });
   started_ = true;
   FLOWSCOPE_LOG_INFO("serving on {} (node {}, ring capacity {}, {} interfaces attached)",
@@ -143,6 +178,7 @@ void ObserverDaemon::Drain() {
     }
     if (*n + *m > 0) ring_->Publish();
     drain_passes_.fetch_add(1, std::memory_order_release);
+    drain_pass_ns_.store(static_cast<int64_t>(started), std::memory_order_relaxed);
     // Everything committed before `started` has been written and published now.
     watermark_.Advance(parser_->AdvanceFloor(started - kCommitSlackNs));
   }
@@ -225,6 +261,8 @@ void ObserverDaemon::Maintain() {
 
 void ObserverDaemon::Stop() {
   if (stop_.exchange(true)) return;
+  if (http_) http_->Shutdown();
+  if (flow_metrics_) flow_metrics_->Stop();
   if (server_) server_->Shutdown(absl::Milliseconds(300));
   if (service_) service_->Shutdown();
   if (maintain_.joinable()) maintain_.join();
@@ -234,6 +272,90 @@ void ObserverDaemon::Stop() {
   if (endpoints_) endpoints_->Stop();
   server_.reset();
   service_.reset();
+}
+
+std::string ObserverDaemon::NotReady() const {
+  if (!started_ || stop_.load()) return "not started";
+  if (attach_ == nullptr) return "the datapath is not attached";
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  const int64_t now = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  // A pass ends at least every 20 ms when idle.
+  const int64_t idle = now - drain_pass_ns_.load(std::memory_order_relaxed);
+  if (idle > 2'000'000'000) {
+    return absl::StrCat("the drain has not completed a pass for ", idle / 1'000'000, " ms");
+  }
+  return "";
+}
+
+void ObserverDaemon::CollectMetrics(MetricsWriter& w) const {
+  const DaemonStats s = stats();
+  // Hubble's, when any Hubble metric is on (as Hubble registers it).
+  if (!options_.metrics.empty()) {
+    w.Counter("hubble_lost_events_total", "Number of lost events");
+    w.Sample({{"source", "perf_event_ring_buffer"}}, static_cast<double>(s.kernel_lost));
+    w.Sample({{"source", "observer_events_queue"}}, 0);
+    w.Sample({{"source", "hubble_ring_buffer"}},
+             static_cast<double>(flow_metrics_ ? flow_metrics_->missed() : 0));
+  }
+  if (flow_metrics_) flow_metrics_->Collect(w);
+
+  w.Gauge("flowscope_build_info", "flowscope's version");
+  w.Sample({{"version", FLOWSCOPE_VERSION}, {"component", "observer"}}, 1);
+  w.Gauge("flowscope_ready", "1 when /readyz answers 200");
+  w.Sample(NotReady().empty() ? 1 : 0);
+  w.Gauge("flowscope_ring_capacity", "Flows the in-memory ring holds at most");
+  w.Sample(static_cast<double>(ring_->Cap()));
+  w.Gauge("flowscope_ring_flows", "Flows the in-memory ring holds now");
+  w.Sample(static_cast<double>(ring_->Len()));
+  w.Counter("flowscope_ring_flows_written_total", "Flows written into the ring");
+  w.Sample(static_cast<double>(ring_->Written()));
+  w.Counter("flowscope_bpf_events_total", "Events drained from the BPF ring buffer");
+  w.Sample(static_cast<double>(s.events));
+  w.Counter("flowscope_bpf_events_malformed_total", "Drained events the parser refused");
+  w.Sample(static_cast<double>(s.malformed));
+  w.Counter("flowscope_bpf_ring_lost_total",
+            "Events the datapath could not reserve in the BPF ring buffer");
+  w.Sample(static_cast<double>(s.kernel_lost));
+  w.Gauge("flowscope_bpf_ring_capacity_bytes", "Size of the BPF ring buffer");
+  w.Sample(static_cast<double>(options_.datapath.ring_buffer_bytes));
+  w.Counter("flowscope_drain_passes_total", "Passes of the drain over the BPF ring buffer");
+  w.Sample(static_cast<double>(drain_passes_.load()));
+  if (service_) {
+    ::observer::ServerStatusResponse status;
+    service_->Status(absl::Now(), &status);
+    w.Gauge("flowscope_ingest_flows_per_second",
+            "Flows per second over the last minute (or the time the ring covers)");
+    w.Sample(status.flows_rate());
+    w.Gauge("flowscope_flow_streams", "GetFlows and batch streams open");
+    w.Sample(service_->active_streams());
+    w.Gauge("flowscope_flow_streams_waiting", "Follow streams caught up, waiting for flows");
+    w.Sample(static_cast<double>(service_->parked_streams()));
+  }
+  w.Gauge("flowscope_endpoints", "Endpoints the table holds (retired ones included)");
+  w.Sample(static_cast<double>(table_->size()));
+  w.Gauge("flowscope_endpoints_retired",
+          "Endpoints no address maps to, kept while ring records refer to them");
+  w.Sample(static_cast<double>(table_->retired()));
+  if (!options_.policy_file.empty()) {
+    w.Gauge("flowscope_policy_rules", "Deny rules in force");
+    w.Sample(static_cast<double>(s.policy_rules));
+    w.Counter("flowscope_policy_reload_failures_total",
+              "Policy file reloads refused (unreadable or invalid): the last good one stays");
+    w.Sample(static_cast<double>(s.policy_failures));
+    w.Gauge("flowscope_policy_file_in_force",
+            "1 when the policy file's current content is what the datapath enforces");
+    w.Sample(s.policy_error.empty() ? 1 : 0);
+  }
+  if (http_) {
+    const HttpServer::Stats h = http_->stats();
+    w.Counter("flowscope_http_requests_total", "HTTP requests answered by a route");
+    w.Sample(static_cast<double>(h.requests));
+    w.Counter("flowscope_http_bad_requests_total", "HTTP requests refused with a 4xx");
+    w.Sample(static_cast<double>(h.bad_requests));
+    w.Gauge("flowscope_http_connections", "HTTP connections open");
+    w.Sample(h.open_connections);
+  }
 }
 
 DaemonStats ObserverDaemon::stats() const {

@@ -10,16 +10,20 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "api/grpc_server.h"
+#include "api/http_server.h"
+#include "api/metrics.h"
 #include "api/tls.h"
 #include "bpf/datapath.h"
 #include "observer/attach_manager.h"
 #include "observer/endpoint_source.h"
 #include "observer/flow_builder.h"
+#include "observer/flow_metrics.h"
 #include "observer/flow_query.h"
 #include "observer/observer_service.h"
 #include "observer/parser.h"
@@ -43,6 +47,10 @@ struct DaemonOptions {
   TlsServerFiles tls;          // TLS (and with client CAs, mTLS) for the TCP listener
   std::string state_dir = "/var/run/flowscope";
   int max_flow_streams = 1024;  // concurrent GetFlows / batch streams
+  // /metrics, /healthz, /readyz; off when empty. With http_tls, HTTPS with `tls`'s files.
+  std::string http_address = ":9965";
+  bool http_tls = false;
+  std::vector<std::string> metrics;  // Hubble's --metrics items (flow-metrics.h)
 };
 
 struct DaemonStats {
@@ -68,6 +76,13 @@ class ObserverDaemon {
 
   DaemonStats stats() const;
   std::string target() const { return server_ ? server_->target() : ""; }
+  // The HTTP server's address ("" when off).
+  std::string http_bound() const { return http_ ? http_->bound() : ""; }
+
+  // /readyz: the datapath is attached and the drain has completed a pass lately (empty: ready).
+  std::string NotReady() const;
+  // /metrics.
+  void CollectMetrics(MetricsWriter& w) const;
 
  private:
   void Drain();
@@ -92,6 +107,9 @@ class ObserverDaemon {
   std::unique_ptr<EventParser> parser_;
   std::unique_ptr<ObserverService> service_;
   std::unique_ptr<GrpcServer> server_;
+  std::unique_ptr<FlowMetrics> flow_metrics_;
+  std::unique_ptr<HttpServer> http_;
+  std::atomic<int64_t> drain_pass_ns_{0};  // when the drain last completed a pass (monotonic)
   std::thread drain_;
   std::thread maintain_;
   std::atomic<bool> stop_{false};

@@ -61,15 +61,15 @@ inline constexpr uint32_t kWorldEndpointId = 2;
 
 // What a source knows about one endpoint.
 struct EndpointInfo {
-  std::vector<std::string> ips;
-  std::string namespace_name;
-  std::string pod_name;
-  std::vector<std::string> labels;  // "key=value" or "source:key=value"; "k8s:" when no source
-  std::string workload_name;
-  std::string workload_kind;
-  std::string node_name;
-  std::string cluster_name;          // empty: the table's cluster
-  std::optional<uint32_t> identity;  // explicit identity; otherwise derived
+  std::vector<std::string> ips = {};
+  std::string namespace_name = {};
+  std::string pod_name = {};
+  std::vector<std::string> labels = {};  // "key=value" or "source:key=value"; "k8s:" if no source
+  std::string workload_name = {};
+  std::string workload_kind = {};
+  std::string node_name = {};
+  std::string cluster_name = {};          // empty: the table's cluster
+  std::optional<uint32_t> identity = {};  // explicit identity; otherwise derived
 };
 
 // An immutable table entry.

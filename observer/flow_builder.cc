@@ -174,12 +174,16 @@ std::string FlowSummary(const FlowRecord& r) {
     case IPPROTO_SCTP:
       return "SCTP";
     case IPPROTO_ICMP:
-      return absl::StrCat("ICMPv4 ", IcmpTypeCode(kIcmpv4, r.icmp_type, r.icmp_code));
+      return absl::StrCat("ICMPv4 ", IcmpTypeName(false, r.icmp_type, r.icmp_code));
     case IPPROTO_ICMPV6:
-      return absl::StrCat("ICMPv6 ", IcmpTypeCode(kIcmpv6, r.icmp_type, r.icmp_code));
+      return absl::StrCat("ICMPv6 ", IcmpTypeName(true, r.icmp_type, r.icmp_code));
     default:
       return r.family == FS_FAMILY_IPV4 ? "IPv4" : "IPv6";
   }
+}
+
+std::string IcmpTypeName(bool v6, uint8_t type, uint8_t code) {
+  return v6 ? IcmpTypeCode(kIcmpv6, type, code) : IcmpTypeCode(kIcmpv4, type, code);
 }
 
 int32_t MonitorType(const FlowRecord& r) { return r.verdict == FS_VERDICT_DROPPED ? 1 : 4; }

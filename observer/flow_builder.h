@@ -53,6 +53,10 @@ class InterfaceNames {
 // "TCP Flags: SYN, ACK", "UDP", "ICMPv4 EchoRequest", ... as Hubble's parser writes Summary.
 std::string FlowSummary(const FlowRecord& r);
 
+// gopacket's name of an ICMP type and code ("EchoRequest", "DestinationUnreachable(Port)"), as
+// Hubble's Summary and metrics use it.
+std::string IcmpTypeName(bool v6, uint8_t type, uint8_t code);
+
 // Hubble's monitor numbering for the event type of a record: {1, drop reason} for drops,
 // {4, observation point} for traces.
 int32_t MonitorType(const FlowRecord& r);

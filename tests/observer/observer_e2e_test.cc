@@ -12,10 +12,13 @@
 #include <fstream>
 #include <functional>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "observer/observer.grpc.pb.h"
 #include "tests/testing/bpf_env.h"
+#include "tests/testing/http_client.h"
 #include "tests/testing/netns.h"
 #include "tests/testing/netns_test_base.h"
 #include "tests/testing/observer_process.h"
@@ -53,12 +56,21 @@ class ObserverE2eTest : public testing::NetnsTestBase {
     NetnsTestBase::TearDown();
   }
 
-  void StartDaemon() {
-    auto p = testing::ObserverProcess::Start(
-        FLOWSCOPE_OBSERVER_BINARY, net_->node(), dir_,
-        {"--node-name", "node-1", "--interfaces", net_->prefix() + "*", "--endpoints",
-         (dir_ / "endpoints.yaml").string(), "--policy", (dir_ / "policy.yaml").string(),
-         "--ring-capacity", "4095", "--ring-buffer-bytes", "1048576"});
+  void StartDaemon(std::vector<std::string> more = {}) {
+    std::vector<std::string> args = {"--node-name",
+                                     "node-1",
+                                     "--interfaces",
+                                     net_->prefix() + "*",
+                                     "--endpoints",
+                                     (dir_ / "endpoints.yaml").string(),
+                                     "--policy",
+                                     (dir_ / "policy.yaml").string(),
+                                     "--ring-capacity",
+                                     "4095",
+                                     "--ring-buffer-bytes",
+                                     "1048576"};
+    args.insert(args.end(), more.begin(), more.end());
+    auto p = testing::ObserverProcess::Start(FLOWSCOPE_OBSERVER_BINARY, net_->node(), dir_, args);
     ASSERT_TRUE(p.ok()) << p.status();
     observer_ = std::move(p).value();
     channel_ = grpc::CreateChannel(observer_->target(), grpc::InsecureChannelCredentials());
@@ -231,6 +243,103 @@ size_t Occurrences(const std::string& log, const std::string& needle) {
   size_t n = 0;
   for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
   return n;
+}
+
+// GET on the observer's HTTP server, from inside its node's namespace.
+testing::HttpAnswer Get(const TestNetwork& net, const std::string& address, const std::string& path,
+                        const std::string& accept = "") {
+  testing::HttpAnswer out;
+  testing::InNetns(net.node(),
+                   [&] { out = testing::HttpGet(testing::PortOf(address), path, accept); });
+  return out;
+}
+
+// The value of the sample that starts with `series` (its whole name and labels), or -1.
+double Sample(const std::string& metrics, const std::string& series) {
+  const size_t at = metrics.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  const size_t start = at + series.size() + 2;
+  return std::stod(metrics.substr(start, metrics.find('\n', start) - start));
+}
+
+TEST_F(ObserverE2eTest, MetricsHealthAndReadinessOverHttpCountRealTraffic) {
+  StartDaemon({"--metrics",
+               "flow:sourceContext=pod;destinationContext=pod drop:sourceContext=namespace tcp "
+               "port-distribution"});
+  const std::string http = observer_->HttpAddress();
+  ASSERT_FALSE(http.empty()) << Log();
+  EXPECT_EQ(Get(*net_, http, "/healthz").status, 200);
+  EXPECT_TRUE(testing::WaitUntil([&] { return Get(*net_, http, "/readyz").status == 200; }))
+      << Get(*net_, http, "/readyz").body;
+
+  testing::TcpExchange(*net_, 8080);
+  EXPECT_FALSE(testing::TryConnect(*net_, 8081, absl::Milliseconds(1200))) << "denied";
+  // The counts reach the same totals GetFlows shows for the same flows.
+  std::string metrics;
+  const std::string drops =
+      "hubble_drop_total{source=\"default\",reason=\"POLICY_DENIED\",protocol=\"TCP\"}";
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    metrics = Get(*net_, http, "/metrics").body;
+    return Sample(metrics, drops) > 0;
+  })) << metrics;
+  const std::vector<flow::Flow> flows = Flows("default/tiefighter");
+  double forwarded = 0, dropped = 0;
+  for (const flow::Flow& f : flows) (f.verdict() == flow::DROPPED ? dropped : forwarded) += 1;
+  // Every flow from tiefighter, forwarded or dropped, across observation points and protocols.
+  double counted_forwarded = 0, counted_dropped = 0;
+  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
+    if (!absl::StartsWith(line, "hubble_flows_processed_total{") ||
+        !absl::StrContains(line, "source=\"default/tiefighter\"")) {
+      continue;
+    }
+    const double v = std::stod(std::string(line.substr(line.rfind(' ') + 1)));
+    (absl::StrContains(line, "verdict=\"DROPPED\"") ? counted_dropped : counted_forwarded) += v;
+  }
+  EXPECT_EQ(counted_dropped, dropped) << metrics;
+  EXPECT_EQ(counted_forwarded, forwarded) << metrics;
+  EXPECT_EQ(Sample(metrics, drops), dropped);
+  EXPECT_GT(Sample(metrics, "hubble_tcp_flags_total{flag=\"SYN\",family=\"IPv4\"}"), 0);
+  EXPECT_GT(Sample(metrics, "hubble_port_distribution_total{protocol=\"TCP\",port=\"8080\"}"), 0);
+  EXPECT_EQ(Sample(metrics, "flowscope_policy_rules"), 1);
+  EXPECT_EQ(Sample(metrics, "flowscope_ready"), 1);
+  EXPECT_EQ(Sample(metrics, "flowscope_ring_capacity"), 4095);
+  EXPECT_EQ(Sample(metrics, "hubble_lost_events_total{source=\"perf_event_ring_buffer\"}"), 0);
+
+  // What Prometheus asks for, it gets: OpenMetrics.
+  const testing::HttpAnswer om =
+      Get(*net_, http, "/metrics", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5");
+  EXPECT_THAT(om.header,
+              ::testing::HasSubstr("Content-Type: application/openmetrics-text; version=1.0.0"));
+  EXPECT_THAT(om.body, ::testing::HasSubstr("# TYPE hubble_drop counter\n"));
+  EXPECT_THAT(om.body, ::testing::EndsWith("# EOF\n"));
+  EXPECT_EQ(Get(*net_, http, "/nope").status, 404);
+  EXPECT_TRUE(daemon().Running());
+}
+
+TEST_F(ObserverE2eTest, BadMetricsAndHttpFlagsAreStartUpErrors) {
+  for (const auto& [flags, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--metrics", "flow:sourceContext=nope"}, "unknown context \"nope\""},
+           {{"--metrics", "httpV2"}, "not available"},
+           {{"--http-address", "127.0.0.1:99999"}, "http address"},
+           {{"--http-tls"}, "--http-tls"},
+       }) {
+    std::vector<std::string> argv = {FLOWSCOPE_OBSERVER_BINARY,
+                                     "--listen-socket",
+                                     socket_,
+                                     "--state-dir",
+                                     dir_.string(),
+                                     "--interfaces",
+                                     net_->prefix() + "*"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    auto p = NetnsProcess::Start(net_->node(), argv, (dir_ / "bad.log").string());
+    ASSERT_TRUE(p.ok());
+    auto exit = (*p)->Signal(0, absl::Seconds(20));
+    ASSERT_TRUE(exit.ok()) << flags[0] << " did not end";
+    EXPECT_NE(*exit, 0);
+    std::ifstream in(dir_ / "bad.log");
+    const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_THAT(log, ::testing::HasSubstr(says)) << flags[0];
+  }
 }
 
 TEST_F(ObserverE2eTest, APolicyThatCannotBeReadKeepsTheLastGoodOneInForce) {

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -18,6 +19,9 @@ absl::StatusOr<std::unique_ptr<ObserverProcess>> ObserverProcess::Start(
   p->socket_ = (dir / "observer.sock").string();
   p->log_ = dir / "observer.log";
   args.insert(args.begin(), binary);
+  if (std::find(args.begin(), args.end(), "--http-address") == args.end()) {
+    args.insert(args.end(), {"--http-address", "127.0.0.1:0"});
+  }
   args.insert(args.end(), {"--listen-socket", p->socket_, "--state-dir", dir.string()});
   auto proc = NetnsProcess::Start(netns, args, p->log_.string());
   if (!proc.ok()) return proc.status();
@@ -40,6 +44,15 @@ absl::StatusOr<std::unique_ptr<ObserverProcess>> ObserverProcess::Start(
   if (WaitUntil(serving, absl::Seconds(20)) && !exited) return p;
   if (exited) return absl::FailedPreconditionError(absl::StrCat("the observer exited: ", p->Log()));
   return absl::DeadlineExceededError(absl::StrCat("the observer did not become ready: ", p->Log()));
+}
+
+std::string ObserverProcess::HttpAddress() const {
+  const std::string log = Log();
+  const std::string marker = "/readyz on ";
+  const size_t at = log.find(marker);
+  if (at == std::string::npos) return "";
+  const size_t start = at + marker.size();
+  return log.substr(start, log.find_first_of(" \n", start) - start);
 }
 
 std::string ObserverProcess::Log() const {

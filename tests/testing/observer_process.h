@@ -15,8 +15,9 @@ namespace flowscope::testing {
 
 class ObserverProcess {
  public:
-  // Runs `binary` in `netns` with `args` plus --listen-socket and --state-dir in `dir`; waits
-  // up to 20 s for it to serve.
+  // Runs `binary` in `netns` with `args` plus --listen-socket and --state-dir in `dir` (and its
+  // HTTP server on a free loopback port of the namespace, unless `args` set --http-address);
+  // waits up to 20 s for it to serve.
   static absl::StatusOr<std::unique_ptr<ObserverProcess>> Start(const std::string& binary,
                                                                 const std::string& netns,
                                                                 const std::filesystem::path& dir,
@@ -25,6 +26,8 @@ class ObserverProcess {
   const std::string& socket() const { return socket_; }
   std::string target() const { return "unix://" + socket_; }
   std::string Log() const;
+  // "127.0.0.1:port" of its HTTP server, as its log says ("" if it has none).
+  std::string HttpAddress() const;
   NetnsProcess& process() { return *process_; }
 
  private:
