@@ -20,6 +20,7 @@
 #include "api/time_parse.h"
 #include "api/tls.h"
 #include "relay/peer_pool.h"
+#include "relay/relay_http.h"
 #include "relay/relay_service.h"
 
 namespace {
@@ -40,6 +41,8 @@ std::vector<std::string> SplitList(const std::string& s) {
 int main(int argc, char** argv) {
   std::string peers, peer_dns, peers_file, listen_address = "0.0.0.0:4245", listen_socket;
   std::string dial_timeout = "5s", drain = "1s", peer_timeout = "2s", log_level = "info";
+  std::string http_address = ":9966";
+  bool http_tls = false;
   int max_streams = 1024;
   char host[256] = {};
   gethostname(host, sizeof host - 1);
@@ -73,6 +76,12 @@ int main(int argc, char** argv) {
                  "client flow streams served at once; more are refused with RESOURCE_EXHAUSTED")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--http-address", http_address,
+                 "address of /metrics, /healthz and /readyz ('' for none)")
+      ->capture_default_str();
+  app.add_flag("--http-tls", http_tls,
+               "serve /metrics, /healthz and /readyz over HTTPS with the relay's server "
+               "certificate (--tls-relay-server-cert-file, --tls-relay-server-key-file)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
   app.add_option("--tls-relay-server-cert-file", server_tls.cert_file,
@@ -126,6 +135,11 @@ int main(int argc, char** argv) {
     if (!creds.ok()) return Fail(std::string(creds.status().message()));
     tls_creds = *std::move(creds);
   }
+  if (http_tls && !server_tls.enabled()) {
+    return Fail(
+        "--http-tls serves HTTPS with the relay's server certificate: give "
+        "--tls-relay-server-cert-file and --tls-relay-server-key-file too");
+  }
   peer_tls.allow_insecure = peer_tls_insecure;
   if (!peer_tls.ca_files.empty() || !peer_tls.cert_file.empty() || !peer_tls.key_file.empty() ||
       !peer_tls.server_name.empty() || peer_tls_insecure) {
@@ -176,6 +190,20 @@ int main(int argc, char** argv) {
     server_ptr->SetServing(available > 0);
   }
   FLOWSCOPE_LOG_INFO("serving on {}", (*server)->bound());
+  std::unique_ptr<flowscope::HttpServer> http;
+  if (!http_address.empty()) {
+    auto started = flowscope::relay::StartRelayHttp(
+        {.address = http_address, .tls = http_tls ? server_tls : flowscope::TlsServerFiles{}}, pool,
+        service);
+    if (!started.ok()) {
+      (*server)->Shutdown(absl::Milliseconds(300));
+      pool.Stop();
+      return Fail(std::string(started.status().message()));
+    }
+    http = std::move(started).value();
+    FLOWSCOPE_LOG_INFO("http: /metrics, /healthz, /readyz on {}{}", http->tls() ? "https://" : "",
+                       http->bound());
+  }
   // Until a signal; every 10 s, freed memory goes back to the system (bursts of clients and
   // peers leave it behind in the allocator).
   const timespec ten_seconds{10, 0};
@@ -184,6 +212,7 @@ int main(int argc, char** argv) {
     std::lock_guard<std::mutex> lock(server_mu);
     server_ptr = nullptr;
   }
+  if (http) http->Shutdown();
   (*server)->Shutdown(absl::Milliseconds(300));
   pool.Stop();
   return 0;

@@ -89,6 +89,7 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
   const RelayOptions& options() const { return options_; }
   const Clock& clock() const { return clock_; }
   std::atomic<int>& active_streams() { return active_streams_; }
+  int open_streams() const { return active_streams_.load(std::memory_order_relaxed); }
   // Follow responses dropped because a client did not read them in time (reported to it).
   uint64_t dropped_for_slow_clients() const { return dropped_.load(std::memory_order_relaxed); }
   void CountDropped(uint64_t n) { dropped_.fetch_add(n, std::memory_order_relaxed); }

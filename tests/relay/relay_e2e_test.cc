@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "tests/testing/http_client.h"
 #include "tests/testing/netns_test_base.h"
 #include "tests/testing/observer_process.h"
 #include "tests/testing/shell.h"
@@ -46,7 +47,7 @@ class RelayE2eTest : public testing::NetnsTestBase {
         "",
         {FLOWSCOPE_RELAY_BINARY, "--peers", ObserverTarget(0) + "," + ObserverTarget(1),
          "--listen-address", "", "--listen-socket", relay_socket_, "--node-name", "relay",
-         "--peer-timeout", "1s"},
+         "--peer-timeout", "1s", "--http-address", "127.0.0.1:0"},
         (dir_ / "relay.log").string());
     ASSERT_TRUE(relay.ok());
     relay_ = std::move(relay).value();
@@ -164,6 +165,33 @@ TEST_F(RelayE2eTest, TheCliSeesTheClusterThroughTheRelay) {
   // It comes back on the same address: the relay reconnects without being told.
   StartObserver(1);
   WaitForStatus("Connected Nodes: 2/2");
+}
+
+TEST_F(RelayE2eTest, ReadinessAndMetricsOverHttp) {
+  std::string log;
+  auto relay_log = [&] {
+    std::ifstream in(dir_ / "relay.log");
+    return log =
+               std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::string marker = "/readyz on 127.0.0.1:";
+  ASSERT_TRUE(testing::WaitUntil([&] { return relay_log().find(marker) != std::string::npos; }))
+      << log;
+  const uint16_t port = testing::PortOf(log.substr(0, log.find('\n', log.find(marker))));
+  ASSERT_NE(port, 0) << log;
+  EXPECT_EQ(testing::HttpGet(port, "/healthz").status, 200);
+  EXPECT_EQ(testing::HttpGet(port, "/readyz").status, 200) << "both observers are connected";
+  const testing::HttpAnswer m = testing::HttpGet(port, "/metrics");
+  EXPECT_THAT(m.body, HasSubstr("flowscope_relay_peers{state=\"connected\"} 2\n"));
+  EXPECT_THAT(m.body, HasSubstr("flowscope_relay_peer_up{peer=\"" + ObserverTarget(0) +
+                                "\",name=\"node-1\"} 1\n"));
+  EXPECT_THAT(m.body, HasSubstr("flowscope_ready 1\n"));
+  // Both observers gone: not ready, and the metrics say why.
+  for (auto& o : observers_) o.reset();
+  EXPECT_TRUE(testing::WaitUntil([&] { return testing::HttpGet(port, "/readyz").status == 503; }));
+  EXPECT_THAT(testing::HttpGet(port, "/readyz").body, HasSubstr("no peer connected"));
+  EXPECT_THAT(testing::HttpGet(port, "/metrics").body,
+              HasSubstr("flowscope_relay_peers{state=\"unavailable\"} 2\n"));
 }
 
 TEST_F(RelayE2eTest, AFollowQueryKeepsFlowingWhileANodeHangs) {
