@@ -296,8 +296,8 @@ FlowMetrics::~FlowMetrics() { Stop(); }
 
 void FlowMetrics::Start() {
   if (handlers_.empty() || thread_.joinable()) return;
-  // Counts from what is published now on, whenever the thread gets going.
-  const uint64_t from = ring_.EndPosition();
+  // Counts everything the ring holds now and what follows, whenever the thread gets going.
+  const uint64_t from = ring_.OldestPosition();
   thread_ = std::thread([this, from] { Run(from); });
 }
 

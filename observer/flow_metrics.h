@@ -91,7 +91,7 @@ class FlowMetrics {
   FlowMetrics(const FlowMetrics&) = delete;
   FlowMetrics& operator=(const FlowMetrics&) = delete;
 
-  // Reads the ring from its current end on a thread of its own.
+  // Reads the ring from its oldest record on, on a thread of its own.
   void Start();
   void Stop();
 

@@ -9,11 +9,14 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/netns_test_base.h"
 #include "tests/testing/observer_process.h"
@@ -35,6 +38,9 @@ class RelayE2eTest : public testing::NetnsTestBase {
     std::ofstream(dir_ / "endpoints.yaml")
         << absl::StrCat("- {ip: ", TestNetwork::kIpA, ", namespace: default, pod: tiefighter}\n",
                         "- {ip: ", TestNetwork::kIpB, ", namespace: default, pod: deathstar-1}\n");
+    std::ofstream(dir_ / "policy.yaml") << "deny:\n  - fromPod: default/tiefighter\n"
+                                           "    toPod: default/deathstar\n"
+                                           "    protocol: tcp\n    port: 7070\n";
     observers_.resize(2);
     if (!relay_first_) {
       for (int i = 0; i < 2; ++i) {
@@ -70,8 +76,9 @@ class RelayE2eTest : public testing::NetnsTestBase {
         FLOWSCOPE_OBSERVER_BINARY, net_->node(), ObserverDir(i),
         {"--node-name", "node-" + std::to_string(i + 1), "--interfaces",
          i == 0 ? net_->veth_a() : net_->veth_b(), "--endpoints",
-         (dir_ / "endpoints.yaml").string(), "--ring-capacity", "4095", "--ring-buffer-bytes",
-         "1048576"});
+         (dir_ / "endpoints.yaml").string(), "--policy", (dir_ / "policy.yaml").string(),
+         "--metrics", "flow drop:sourceContext=namespace tcp port-distribution", "--ring-capacity",
+         "4095", "--ring-buffer-bytes", "1048576"});
     ASSERT_TRUE(p.ok()) << p.status();
     ASSERT_EQ(p.value()->target(), ObserverTarget(i));
     observers_[i] = std::move(p).value();
@@ -192,6 +199,122 @@ TEST_F(RelayE2eTest, ReadinessAndMetricsOverHttp) {
   EXPECT_THAT(testing::HttpGet(port, "/readyz").body, HasSubstr("no peer connected"));
   EXPECT_THAT(testing::HttpGet(port, "/metrics").body,
               HasSubstr("flowscope_relay_peers{state=\"unavailable\"} 2\n"));
+}
+
+// "%xx" for everything but unreserved characters.
+std::string UrlEncode(absl::string_view s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
+    }
+  }
+  return out;
+}
+
+TEST_F(RelayE2eTest, ARealPrometheusScrapesObserversAndRelayAndEveryDashboardQueryHasData) {
+  const std::string prometheus_binary =
+      std::string(absl::StripTrailingAsciiWhitespace(testing::RunShell("command -v prometheus")));
+  if (prometheus_binary.empty() || prometheus_binary[0] != '/') {
+    GTEST_SKIP() << "Debian's prometheus package is not installed (scripts/setup installs it)";
+  }
+  // A relay of its own in the nodes' namespace, so that one Prometheus there reaches every
+  // HTTP server on loopback.
+  auto relay = testing::NetnsProcess::Start(
+      net_->node(),
+      {FLOWSCOPE_RELAY_BINARY, "--peers", ObserverTarget(0) + "," + ObserverTarget(1),
+       "--listen-address", "", "--listen-socket", (dir_ / "relay2.sock").string(), "--http-address",
+       "127.0.0.1:0"},
+      (dir_ / "relay2.log").string());
+  ASSERT_TRUE(relay.ok());
+  std::string relay_log;
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    std::ifstream in(dir_ / "relay2.log");
+    relay_log.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    return relay_log.find("/readyz on") != std::string::npos;
+  })) << relay_log;
+  const size_t at = relay_log.find("/readyz on ") + 11;
+  const std::string relay_http = relay_log.substr(at, relay_log.find('\n', at) - at);
+  const std::string config = absl::StrCat(
+      "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+      "scrape_configs:\n"
+      "  - job_name: flowscope-observer\n    static_configs:\n      - targets: ['",
+      observers_[0]->HttpAddress(), "', '", observers_[1]->HttpAddress(),
+      "']\n"
+      "  - job_name: flowscope-relay\n    static_configs:\n      - targets: ['",
+      relay_http, "']\n");
+  std::ofstream(dir_ / "prometheus.yml") << config;
+  // The nodes' namespace is the test's own: Prometheus's usual port is free there.
+  auto prometheus = testing::NetnsProcess::Start(
+      net_->node(),
+      {prometheus_binary, "--config.file=" + (dir_ / "prometheus.yml").string(),
+       "--storage.tsdb.path=" + (dir_ / "tsdb").string(), "--web.listen-address=127.0.0.1:9090",
+       "--log.level=warn"},
+      (dir_ / "prometheus.log").string());
+  ASSERT_TRUE(prometheus.ok());
+  auto query = [&](const std::string& promql) {
+    testing::HttpAnswer a;
+    testing::InNetns(net_->node(), [&] {
+      a = testing::HttpGet(9090, "/api/v1/query?query=" + UrlEncode(promql));
+    });
+    const auto j = nlohmann::json::parse(a.body.empty() ? "{}" : a.body, nullptr, false);
+    if (j.is_discarded() || j.value("status", "") != "success") return nlohmann::json::array();
+    return j["data"]["result"];
+  };
+  auto value = [&](const std::string& promql) {
+    const auto r = query(promql);
+    return r.empty() ? -1.0 : std::stod(r[0]["value"][1].get<std::string>());
+  };
+  ASSERT_TRUE(testing::WaitUntil([&] { return value("sum(up)") == 3; }, absl::Seconds(30)))
+      << "every target scraped: " << query("up").dump() << "\n"
+      << testing::RunShell("cat " + (dir_ / "prometheus.log").string());
+
+  // Traffic: connections that pass, and one the policy denies.
+  for (int i = 0; i < 3; ++i) testing::TcpExchange(*net_, 8080);
+  EXPECT_FALSE(testing::TryConnect(*net_, 7070, absl::Milliseconds(1200)));
+  // Once Prometheus holds what the observers count now, it matches GetFlows through the relay.
+  std::map<std::string, double> from_flows;
+  std::string out;
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        out = Cli("observe --all -o json");
+        from_flows.clear();
+        for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+          const auto f = nlohmann::json::parse(line, nullptr, false);
+          if (!f.is_discarded() && f.contains("flow")) {
+            from_flows[f["flow"].value("verdict", "")] += 1;
+          }
+        }
+        return from_flows["DROPPED"] > 0 &&
+               value("sum(hubble_flows_processed_total{verdict=\"FORWARDED\"})") ==
+                   from_flows["FORWARDED"] &&
+               value("sum(hubble_flows_processed_total{verdict=\"DROPPED\"})") ==
+                   from_flows["DROPPED"];
+      },
+      absl::Seconds(30)))
+      << "GetFlows: " << from_flows["FORWARDED"] << " forwarded, " << from_flows["DROPPED"]
+      << " dropped; Prometheus: "
+      << query("sum by (verdict) (hubble_flows_processed_total)").dump();
+  EXPECT_EQ(value("sum(hubble_drop_total{reason=\"POLICY_DENIED\",source=\"default\"})"),
+            from_flows["DROPPED"]);
+  EXPECT_EQ(value("sum(flowscope_relay_peers{state=\"connected\"})"), 2);
+
+  // Every query of the dashboard returns data (rates need a few scrapes).
+  std::ifstream in(FLOWSCOPE_DASHBOARD);
+  const auto dashboard = nlohmann::json::parse(in, nullptr, false);
+  ASSERT_FALSE(dashboard.is_discarded());
+  ASSERT_FALSE(dashboard["panels"].empty());
+  for (const auto& panel : dashboard["panels"]) {
+    for (const auto& target : panel["targets"]) {
+      const std::string expr = target["expr"];
+      EXPECT_TRUE(testing::WaitUntil([&] { return !query(expr).empty(); }, absl::Seconds(20)))
+          << panel["title"] << ": " << expr;
+    }
+  }
+  EXPECT_TRUE((*prometheus)->Signal(SIGTERM, absl::Seconds(10)).ok());
+  EXPECT_TRUE((*relay)->Signal(SIGTERM, absl::Seconds(10)).ok());
 }
 
 TEST_F(RelayE2eTest, AFollowQueryKeepsFlowingWhileANodeHangs) {

@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -63,6 +65,12 @@ class HttpClient {
     buffer_.erase(0, header_end + length);
     return out;
   }
+  // Everything until the server closes the connection (or a read times out).
+  std::string ReadAll() {
+    while (Fill()) {
+    }
+    return std::move(buffer_);
+  }
   // True once the server has closed the connection (reads end), false on a timeout.
   bool Closed() {
     while (Fill()) {
@@ -91,20 +99,34 @@ struct HttpAnswer {
   std::string body;
 };
 
-// GET `path` from 127.0.0.1:`port` (with an Accept header if given), on a connection of its own.
+// GET `path` from 127.0.0.1:`port` (with an Accept header if given), on a connection of its own
+// read to its end; a chunked body is put back together.
 inline HttpAnswer HttpGet(uint16_t port, const std::string& path, const std::string& accept = "") {
   HttpClient c(port);
   HttpAnswer out;
   if (!c.connected()) return out;
   c.Send(absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n",
                       accept.empty() ? "" : absl::StrCat("Accept: ", accept, "\r\n"), "\r\n"));
-  const std::string r = c.ReadResponse();
+  const std::string r = c.ReadAll();
   const size_t end = r.find("\r\n\r\n");
   if (r.size() < 12 || end == std::string::npos || !absl::SimpleAtoi(r.substr(9, 3), &out.status)) {
     return out;
   }
   out.header = r.substr(0, end + 4);
   out.body = r.substr(end + 4);
+  if (absl::StrContains(absl::AsciiStrToLower(out.header), "transfer-encoding: chunked")) {
+    std::string body;
+    size_t pos = 0;
+    while (pos < out.body.size()) {
+      const size_t eol = out.body.find("\r\n", pos);
+      if (eol == std::string::npos) break;
+      size_t n = 0;
+      if (!absl::SimpleHexAtoi(out.body.substr(pos, eol - pos), &n) || n == 0) break;
+      body.append(out.body, eol + 2, n);
+      pos = eol + 2 + n + 2;
+    }
+    out.body = std::move(body);
+  }
   return out;
 }
 
