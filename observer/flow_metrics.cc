@@ -255,6 +255,12 @@ FlowMetrics::FlowMetrics(const Ring& ring, const EndpointTable& table, FlowMetri
       options_(std::move(options)),
       clock_(options_.clock ? *options_.clock : Clock::Real()) {
   for (const MetricSpec& spec : options_.metrics) {
+    const MetricContextOptions& c = spec.context;
+    for (const auto* list : {&c.source, &c.destination, &c.source_egress, &c.source_ingress,
+                             &c.destination_egress, &c.destination_ingress}) {
+      need_addresses_ |= std::find(list->begin(), list->end(), MetricContext::kIp) != list->end();
+    }
+    for (const std::string& l : c.labels) need_addresses_ |= absl::EndsWith(l, "_ip");
     auto h = std::make_unique<Handler>();
     h->spec = spec;
     if (spec.name == "flow") {
@@ -307,26 +313,116 @@ void FlowMetrics::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+// What the metrics look at in a record: records alike in all of it count alike, so a batch
+// is first folded into one count per distinct key (traffic repeats itself: the work per
+// record is a hash and an add) and label values are worked out once per key.
+struct FlowMetrics::Key {
+  uint32_t src_endpoint = 0, dst_endpoint = 0;
+  std::array<uint32_t, 4> saddr{}, daddr{};  // only when a context needs addresses
+  uint16_t dport = 0;
+  uint16_t tcp_flags = 0;  // FIN, SYN, ACK, RST
+  uint8_t family = 0, protocol = 0, obs_point = 0, verdict = 0, drop_reason = 0, is_reply = 0,
+          icmp_type = 0, icmp_code = 0;
+
+  bool operator==(const Key& o) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const Key& k) {
+    return H::combine(std::move(h), k.src_endpoint, k.dst_endpoint, k.saddr, k.daddr, k.dport,
+                      k.tcp_flags, k.family, k.protocol, k.obs_point, k.verdict, k.drop_reason,
+                      k.is_reply, k.icmp_type, k.icmp_code);
+  }
+  FlowRecord Record() const {
+    FlowRecord r;
+    r.src_endpoint = src_endpoint;
+    r.dst_endpoint = dst_endpoint;
+    std::copy(saddr.begin(), saddr.end(), r.saddr);
+    std::copy(daddr.begin(), daddr.end(), r.daddr);
+    r.dport = dport;
+    r.tcp_flags = tcp_flags;
+    r.family = family;
+    r.protocol = protocol;
+    r.obs_point = obs_point;
+    r.verdict = verdict;
+    r.drop_reason = drop_reason;
+    r.is_reply = is_reply;
+    r.icmp_type = icmp_type;
+    r.icmp_code = icmp_code;
+    return r;
+  }
+};
+
+void FlowMetrics::Fold(const FlowRecord& r, absl::flat_hash_map<Key, uint64_t>* batch) const {
+  Key k;
+  k.src_endpoint = r.src_endpoint;
+  k.dst_endpoint = r.dst_endpoint;
+  if (need_addresses_) {
+    std::copy_n(r.saddr, 4, k.saddr.begin());
+    std::copy_n(r.daddr, 4, k.daddr.begin());
+  }
+  k.dport = r.dport;
+  k.tcp_flags = r.tcp_flags & (FS_TCP_FIN | FS_TCP_SYN | FS_TCP_ACK | FS_TCP_RST);
+  k.family = r.family;
+  k.protocol = r.protocol;
+  k.obs_point = r.obs_point;
+  k.verdict = r.verdict;
+  k.drop_reason = r.drop_reason;
+  k.is_reply = r.is_reply;
+  k.icmp_type = r.icmp_type;
+  k.icmp_code = r.icmp_code;
+  ++(*batch)[k];
+}
+
+void FlowMetrics::Flush(absl::flat_hash_map<Key, uint64_t>* batch) {
+  uint64_t n = 0;
+  for (const auto& [key, count] : *batch) {
+    CountAll(key.Record(), count);
+    n += count;
+  }
+  batch->clear();
+  processed_.fetch_add(n, std::memory_order_relaxed);
+}
+
+void FlowMetrics::Process(const FlowRecord& r) {
+  absl::flat_hash_map<Key, uint64_t> batch;
+  Fold(r, &batch);
+  Flush(&batch);
+}
+
 void FlowMetrics::Run(uint64_t from) {
+  // Polls rather than waits on the ring: a waiter would cost the drain a wake-up per publish.
+  // The pause shrinks while records keep coming and grows when they do not.
+  constexpr absl::Duration kShortest = absl::Milliseconds(1);
+  constexpr absl::Duration kLongest = absl::Milliseconds(50);
+  constexpr size_t kBatch = 65536;
   ringbuf::RingReader<FlowRecord> reader(ring_, from);
   absl::Time next_expiry = clock_.Now() + absl::Seconds(10);
+  absl::Duration pause = kShortest;
+  absl::flat_hash_map<Key, uint64_t> batch;
   FlowRecord r;
   while (!stop_.load(std::memory_order_acquire)) {
-    switch (reader.Next(&r)) {
-      case ringbuf::ReadStatus::kRecord:
-        Process(r);
-        continue;
-      case ringbuf::ReadStatus::kLost:
-        missed_.fetch_add(reader.TakeLost(), std::memory_order_relaxed);
-        continue;
-      case ringbuf::ReadStatus::kEnd:
-        break;
+    size_t read = 0;
+    for (bool more = true; more && read < kBatch;) {
+      switch (reader.Next(&r)) {
+        case ringbuf::ReadStatus::kRecord:
+          Fold(r, &batch);
+          ++read;
+          break;
+        case ringbuf::ReadStatus::kLost:
+          missed_.fetch_add(reader.TakeLost(), std::memory_order_relaxed);
+          break;
+        case ringbuf::ReadStatus::kEnd:
+          more = false;
+          break;
+      }
     }
+    Flush(&batch);
+    if (read == kBatch) continue;
     if (clock_.Now() >= next_expiry) {
       Expire();
       next_expiry = clock_.Now() + absl::Seconds(10);
     }
-    reader.Wait(absl::Now() + absl::Milliseconds(200));
+    pause = read > 0 ? kShortest : std::min(pause * 2, kLongest);
+    absl::SleepFor(pause);
   }
 }
 
@@ -428,7 +524,8 @@ void FlowMetrics::ContextValues(const Handler& h, const FlowRecord& r,
   }
 }
 
-void FlowMetrics::Count(Handler& h, const FlowRecord& r, const std::vector<std::string>& fixed) {
+void FlowMetrics::Count(uint64_t n, Handler& h, const FlowRecord& r,
+                        const std::vector<std::string>& fixed) {
   std::vector<std::string> context;
   ContextValues(h, r, &context);
   std::string key;
@@ -467,43 +564,42 @@ void FlowMetrics::Count(Handler& h, const FlowRecord& r, const std::vector<std::
     it = h.series.emplace(key, Handler::Series{}).first;
     it->second.has_context = !context.empty();
   }
-  ++it->second.count;
+  it->second.count += n;
   it->second.touched_ns = now;
 }
 
-void FlowMetrics::Process(const FlowRecord& r) {
-  processed_.fetch_add(1, std::memory_order_relaxed);
+void FlowMetrics::CountAll(const FlowRecord& r, uint64_t n) {
   const bool dropped = r.verdict == FS_VERDICT_DROPPED;
   const bool reply = r.is_reply == FS_REPLY_YES;
   for (auto& hp : handlers_) {
     Handler& h = *hp;
     const std::string& name = h.spec.name;
     if (name == "flow") {
-      Count(h, r,
+      Count(n, h, r,
             {ProtocolName(r), dropped ? "Drop" : "Trace",
              dropped ? "" : TracePointName(MonitorSubType(r)), VerdictName(r)});
     } else if (name == "drop") {
       if (dropped) {
         Count(
-            h, r,
+            n, h, r,
             {flow::DropReason_Name(static_cast<flow::DropReason>(r.drop_reason)), ProtocolName(r)});
       }
     } else if (name == "tcp") {
       if (dropped || r.protocol != IPPROTO_TCP || r.tcp_flags == 0) continue;
       const std::string family = r.family == FS_FAMILY_IPV4 ? "IPv4" : "IPv6";
-      if (r.tcp_flags & FS_TCP_FIN) Count(h, r, {"FIN", family});
+      if (r.tcp_flags & FS_TCP_FIN) Count(n, h, r, {"FIN", family});
       if (r.tcp_flags & FS_TCP_SYN)
-        Count(h, r, {(r.tcp_flags & FS_TCP_ACK) ? "SYN-ACK" : "SYN", family});
-      if (r.tcp_flags & FS_TCP_RST) Count(h, r, {"RST", family});
+        Count(n, h, r, {(r.tcp_flags & FS_TCP_ACK) ? "SYN-ACK" : "SYN", family});
+      if (r.tcp_flags & FS_TCP_RST) Count(n, h, r, {"RST", family});
     } else if (name == "port-distribution") {
       if (dropped || !HasL4(r) || reply) continue;
       const bool icmp = r.protocol == IPPROTO_ICMP || r.protocol == IPPROTO_ICMPV6;
-      Count(h, r, {ProtocolName(r), icmp ? "0" : absl::StrCat(r.dport)});
+      Count(n, h, r, {ProtocolName(r), icmp ? "0" : absl::StrCat(r.dport)});
     } else if (name == "icmp") {
       if (r.protocol == IPPROTO_ICMP) {
-        Count(h, r, {"IPv4", IcmpTypeName(false, r.icmp_type, r.icmp_code)});
+        Count(n, h, r, {"IPv4", IcmpTypeName(false, r.icmp_type, r.icmp_code)});
       } else if (r.protocol == IPPROTO_ICMPV6) {
-        Count(h, r, {"IPv6", IcmpTypeName(true, r.icmp_type, r.icmp_code)});
+        Count(n, h, r, {"IPv6", IcmpTypeName(true, r.icmp_type, r.icmp_code)});
       }
     } else {  // flows-to-world
       if (r.dst_endpoint != kWorldEndpointId || !HasL4(r)) continue;
@@ -518,7 +614,7 @@ void FlowMetrics::Process(const FlowRecord& r) {
             r.protocol == IPPROTO_TCP || r.protocol == IPPROTO_UDP || r.protocol == IPPROTO_SCTP;
         fixed.push_back(ports ? absl::StrCat(r.dport) : "");
       }
-      Count(h, r, fixed);
+      Count(n, h, r, fixed);
     }
   }
 }

@@ -107,11 +107,16 @@ class FlowMetrics {
   uint64_t missed() const { return missed_.load(std::memory_order_relaxed); }
 
   struct Handler;
+  struct Key;
 
  private:
+  void Fold(const FlowRecord& r, absl::flat_hash_map<Key, uint64_t>* batch) const;
+  void Flush(absl::flat_hash_map<Key, uint64_t>* batch);
+  // Counts `n` records alike in what the metrics look at.
+  void CountAll(const FlowRecord& r, uint64_t n);
   // A context label value of an endpoint, cached by (endpoint id, context).
   const std::string& EndpointContext(uint32_t id, MetricContext c);
-  void Count(Handler& h, const FlowRecord& r, const std::vector<std::string>& fixed);
+  void Count(uint64_t n, Handler& h, const FlowRecord& r, const std::vector<std::string>& fixed);
   void ContextValues(const Handler& h, const FlowRecord& r, std::vector<std::string>* out);
   void Run(uint64_t from);
 
@@ -120,6 +125,7 @@ class FlowMetrics {
   const FlowMetricsOptions options_;
   const Clock& clock_;
   std::vector<std::unique_ptr<Handler>> handlers_;
+  bool need_addresses_ = false;                                  // a context or label is an address
   absl::flat_hash_map<uint64_t, std::string> endpoint_context_;  // Process's thread only
   std::atomic<uint64_t> processed_{0};
   std::atomic<uint64_t> missed_{0};

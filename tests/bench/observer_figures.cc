@@ -19,6 +19,7 @@
 #include "api/grpc_server.h"
 #include "bpf/datapath.h"
 #include "observer/filter.h"
+#include "observer/flow_metrics.h"
 #include "observer/flow_query.h"
 #include "observer/observer_service.h"
 #include "observer/parser.h"
@@ -48,11 +49,24 @@ double Seconds(Clock::time_point start) {
 struct DrainRun {
   double events_per_s = 0;
   uint64_t lost = 0;
+  uint64_t metrics_counted = 0;  // with metrics on: flows the metrics reader counted
+  uint64_t metrics_missed = 0;   // and the ones the ring moved past first
 };
+
+// Every flow metric family, each with context labels (the most work per flow).
+std::vector<observer::MetricSpec> AllMetricFamilies() {
+  return std::move(observer::ParseMetricSpecs(
+                       {"flow:sourceContext=pod;destinationContext=pod "
+                        "drop:sourceContext=namespace;destinationContext=namespace "
+                        "tcp:sourceContext=workload-name;destinationContext=workload-name "
+                        "port-distribution:destinationContext=app|pod "
+                        "icmp:sourceContext=namespace flows-to-world:port"}))
+      .value();
+}
 
 // Runs the real datapath (aggregation none) on `kEvents` packets on one thread while this
 // thread drains; `ingest` selects the full observer path instead of counting.
-absl::StatusOr<DrainRun> DrainOnce(bool ingest) {
+absl::StatusOr<DrainRun> DrainOnce(bool ingest, bool metrics = false) {
   constexpr uint32_t kEvents = 1'000'000;
   bpf::DatapathOptions o;
   o.aggregation = bpf::Aggregation::kNone;
@@ -80,6 +94,12 @@ absl::StatusOr<DrainRun> DrainOnce(bool ingest) {
   auto consumer = ringbuf::RingBufferConsumer::Create((*dp)->events_fd(), (*dp)->lost_events_fd(),
                                                       sizeof(flow_event), cb);
   if (!consumer.ok()) return consumer.status();
+  std::unique_ptr<observer::FlowMetrics> flow_metrics;
+  if (metrics) {
+    flow_metrics = std::make_unique<observer::FlowMetrics>(
+        *ring, table, observer::FlowMetricsOptions{.metrics = AllMetricFamilies()});
+    flow_metrics->Start();
+  }
   testing::PacketSpec spec;
   spec.src = "10.1.0.1";
   spec.dst = "10.1.0.2";
@@ -103,6 +123,11 @@ absl::StatusOr<DrainRun> DrainOnce(bool ingest) {
   DrainRun out;
   out.events_per_s = static_cast<double>(count) / seconds;
   out.lost = *(*consumer)->TakeLost();
+  if (flow_metrics) {
+    flow_metrics->Stop();
+    out.metrics_counted = flow_metrics->processed();
+    out.metrics_missed = flow_metrics->missed();
+  }
   return out;
 }
 
@@ -128,6 +153,33 @@ std::vector<FigureResult> RunB1(const Options& options) {
   std::cerr << "flowscope-bench: B1: events lost in all runs: " << lost << "\n";
   return {MakeFigure("B1", "ingest_events_per_s", "events/s", ours, bare,
                      {Target::AtLeastTimesBaseline(0.5), Target::AtLeast(1e6, "events/s")})};
+}
+
+// --- B12 ---------------------------------------------------------------------------------------
+
+std::vector<FigureResult> RunB12(const Options& options) {
+  if (auto reason = testing::BpfUnavailableReason()) {
+    std::cerr << "flowscope-bench: B12 skipped: " << *reason << "\n";
+    return {};
+  }
+  std::vector<double> with, without;
+  uint64_t counted = 0, missed = 0;
+  for (int run = 0; run < options.runs; ++run) {
+    auto off = DrainOnce(true, false);
+    auto on = DrainOnce(true, true);
+    if (!off.ok() || !on.ok()) {
+      std::cerr << "flowscope-bench: B12: " << (off.ok() ? on.status() : off.status()) << "\n";
+      return {};
+    }
+    without.push_back(off->events_per_s);
+    with.push_back(on->events_per_s);
+    counted += on->metrics_counted;
+    missed += on->metrics_missed;
+  }
+  std::cerr << "flowscope-bench: B12: the metrics counted " << counted << " flows and missed "
+            << missed << " (the ring moved past them) in all runs\n";
+  return {MakeFigure("B12", "ingest_events_per_s_metrics_on", "events/s", with, without,
+                     {Target::AtLeastTimesBaseline(0.8)})};
 }
 
 // --- B3 ----------------------------------------------------------------------------------------
@@ -241,6 +293,7 @@ std::vector<Figure> ObserverFigures() {
   return {
       {"B1", "observer ingest (parse + enrich + ring write) vs a bare counting consumer", RunB1},
       {"B3", "--pod filtered scan of a full 1 M ring vs reading it", RunB3},
+      {"B12", "ingest with every flow metric family on vs off (same producer)", RunB12},
       {"B5", "memory per stored flow (RSS growth, 1 M capacity)", RunB5},
       {"B6", "GetFlows to a discarding client, one flow per message", RunB6},
   };
