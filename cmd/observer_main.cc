@@ -81,6 +81,24 @@ int main(int argc, char** argv) {
   app.add_option("--metrics", o.metrics,
                  "Hubble metrics to count, e.g. \"flow:sourceContext=namespace drop tcp\" (flow, "
                  "drop, tcp, port-distribution, icmp, flows-to-world; options as Hubble's)");
+  uint64_t export_max_mb = 10;
+  app.add_option("--export-file-path", o.export_file_path,
+                 "write flows as JSON ExportEvent lines to this file ('stdout' for stdout)");
+  app.add_option("--export-file-max-size-mb", export_max_mb, "rotate the export file at this size")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20));
+  app.add_option("--export-file-max-backups", o.export_rotation.max_backups,
+                 "rotated export files kept")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10000));
+  app.add_flag("--export-file-compress", o.export_rotation.compress, "gzip rotated export files");
+  app.add_option("--export-allowlist", o.export_allowlist,
+                 "JSON FlowFilters: export only matching flows (several: comma-separated)");
+  app.add_option("--export-denylist", o.export_denylist,
+                 "JSON FlowFilters: do not export matching flows");
+  app.add_option("--export-fieldmask", o.export_fieldmask,
+                 "Flow fields to keep in exported flows, e.g. time source.namespace verdict")
+      ->delimiter(',');
   app.add_option("--max-flow-streams", o.max_flow_streams,
                  "flow streams served at once; more are refused with RESOURCE_EXHAUSTED")
       ->capture_default_str()
@@ -112,6 +130,7 @@ int main(int argc, char** argv) {
     o.listen_address = "0.0.0.0" + o.listen_address;
   }
   if (o.node_name.empty()) return Fail("--node-name must not be empty");
+  o.export_rotation.max_size_bytes = export_max_mb << 20;
 
   // Signals are taken by sigwait() below; every thread started from here inherits the mask.
   sigset_t signals;

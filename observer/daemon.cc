@@ -44,6 +44,20 @@ absl::Status ObserverDaemon::Start() {
   if (!ring.ok()) return ring.status();
   auto metric_specs = ParseMetricSpecs(options_.metrics);
   if (!metric_specs.ok()) return metric_specs.status();
+  ExporterConfig export_config{.file_path = options_.export_file_path,
+                               .field_mask = options_.export_fieldmask};
+  if (!options_.export_file_path.empty()) {
+    auto allow = ParseFilterList(options_.export_allowlist);
+    if (!allow.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("--export-allowlist: ", allow.status().message()));
+    auto deny = ParseFilterList(options_.export_denylist);
+    if (!deny.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("--export-denylist: ", deny.status().message()));
+    export_config.include = *std::move(allow);
+    export_config.exclude = *std::move(deny);
+  }
   if (options_.http_tls && !options_.tls.enabled()) {
     return absl::InvalidArgumentError(
         "--http-tls serves HTTPS with the TLS certificate flags: give --tls-cert-file and "
@@ -128,6 +142,12 @@ absl::Status ObserverDaemon::Start() {
   flow_metrics_ =
       std::make_unique<FlowMetrics>(*ring_, *table_, FlowMetricsOptions{.metrics = *metric_specs});
   flow_metrics_->Start();
+  if (!options_.export_file_path.empty()) {
+    exporter_ = std::make_unique<FlowExporter>(*ring_, *table_, *builder_, export_config,
+                                               options_.export_rotation);
+    if (absl::Status s = exporter_->Start(); !s.ok()) return s;
+    FLOWSCOPE_LOG_INFO("exporting flows to {}", options_.export_file_path);
+  }
   if (!options_.http_address.empty()) {
     std::map<std::string, HttpHandler> routes;
     routes["/healthz"] = [](const HttpRequest&) { return HttpResponse{.body = "ok\n"}; };
@@ -263,6 +283,7 @@ void ObserverDaemon::Stop() {
   if (stop_.exchange(true)) return;
   if (http_) http_->Shutdown();
   if (flow_metrics_) flow_metrics_->Stop();
+  if (exporter_) exporter_->Stop();
   if (server_) server_->Shutdown(absl::Milliseconds(300));
   if (service_) service_->Shutdown();
   if (maintain_.joinable()) maintain_.join();
@@ -346,6 +367,18 @@ void ObserverDaemon::CollectMetrics(MetricsWriter& w) const {
     w.Gauge("flowscope_policy_file_in_force",
             "1 when the policy file's current content is what the datapath enforces");
     w.Sample(s.policy_error.empty() ? 1 : 0);
+  }
+  if (exporter_) {
+    const FlowExporter::Stats e = exporter_->stats();
+    const std::string& name = exporter_->config().name;
+    w.Counter("flowscope_exporter_flows_total", "Flows the exporter wrote");
+    w.Sample({{"name", name}}, static_cast<double>(e.exported));
+    w.Counter("flowscope_exporter_lost_total",
+              "Flows the exporter lost: the ring moved past them before they were written");
+    w.Sample({{"name", name}}, static_cast<double>(e.lost));
+    w.Counter("flowscope_exporter_write_errors_total",
+              "Export lines that could not be written (disk full, file gone)");
+    w.Sample({{"name", name}}, static_cast<double>(e.write_errors));
   }
   if (http_) {
     const HttpServer::Stats h = http_->stats();

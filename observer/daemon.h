@@ -22,6 +22,7 @@
 #include "bpf/datapath.h"
 #include "observer/attach_manager.h"
 #include "observer/endpoint_source.h"
+#include "observer/exporter.h"
 #include "observer/flow_builder.h"
 #include "observer/flow_metrics.h"
 #include "observer/flow_query.h"
@@ -51,6 +52,12 @@ struct DaemonOptions {
   std::string http_address = ":9965";
   bool http_tls = false;
   std::vector<std::string> metrics;  // Hubble's --metrics items (flow-metrics.h)
+  // Flow export (exporter.h): off when the path is empty.
+  std::string export_file_path;
+  RotationOptions export_rotation;
+  std::string export_allowlist;  // JSON FlowFilters
+  std::string export_denylist;
+  std::vector<std::string> export_fieldmask;
 };
 
 struct DaemonStats {
@@ -108,6 +115,7 @@ class ObserverDaemon {
   std::unique_ptr<ObserverService> service_;
   std::unique_ptr<GrpcServer> server_;
   std::unique_ptr<FlowMetrics> flow_metrics_;
+  std::unique_ptr<FlowExporter> exporter_;
   std::unique_ptr<HttpServer> http_;
   std::atomic<int64_t> drain_pass_ns_{0};  // when the drain last completed a pass (monotonic)
   std::thread drain_;

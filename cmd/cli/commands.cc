@@ -25,7 +25,7 @@
 #include "api/grpc_util.h"
 #include "api/text.h"
 #include "api/time_parse.h"
-#include "cmd/cli/json.h"
+#include "api/json.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "observer/filter.h"
 #include "observer/observer.grpc.pb.h"

@@ -10,7 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "api/grpc_util.h"
-#include "cmd/cli/json.h"
+#include "api/json.h"
 
 namespace flowscope::cli {
 namespace {

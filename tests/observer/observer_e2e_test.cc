@@ -316,12 +316,39 @@ TEST_F(ObserverE2eTest, MetricsHealthAndReadinessOverHttpCountRealTraffic) {
   EXPECT_TRUE(daemon().Running());
 }
 
+TEST_F(ObserverE2eTest, ExportsTheFlowsItsAllowListLetsThroughToAFile) {
+  const std::string file = (dir_ / "export" / "events.log").string();
+  StartDaemon({"--export-file-path", file, "--export-allowlist", R"({"verdict":["DROPPED"]})",
+               "--export-fieldmask", "time,source.pod_name,destination.pod_name,verdict,l4"});
+  testing::TcpExchange(*net_, 8080);  // forwarded: not exported
+  EXPECT_FALSE(testing::TryConnect(*net_, 8081, absl::Milliseconds(1200))) << "denied";
+  std::string text;
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    std::ifstream in(file);
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    return text.find("DROPPED") != std::string::npos;
+  })) << Log();
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    EXPECT_TRUE(absl::StartsWith(line, "{\"flow\":{\"time\":")) << line;
+    EXPECT_THAT(std::string(line), ::testing::HasSubstr("\"verdict\":\"DROPPED\"")) << line;
+    EXPECT_THAT(std::string(line), ::testing::HasSubstr("\"pod_name\":\"tiefighter\"")) << line;
+    EXPECT_THAT(std::string(line), ::testing::Not(::testing::HasSubstr("\"labels\""))) << line;
+    EXPECT_THAT(std::string(line), ::testing::HasSubstr("\"node_name\":\"node-1\"")) << line;
+  }
+  const std::string metrics = Get(*net_, observer_->HttpAddress(), "/metrics").body;
+  EXPECT_GT(Sample(metrics, "flowscope_exporter_flows_total{name=\"static\"}"), 0) << metrics;
+  EXPECT_EQ(Sample(metrics, "flowscope_exporter_write_errors_total{name=\"static\"}"), 0);
+}
+
 TEST_F(ObserverE2eTest, BadMetricsAndHttpFlagsAreStartUpErrors) {
   for (const auto& [flags, says] : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"--metrics", "flow:sourceContext=nope"}, "unknown context \"nope\""},
            {{"--metrics", "httpV2"}, "not available"},
            {{"--http-address", "127.0.0.1:99999"}, "http address"},
            {{"--http-tls"}, "--http-tls"},
+           {{"--export-file-path", "/tmp/x.log", "--export-allowlist", "{\"verdict\":"},
+            "--export-allowlist: filter list: filter 1 is not closed"},
+           {{"--export-file-path", "/tmp", "--export-fieldmask", "verdict"}, "is a directory"},
        }) {
     std::vector<std::string> argv = {FLOWSCOPE_OBSERVER_BINARY,
                                      "--listen-socket",

@@ -1,6 +1,6 @@
 // The fast JSON encoder gives what protobuf's JSON printer gives (as parsed JSON), for rich
 // messages of every kind the CLI prints.
-#include "cmd/cli/json.h"
+#include "api/json.h"
 
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/json_util.h>
@@ -10,7 +10,7 @@
 
 #include "observer/observer.pb.h"
 
-namespace flowscope::cli {
+namespace flowscope {
 namespace {
 
 template <typename M>
@@ -116,4 +116,4 @@ TEST(JsonTest, EscapesLikeGosEncoder) {
 }
 
 }  // namespace
-}  // namespace flowscope::cli
+}  // namespace flowscope

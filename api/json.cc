@@ -1,4 +1,4 @@
-#include "cmd/cli/json.h"
+#include "api/json.h"
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/reflection.h>
@@ -14,7 +14,7 @@
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 
-namespace flowscope::cli {
+namespace flowscope {
 namespace {
 
 namespace pb = google::protobuf;
@@ -253,4 +253,4 @@ void AppendValue(const pb::Message& m, const pb::FieldDescriptor* f, int i, std:
 
 void AppendJson(const pb::Message& m, std::string* out) { AppendMessage(m, out); }
 
-}  // namespace flowscope::cli
+}  // namespace flowscope

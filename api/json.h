@@ -1,20 +1,20 @@
-// Fast proto3-JSON encoding of responses for `-o json`: the mapping protobuf's JSON printer
+// Fast proto3-JSON encoding of responses (the CLI's `-o json`, the flow exporter): the mapping protobuf's JSON printer
 // uses with original field names (enums by name, 64-bit integers as strings, wrappers as bare
 // values, RFC3339 UTC timestamps with 0/3/6/9 fractional digits, defaults omitted), written
 // directly through reflection instead of protobuf's slower generic path. Strings are escaped as
 // Go's encoder does in Hubble's CLI (including <, > and &). Pure; any thread.
-#ifndef FLOWSCOPE_CMD_CLI_JSON_H_
-#define FLOWSCOPE_CMD_CLI_JSON_H_
+#ifndef FLOWSCOPE_API_JSON_H_
+#define FLOWSCOPE_API_JSON_H_
 
 #include <google/protobuf/message.h>
 
 #include <string>
 
-namespace flowscope::cli {
+namespace flowscope {
 
 // Appends `m` as one compact JSON object.
 void AppendJson(const google::protobuf::Message& m, std::string* out);
 
-}  // namespace flowscope::cli
+}  // namespace flowscope
 
-#endif  // FLOWSCOPE_CMD_CLI_JSON_H_
+#endif  // FLOWSCOPE_API_JSON_H_
