@@ -99,6 +99,9 @@ int main(int argc, char** argv) {
   app.add_option("--export-fieldmask", o.export_fieldmask,
                  "Flow fields to keep in exported flows, e.g. time source.namespace verdict")
       ->delimiter(',');
+  app.add_option("--flowlogs-config", o.flowlogs_config,
+                 "YAML file of dynamic exporters (flowLogs: name, filePath, fieldMask, "
+                 "includeFilters, excludeFilters, end), re-read on change");
   app.add_option("--max-flow-streams", o.max_flow_streams,
                  "flow streams served at once; more are refused with RESOURCE_EXHAUSTED")
       ->capture_default_str()

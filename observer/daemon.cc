@@ -148,6 +148,12 @@ absl::Status ObserverDaemon::Start() {
     if (absl::Status s = exporter_->Start(); !s.ok()) return s;
     FLOWSCOPE_LOG_INFO("exporting flows to {}", options_.export_file_path);
   }
+  if (!options_.flowlogs_config.empty()) {
+    dynamic_exporters_ = std::make_unique<DynamicExporters>(
+        *ring_, *table_, *builder_, options_.flowlogs_config, options_.export_rotation);
+    // A file that cannot be used at start is a start-up error; later, the last good one stays.
+    if (absl::Status s = dynamic_exporters_->Maintain(); !s.ok()) return s;
+  }
   if (!options_.http_address.empty()) {
     std::map<std::string, HttpHandler> routes;
     routes["/healthz"] = [](const HttpRequest&) { return HttpResponse{.body = "ok\n"}; };
@@ -272,6 +278,7 @@ void ObserverDaemon::Maintain() {
       service_->lost_log().Add(flow::PERF_EVENT_RING_BUFFER, *lost, absl::Now());
     }
     names_.Expire();  // names of removed interfaces no record refers to any more
+    if (dynamic_exporters_) (void)dynamic_exporters_->Maintain();  // logs what it refuses
     // Endpoints of pods that are gone, once no record in the ring refers to them.
     table_->Expire(drain_passes_.load(std::memory_order_acquire), ring_->Written(),
                    ring_->OldestPosition());
@@ -284,6 +291,7 @@ void ObserverDaemon::Stop() {
   if (http_) http_->Shutdown();
   if (flow_metrics_) flow_metrics_->Stop();
   if (exporter_) exporter_->Stop();
+  if (dynamic_exporters_) dynamic_exporters_->Stop();
   if (server_) server_->Shutdown(absl::Milliseconds(300));
   if (service_) service_->Shutdown();
   if (maintain_.joinable()) maintain_.join();
@@ -368,17 +376,25 @@ void ObserverDaemon::CollectMetrics(MetricsWriter& w) const {
             "1 when the policy file's current content is what the datapath enforces");
     w.Sample(s.policy_error.empty() ? 1 : 0);
   }
-  if (exporter_) {
-    const FlowExporter::Stats e = exporter_->stats();
-    const std::string& name = exporter_->config().name;
+  std::vector<std::pair<std::string, FlowExporter::Stats>> exporters;
+  if (exporter_) exporters.emplace_back(exporter_->config().name, exporter_->stats());
+  if (dynamic_exporters_) {
+    for (auto& e : dynamic_exporters_->Stats()) exporters.push_back(std::move(e));
+    dynamic_exporters_->Collect(w);
+  }
+  if (!exporters.empty()) {
     w.Counter("flowscope_exporter_flows_total", "Flows the exporter wrote");
-    w.Sample({{"name", name}}, static_cast<double>(e.exported));
+    for (const auto& [name, e] : exporters) {
+      w.Sample({{"name", name}}, static_cast<double>(e.exported));
+    }
     w.Counter("flowscope_exporter_lost_total",
               "Flows the exporter lost: the ring moved past them before they were written");
-    w.Sample({{"name", name}}, static_cast<double>(e.lost));
+    for (const auto& [name, e] : exporters) w.Sample({{"name", name}}, static_cast<double>(e.lost));
     w.Counter("flowscope_exporter_write_errors_total",
               "Export lines that could not be written (disk full, file gone)");
-    w.Sample({{"name", name}}, static_cast<double>(e.write_errors));
+    for (const auto& [name, e] : exporters) {
+      w.Sample({{"name", name}}, static_cast<double>(e.write_errors));
+    }
   }
   if (http_) {
     const HttpServer::Stats h = http_->stats();

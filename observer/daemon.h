@@ -21,6 +21,7 @@
 #include "api/tls.h"
 #include "bpf/datapath.h"
 #include "observer/attach_manager.h"
+#include "observer/dynamic_exporters.h"
 #include "observer/endpoint_source.h"
 #include "observer/exporter.h"
 #include "observer/flow_builder.h"
@@ -58,6 +59,8 @@ struct DaemonOptions {
   std::string export_allowlist;  // JSON FlowFilters
   std::string export_denylist;
   std::vector<std::string> export_fieldmask;
+  // Hubble's dynamic flow logs file (dynamic_exporters.h), re-read on change; off when empty.
+  std::string flowlogs_config;
 };
 
 struct DaemonStats {
@@ -116,6 +119,7 @@ class ObserverDaemon {
   std::unique_ptr<GrpcServer> server_;
   std::unique_ptr<FlowMetrics> flow_metrics_;
   std::unique_ptr<FlowExporter> exporter_;
+  std::unique_ptr<DynamicExporters> dynamic_exporters_;
   std::unique_ptr<HttpServer> http_;
   std::atomic<int64_t> drain_pass_ns_{0};  // when the drain last completed a pass (monotonic)
   std::thread drain_;

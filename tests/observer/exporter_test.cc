@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "bpf/flow_event.h"
+#include "observer/dynamic_exporters.h"
 #include "tests/testing/flow_records.h"
 #include "tests/testing/wait.h"
 
@@ -184,6 +185,91 @@ TEST_F(ExporterTest, BadSettingsAreErrorsNamingThem) {
   EXPECT_THAT(std::string(filter.Start().message()), HasSubstr("exporter static"));
   FlowExporter denied(*ring_, table_, builder_, {.file_path = "/proc/nope/x.log"}, {});
   EXPECT_FALSE(denied.Start().ok());
+}
+
+TEST(FlowLogsTest, HubblesFileAndClearErrors) {
+  auto c = ParseFlowLogs(R"(flowLogs:
+  - name: denied
+    filePath: /tmp/denied.log
+    fieldMask: [time, verdict]
+    includeFilters:
+      - verdict: [DROPPED]
+        destination_port: ["8081"]
+    excludeFilters: [{source_pod: [kube-system/]}]
+    end: "2030-01-02T03:04:05Z"
+  - name: all
+    filePath: stdout
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->size(), 2u);
+  const ExporterConfig& d = (*c)[0];
+  EXPECT_EQ(d.name, "denied");
+  EXPECT_THAT(d.field_mask, ::testing::ElementsAre("time", "verdict"));
+  ASSERT_EQ(d.include.size(), 1u);
+  EXPECT_EQ(d.include[0].verdict(0), flow::DROPPED);
+  EXPECT_EQ(d.include[0].destination_port(0), "8081");
+  EXPECT_EQ(d.exclude[0].source_pod(0), "kube-system/");
+  EXPECT_EQ(d.end, absl::FromUnixSeconds(1893553445));
+  EXPECT_TRUE(ParseFlowLogs("").value().empty());
+  for (const auto& [bad, says] : std::vector<std::pair<std::string, std::string>>{
+           {"flowLogs: [{name: a}]", "no filePath"},
+           {"flowLogs: [{filePath: /x}]", "no name"},
+           {"flowLogs: [{name: a, filePath: /x}, {name: a, filePath: /y}]", "used twice"},
+           {"flowLogs: [{name: a, filePath: /x, colour: red}]", "unknown key \"colour\""},
+           {"flowLogs: [{name: a, filePath: /x, end: tomorrow}]", "not an RFC 3339 time"},
+           {"flowLogs: [{name: a, filePath: /x, includeFilters: [{nope: 1}]}]", "includeFilters 1"},
+           {"flowlogs: []", "unknown key \"flowlogs\""},
+           {"flowLogs: [a, b", "line 1"},
+       }) {
+    auto s = ParseFlowLogs(bad);
+    ASSERT_FALSE(s.ok()) << bad;
+    EXPECT_THAT(std::string(s.status().message()), HasSubstr(says)) << bad;
+  }
+}
+
+TEST_F(ExporterTest, DynamicExportersAreAddedChangedAndRemovedAsTheFileChanges) {
+  const auto config = dir_ / "flowlogs.yaml";
+  auto write_config = [&](const std::string& text) {
+    // A new inode each time, as a ConfigMap update makes: the change is seen by its signature.
+    std::ofstream(dir_ / "flowlogs.tmp") << text;
+    std::filesystem::rename(dir_ / "flowlogs.tmp", config);
+  };
+  write_config(
+      absl::StrCat("flowLogs:\n  - name: a\n    filePath: ", (dir_ / "a.log").string(), "\n"));
+  DynamicExporters d(*ring_, table_, builder_, config.string(), {});
+  ASSERT_TRUE(d.Maintain().ok());
+  EXPECT_THAT(d.Active(), ::testing::ElementsAre("a"));
+  Write(2);
+  ASSERT_TRUE(testing::WaitUntil([&] { return Lines(dir_ / "a.log").size() == 2; }));
+
+  // b added, a filtered: a restarts with its filter, b starts.
+  write_config(absl::StrCat("flowLogs:\n  - name: a\n    filePath: ", (dir_ / "a.log").string(),
+                            "\n    includeFilters: [{source_port: [\"5000\"]}]\n",
+                            "  - name: b\n    filePath: ", (dir_ / "b.log").string(), "\n"));
+  ASSERT_TRUE(d.Maintain().ok());
+  EXPECT_THAT(d.Active(), ::testing::ElementsAre("a", "b"));
+  Write(1, 5000);
+  Write(1, 6000);
+  ASSERT_TRUE(testing::WaitUntil([&] { return Lines(dir_ / "b.log").size() == 2; }));
+  ASSERT_TRUE(testing::WaitUntil([&] { return Lines(dir_ / "a.log").size() == 3; }));
+  EXPECT_EQ(Lines(dir_ / "a.log")[2]["flow"]["l4"]["UDP"]["source_port"], 5000);
+
+  // A broken file keeps both running; then a is removed.
+  write_config("flowLogs: [{name: a");
+  EXPECT_FALSE(d.Maintain().ok());
+  EXPECT_THAT(d.Active(), ::testing::ElementsAre("a", "b"));
+  write_config(
+      absl::StrCat("flowLogs:\n  - name: b\n    filePath: ", (dir_ / "b.log").string(), "\n"));
+  ASSERT_TRUE(d.Maintain().ok());
+  EXPECT_THAT(d.Active(), ::testing::ElementsAre("b"));
+  MetricsWriter w(MetricsFormat::kText);
+  d.Collect(w);
+  const std::string text = std::move(w).Finish();
+  EXPECT_THAT(text, HasSubstr("hubble_dynamic_exporter_reconfigurations_total{op=\"add\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("hubble_dynamic_exporter_reconfigurations_total{op=\"update\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("hubble_dynamic_exporter_reconfigurations_total{op=\"remove\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("hubble_dynamic_exporter_up{name=\"b\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("flowscope_dynamic_exporter_config_refused_total 1\n"));
 }
 
 }  // namespace
