@@ -20,6 +20,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "tests/testing/bpf_env.h"
+#include "tests/testing/http_client.h"
+#include "tests/testing/netns.h"
 #include "tests/testing/shell.h"
 #include "tests/testing/wait.h"
 
@@ -166,6 +168,17 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
   for (const json& f : recent) nodes.insert(f.value("node_name", ""));
   EXPECT_THAT(nodes, ::testing::ElementsAre("node-1", "node-2"));
   EXPECT_THAT(Cli("status"), HasSubstr("Connected Nodes: 2/2"));
+  // Each node's observer serves Hubble's metrics on its loopback; xwing's drops are counted
+  // on its node.
+  std::string metrics;
+  for (const char* node : {"-node-1", "-node-2"}) {
+    testing::HttpAnswer a;
+    testing::InNetns(prefix_ + node, [&] { a = testing::HttpGet(9965, "/metrics"); });
+    EXPECT_EQ(a.status, 200) << node;
+    EXPECT_THAT(a.body, HasSubstr("hubble_flows_processed_total{protocol=\"TCP\"")) << node;
+    metrics += a.body;
+  }
+  EXPECT_THAT(metrics, HasSubstr("hubble_drop_total{reason=\"POLICY_DENIED\""));
   const std::string listed = Cli("list nodes");
   EXPECT_THAT(listed, HasSubstr("node-1"));
   EXPECT_THAT(listed, HasSubstr("node-2"));
