@@ -33,6 +33,12 @@ void CollectRelayMetrics(const PeerPool& pool, const RelayService& service, Metr
   }
   w.Gauge("flowscope_relay_flow_streams", "Client flow streams open");
   w.Sample(service.open_streams());
+  w.Gauge("flowscope_relay_queued_messages", "Messages waiting to be written to clients");
+  w.Sample(static_cast<double>(service.queued_messages()));
+  w.Gauge("flowscope_relay_follow_merge_lag_seconds",
+          "Follow streams: how far the merged stream's promise trails the clock (the largest "
+          "among open streams)");
+  w.Sample(absl::ToDoubleSeconds(service.max_merge_lag()));
   w.Counter("flowscope_relay_dropped_for_slow_clients_total",
             "Follow responses dropped because a client did not read them in time (reported "
             "in its stream as lost events)");

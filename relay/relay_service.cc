@@ -157,10 +157,12 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     }
     if (cancelled_ || finished_) return;
     queue_.push_back(std::move(message));
+    service_->CountQueued(1);
     if (writing_) return;
     writing_ = true;
     current_ = std::move(queue_.front());
     queue_.pop_front();
+    service_->CountQueued(-1);
     lock.unlock();
     this->StartWrite(&current_);
   }
@@ -180,6 +182,7 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     if (!queue_.empty()) {
       current_ = std::move(queue_.front());
       queue_.pop_front();
+      service_->CountQueued(-1);
       const bool wake = producer_waiting_ && queue_.size() <= max_queued_ / 2;
       lock.unlock();
       if (wake) queue_space_cv_.notify_all();
@@ -210,6 +213,8 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     {
       std::lock_guard<std::mutex> lock(mu_);
       cancelled_ = true;
+      service_->CountQueued(-static_cast<int64_t>(queue_.size()));
+      queue_.clear();
     }
     queue_space_cv_.notify_all();
     CancelPeers();
@@ -533,8 +538,11 @@ class RelayStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
       if (const uint64_t dropped = TakeDroppedIfRoom()) EmitStatus(DroppedNotice(dropped, me));
       std::vector<Response> out = merge.Release(now);
       // No live peer holds anything back: promise only what cannot be waited for any more.
-      Emit(std::move(out), merge.low_watermark().value_or(now - options.peer_timeout), now);
+      const absl::Time promise = merge.low_watermark().value_or(now - options.peer_timeout);
+      service_->ReportMergeLag(this, std::max(absl::ZeroDuration(), now - promise));
+      Emit(std::move(out), promise, now);
     }
+    service_->ForgetMergeLag(this);
     CancelPeers();
     JoinReaders();
     // The reactor must finish even when the client went away.
@@ -633,6 +641,23 @@ grpc::ServerUnaryReactor* RelayService::AnswerOffThread(grpc::CallbackServerCont
     reactor->Finish(grpc::Status::OK);  // the last touch of the call
   });
   return reactor;
+}
+
+void RelayService::ReportMergeLag(const void* stream, absl::Duration lag) {
+  std::lock_guard<std::mutex> lock(lag_mu_);
+  merge_lag_[stream] = lag;
+}
+
+void RelayService::ForgetMergeLag(const void* stream) {
+  std::lock_guard<std::mutex> lock(lag_mu_);
+  merge_lag_.erase(stream);
+}
+
+absl::Duration RelayService::max_merge_lag() const {
+  std::lock_guard<std::mutex> lock(lag_mu_);
+  absl::Duration out = absl::ZeroDuration();
+  for (const auto& [stream, lag] : merge_lag_) out = std::max(out, lag);
+  return out;
 }
 
 RelayService::RelayService(PeerPool& pool, RelayOptions options)

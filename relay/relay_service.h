@@ -93,6 +93,14 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
   // Follow responses dropped because a client did not read them in time (reported to it).
   uint64_t dropped_for_slow_clients() const { return dropped_.load(std::memory_order_relaxed); }
   void CountDropped(uint64_t n) { dropped_.fetch_add(n, std::memory_order_relaxed); }
+  // Messages waiting to be written to clients, across streams.
+  int64_t queued_messages() const { return queued_.load(std::memory_order_relaxed); }
+  void CountQueued(int64_t delta) { queued_.fetch_add(delta, std::memory_order_relaxed); }
+  // Follow streams: how far behind the clock the merge's promise is (the stream's own latency),
+  // reported by each stream as it goes; the largest among open streams.
+  void ReportMergeLag(const void* stream, absl::Duration lag);
+  void ForgetMergeLag(const void* stream);
+  absl::Duration max_merge_lag() const;
   OwnedThreads& threads() { return threads_; }
 
  private:
@@ -111,6 +119,9 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
   RelayBatchService batch_service_;
   std::atomic<int> active_streams_{0};
   std::atomic<uint64_t> dropped_{0};
+  std::atomic<int64_t> queued_{0};
+  mutable std::mutex lag_mu_;
+  std::map<const void*, absl::Duration> merge_lag_;
   OwnedThreads threads_;  // last: joined first, while everything its threads use is there
 };
 

@@ -193,6 +193,8 @@ TEST_F(RelayE2eTest, ReadinessAndMetricsOverHttp) {
   EXPECT_THAT(m.body, HasSubstr("flowscope_relay_peer_up{peer=\"" + ObserverTarget(0) +
                                 "\",name=\"node-1\"} 1\n"));
   EXPECT_THAT(m.body, HasSubstr("flowscope_ready 1\n"));
+  EXPECT_THAT(m.body, HasSubstr("flowscope_relay_queued_messages 0\n"));
+  EXPECT_THAT(m.body, HasSubstr("flowscope_relay_follow_merge_lag_seconds 0\n")) << "no follow";
   // Both observers gone: not ready, and the metrics say why.
   for (auto& o : observers_) o.reset();
   EXPECT_TRUE(testing::WaitUntil([&] { return testing::HttpGet(port, "/readyz").status == 503; }));

@@ -644,6 +644,7 @@ TEST_F(WatermarkRelayTest, ASlowFollowClientLosesFlowsAndIsToldExactlyHowMany) {
   }
   // The relay drops what its client has no room for while the client still reads nothing.
   ASSERT_TRUE(testing::WaitUntil([&] { return relay_->service->dropped_for_slow_clients() > 0; }));
+  EXPECT_GE(relay_->service->queued_messages(), 0);
   uint64_t flows = 0, lost = 0;
   while (flows + lost < 2 * kPerNode && reader->Read(&r)) {
     if (r.has_flow()) ++flows;
@@ -660,6 +661,11 @@ TEST_F(WatermarkRelayTest, ASlowFollowClientLosesFlowsAndIsToldExactlyHowMany) {
   while (reader->Read(&r)) {
   }
   reader->Finish();
+  EXPECT_TRUE(testing::WaitUntil([&] { return relay_->service->queued_messages() == 0; }))
+      << relay_->service->queued_messages() << " still counted after the stream ended";
+  EXPECT_TRUE(testing::WaitUntil([&] {
+    return relay_->service->max_merge_lag() == absl::ZeroDuration();
+  })) << "an ended stream reports no lag";
 }
 
 TEST_F(WatermarkRelayTest, ARelayCanBeThePeerOfAnotherRelay) {
