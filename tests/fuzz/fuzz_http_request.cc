@@ -1,10 +1,6 @@
 // Arbitrary bytes as an HTTP request to the daemons' HTTP server (a real one on loopback, with
 // the /metrics, /healthz and /readyz routes' shapes): whatever arrives, the server answers or
 // closes, and goes on serving. The sanitizers watch the server's request handling.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -15,6 +11,7 @@
 
 #include "api/http_server.h"
 #include "api/metrics.h"
+#include "tests/testing/http_client.h"
 
 namespace {
 
@@ -45,23 +42,11 @@ flowscope::HttpServer* Server() {
 // Sends `bytes`, closes the sending side and reads until the server closes; false if the
 // server could not be reached.
 bool Exchange(uint16_t port, const uint8_t* bytes, size_t size) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  timeval tv{.tv_sec = 5, .tv_usec = 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return false;
-  }
-  if (size > 0) (void)!send(fd, bytes, size, MSG_NOSIGNAL);
-  shutdown(fd, SHUT_WR);
-  char buf[4096];
-  while (recv(fd, buf, sizeof buf, 0) > 0) {
-  }
-  close(fd);
+  flowscope::testing::HttpClient c(port);
+  if (!c.connected()) return false;
+  if (size > 0) (void)c.Send(std::string(reinterpret_cast<const char*>(bytes), size));
+  c.CloseSending();
+  (void)c.ReadAll();
   return true;
 }
 

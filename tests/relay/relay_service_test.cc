@@ -404,10 +404,9 @@ class WatermarkRelayTest : public ::testing::Test {
   std::unique_ptr<::observer::Observer::Stub> stub_;
 };
 
-TEST_F(WatermarkRelayTest, AllStreamsThroughTheMergeAndKeepsWhatAHangingNodeSent) {
-  // --all (number 2^64-1) is merged as it streams in, as number 0 is; so a node that hangs
-  // half-way keeps the flows it did send (a buffered "newest N" answer would drop them all).
-  const absl::Time base = absl::Now() - absl::Seconds(10);
+// What a node that hangs after two flows ("node-s", at base + 20 ms and + 30 ms, source ports
+// 20 and 30) sends first.
+std::vector<::observer::GetFlowsResponse> TwoFlowsBeforeHanging(absl::Time base) {
   std::vector<::observer::GetFlowsResponse> answer;
   for (int ms : {20, 30}) {
     ::observer::GetFlowsResponse r;
@@ -418,6 +417,14 @@ TEST_F(WatermarkRelayTest, AllStreamsThroughTheMergeAndKeepsWhatAHangingNodeSent
     r.mutable_flow()->mutable_l4()->mutable_udp()->set_source_port(static_cast<uint32_t>(ms));
     answer.push_back(r);
   }
+  return answer;
+}
+
+TEST_F(WatermarkRelayTest, AllStreamsThroughTheMergeAndKeepsWhatAHangingNodeSent) {
+  // --all (number 2^64-1) is merged as it streams in, as number 0 is; so a node that hangs
+  // half-way keeps the flows it did send (a buffered "newest N" answer would drop them all).
+  const absl::Time base = absl::Now() - absl::Seconds(10);
+  const std::vector<::observer::GetFlowsResponse> answer = TwoFlowsBeforeHanging(base);
   StallingObserver stalling(answer);
   const std::string stall_socket = dir_ + "/stall.sock";
   auto stall_server = GrpcServer::Start({&stalling}, {stall_socket, ""});
@@ -452,17 +459,7 @@ TEST_F(WatermarkRelayTest, AHungNodeIsLeftOutOnceTheRelaysClockPassesThePeerTime
   ManualClock clock(absl::Now());
   options_.clock = &clock;
   options_.peer_timeout = absl::Hours(1);
-  const absl::Time base = absl::Now() - absl::Seconds(10);
-  std::vector<::observer::GetFlowsResponse> answer;
-  for (int ms : {20, 30}) {
-    ::observer::GetFlowsResponse r;
-    r.set_node_name("node-s");
-    *r.mutable_time() = ToTimestamp(base + absl::Milliseconds(ms));
-    *r.mutable_flow()->mutable_time() = r.time();
-    r.mutable_flow()->set_node_name("node-s");
-    answer.push_back(r);
-  }
-  StallingObserver stalling(answer);
+  StallingObserver stalling(TwoFlowsBeforeHanging(absl::Now() - absl::Seconds(10)));
   const std::string stall_socket = dir_ + "/stall.sock";
   auto stall_server = GrpcServer::Start({&stalling}, {stall_socket, ""});
   ASSERT_TRUE(stall_server.ok()) << stall_server.status();

@@ -65,6 +65,8 @@ class HttpClient {
     buffer_.erase(0, header_end + length);
     return out;
   }
+  // Tells the server nothing more will come (half-close).
+  void CloseSending() { shutdown(fd_, SHUT_WR); }
   // Everything until the server closes the connection (or a read times out).
   std::string ReadAll() {
     while (Fill()) {
