@@ -23,7 +23,9 @@ bool NeedsEscape(unsigned char c) {
   return c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c == 0xE2;
 }
 
-void AppendString(absl::string_view s, std::string* out) {
+}  // namespace
+
+void AppendJsonString(absl::string_view s, std::string* out) {
   static constexpr char kHex[] = "0123456789abcdef";
   out->push_back('"');
   for (size_t i = 0; i < s.size(); ++i) {
@@ -76,6 +78,8 @@ void AppendString(absl::string_view s, std::string* out) {
   }
   out->push_back('"');
 }
+
+namespace {
 
 void AppendDouble(double v, std::string* out) {
   if (std::isnan(v)) {
@@ -180,7 +184,7 @@ void AppendMessage(const pb::Message& m, std::string* out) {
   for (const pb::FieldDescriptor* f : fields) {
     if (!first) out->push_back(',');
     first = false;
-    AppendString(f->name(), out);
+    AppendJsonString(f->name(), out);
     out->push_back(':');
     if (f->is_repeated()) {
       out->push_back('[');
@@ -226,7 +230,7 @@ void AppendValue(const pb::Message& m, const pb::FieldDescriptor* f, int i, std:
       const int v = rep ? r->GetRepeatedEnumValue(m, f, i) : r->GetEnumValue(m, f);
       const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByNumber(v);
       if (e != nullptr) {
-        AppendString(e->name(), out);
+        AppendJsonString(e->name(), out);
       } else {
         absl::StrAppend(out, v);
       }
@@ -237,9 +241,9 @@ void AppendValue(const pb::Message& m, const pb::FieldDescriptor* f, int i, std:
       const std::string& s = rep ? r->GetRepeatedStringReference(m, f, i, &scratch)
                                  : r->GetStringReference(m, f, &scratch);
       if (f->type() == pb::FieldDescriptor::TYPE_BYTES) {
-        AppendString(absl::Base64Escape(s), out);
+        AppendJsonString(absl::Base64Escape(s), out);
       } else {
-        AppendString(s, out);
+        AppendJsonString(s, out);
       }
       break;
     }

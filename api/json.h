@@ -10,7 +10,12 @@
 
 #include <string>
 
+#include "absl/strings/string_view.h"
+
 namespace flowscope {
+
+// Appends `s` as a JSON string, escaped as Go's encoder does.
+void AppendJsonString(absl::string_view s, std::string* out);
 
 // Appends `m` as one compact JSON object.
 void AppendJson(const google::protobuf::Message& m, std::string* out);

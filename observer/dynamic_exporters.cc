@@ -10,26 +10,12 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "api/file_util.h"
+#include "api/json.h"
 #include "api/logging.h"
 #include "api/text.h"
 
 namespace flowscope::observer {
 namespace {
-
-void AppendJsonString(const std::string& s, std::string* out) {
-  out->push_back('"');
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(static_cast<char>(c));
-    } else if (c < 0x20) {
-      absl::StrAppend(out, "\\u00", absl::Hex(c, absl::kZeroPad2));
-    } else {
-      out->push_back(static_cast<char>(c));
-    }
-  }
-  out->push_back('"');
-}
 
 // A YAML node as JSON, as a YAML-to-JSON converter does: plain true/false and integers become
 // JSON literals, every other scalar a string.

@@ -315,12 +315,10 @@ void FlowExporter::WriteLost(uint64_t n) {
 }
 
 void FlowExporter::Run(uint64_t from) {
-  constexpr absl::Duration kShortest = absl::Milliseconds(1);
-  constexpr absl::Duration kLongest = absl::Milliseconds(50);
   google::protobuf::FieldMask mask;
   for (const std::string& p : config_.field_mask) mask.add_paths(p);
   ringbuf::RingReader<FlowRecord> reader(ring_, from);
-  absl::Duration pause = kShortest;
+  PollPause pause;
   FlowRecord r;
   ::observer::ExportEvent e;
   std::string line;
@@ -362,8 +360,7 @@ void FlowExporter::Run(uint64_t from) {
         stats_.last_error = std::string(s.message());
       }
     }
-    pause = read > 0 ? kShortest : std::min(pause * 2, kLongest);
-    absl::SleepFor(pause);
+    pause.After(read);
   }
 }
 

@@ -389,14 +389,10 @@ void FlowMetrics::Process(const FlowRecord& r) {
 }
 
 void FlowMetrics::Run(uint64_t from) {
-  // Polls rather than waits on the ring: a waiter would cost the drain a wake-up per publish.
-  // The pause shrinks while records keep coming and grows when they do not.
-  constexpr absl::Duration kShortest = absl::Milliseconds(1);
-  constexpr absl::Duration kLongest = absl::Milliseconds(50);
   constexpr size_t kBatch = 65536;
   ringbuf::RingReader<FlowRecord> reader(ring_, from);
   absl::Time next_expiry = clock_.Now() + absl::Seconds(10);
-  absl::Duration pause = kShortest;
+  PollPause pause;
   absl::flat_hash_map<Key, uint64_t> batch;
   FlowRecord r;
   while (!stop_.load(std::memory_order_acquire)) {
@@ -421,8 +417,7 @@ void FlowMetrics::Run(uint64_t from) {
       Expire();
       next_expiry = clock_.Now() + absl::Seconds(10);
     }
-    pause = read > 0 ? kShortest : std::min(pause * 2, kLongest);
-    absl::SleepFor(pause);
+    pause.After(read);
   }
 }
 
