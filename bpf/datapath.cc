@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
@@ -241,6 +242,61 @@ absl::StatusOr<DatapathStats> Datapath::ReadStats() const {
   st.not_ip = sums[FS_STAT_NOT_IP];
   st.policy_drops = sums[FS_STAT_POLICY_DROPS];
   return st;
+}
+
+namespace {
+
+// Entries in a hash map, read with batched lookups where the kernel has them, else key by key.
+absl::StatusOr<uint64_t> CountEntries(int fd, size_t key_size, size_t value_size) {
+  constexpr uint32_t kBatch = 4096;
+  std::vector<uint8_t> keys(kBatch * key_size);
+  std::vector<uint8_t> values(kBatch * value_size);
+  // The batch position is the kernel's bucket index; a key-sized buffer is always large enough.
+  std::vector<uint8_t> in(std::max<size_t>(key_size, 8));
+  std::vector<uint8_t> out(in.size());
+  uint64_t total = 0;
+  bool first = true;
+  for (;;) {
+    uint32_t count = kBatch;
+    const int rc = bpf_map_lookup_batch(fd, first ? nullptr : in.data(), out.data(), keys.data(),
+                                        values.data(), &count, nullptr);
+    const int err = rc == 0 ? 0 : errno;
+    if (rc != 0 && err != ENOENT) {
+      if (first && (err == EINVAL || err == ENOTSUP || err == EOPNOTSUPP)) break;  // no batches
+      return absl::ErrnoToStatus(err, "counting map entries");
+    }
+    total += count;
+    if (err == ENOENT) return total;
+    first = false;
+    std::swap(in, out);
+  }
+  // Key by key (kernels before 5.6).
+  total = 0;
+  std::vector<uint8_t> key(key_size), next(key_size);
+  bool have = false;
+  while (bpf_map_get_next_key(fd, have ? key.data() : nullptr, next.data()) == 0) {
+    ++total;
+    std::swap(key, next);
+    have = true;
+  }
+  return total;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<MapUsage>> Datapath::ReadMapUsage() const {
+  std::vector<MapUsage> out;
+  const bpf_map* flows = skel_->maps.flows;
+  auto n = CountEntries(bpf_map__fd(flows), bpf_map__key_size(flows), bpf_map__value_size(flows));
+  if (!n.ok()) return n.status();
+  out.push_back({"flows", *n, bpf_map__max_entries(flows)});
+  const bpf_map* ifs = skel_->maps.if_config;
+  n = CountEntries(bpf_map__fd(ifs), bpf_map__key_size(ifs), bpf_map__value_size(ifs));
+  if (!n.ok()) return n.status();
+  out.push_back({"if_config", *n, bpf_map__max_entries(ifs)});
+  out.push_back({"deny_rules", __atomic_load_n(&skel_->bss->deny_rule_count, __ATOMIC_ACQUIRE),
+                 FS_MAX_DENY_RULES});
+  return out;
 }
 
 }  // namespace flowscope::bpf

@@ -62,6 +62,13 @@ struct DatapathStats {
   uint64_t policy_drops = 0;
 };
 
+// How full one of the datapath's maps is (Cilium's cilium_bpf_map_pressure is entries/max).
+struct MapUsage {
+  std::string name;  // "flows", "if_config", "deny_rules"
+  uint64_t entries = 0;
+  uint64_t max_entries = 0;
+};
+
 class Datapath {
  public:
   // Opens and loads the programs. Fails with a message that says what is needed when not
@@ -86,6 +93,10 @@ class Datapath {
 
   // Counters summed over CPUs.
   absl::StatusOr<DatapathStats> ReadStats() const;
+
+  // Entries in use in the flow table, the interface table and the deny rules. Counting the flow
+  // table reads it in batches (one syscall per few thousand entries); call it off the drain.
+  absl::StatusOr<std::vector<MapUsage>> ReadMapUsage() const;
 
   const DatapathOptions& options() const { return options_; }
 

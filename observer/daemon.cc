@@ -348,6 +348,24 @@ void ObserverDaemon::CollectMetrics(MetricsWriter& w) const {
   w.Sample(static_cast<double>(s.kernel_lost));
   w.Gauge("flowscope_bpf_ring_capacity_bytes", "Size of the BPF ring buffer");
   w.Sample(static_cast<double>(options_.datapath.ring_buffer_bytes));
+  if (datapath_) {
+    // Read at scrape time, on the HTTP thread: the drain never waits for it.
+    if (auto usage = datapath_->ReadMapUsage(); usage.ok()) {
+      w.Gauge("flowscope_bpf_map_pressure",
+              "Fill of a datapath map, entries / max_entries (as cilium_bpf_map_pressure)");
+      for (const auto& m : *usage) {
+        w.Sample({{"map_name", m.name}},
+                 m.max_entries == 0
+                     ? 0
+                     : static_cast<double>(m.entries) / static_cast<double>(m.max_entries));
+      }
+      w.Gauge("flowscope_bpf_map_entries", "Entries in use in a datapath map");
+      for (const auto& m : *usage) w.Sample({{"map_name", m.name}}, static_cast<double>(m.entries));
+    } else if (!map_usage_logged_.exchange(true)) {
+      FLOWSCOPE_LOG_WARN("reading the datapath maps' usage: {}",
+                         std::string(usage.status().message()));
+    }
+  }
   w.Counter("flowscope_drain_passes_total", "Passes of the drain over the BPF ring buffer");
   w.Sample(static_cast<double>(drain_passes_.load()));
   if (service_) {

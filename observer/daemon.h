@@ -125,6 +125,7 @@ class ObserverDaemon {
   std::thread drain_;
   std::thread maintain_;
   std::atomic<bool> stop_{false};
+  mutable std::atomic<bool> map_usage_logged_{false};  // a failed map read is logged once
   std::atomic<uint64_t> events_{0};
   std::atomic<uint64_t> drain_passes_{0};  // completed: everything parsed is in the ring
   std::atomic<uint64_t> malformed_{0};

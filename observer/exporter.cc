@@ -1,7 +1,10 @@
 #include "observer/exporter.h"
 
+#include <fcntl.h>
 #include <google/protobuf/util/field_mask_util.h>
 #include <google/protobuf/util/json_util.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -133,12 +136,13 @@ absl::StatusOr<std::unique_ptr<RotatingFile>> RotatingFile::Open(std::string pat
 }
 
 RotatingFile::~RotatingFile() {
-  if (file_ != nullptr && !stdout_) std::fclose(file_);
+  Flush();
+  if (fd_ >= 0 && !stdout_) ::close(fd_);
 }
 
 absl::Status RotatingFile::OpenCurrent() {
   if (path_ == "stdout") {
-    file_ = stdout;
+    fd_ = STDOUT_FILENO;
     stdout_ = true;
     return absl::OkStatus();
   }
@@ -148,13 +152,66 @@ absl::Status RotatingFile::OpenCurrent() {
   if (fs::is_directory(path_, ec)) {
     return absl::InvalidArgumentError(absl::StrCat("export file ", path_, ": is a directory"));
   }
-  file_ = std::fopen(path_.c_str(), "a");
-  if (file_ == nullptr) {
+  fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
+  if (fd_ < 0) {
     return absl::UnavailableError(absl::StrCat("export file ", path_, ": ", Errno(errno)));
   }
-  const auto size = fs::file_size(path_, ec);
-  size_ = ec ? 0 : size;
+  struct stat st {};
+  size_ = ::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
   return absl::OkStatus();
+}
+
+void RotatingFile::Fail(uint64_t lines, const absl::Status& status) {
+  counts_.failed += lines;
+  counts_.last_error = std::string(status.message());
+}
+
+void RotatingFile::WriteLine(absl::string_view line, bool counted) {
+  if (fd_ < 0) {
+    if (absl::Status s = OpenCurrent(); !s.ok()) return Fail(1, s);
+  }
+  const uint64_t queued = size_ + pending_.size();
+  if (!stdout_ && queued > 0 && queued + line.size() + 1 > options_.max_size_bytes) {
+    Flush();
+    if (absl::Status s = Rotate(); !s.ok()) {
+      if (fd_ < 0) return Fail(1, s);
+      FLOWSCOPE_LOG_WARN("{}", std::string(s.message()));  // rotated, but not all of it went well
+    }
+  }
+  pending_.append(line.data(), line.size());
+  pending_.push_back('\n');
+  ++pending_lines_;
+  pending_counted_ += counted;
+  if (pending_.size() >= (64u << 10)) Flush();
+}
+
+void RotatingFile::Flush() {
+  if (pending_.empty()) return;
+  size_t done = 0;
+  int err = 0;
+  while (done < pending_.size()) {
+    const ssize_t n = ::write(fd_, pending_.data() + done, pending_.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : ENOSPC;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (done == pending_.size()) {
+    size_ += done;
+    counts_.written += pending_counted_;
+  } else {
+    // Cut the torn line off: the file ends with a whole line, and the next write starts a line.
+    if (!stdout_ && done > 0 && ::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+      FLOWSCOPE_LOG_WARN("export file {}: cutting a torn line off: {}", path_, Errno(errno));
+    }
+    Fail(pending_lines_,
+         absl::UnavailableError(absl::StrCat("export file ", path_, ": ", Errno(err))));
+  }
+  pending_.clear();
+  pending_lines_ = 0;
+  pending_counted_ = 0;
 }
 
 std::vector<std::string> RotatingFile::Backups() const {
@@ -177,8 +234,8 @@ std::vector<std::string> RotatingFile::Backups() const {
 }
 
 absl::Status RotatingFile::Rotate() {
-  std::fclose(file_);
-  file_ = nullptr;
+  ::close(fd_);
+  fd_ = -1;
   const auto [stem, ext] = StemAndExtension(path_);
   // lumberjack's names: events-2006-01-02T15-04-05.000.log, sortable by time.
   std::string backup = absl::StrCat(
@@ -201,35 +258,6 @@ absl::Status RotatingFile::Rotate() {
   if (absl::Status s = OpenCurrent(); !s.ok()) return s;
   size_ = 0;
   return status;
-}
-
-absl::Status RotatingFile::WriteLine(absl::string_view line) {
-  if (file_ == nullptr) {
-    if (absl::Status s = OpenCurrent(); !s.ok()) return s;
-  }
-  if (!stdout_ && size_ > 0 && size_ + line.size() + 1 > options_.max_size_bytes) {
-    if (absl::Status s = Rotate(); !s.ok() && file_ == nullptr) return s;
-  }
-  errno = 0;
-  const size_t n = std::fwrite(line.data(), 1, line.size(), file_);
-  const bool nl = std::fputc('\n', file_) != EOF;
-  if (n != line.size() || !nl) {
-    const int e = errno;
-    std::clearerr(file_);
-    return absl::UnavailableError(
-        absl::StrCat("export file ", path_, ": ", e != 0 ? Errno(e) : "short write"));
-  }
-  size_ += n + 1;
-  return absl::OkStatus();
-}
-
-absl::Status RotatingFile::Flush() {
-  if (file_ != nullptr && std::fflush(file_) != 0) {
-    const int e = errno;
-    std::clearerr(file_);
-    return absl::UnavailableError(absl::StrCat("export file ", path_, ": ", Errno(e)));
-  }
-  return absl::OkStatus();
 }
 
 // --- FlowExporter -------------------------------------------------------------------------------
@@ -272,7 +300,10 @@ absl::Status FlowExporter::Start() {
 void FlowExporter::Stop() {
   stop_.store(true);
   if (thread_.joinable()) thread_.join();
-  if (file_) (void)file_->Flush();
+  if (file_) {
+    file_->Flush();
+    Sync();
+  }
 }
 
 FlowExporter::Stats FlowExporter::stats() const {
@@ -281,19 +312,21 @@ FlowExporter::Stats FlowExporter::stats() const {
 }
 
 void FlowExporter::Write(absl::string_view line, bool flow) {
-  const absl::Status s = file_->WriteLine(line);
+  file_->WriteLine(line, flow);
+  Sync();
+}
+
+void FlowExporter::Sync() {
+  const RotatingFile::Counts& c = file_->counts();
   std::lock_guard<std::mutex> lock(mu_);
-  if (s.ok()) {
-    stats_.exported += flow;
-    return;
-  }
   // Logged when the error changes (a full disk fails every line).
-  if (stats_.last_error != s.message()) {
+  if (c.failed > stats_.write_errors && c.last_error != stats_.last_error) {
     FLOWSCOPE_LOG_ERROR("exporter {}: {}; lines are dropped until it can write again", config_.name,
-                        std::string(s.message()));
+                        c.last_error);
   }
-  ++stats_.write_errors;
-  stats_.last_error = std::string(s.message());
+  stats_.exported = c.written;
+  stats_.write_errors = c.failed;
+  stats_.last_error = c.last_error;
 }
 
 void FlowExporter::WriteLost(uint64_t n) {
@@ -353,13 +386,8 @@ void FlowExporter::Run(uint64_t from) {
       }
     }
     if (read == 4096) continue;
-    if (file_) {
-      if (absl::Status s = file_->Flush(); !s.ok()) {
-        std::lock_guard<std::mutex> lock(mu_);
-        ++stats_.write_errors;
-        stats_.last_error = std::string(s.message());
-      }
-    }
+    file_->Flush();
+    Sync();
     pause.After(read);
   }
 }

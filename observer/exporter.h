@@ -52,15 +52,26 @@ absl::StatusOr<std::vector<flow::FlowFilter>> ParseFilterList(absl::string_view 
 
 // An append-only file that rotates at a size: the full file is renamed to
 // "<stem>-<UTC time><ext>" (gzipped to ...<ext>.gz when asked), a fresh one is opened, and only
-// the newest max_backups rotated files are kept.
+// the newest max_backups rotated files are kept. Lines are buffered and written whole: when a
+// write fails part-way (disk full) the file is cut back to its last complete line, so it never
+// holds a torn line and every line is counted either written or failed.
 class RotatingFile {
  public:
+  struct Counts {
+    uint64_t written = 0;  // counted lines (WriteLine's `counted`) that reached the file
+    uint64_t failed = 0;   // lines of any kind that could not be written
+    std::string last_error;
+  };
+
   static absl::StatusOr<std::unique_ptr<RotatingFile>> Open(std::string path,
                                                             RotationOptions options);
   ~RotatingFile();
-  // Writes one line (with its newline), rotating first if it would not fit.
-  absl::Status WriteLine(absl::string_view line);
-  absl::Status Flush();
+  // Queues one line (its newline added), rotating first if it would not fit; writes the queue
+  // once it is large. A failure shows in counts().
+  void WriteLine(absl::string_view line, bool counted);
+  // Writes what is queued.
+  void Flush();
+  const Counts& counts() const { return counts_; }
   std::vector<std::string> Backups() const;  // oldest first
 
  private:
@@ -68,19 +79,24 @@ class RotatingFile {
       : path_(std::move(path)), options_(options) {}
   absl::Status Rotate();
   absl::Status OpenCurrent();
+  void Fail(uint64_t lines, const absl::Status& status);
 
   const std::string path_;
   const RotationOptions options_;
-  std::FILE* file_ = nullptr;
+  int fd_ = -1;
   bool stdout_ = false;
-  uint64_t size_ = 0;
+  uint64_t size_ = 0;  // bytes of complete lines in the file
+  std::string pending_;
+  uint64_t pending_lines_ = 0;
+  uint64_t pending_counted_ = 0;
+  Counts counts_;
   int rotations_ = 0;  // makes backup names unique within one millisecond
 };
 
 class FlowExporter {
  public:
   struct Stats {
-    uint64_t exported = 0;      // flow lines written
+    uint64_t exported = 0;      // flow lines written (once they reach the file)
     uint64_t lost = 0;          // flows the ring moved past before they were exported
     uint64_t write_errors = 0;  // lines that could not be written
     std::string last_error;
@@ -101,6 +117,7 @@ class FlowExporter {
  private:
   void Run(uint64_t from);
   void Write(absl::string_view line, bool flow);
+  void Sync();  // stats_ from the file's counts
   void WriteLost(uint64_t n);
 
   const Ring& ring_;

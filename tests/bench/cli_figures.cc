@@ -129,10 +129,10 @@ std::vector<FigureResult> RunB13(const Options& options) {
       *e.mutable_time() = e.flow().time();
       line.clear();
       AppendJson(e, &line);
-      if (write) (void)(*file)->WriteLine(line);
+      if (write) (*file)->WriteLine(line, true);
       ++n;
     }
-    if (write) (void)(*file)->Flush();
+    if (write) (*file)->Flush();
     return static_cast<double>(n) / std::chrono::duration<double>(Clock::now() - start).count();
   };
   std::vector<double> ours, base;

@@ -413,6 +413,34 @@ TEST_F(DatapathTest, ObservationPointsPerInterface) {
   EXPECT_EQ(Drain().at(0).obs_point, FS_OBS_FROM_ENDPOINT);
 }
 
+TEST_F(DatapathTest, MapUsageCountsFlowsInterfacesAndRules) {
+  Start();
+  auto usage = dp_->ReadMapUsage();
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  ASSERT_EQ(usage->size(), 3u);
+  EXPECT_EQ((*usage)[0].name, "flows");
+  EXPECT_EQ((*usage)[0].entries, 0u);
+  EXPECT_EQ((*usage)[0].max_entries, 1024u);
+  // 5,000 packets of 700 distinct flows (more than one batch of the kernel's buckets), and
+  // repeats that add nothing.
+  for (int i = 0; i < 5000; ++i) {
+    Run(Udp("10.0.1.5", static_cast<uint16_t>(1000 + i % 700), "10.0.2.7", 53));
+  }
+  Drain();
+  ASSERT_TRUE(dp_->SetInterfacePoints(7, FS_OBS_FROM_NETWORK, FS_OBS_TO_NETWORK).ok());
+  ASSERT_TRUE(dp_->SetInterfacePoints(9, FS_OBS_FROM_NETWORK, FS_OBS_TO_NETWORK).ok());
+  ASSERT_TRUE(dp_->SetDenyRules({*DenyRule::Parse("10.0.1.5/32", "", "tcp", 80)}).ok());
+  usage = dp_->ReadMapUsage();
+  ASSERT_TRUE(usage.ok()) << usage.status();
+  EXPECT_EQ((*usage)[0].entries, 700u);
+  EXPECT_EQ((*usage)[1].name, "if_config");
+  EXPECT_EQ((*usage)[1].entries, 2u);
+  EXPECT_EQ((*usage)[1].max_entries, 4096u);
+  EXPECT_EQ((*usage)[2].name, "deny_rules");
+  EXPECT_EQ((*usage)[2].entries, 1u);
+  EXPECT_EQ((*usage)[2].max_entries, static_cast<uint64_t>(FS_MAX_DENY_RULES));
+}
+
 TEST_F(DatapathTest, FullRingBufferCountsLostEvents) {
   DatapathOptions o = Small();
   o.aggregation = Aggregation::kNone;

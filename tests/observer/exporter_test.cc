@@ -2,11 +2,16 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <unistd.h>
 #include <zlib.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -170,6 +175,46 @@ TEST_F(ExporterTest, AFullDiskIsCountedAndNothingStops) {
   EXPECT_THAT(e.stats().last_error, HasSubstr("No space left on device"));
   Write(50);  // and it goes on
   EXPECT_TRUE(testing::WaitUntil([&] { return e.stats().write_errors > 1; }));
+}
+
+TEST_F(ExporterTest, AFullSmallTmpfsLosesWholeLinesCountsThemAndGoesOnWhenSpaceReturns) {
+  if (geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
+  const auto mnt = dir_ / "small";
+  const auto path = mnt / "events.log";
+  std::filesystem::create_directories(mnt);
+  std::thread([&] {
+    // A private mount namespace for this thread and the exporter thread it starts: the tmpfs
+    // goes away with them, whatever happens, and nobody else sees it.
+    ASSERT_EQ(unshare(CLONE_NEWNS), 0) << std::strerror(errno);
+    ASSERT_EQ(mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
+        << std::strerror(errno);
+    ASSERT_EQ(mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=64k"), 0) << std::strerror(errno);
+    FlowExporter e(*ring_, table_, builder_, {.file_path = path.string()},
+                   {.max_size_bytes = 64 << 20});
+    ASSERT_TRUE(e.Start().ok());
+    Write(500);  // several hundred KiB of JSON lines
+    ASSERT_TRUE(testing::WaitUntil([&] {
+      const auto s = e.stats();
+      return s.exported + s.write_errors == 500;
+    })) << e.stats().exported
+        << " + " << e.stats().write_errors;
+    auto s = e.stats();
+    EXPECT_GT(s.exported, 0u);
+    EXPECT_GT(s.write_errors, 0u);
+    EXPECT_THAT(s.last_error, HasSubstr("No space left on device"));
+    EXPECT_EQ(s.lost, 0u);
+    // The file holds exactly the lines counted as exported, each one whole (Lines parses them).
+    EXPECT_EQ(Lines(path).size(), s.exported);
+    // The operator grows the volume: exporting goes on from the next flow, no torn line between.
+    ASSERT_EQ(mount(nullptr, mnt.c_str(), nullptr, MS_REMOUNT, "size=8m"), 0)
+        << std::strerror(errno);
+    Write(100, 3000);
+    ASSERT_TRUE(testing::WaitUntil([&] { return e.stats().exported == s.exported + 100; }));
+    e.Stop();
+    const auto lines = Lines(path);
+    ASSERT_EQ(lines.size(), s.exported + 100);
+    EXPECT_EQ(lines.back()["flow"]["l4"]["UDP"]["source_port"], 3099);
+  }).join();
 }
 
 TEST_F(ExporterTest, BadSettingsAreErrorsNamingThem) {

@@ -303,6 +303,11 @@ TEST_F(ObserverE2eTest, MetricsHealthAndReadinessOverHttpCountRealTraffic) {
   EXPECT_EQ(Sample(metrics, "flowscope_policy_rules"), 1);
   EXPECT_EQ(Sample(metrics, "flowscope_ready"), 1);
   EXPECT_EQ(Sample(metrics, "flowscope_ring_capacity"), 4095);
+  // The flows just made are in the datapath's flow table; the policy's rule in the deny rules.
+  EXPECT_GE(Sample(metrics, "flowscope_bpf_map_entries{map_name=\"flows\"}"), 2) << metrics;
+  EXPECT_GT(Sample(metrics, "flowscope_bpf_map_pressure{map_name=\"flows\"}"), 0);
+  EXPECT_LT(Sample(metrics, "flowscope_bpf_map_pressure{map_name=\"flows\"}"), 1);
+  EXPECT_EQ(Sample(metrics, "flowscope_bpf_map_entries{map_name=\"deny_rules\"}"), 1);
   EXPECT_EQ(Sample(metrics, "hubble_lost_events_total{source=\"perf_event_ring_buffer\"}"), 0);
 
   // What Prometheus asks for, it gets: OpenMetrics.
