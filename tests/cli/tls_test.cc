@@ -23,6 +23,7 @@
 #include "relay/peer_pool.h"
 #include "relay/relay_service.h"
 #include "tests/testing/shell.h"
+#include "tests/testing/test_pki.h"
 #include "tests/testing/wait.h"
 
 namespace flowscope::cli {
@@ -31,42 +32,6 @@ namespace {
 using ::testing::HasSubstr;
 
 constexpr char kServerName[] = "node-1.flowscope.test";
-
-// Runs a shell command; false (and the output in a test failure) if it fails.
-bool Sh(const std::string& cmd) {
-  int status = 0;
-  const std::string out = testing::RunShell(cmd, &status);
-  if (status != 0) ADD_FAILURE() << cmd << "\n" << out;
-  return status == 0;
-}
-
-// A CA, a server certificate (for kServerName, localhost and 127.0.0.1) and a client
-// certificate signed by it, and a second CA that signed nothing here.
-struct Certs {
-  std::string dir;
-  std::string Path(const std::string& name) const { return dir + "/" + name; }
-
-  bool Make() {
-    const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
-    auto ca = [&](const std::string& name) {
-      return Sh(absl::StrCat("openssl req -x509 ", key, " -days 2 -subj '/CN=", name,
-                             " test CA' -keyout ", Path(name + ".key"), " -out ",
-                             Path(name + ".crt")));
-    };
-    auto leaf = [&](const std::string& name, const std::string& cn, const std::string& ext) {
-      std::ofstream(Path(name + ".ext")) << ext << "\n";
-      return Sh(absl::StrCat("openssl req ", key, " -subj '/CN=", cn, "' -keyout ",
-                             Path(name + ".key"), " -out ", Path(name + ".csr"))) &&
-             Sh(absl::StrCat("openssl x509 -req -days 2 -in ", Path(name + ".csr"), " -CA ",
-                             Path("ca.crt"), " -CAkey ", Path("ca.key"), " -CAcreateserial -out ",
-                             Path(name + ".crt"), " -extfile ", Path(name + ".ext")));
-    };
-    return ca("ca") && ca("rogue") &&
-           leaf("server", kServerName,
-                absl::StrCat("subjectAltName=DNS:", kServerName, ",DNS:localhost,IP:127.0.0.1")) &&
-           leaf("client", "flowscope-cli", "extendedKeyUsage=clientAuth");
-  }
-};
 
 // Accepts every call and remembers the authorization header it carried.
 class AuthRecorder final : public grpc::AuthMetadataProcessor {
@@ -94,6 +59,7 @@ class TlsTest : public ::testing::Test {
   void SetUp() override {
     certs_.dir =
         (std::filesystem::temp_directory_path() / ("fs-tls-" + std::to_string(getpid()))).string();
+    certs_.server_name = kServerName;
     std::filesystem::create_directories(certs_.dir);
     ASSERT_TRUE(certs_.Make());
     ring_ = std::move(observer::Ring::Create(127)).value();
@@ -144,7 +110,7 @@ class TlsTest : public ::testing::Test {
     return rc;
   }
 
-  Certs certs_;
+  testing::TestPki certs_;
   std::unique_ptr<observer::Ring> ring_;
   std::unique_ptr<observer::EndpointTable> table_;
   std::unique_ptr<observer::FlowBuilder> builder_;
