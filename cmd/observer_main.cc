@@ -50,6 +50,12 @@ int main(int argc, char** argv) {
                  "comma-separated uplink interfaces (from-network / to-network)");
   app.add_option("--endpoints", o.endpoints_file,
                  "JSON or YAML endpoints file (re-read on change)");
+  app.add_flag("--kubernetes", o.kubernetes,
+               "endpoints from the Kubernetes API server, with the pod's service account");
+  app.add_option("--kubeconfig", o.kubeconfig,
+                 "endpoints from the Kubernetes API server named in this kubeconfig file");
+  app.add_option("--kube-context", o.kube_context,
+                 "the kubeconfig context to use (default: its current-context)");
   app.add_option("--policy", o.policy_file, "JSON or YAML deny policy file (re-read on change)");
   app.add_option("--ring-capacity", o.ring_capacity, "flows kept in memory: 2^n-1, n in 1..24")
       ->capture_default_str();

@@ -74,9 +74,27 @@ absl::Status ObserverDaemon::Start() {
   const uint64_t run_id = (static_cast<uint64_t>(rd()) << 32) ^ rd();
   builder_ = std::make_unique<FlowBuilder>(*table_, options_.node_name, &names_, run_id);
 
+  const bool kube = options_.kubernetes || !options_.kubeconfig.empty();
+  if (kube && !options_.endpoints_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--endpoints and --kubernetes/--kubeconfig are two sources of the same endpoints: give "
+        "one");
+  }
   if (!options_.endpoints_file.empty()) {
     endpoints_ = std::make_unique<FileEndpointSource>(options_.endpoints_file, *table_);
     if (absl::Status s = endpoints_->Start(); !s.ok()) return s;
+  }
+  if (kube) {
+    auto config = options_.kubeconfig.empty()
+                      ? InClusterConfig()
+                      : LoadKubeconfig(options_.kubeconfig, options_.kube_context);
+    if (!config.ok()) return config.status();
+    auto client = KubeClient::Create(*config);
+    if (!client.ok()) return client.status();
+    kube_ = std::make_unique<KubernetesEndpointSource>(
+        *std::move(client), *table_,
+        KubeSourceOptions{.node_name = options_.node_name, .cluster_name = options_.cluster_name});
+    if (absl::Status s = kube_->Start(); !s.ok()) return s;
   }
   if (!options_.policy_file.empty()) {
     // Checked before anything is attached: a missing or broken policy is a start-up error.
@@ -299,6 +317,7 @@ void ObserverDaemon::Stop() {
   if (drain_.joinable()) drain_.join();
   if (attach_) attach_->Stop();
   if (endpoints_) endpoints_->Stop();
+  if (kube_) kube_->Stop();
   server_.reset();
   service_.reset();
 }
@@ -314,6 +333,7 @@ std::string ObserverDaemon::NotReady() const {
   if (idle > 2'000'000'000) {
     return absl::StrCat("the drain has not completed a pass for ", idle / 1'000'000, " ms");
   }
+  if (kube_) return kube_->NotSynced();
   return "";
 }
 
@@ -384,6 +404,22 @@ void ObserverDaemon::CollectMetrics(MetricsWriter& w) const {
   w.Gauge("flowscope_endpoints_retired",
           "Endpoints no address maps to, kept while ring records refer to them");
   w.Sample(static_cast<double>(table_->retired()));
+  if (kube_) {
+    const KubernetesEndpointSource::Stats k = kube_->stats();
+    w.Gauge("flowscope_kubernetes_synced",
+            "1 once pods, services, nodes and namespaces are listed and applied");
+    w.Sample(kube_->NotSynced().empty() ? 1 : 0);
+    w.Counter("flowscope_kubernetes_lists_total", "Complete lists of a resource");
+    w.Sample(static_cast<double>(k.lists));
+    w.Counter("flowscope_kubernetes_relists_total", "Lists caused by 410 Gone");
+    w.Sample(static_cast<double>(k.relists));
+    w.Counter("flowscope_kubernetes_watch_events_total", "Watch events applied");
+    w.Sample(static_cast<double>(k.events));
+    w.Counter("flowscope_kubernetes_errors_total", "Failed requests and broken watches");
+    w.Sample(static_cast<double>(k.errors));
+    w.Counter("flowscope_kubernetes_malformed_total", "Objects and events skipped as malformed");
+    w.Sample(static_cast<double>(k.malformed));
+  }
   if (!options_.policy_file.empty()) {
     w.Gauge("flowscope_policy_rules", "Deny rules in force");
     w.Sample(static_cast<double>(s.policy_rules));

@@ -27,6 +27,7 @@
 #include "observer/flow_builder.h"
 #include "observer/flow_metrics.h"
 #include "observer/flow_query.h"
+#include "observer/kube_source.h"
 #include "observer/observer_service.h"
 #include "observer/parser.h"
 #include "observer/policy.h"
@@ -41,6 +42,11 @@ struct DaemonOptions {
   std::string interfaces = "lxc*,veth*,cali*";  // endpoint interface patterns
   std::string network_interfaces;               // uplinks
   std::string endpoints_file;
+  // Endpoints from the Kubernetes API server (kube_source.h): in-cluster when `kubernetes`,
+  // through a kubeconfig file when one is given.
+  bool kubernetes = false;
+  std::string kubeconfig;
+  std::string kube_context;
   std::string policy_file;
   uint64_t ring_capacity = 65535;
   bpf::DatapathOptions datapath;
@@ -112,6 +118,7 @@ class ObserverDaemon {
   InterfaceNames names_;
   std::unique_ptr<FlowBuilder> builder_;
   std::unique_ptr<FileEndpointSource> endpoints_;
+  std::unique_ptr<KubernetesEndpointSource> kube_;
   std::unique_ptr<AttachManager> attach_;
   std::unique_ptr<ringbuf::RingBufferConsumer> consumer_;
   std::unique_ptr<EventParser> parser_;

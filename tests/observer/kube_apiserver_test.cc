@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "tests/testing/kube_fixtures.h"
 #include "tests/testing/shell.h"
 #include "tests/testing/test_pki.h"
 #include "tests/testing/wait.h"
@@ -35,10 +36,7 @@ std::string ToolsDir() {
 
 json Pod(const std::string& ns, const std::string& name, const std::string& ip,
          const std::string& node = "node-1") {
-  return {
-      {"metadata", {{"name", name}, {"namespace", ns}, {"labels", {{"app", name}}}}},
-      {"spec", {{"nodeName", node}, {"containers", {{{"name", "main"}, {"image", "busybox"}}}}}},
-      {"status", {{"phase", "Running"}, {"podIP", ip}, {"podIPs", {{{"ip", ip}}}}}}};
+  return KubePod(ns, name, ip, node);
 }
 
 std::string ReadFile(const std::string& path) {

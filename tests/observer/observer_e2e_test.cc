@@ -19,9 +19,12 @@
 #include "observer/observer.grpc.pb.h"
 #include "tests/testing/bpf_env.h"
 #include "tests/testing/http_client.h"
+#include "tests/testing/kube_apiserver.h"
+#include "tests/testing/kube_fixtures.h"
 #include "tests/testing/netns.h"
 #include "tests/testing/netns_test_base.h"
 #include "tests/testing/observer_process.h"
+#include "tests/testing/test_pki.h"
 #include "tests/testing/traffic.h"
 #include "tests/testing/wait.h"
 
@@ -56,13 +59,15 @@ class ObserverE2eTest : public testing::NetnsTestBase {
     NetnsTestBase::TearDown();
   }
 
+  // With the endpoints file unless `more` names another source (--kubeconfig).
   void StartDaemon(std::vector<std::string> more = {}) {
+    const bool kube = std::find(more.begin(), more.end(), "--kubeconfig") != more.end();
     std::vector<std::string> args = {"--node-name",
                                      "node-1",
                                      "--interfaces",
                                      net_->prefix() + "*",
-                                     "--endpoints",
-                                     (dir_ / "endpoints.yaml").string(),
+                                     kube ? "--cluster-name" : "--endpoints",
+                                     kube ? "default" : (dir_ / "endpoints.yaml").string(),
                                      "--policy",
                                      (dir_ / "policy.yaml").string(),
                                      "--ring-capacity",
@@ -217,6 +222,10 @@ TEST_F(ObserverE2eTest, RefusesBadConfigurationWithAClearMessage) {
   for (const auto& [args, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"--tls-cert-file", "/nonexistent/server.crt", "--tls-key-file", "/nonexistent/k"},
             "give --listen-address too"},
+           {{"--endpoints", (dir_ / "endpoints.yaml").string(), "--kubeconfig", "/x"},
+            "--endpoints and --kubernetes/--kubeconfig are two sources"},
+           {{"--kubeconfig", "/nonexistent/kubeconfig"}, "kubeconfig /nonexistent/kubeconfig: "},
+           {{"--kubernetes"}, "not running in a Kubernetes pod"},
            {{"--listen-address", "127.0.0.1:0", "--tls-cert-file", "/nonexistent/server.crt",
              "--tls-key-file", "/nonexistent/server.key"},
             "cannot read TLS certificate /nonexistent/server.crt"}}) {
@@ -260,6 +269,73 @@ double Sample(const std::string& metrics, const std::string& series) {
   if (at == std::string::npos) return -1;
   const size_t start = at + series.size() + 2;
   return std::stod(metrics.substr(start, metrics.find('\n', start) - start));
+}
+
+TEST_F(ObserverE2eTest, NamesComeFromTheKubernetesApiServerAndFollowItsChanges) {
+  // The stand-in API server (proven against kubectl and python3-kubernetes) listens inside the
+  // node's namespace, over TLS with a bearer token, as a cluster's would.
+  testing::TestPki pki{.dir = dir_.string()};
+  ASSERT_TRUE(pki.Make());
+  std::unique_ptr<testing::KubeApiServer> api;
+  testing::InNetns(net_->node(), [&] {
+    auto s = testing::KubeApiServer::Start({.cert_file = pki.Path("server.crt"),
+                                            .key_file = pki.Path("server.key"),
+                                            .token = "t0ken"});
+    ASSERT_TRUE(s.ok()) << s.status();
+    api = std::move(s).value();
+  });
+  ASSERT_TRUE(api);
+  api->Apply("namespaces", testing::KubeNamespace("default", {{"team", "empire"}}));
+  api->Apply("nodes", testing::KubeNode("node-1", "192.168.50.1"));
+  api->Apply("pods", testing::KubeDeploymentPod("default", "tiefighter", "tiefighter-7c9b6-x2x",
+                                                TestNetwork::kIpA));
+  api->Apply("pods", testing::KubePod("default", "deathstar-0", TestNetwork::kIpB));
+  std::ofstream(dir_ / "kubeconfig") << absl::StrCat(
+      "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: c\n  cluster:\n"
+      "    server: ",
+      api->url(), "\n    certificate-authority: ", pki.Path("ca.crt"),
+      "\nusers:\n- name: u\n  user: {token: t0ken}\ncontexts:\n- name: t\n  context: "
+      "{cluster: c, user: u}\n");
+  StartDaemon({"--kubeconfig", (dir_ / "kubeconfig").string()});
+  const std::string http = observer_->HttpAddress();
+  ASSERT_FALSE(http.empty()) << Log();
+  // Ready once the lists are in.
+  ASSERT_TRUE(testing::WaitUntil([&] { return Get(*net_, http, "/readyz").status == 200; }))
+      << Get(*net_, http, "/readyz").body << Log();
+
+  testing::TcpExchange(*net_, 8080);
+  std::vector<flow::Flow> flows;
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    flows = Flows("default/tiefighter-7c9b6-x2x");
+    return !flows.empty();
+  })) << Log();
+  const flow::Flow& f = flows.front();
+  EXPECT_EQ(f.source().namespace_(), "default");
+  EXPECT_EQ(f.source().workloads(0).name(), "tiefighter");
+  EXPECT_EQ(f.source().workloads(0).kind(), "Deployment");
+  EXPECT_THAT(f.source().labels(),
+              ::testing::Contains("k8s:io.cilium.k8s.namespace.labels.team=empire"));
+  EXPECT_EQ(f.destination().pod_name(), "deathstar-0");
+
+  // The deathstar pod is replaced; the next flows name the new one, the old flows keep theirs.
+  api->Delete("pods", "default", "deathstar-0");
+  api->Apply("pods", testing::KubePod("default", "deathstar-1", TestNetwork::kIpB));
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    testing::TcpExchange(*net_, 8080);
+    for (const flow::Flow& g : Flows("default/tiefighter-7c9b6-x2x")) {
+      if (g.destination().pod_name() == "deathstar-1") return true;
+    }
+    return false;
+  })) << Log();
+  flows = Flows("default/tiefighter-7c9b6-x2x");
+  EXPECT_EQ(flows.front().destination().pod_name(), "deathstar-0");
+
+  const std::string metrics = Get(*net_, http, "/metrics").body;
+  EXPECT_EQ(Sample(metrics, "flowscope_kubernetes_synced"), 1) << metrics;
+  EXPECT_EQ(Sample(metrics, "flowscope_kubernetes_lists_total"), 4);
+  EXPECT_TRUE(daemon().Running());
+  observer_.reset();
+  api.reset();
 }
 
 TEST_F(ObserverE2eTest, MetricsHealthAndReadinessOverHttpCountRealTraffic) {

@@ -286,6 +286,14 @@ class KubeApiServer::Impl {
     token_ = token;
   }
 
+  void HoldWatches(bool hold) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      hold_ = hold;
+    }
+    cv_.notify_all();
+  }
+
   uint64_t resource_version() const {
     std::lock_guard<std::mutex> lock(mu_);
     return rv_;
@@ -672,8 +680,9 @@ class KubeApiServer::Impl {
     w.selector = std::move(selector);
     w.bookmarks = QueryTrue(query["allowWatchBookmarks"]);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       ++counters_.watches;
+      cv_.wait(lock, [&] { return !hold_ || stopping_; });
       if (from == 0) {
         // The current state, as ADDED events, then what follows.
         for (const auto& [key, obj] : store_[resource]) {
@@ -766,6 +775,7 @@ class KubeApiServer::Impl {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  bool hold_ = false;
   std::string token_;
   std::map<std::string, std::map<std::string, Object>> store_;
   uint64_t rv_ = 1000;
@@ -813,6 +823,7 @@ void KubeApiServer::SendBookmarks() { impl_->SendBookmarks(); }
 void KubeApiServer::Compact() { impl_->Compact(); }
 void KubeApiServer::CutWatches() { impl_->CutWatches(); }
 void KubeApiServer::SetToken(const std::string& token) { impl_->SetToken(token); }
+void KubeApiServer::HoldWatches(bool hold) { impl_->HoldWatches(hold); }
 uint64_t KubeApiServer::resource_version() const { return impl_->resource_version(); }
 KubeApiServer::Counters KubeApiServer::counters() const { return impl_->counters(); }
 

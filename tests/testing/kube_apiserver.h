@@ -20,7 +20,8 @@
 //   services, as kubectl asks for it.
 //
 // Test controls: Apply/Delete objects, PutRawObject (a malformed item in lists), SendRawEvent
-// (a malformed watch line), Compact, CutWatches (drop every watch connection), SetToken, and
+// (a malformed watch line), Compact, CutWatches (drop every watch connection), HoldWatches,
+// SetToken, and
 // request counters. Lists are served from the current state, not a snapshot at the first
 // page's resourceVersion (a client that watches from that version converges either way).
 #ifndef FLOWSCOPE_TESTS_TESTING_KUBE_APISERVER_H_
@@ -79,6 +80,8 @@ class KubeApiServer {
   // Closes every open watch connection (as a load balancer or apiserver restart would).
   void CutWatches();
   void SetToken(const std::string& token);
+  // While held, watch requests wait before they are answered (a slow or restarting server).
+  void HoldWatches(bool hold);
   uint64_t resource_version() const;
   Counters counters() const;
 
