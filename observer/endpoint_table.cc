@@ -249,13 +249,72 @@ size_t EndpointTable::retired() const {
   return n;
 }
 
-uint32_t EndpointTable::Resolver::Lookup(uint8_t family, const uint32_t addr[4]) {
+std::vector<std::string> EndpointTable::UpdateServices(const std::vector<ServiceInfo>& services) {
+  std::vector<std::string> errors;
+  absl::MutexLock lock(&mu_);
+  auto next = std::make_shared<FrontendMap>();
+  for (const ServiceInfo& info : services) {
+    const std::string key = absl::StrCat(info.namespace_name, "/", info.name);
+    auto& svc = services_by_name_[key];
+    if (svc == nullptr) {
+      auto s = std::make_shared<Service>();
+      s->id = next_service_id_++;
+      s->namespace_name = info.namespace_name;
+      s->name = info.name;
+      svc = s;
+      services_by_id_[s->id] = svc;
+    }
+    for (const std::string& ip : info.ips) {
+      auto a = ParseAddr(ip);
+      if (!a.ok()) {
+        errors.push_back(absl::StrCat("service ", key, ": ", a.status().message()));
+        continue;
+      }
+      for (uint16_t port : info.ports) next->emplace(FrontendKey{*a, port}, svc->id);
+    }
+  }
+  published_services_ = std::move(next);
+  version_.fetch_add(1, std::memory_order_release);
+  return errors;
+}
+
+std::shared_ptr<const Service> EndpointTable::GetService(uint32_t id) const {
+  if (id == 0) return nullptr;
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = services_by_id_.find(id);
+  return it == services_by_id_.end() ? nullptr : it->second;
+}
+
+void EndpointTable::Resolver::Refresh() {
   const uint64_t v = table_->version();
   if (v != version_) {
     absl::ReaderMutexLock lock(&table_->mu_);
     map_ = table_->published_;
+    services_ = table_->published_services_;
     version_ = table_->version();
   }
+}
+
+bool EndpointTable::Resolver::HasServices() {
+  Refresh();
+  return services_ != nullptr && !services_->empty();
+}
+
+uint32_t EndpointTable::Resolver::LookupService(uint8_t family, const uint32_t addr[4],
+                                                uint16_t port) {
+  Refresh();
+  if (services_ == nullptr || services_->empty()) return 0;
+  FrontendKey key;
+  key.addr.family = family;
+  std::memcpy(key.addr.words.data(), addr, 16);
+  if (family == 4) key.addr.words[1] = key.addr.words[2] = key.addr.words[3] = 0;
+  key.port = port;
+  auto it = services_->find(key);
+  return it == services_->end() ? 0 : it->second;
+}
+
+uint32_t EndpointTable::Resolver::Lookup(uint8_t family, const uint32_t addr[4]) {
+  Refresh();
   AddrKey key;
   key.family = family;
   std::memcpy(key.words.data(), addr, 16);

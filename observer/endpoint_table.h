@@ -72,6 +72,20 @@ struct EndpointInfo {
   std::optional<uint32_t> identity = {};  // explicit identity; otherwise derived
 };
 
+// A Kubernetes service: its frontends (cluster IP and port) name flows to and from them.
+struct ServiceInfo {
+  std::string namespace_name = {};
+  std::string name = {};
+  std::vector<std::string> ips = {};
+  std::vector<uint16_t> ports = {};
+};
+
+struct Service {
+  uint32_t id = 0;
+  std::string namespace_name;
+  std::string name;
+};
+
 // An immutable table entry.
 struct Endpoint {
   uint32_t id = 0;
@@ -111,6 +125,17 @@ std::vector<std::string> NormalizeLabels(absl::string_view namespace_name,
 uint32_t DeriveIdentity(absl::string_view namespace_name,
                         const std::vector<std::string>& normalized_labels);
 
+// A service frontend: address and port.
+struct FrontendKey {
+  AddrKey addr;
+  uint16_t port = 0;
+  bool operator==(const FrontendKey& o) const { return port == o.port && addr == o.addr; }
+  template <typename H>
+  friend H AbslHashValue(H h, const FrontendKey& k) {
+    return H::combine(std::move(h), k.addr, k.port);
+  }
+};
+
 class EndpointTable {
  public:
   explicit EndpointTable(std::string cluster_name = "default");
@@ -123,6 +148,13 @@ class EndpointTable {
 
   // The node's own addresses, reported as the host entry.
   std::vector<std::string> SetNodeAddresses(const std::vector<std::string>& ips);
+
+  // Replaces the known services. A service keeps its id for as long as the table lives (ids are
+  // per namespace/name, so their number is that of the distinct names ever seen). Returns an
+  // error per frontend skipped (bad address).
+  std::vector<std::string> UpdateServices(const std::vector<ServiceInfo>& services);
+  // The service with this id; nullptr for 0 (none) or an unknown id.
+  std::shared_ptr<const Service> GetService(uint32_t id) const;
 
   // The entry with this id, or the world entry for an unknown (or released) id. The entry stays
   // valid for as long as the caller holds it, released or not.
@@ -149,11 +181,17 @@ class EndpointTable {
     explicit Resolver(const EndpointTable& table) : table_(&table) {}
     // The entry id for an address: a known endpoint, the host, or the world.
     uint32_t Lookup(uint8_t family, const uint32_t addr[4]);
+    // The service whose frontend is this address and port; 0 for none.
+    uint32_t LookupService(uint8_t family, const uint32_t addr[4], uint16_t port);
+    // Whether any service is known (the drain skips service lookups when none is).
+    bool HasServices();
 
    private:
+    void Refresh();
     const EndpointTable* table_;
     uint64_t version_ = ~uint64_t{0};
     std::shared_ptr<const absl::flat_hash_map<AddrKey, uint32_t>> map_;
+    std::shared_ptr<const absl::flat_hash_map<FrontendKey, uint32_t>> services_;
   };
 
  private:
@@ -186,6 +224,13 @@ class EndpointTable {
   AddrMap endpoints_by_addr_ ABSL_GUARDED_BY(mu_);
   AddrMap node_addrs_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const AddrMap> published_ ABSL_GUARDED_BY(mu_);
+  using FrontendMap = absl::flat_hash_map<FrontendKey, uint32_t>;
+  absl::flat_hash_map<std::string, std::shared_ptr<const Service>> services_by_name_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint32_t, std::shared_ptr<const Service>> services_by_id_
+      ABSL_GUARDED_BY(mu_);
+  uint32_t next_service_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::shared_ptr<const FrontendMap> published_services_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> version_{0};
 };
 

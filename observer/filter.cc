@@ -83,7 +83,13 @@ class CompiledFilter {
     std::vector<flow::Workload> workloads;
     std::vector<std::string> clusters;
     std::vector<uint16_t> ports;
-    bool never = false;  // services, FQDNs, translated IPs: not produced yet
+    std::vector<NameRule> services;
+    bool never = false;  // FQDNs, translated IPs: not produced yet
+
+    bool ServiceMatches(const std::string& ns, const std::string& name) const {
+      return std::any_of(services.begin(), services.end(),
+                         [&](const NameRule& rule) { return rule.Match(ns, name); });
+    }
 
     bool HasEndpointCriteria() const {
       return !pods.empty() || !labels.empty() || !identities.empty() || !workloads.empty() ||
@@ -176,6 +182,11 @@ class CompiledFilter {
       if (slot.id != id) slot = {id, side.EndpointMatches(*c.table_->Get(id))};
       return slot.hit;
     }
+    bool service_matches(const Side& side, bool source) const {
+      std::shared_ptr<const Service> svc =
+          c.table_->GetService(source ? r.src_service : r.dst_service);
+      return svc != nullptr && side.ServiceMatches(svc->namespace_name, svc->name);
+    }
   };
 
   bool Match(const FlowRecord& r, uint64_t position) const {
@@ -266,6 +277,7 @@ class CompiledFilter {
       const uint16_t port = x.port(source);
       if (std::find(side.ports.begin(), side.ports.end(), port) == side.ports.end()) return false;
     }
+    if (!side.services.empty() && !x.service_matches(side, source)) return false;
     return !side.HasEndpointCriteria() || x.endpoint_matches(side, source);
   }
 
@@ -366,11 +378,12 @@ absl::Status CompileSide(const flow::FlowFilter& f, bool source, CompiledFilter:
     }
     side->ports.push_back(port);
   }
-  // Criteria on data flowscope does not produce yet: valid, but nothing matches them.
   for (const std::string& v : source ? f.source_service() : f.destination_service()) {
-    if (auto r = ParseNameRule(field("service"), v); !r.ok()) return r.status();
-    side->never = true;
+    auto r = ParseNameRule(field("service"), v);
+    if (!r.ok()) return r.status();
+    side->services.push_back(*std::move(r));
   }
+  // Criteria on data flowscope does not produce yet: valid, but nothing matches them.
   for (const std::string& v : source ? f.source_fqdn() : f.destination_fqdn()) {
     if (absl::Status s = ValidateFqdn(field("fqdn"), v); !s.ok()) return s;
     side->never = true;
@@ -625,6 +638,10 @@ bool CompiledFilter::MatchFlow(const flow::Flow& f) const {
     std::string uuid() const { return absl::AsciiStrToLower(f.uuid()); }
     bool endpoint_matches(const Side& side, bool source) const {
       return EndpointOfFlowMatches(side, source ? f.source() : f.destination());
+    }
+    bool service_matches(const Side& side, bool source) const {
+      const flow::Service& s = source ? f.source_service() : f.destination_service();
+      return side.ServiceMatches(s.namespace_(), s.name());
     }
   };
   return MatchFacts(FlowFacts{f, ViewOf(f)});

@@ -250,6 +250,16 @@ void FlowBuilder::FillEndpoint(uint32_t id, flow::Endpoint* out) const {
   if (!e.reserved && !e.cluster_name.empty()) out->set_cluster_name(e.cluster_name);
 }
 
+void FlowBuilder::FillService(uint32_t id, flow::Flow* out, bool source) const {
+  source ? out->clear_source_service() : out->clear_destination_service();
+  if (id == 0) return;
+  std::shared_ptr<const Service> svc = table_.GetService(id);
+  if (svc == nullptr) return;
+  flow::Service* s = source ? out->mutable_source_service() : out->mutable_destination_service();
+  s->set_name(svc->name);
+  s->set_namespace_(svc->namespace_name);
+}
+
 void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out) const {
   out->mutable_time()->set_seconds(static_cast<int64_t>(r.time_ns / 1'000'000'000));
   out->mutable_time()->set_nanos(static_cast<int32_t>(r.time_ns % 1'000'000'000));
@@ -311,6 +321,8 @@ void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out)
 
   FillEndpoint(r.src_endpoint, out->mutable_source());
   FillEndpoint(r.dst_endpoint, out->mutable_destination());
+  FillService(r.src_service, out, true);
+  FillService(r.dst_service, out, false);
   out->set_type(flow::L3_L4);
   out->set_node_name(node_name_);
 

@@ -82,6 +82,7 @@ class FlowBuilder {
 
  private:
   void FillEndpoint(uint32_t id, flow::Endpoint* out) const;
+  void FillService(uint32_t id, flow::Flow* out, bool source) const;
 
   const EndpointTable& table_;
   const std::string node_name_;

@@ -1,5 +1,5 @@
 // FlowRecord: the compact, fixed-size, trivially copyable form in which the observer keeps a
-// flow in its FlowRing (88 bytes). Endpoint metadata is not copied in: records refer to
+// flow in its FlowRing (96 bytes). Endpoint metadata is not copied in: records refer to
 // immutable EndpointTable entries by id, so a record keeps the names it had when it was seen.
 // A flow.Flow protobuf is built from a record only when a query wants it (flow_builder.h).
 #ifndef FLOWSCOPE_OBSERVER_FLOW_RECORD_H_
@@ -18,6 +18,8 @@ struct FlowRecord {
   uint32_t daddr[4] = {};
   uint32_t src_endpoint = 0;  // EndpointTable id; never 0 once parsed
   uint32_t dst_endpoint = 0;
+  uint32_t src_service = 0;  // EndpointTable service id of the frontend address:port; 0: none
+  uint32_t dst_service = 0;
   uint32_t ifindex = 0;
   uint32_t pkt_len = 0;
   uint16_t sport = 0;  // host byte order
@@ -36,7 +38,7 @@ struct FlowRecord {
 };
 
 static_assert(std::is_trivially_copyable_v<FlowRecord>);
-static_assert(sizeof(FlowRecord) == 88, "FlowRecord layout");
+static_assert(sizeof(FlowRecord) == 96, "FlowRecord layout");
 
 }  // namespace flowscope::observer
 

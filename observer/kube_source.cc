@@ -391,6 +391,7 @@ void KubernetesEndpointSource::PublishLoop() {
 
 void KubernetesEndpointSource::Publish() {
   std::vector<EndpointInfo> infos;
+  std::vector<ServiceInfo> services;
   bool all_listed = true;
   for (const auto& r : reflectors_) all_listed = all_listed && r->listed();
   {
@@ -434,6 +435,11 @@ void KubernetesEndpointSource::Publish() {
       info.node_name = pod.node_name;
       infos.push_back(std::move(info));
     }
+    for (const auto& [key, svc] : services_) {
+      ServiceInfo info{.namespace_name = svc.namespace_name, .name = svc.name, .ips = svc.cluster_ips};
+      for (const KubeServicePort& p : svc.ports) info.ports.push_back(p.port);
+      if (!info.ips.empty() && !info.ports.empty()) services.push_back(std::move(info));
+    }
     for (const auto& [name, node] : nodes_) {
       if (name == options_.node_name) continue;
       EndpointInfo info;
@@ -447,7 +453,8 @@ void KubernetesEndpointSource::Publish() {
       infos.push_back(std::move(info));
     }
   }
-  const std::vector<std::string> errors = table_.Update(infos);
+  std::vector<std::string> errors = table_.Update(infos);
+  for (std::string& e : table_.UpdateServices(services)) errors.push_back(std::move(e));
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.publishes;
   if (all_listed && !all_listed_) {

@@ -1,5 +1,6 @@
 #include "observer/parser.h"
 
+#include <netinet/in.h>
 #include <time.h>
 
 #include <cstring>
@@ -95,6 +96,12 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
   std::memcpy(out->daddr, e.daddr, sizeof out->daddr);
   out->src_endpoint = resolver_.Lookup(e.family, e.saddr);
   out->dst_endpoint = resolver_.Lookup(e.family, e.daddr);
+  out->src_service = out->dst_service = 0;
+  if ((e.protocol == IPPROTO_TCP || e.protocol == IPPROTO_UDP || e.protocol == IPPROTO_SCTP) &&
+      resolver_.HasServices()) {
+    out->src_service = resolver_.LookupService(e.family, e.saddr, e.sport);
+    out->dst_service = resolver_.LookupService(e.family, e.daddr, e.dport);
+  }
   out->ifindex = e.ifindex;
   out->pkt_len = e.pkt_len;
   out->sport = e.sport;

@@ -221,10 +221,49 @@ TEST_F(FilterTest, IdentitiesWorkloadsClustersNodes) {
   EXPECT_FALSE(Passes(r, {R"(uuid: "00000000-0000-4000-8000-000000000000")"}));
 }
 
+TEST_F(FilterTest, ServicesByTheirFrontendsOnRecordsAndDecodedFlows) {
+  table_.UpdateServices({{.namespace_name = "default",
+                          .name = "deathstar",
+                          .ips = {"10.96.0.10"},
+                          .ports = {80}},
+                         {.namespace_name = "kube-system",
+                          .name = "kube-dns",
+                          .ips = {"10.96.0.53"},
+                          .ports = {53}}});
+  FlowRecord to = Tcp("10.0.1.5", 40000, "10.96.0.10", 80, 0);
+  FlowRecord back = Tcp("10.96.0.10", 80, "10.0.1.5", 40000, 0, FS_REPLY_YES);
+  FlowRecord other_port = Tcp("10.0.1.5", 40000, "10.96.0.10", 81, 0);
+  EndpointTable::Resolver res(table_);
+  for (FlowRecord* r : {&to, &back, &other_port}) {
+    r->src_service = res.LookupService(r->family, r->saddr, r->sport);
+    r->dst_service = res.LookupService(r->family, r->daddr, r->dport);
+  }
+  EXPECT_NE(to.dst_service, 0u);
+  EXPECT_EQ(other_port.dst_service, 0u);
+  EXPECT_TRUE(Passes(to, {R"(destination_service: "default/deathstar")"}));
+  EXPECT_TRUE(Passes(to, {R"(destination_service: "death")"}));  // a prefix, default namespace
+  EXPECT_TRUE(Passes(to, {R"(destination_service: "/deathstar")"}));  // any namespace
+  EXPECT_FALSE(Passes(to, {R"(destination_service: "kube-system/deathstar")"}));
+  EXPECT_FALSE(Passes(to, {R"(source_service: "default/deathstar")"}));
+  EXPECT_TRUE(Passes(back, {R"(source_service: "default/deathstar")"}));
+  EXPECT_FALSE(Passes(other_port, {R"(destination_service: "default/deathstar")"}));
+  // The built flow carries the service, and the same filter matches the decoded flow.
+  flow::Flow f;
+  builder_.Build(to, 0, &f);
+  EXPECT_EQ(f.destination_service().name(), "deathstar");
+  EXPECT_EQ(f.destination_service().namespace_(), "default");
+  EXPECT_FALSE(f.has_source_service());
+  auto pred = Compile({R"(destination_service: "default/deathstar")"});
+  ASSERT_TRUE(pred.ok());
+  EXPECT_TRUE(pred->MatchFlow(f));
+  builder_.Build(other_port, 1, &f);  // reusing the message clears the service
+  EXPECT_FALSE(f.has_destination_service());
+  EXPECT_FALSE(pred->MatchFlow(f));
+}
+
 TEST_F(FilterTest, FieldsFlowscopeDoesNotProduceMatchNothingButAreValidated) {
   const FlowRecord r = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, 0);
   EXPECT_FALSE(Passes(r, {R"(source_fqdn: "*.cluster.local")"}));
-  EXPECT_FALSE(Passes(r, {R"(destination_service: "default/deathstar")"}));
   EXPECT_FALSE(Passes(r, {R"(http_status_code: "4+")"}));
   EXPECT_FALSE(Passes(r, {R"(dns_query: ".*\\.local")"}));
   EXPECT_TRUE(Passes(r, {"encrypted: false"}));

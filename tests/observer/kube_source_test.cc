@@ -135,6 +135,17 @@ TEST_F(KubeSourceTest, ListsTenThousandPodsInPagesThenFollowsChanges) {
   EXPECT_EQ(NameOf("192.168.50.1"), "world");
   ASSERT_EQ(source_->Services().size(), 1u);
   EXPECT_EQ(source_->Services()[0].cluster_ips, std::vector<std::string>{"10.96.0.10"});
+  // The service's frontend (cluster IP and port) resolves to it; another port does not.
+  {
+    uint32_t addr[4] = {};
+    inet_pton(AF_INET, "10.96.0.10", addr);
+    EndpointTable::Resolver r(table_);
+    ASSERT_TRUE(r.HasServices());
+    auto svc = table_.GetService(r.LookupService(FS_FAMILY_IPV4, addr, 80));
+    ASSERT_NE(svc, nullptr);
+    EXPECT_EQ(svc->namespace_name + "/" + svc->name, "default/web");
+    EXPECT_EQ(r.LookupService(FS_FAMILY_IPV4, addr, 81), 0u);
+  }
 
   // Added, relabelled, deleted.
   server_->Apply("pods", testing::KubePod("default", "tiefighter", "10.2.0.1"));

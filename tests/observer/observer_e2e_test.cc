@@ -92,11 +92,15 @@ class ObserverE2eTest : public testing::NetnsTestBase {
   testing::NetnsProcess& daemon() { return observer_->process(); }
 
   std::vector<flow::Flow> Flows(const std::string& source_pod) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     ::observer::GetFlowsRequest req;
     req.set_number(1000);
     req.add_whitelist()->add_source_pod(source_pod);
+    return Query(req);
+  }
+
+  std::vector<flow::Flow> Query(const ::observer::GetFlowsRequest& req) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     auto reader = stub_->GetFlows(&ctx, req);
     std::vector<flow::Flow> out;
     ::observer::GetFlowsResponse resp;
@@ -329,6 +333,35 @@ TEST_F(ObserverE2eTest, NamesComeFromTheKubernetesApiServerAndFollowItsChanges) 
   })) << Log();
   flows = Flows("default/tiefighter-7c9b6-x2x");
   EXPECT_EQ(flows.front().destination().pod_name(), "deathstar-0");
+
+  // A Service in front of deathstar, translated on the node as kube-proxy does: flows to its
+  // cluster IP name it as destination_service, and the replies from it as source_service.
+  api->Apply("services", testing::KubeService("default", "deathstar", "10.96.0.10", 80));
+  ASSERT_TRUE(ShIn(net_->node(),
+                   absl::StrCat("nft add table ip fsnat && nft add chain ip fsnat pre '{ type nat "
+                                "hook prerouting priority -100; }' && nft add rule ip fsnat pre ip "
+                                "daddr 10.96.0.10 tcp dport 80 dnat to ",
+                                TestNetwork::kIpB, ":8080"))
+                  .ok());
+  ::observer::GetFlowsRequest by_service;
+  by_service.set_number(100);
+  by_service.add_whitelist()->add_destination_service("default/deathstar");
+  by_service.add_whitelist()->add_source_service("deathstar");  // the default namespace
+  std::vector<flow::Flow> to_service;
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    testing::TcpExchange(*net_, 8080, "10.96.0.10", 80);
+    to_service = Query(by_service);
+    return std::any_of(to_service.begin(), to_service.end(),
+                       [](const flow::Flow& g) { return g.has_source_service(); });
+  })) << Log();
+  for (const flow::Flow& g : to_service) {
+    const bool request = g.has_destination_service();
+    const flow::Service& svc = request ? g.destination_service() : g.source_service();
+    EXPECT_EQ(svc.namespace_(), "default");
+    EXPECT_EQ(svc.name(), "deathstar");
+    EXPECT_EQ(request ? g.ip().destination() : g.ip().source(), "10.96.0.10");
+    EXPECT_EQ(request ? g.l4().tcp().destination_port() : g.l4().tcp().source_port(), 80u);
+  }
 
   const std::string metrics = Get(*net_, http, "/metrics").body;
   EXPECT_EQ(Sample(metrics, "flowscope_kubernetes_synced"), 1) << metrics;

@@ -40,7 +40,8 @@ int ListenInPodB(const TestNetwork& net, uint16_t port) {
 }  // namespace
 
 // A TCP server in pod b that answers one request; a client in pod a. Returns the client port.
-uint16_t TcpExchange(const TestNetwork& net, uint16_t port) {
+uint16_t TcpExchange(const TestNetwork& net, uint16_t port, const char* frontend_ip,
+                     uint16_t frontend_port) {
   const int listen_fd = ListenInPodB(net, port);
   NetnsThread server(net.pod_b(), [&] {
     const int c = accept(listen_fd, nullptr, nullptr);
@@ -54,8 +55,8 @@ uint16_t TcpExchange(const TestNetwork& net, uint16_t port) {
     const int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = Ipv4(TestNetwork::kIpB);
+    a.sin_port = htons(frontend_ip != nullptr ? frontend_port : port);
+    a.sin_addr.s_addr = Ipv4(frontend_ip != nullptr ? frontend_ip : TestNetwork::kIpB);
     ASSERT_EQ(connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
     sockaddr_in local{};
     socklen_t len = sizeof local;

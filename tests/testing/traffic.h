@@ -14,8 +14,10 @@ namespace flowscope::testing {
 uint32_t Ipv4(const char* text);
 
 // A TCP server in pod b answers one "ping" with "pong" and closes; the client in pod a reads
-// to the end and closes. Returns the client's port.
-uint16_t TcpExchange(const TestNetwork& net, uint16_t port);
+// to the end and closes. Returns the client's port. The client connects to pod b:port, or to
+// `frontend_ip`:`frontend_port` when given (a service address the node translates to pod b).
+uint16_t TcpExchange(const TestNetwork& net, uint16_t port, const char* frontend_ip = nullptr,
+                     uint16_t frontend_port = 0);
 
 // One UDP datagram from pod a to pod b and its echo. Returns the client's port.
 uint16_t UdpExchange(const TestNetwork& net, uint16_t port);
