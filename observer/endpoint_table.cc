@@ -278,6 +278,16 @@ std::vector<std::string> EndpointTable::UpdateServices(const std::vector<Service
   return errors;
 }
 
+void EndpointTable::SetNodeLabels(std::vector<std::string> labels) {
+  absl::MutexLock lock(&mu_);
+  node_labels_ = std::move(labels);
+}
+
+std::vector<std::string> EndpointTable::NodeLabels() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return node_labels_;
+}
+
 std::shared_ptr<const Service> EndpointTable::GetService(uint32_t id) const {
   if (id == 0) return nullptr;
   absl::ReaderMutexLock lock(&mu_);

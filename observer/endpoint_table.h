@@ -149,6 +149,10 @@ class EndpointTable {
   // The node's own addresses, reported as the host entry.
   std::vector<std::string> SetNodeAddresses(const std::vector<std::string>& ips);
 
+  // This node's labels ("key=value"), for FlowFilter.node_labels.
+  void SetNodeLabels(std::vector<std::string> labels);
+  std::vector<std::string> NodeLabels() const;
+
   // Replaces the known services. A service keeps its id for as long as the table lives (ids are
   // per namespace/name, so their number is that of the distinct names ever seen). Returns an
   // error per frontend skipped (bad address).
@@ -230,6 +234,7 @@ class EndpointTable {
   absl::flat_hash_map<uint32_t, std::shared_ptr<const Service>> services_by_id_
       ABSL_GUARDED_BY(mu_);
   uint32_t next_service_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::vector<std::string> node_labels_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const FrontendMap> published_services_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> version_{0};
 };

@@ -285,7 +285,7 @@ class CompiledFilter {
   const FlowBuilder* builder_ = nullptr;
   bool never_ = false;
   bool node_matches_ = true;    // for records: this node against the patterns and labels
-  bool node_labels_ok_ = true;  // node_labels selectors against this node's (empty) labels
+  bool node_labels_ok_ = true;  // node_labels selectors against this node's labels
   std::vector<std::string> node_patterns_;  // "cluster/node" globs
   Side src_;
   Side dst_;
@@ -447,11 +447,15 @@ absl::StatusOr<std::unique_ptr<CompiledFilter>> CompiledFilter::Compile(
     if (p.empty()) return Invalid("node_name", p, "pattern must not be empty");
     c->node_patterns_.push_back(p.find('/') == std::string::npos ? "*/" + p : p);
   }
-  // Node labels: flowscope nodes carry none yet; selectors are checked against the empty set.
+  // Node labels: this node's (from the Kubernetes source; none otherwise). A decoded flow does
+  // not carry its node's labels: against the empty set.
+  const std::vector<std::string> node_labels = table != nullptr && f.node_labels_size() > 0
+                                                   ? table->NodeLabels()
+                                                   : std::vector<std::string>{};
   for (const std::string& sel : f.node_labels()) {
     auto parsed = ParseLabelSelector(sel);
     if (!parsed.ok()) return Invalid("node_labels", sel, parsed.status().message());
-    if (!SelectorMatches(*parsed, {})) c->node_labels_ok_ = false;
+    if (!SelectorMatches(*parsed, node_labels)) c->node_labels_ok_ = false;
   }
   if (builder != nullptr) {
     c->node_matches_ = c->NodeMatches(builder->node_name(), table->cluster_name());

@@ -392,6 +392,7 @@ void KubernetesEndpointSource::PublishLoop() {
 void KubernetesEndpointSource::Publish() {
   std::vector<EndpointInfo> infos;
   std::vector<ServiceInfo> services;
+  std::vector<std::string> node_labels;
   bool all_listed = true;
   for (const auto& r : reflectors_) all_listed = all_listed && r->listed();
   {
@@ -436,12 +437,16 @@ void KubernetesEndpointSource::Publish() {
       infos.push_back(std::move(info));
     }
     for (const auto& [key, svc] : services_) {
-      ServiceInfo info{.namespace_name = svc.namespace_name, .name = svc.name, .ips = svc.cluster_ips};
+      ServiceInfo info{
+          .namespace_name = svc.namespace_name, .name = svc.name, .ips = svc.cluster_ips};
       for (const KubeServicePort& p : svc.ports) info.ports.push_back(p.port);
       if (!info.ips.empty() && !info.ports.empty()) services.push_back(std::move(info));
     }
     for (const auto& [name, node] : nodes_) {
-      if (name == options_.node_name) continue;
+      if (name == options_.node_name) {
+        node_labels = node.labels;
+        continue;
+      }
       EndpointInfo info;
       for (const std::string& ip : node.ips) {
         if (!owner.contains(ip)) info.ips.push_back(ip);
@@ -453,6 +458,7 @@ void KubernetesEndpointSource::Publish() {
       infos.push_back(std::move(info));
     }
   }
+  table_.SetNodeLabels(std::move(node_labels));
   std::vector<std::string> errors = table_.Update(infos);
   for (std::string& e : table_.UpdateServices(services)) errors.push_back(std::move(e));
   std::lock_guard<std::mutex> lock(mu_);

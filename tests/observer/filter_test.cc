@@ -222,14 +222,12 @@ TEST_F(FilterTest, IdentitiesWorkloadsClustersNodes) {
 }
 
 TEST_F(FilterTest, ServicesByTheirFrontendsOnRecordsAndDecodedFlows) {
-  table_.UpdateServices({{.namespace_name = "default",
-                          .name = "deathstar",
-                          .ips = {"10.96.0.10"},
-                          .ports = {80}},
-                         {.namespace_name = "kube-system",
-                          .name = "kube-dns",
-                          .ips = {"10.96.0.53"},
-                          .ports = {53}}});
+  table_.UpdateServices(
+      {{.namespace_name = "default", .name = "deathstar", .ips = {"10.96.0.10"}, .ports = {80}},
+       {.namespace_name = "kube-system",
+        .name = "kube-dns",
+        .ips = {"10.96.0.53"},
+        .ports = {53}}});
   FlowRecord to = Tcp("10.0.1.5", 40000, "10.96.0.10", 80, 0);
   FlowRecord back = Tcp("10.96.0.10", 80, "10.0.1.5", 40000, 0, FS_REPLY_YES);
   FlowRecord other_port = Tcp("10.0.1.5", 40000, "10.96.0.10", 81, 0);
@@ -241,7 +239,7 @@ TEST_F(FilterTest, ServicesByTheirFrontendsOnRecordsAndDecodedFlows) {
   EXPECT_NE(to.dst_service, 0u);
   EXPECT_EQ(other_port.dst_service, 0u);
   EXPECT_TRUE(Passes(to, {R"(destination_service: "default/deathstar")"}));
-  EXPECT_TRUE(Passes(to, {R"(destination_service: "death")"}));  // a prefix, default namespace
+  EXPECT_TRUE(Passes(to, {R"(destination_service: "death")"}));       // a prefix, default namespace
   EXPECT_TRUE(Passes(to, {R"(destination_service: "/deathstar")"}));  // any namespace
   EXPECT_FALSE(Passes(to, {R"(destination_service: "kube-system/deathstar")"}));
   EXPECT_FALSE(Passes(to, {R"(source_service: "default/deathstar")"}));
@@ -259,6 +257,18 @@ TEST_F(FilterTest, ServicesByTheirFrontendsOnRecordsAndDecodedFlows) {
   builder_.Build(other_port, 1, &f);  // reusing the message clears the service
   EXPECT_FALSE(f.has_destination_service());
   EXPECT_FALSE(pred->MatchFlow(f));
+}
+
+TEST_F(FilterTest, NodeLabelsAreThisNodesLabels) {
+  const FlowRecord r = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, 0);
+  EXPECT_FALSE(Passes(r, {R"(node_labels: "topology.kubernetes.io/zone=a")"}));  // none yet
+  EXPECT_TRUE(Passes(r, {R"(node_labels: "!topology.kubernetes.io/zone")"}));
+  table_.SetNodeLabels({"kubernetes.io/hostname=node-1", "topology.kubernetes.io/zone=a"});
+  EXPECT_TRUE(Passes(r, {R"(node_labels: "topology.kubernetes.io/zone=a")"}));
+  EXPECT_TRUE(Passes(r, {R"x(node_labels: "topology.kubernetes.io/zone in (a, b)")x"}));
+  EXPECT_FALSE(Passes(r, {R"(node_labels: "topology.kubernetes.io/zone=b")"}));
+  EXPECT_FALSE(Passes(r, {R"(node_labels: "topology.kubernetes.io/zone=a,disk=ssd")"}));
+  EXPECT_THAT(CompileError(R"x(node_labels: "zone in (a")x"), HasSubstr("node_labels"));
 }
 
 TEST_F(FilterTest, FieldsFlowscopeDoesNotProduceMatchNothingButAreValidated) {

@@ -111,7 +111,8 @@ TEST_F(KubeSourceTest, ListsTenThousandPodsInPagesThenFollowsChanges) {
   server_->Apply("nodes", testing::KubeNode("node-2", "192.168.50.2"));
   server_->Apply("services", testing::KubeService("default", "web", "10.96.0.10", 80));
   StartSource(server_->port(), {.page_size = 500});
-  ASSERT_TRUE(testing::WaitUntil([&] { return source_->NotSynced().empty(); }))
+  // Generous: under the sanitizers, JSON for 10,000 pods takes a while on both sides.
+  ASSERT_TRUE(testing::WaitUntil([&] { return source_->NotSynced().empty(); }, absl::Seconds(180)))
       << source_->NotSynced() << " " << source_->stats().last_error;
   const auto st = source_->stats();
   EXPECT_EQ(st.lists, 4u);

@@ -290,7 +290,9 @@ TEST_F(ObserverE2eTest, NamesComeFromTheKubernetesApiServerAndFollowItsChanges) 
   });
   ASSERT_TRUE(api);
   api->Apply("namespaces", testing::KubeNamespace("default", {{"team", "empire"}}));
-  api->Apply("nodes", testing::KubeNode("node-1", "192.168.50.1"));
+  api->Apply("nodes", testing::KubeNode("node-1", "192.168.50.1",
+                                        {{"kubernetes.io/hostname", "node-1"},
+                                         {"topology.kubernetes.io/zone", "zone-a"}}));
   api->Apply("pods", testing::KubeDeploymentPod("default", "tiefighter", "tiefighter-7c9b6-x2x",
                                                 TestNetwork::kIpA));
   api->Apply("pods", testing::KubePod("default", "deathstar-0", TestNetwork::kIpB));
@@ -362,6 +364,14 @@ TEST_F(ObserverE2eTest, NamesComeFromTheKubernetesApiServerAndFollowItsChanges) 
     EXPECT_EQ(request ? g.ip().destination() : g.ip().source(), "10.96.0.10");
     EXPECT_EQ(request ? g.l4().tcp().destination_port() : g.l4().tcp().source_port(), 80u);
   }
+
+  // The node's labels select its flows.
+  ::observer::GetFlowsRequest zone;
+  zone.set_number(5);
+  zone.add_whitelist()->add_node_labels("topology.kubernetes.io/zone=zone-a");
+  EXPECT_EQ(Query(zone).size(), 5u);
+  zone.mutable_whitelist(0)->set_node_labels(0, "topology.kubernetes.io/zone=zone-b");
+  EXPECT_TRUE(Query(zone).empty());
 
   const std::string metrics = Get(*net_, http, "/metrics").body;
   EXPECT_EQ(Sample(metrics, "flowscope_kubernetes_synced"), 1) << metrics;
