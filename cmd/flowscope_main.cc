@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "api/text.h"
+#include "api/version.h"
 #include "cmd/cli/commands.h"
 #include "cmd/cli/filters.h"
 #include "cmd/cli/port_forward.h"
@@ -52,6 +53,8 @@ int main(int argc, char** argv) {
 
   CLI::App app{"flowscope: see which workload talked to which, and what was dropped and why"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(flowscope::kClientVersion),
+                       "print the client's version and exit");
   std::string server_flag, timeout_flag, request_timeout_flag, config_path;
   bool debug = false;
   app.add_option("--server", server_flag,
@@ -181,6 +184,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "flowscope: " << e.what() << "\n";

@@ -39,6 +39,8 @@ int main(int argc, char** argv) {
 
   CLI::App app{"flowscope-observer: per-node flow observer (eBPF datapath, Hubble-compatible API)"};
   app.set_config("--config", "", "read flags from a TOML/INI file (key = value, one per flag)");
+  // A key the daemon does not know is an error naming it, not silently ignored.
+  app.allow_config_extras(CLI::config_extras_mode::error);
   app.add_option("--node-name", o.node_name, "name of this node in flows and status")
       ->capture_default_str();
   app.add_option("--cluster-name", o.cluster_name, "cluster name for endpoints")

@@ -53,6 +53,8 @@ int main(int argc, char** argv) {
   bool peer_tls_insecure = false;
   CLI::App app{"flowscope-relay: merges the flows of every observer in time order"};
   app.set_config("--config", "", "read flags from a TOML/INI file");
+  // A key the daemon does not know is an error naming it, not silently ignored.
+  app.allow_config_extras(CLI::config_extras_mode::error);
   app.add_option("--peers", peers, "comma-separated observers: host:port or unix:///path");
   app.add_option("--peer-dns", peer_dns, "comma-separated name:port, re-resolved every second");
   app.add_option("--peers-file", peers_file, "file with one observer address per line");
@@ -102,7 +104,13 @@ int main(int argc, char** argv) {
                  "TLS towards TCP peers: the name their certificates must carry");
   app.add_flag("--tls-hubble-allow-insecure", peer_tls_insecure,
                "TLS towards TCP peers without checking their certificates");
+  bool print_version = false;
+  app.add_flag("--version", print_version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);
+  if (print_version) {
+    std::cout << flowscope::kRelayVersion << "\n";
+    return 0;
+  }
 
   auto level = flowscope::log::ParseLevel(log_level);
   if (!level.ok()) return Fail(std::string(level.status().message()));
