@@ -23,6 +23,23 @@ auto Content(const Endpoint& e) {
 
 }  // namespace
 
+const std::shared_ptr<const std::vector<std::string>>& LabelSet::Empty() {
+  static const auto* empty = new std::shared_ptr<const std::vector<std::string>>(
+      std::make_shared<const std::vector<std::string>>());
+  return *empty;
+}
+
+LabelSet EndpointTable::InternLabels(std::vector<std::string> labels) {
+  LabelSet set(std::move(labels));
+  auto [it, inserted] = label_sets_.insert(set);
+  return *it;
+}
+
+void EndpointTable::SweepLabels() {
+  // Held only by the pool: no entry uses the list any more.
+  absl::erase_if(label_sets_, [](const LabelSet& l) { return l.shared().use_count() == 1; });
+}
+
 size_t EndpointTable::ContentHash::operator()(const Endpoint* e) const {
   return absl::HashOf(Content(*e));
 }
@@ -151,7 +168,7 @@ std::vector<std::string> EndpointTable::Update(const std::vector<EndpointInfo>& 
     Endpoint e;
     e.namespace_name = info.namespace_name;
     e.pod_name = info.pod_name;
-    e.labels = NormalizeLabels(info.namespace_name, info.labels);
+    e.labels = InternLabels(NormalizeLabels(info.namespace_name, info.labels));
     e.workload_name = info.workload_name;
     e.workload_kind = info.workload_kind;
     e.node_name = info.node_name;
@@ -168,6 +185,7 @@ std::vector<std::string> EndpointTable::Update(const std::vector<EndpointInfo>& 
     }
   }
   endpoints_by_addr_ = std::move(next);
+  SweepLabels();
   // Entries no address maps to any more are retired: kept until the ring has moved past them.
   absl::flat_hash_set<uint32_t> mapped;
   mapped.reserve(endpoints_by_addr_.size());
@@ -229,6 +247,7 @@ size_t EndpointTable::Expire(uint64_t drain_passes, uint64_t written, uint64_t o
     by_content_.erase(it->second.endpoint.get());
     entries_.erase(it);
   }
+  if (!released.empty()) SweepLabels();
   return released.size();
 }
 

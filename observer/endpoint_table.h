@@ -25,6 +25,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -86,13 +87,49 @@ struct Service {
   std::string name;
 };
 
+// An endpoint's labels: an immutable, shared list (the replicas of a workload carry the same
+// labels, so the table keeps one copy of them). Reads like a const std::vector<std::string>.
+class LabelSet {
+ public:
+  using value_type = std::string;
+  using const_iterator = std::vector<std::string>::const_iterator;
+  using iterator = const_iterator;
+  using size_type = size_t;
+
+  LabelSet() : v_(Empty()) {}
+  LabelSet(std::vector<std::string> labels)  // NOLINT: implicit, as the vector it stands for
+      : v_(std::make_shared<const std::vector<std::string>>(std::move(labels))) {}
+  LabelSet(std::initializer_list<std::string> labels)
+      : LabelSet(std::vector<std::string>(labels)) {}
+  explicit LabelSet(std::shared_ptr<const std::vector<std::string>> shared)
+      : v_(std::move(shared)) {}
+
+  operator const std::vector<std::string>&() const { return *v_; }  // NOLINT
+  const std::vector<std::string>& get() const { return *v_; }
+  const std::shared_ptr<const std::vector<std::string>>& shared() const { return v_; }
+  const_iterator begin() const { return v_->begin(); }
+  const_iterator end() const { return v_->end(); }
+  size_t size() const { return v_->size(); }
+  bool empty() const { return v_->empty(); }
+  const std::string& operator[](size_t i) const { return (*v_)[i]; }
+  bool operator==(const LabelSet& o) const { return v_ == o.v_ || *v_ == *o.v_; }
+  template <typename H>
+  friend H AbslHashValue(H h, const LabelSet& l) {
+    return H::combine(std::move(h), *l.v_);
+  }
+
+ private:
+  static const std::shared_ptr<const std::vector<std::string>>& Empty();
+  std::shared_ptr<const std::vector<std::string>> v_;
+};
+
 // An immutable table entry.
 struct Endpoint {
   uint32_t id = 0;
   uint32_t identity = 0;
   std::string namespace_name;
   std::string pod_name;
-  std::vector<std::string> labels;  // sorted, each with its source ("k8s:org=empire")
+  LabelSet labels;  // sorted, each with its source ("k8s:org=empire")
   std::string workload_name;
   std::string workload_kind;
   std::string node_name;
@@ -210,6 +247,9 @@ class EndpointTable {
 
   // The id of an entry with this content, creating it if needed. Requires mu_.
   uint32_t Intern(Endpoint entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One shared copy of each distinct label list; lists no entry holds any more are dropped.
+  LabelSet InternLabels(std::vector<std::string> labels) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SweepLabels() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string cluster_name_;
@@ -225,6 +265,7 @@ class EndpointTable {
     bool operator()(const Endpoint* a, const Endpoint* b) const;
   };
   absl::flat_hash_set<const Endpoint*, ContentHash, ContentEq> by_content_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<LabelSet, absl::Hash<LabelSet>> label_sets_ ABSL_GUARDED_BY(mu_);
   AddrMap endpoints_by_addr_ ABSL_GUARDED_BY(mu_);
   AddrMap node_addrs_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const AddrMap> published_ ABSL_GUARDED_BY(mu_);

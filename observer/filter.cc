@@ -597,7 +597,7 @@ Endpoint EndpointOf(const flow::Endpoint& e, const flow::Workload* workload) {
   out.identity = e.identity();
   out.namespace_name = e.namespace_();
   out.pod_name = e.pod_name();
-  out.labels.assign(e.labels().begin(), e.labels().end());
+  out.labels = std::vector<std::string>(e.labels().begin(), e.labels().end());
   out.cluster_name = e.cluster_name();
   if (workload != nullptr) {
     out.workload_name = workload->name();

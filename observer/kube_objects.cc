@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace flowscope::observer {
 namespace {
@@ -164,7 +165,15 @@ absl::StatusOr<KubePod> ParsePod(const json& o) {
   p.namespace_name = r.String("metadata.namespace", true);
   p.name = r.String("metadata.name", true);
   p.labels = r.StringMap("metadata.labels");
-  p.created = r.String("metadata.creationTimestamp");
+  if (const std::string created = r.String("metadata.creationTimestamp"); !created.empty()) {
+    absl::Time t;
+    std::string error;
+    if (!absl::ParseTime(absl::RFC3339_full, created, &t, &error)) {
+      r.Fail("metadata.creationTimestamp", "is not an RFC 3339 time");
+    } else {
+      p.created = absl::ToUnixSeconds(t);
+    }
+  }
   p.deleting = r.At("metadata.deletionTimestamp") != nullptr;
   p.node_name = r.String("spec.nodeName");
   p.service_account = r.String("spec.serviceAccountName");

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "observer/endpoint_table.h"
 
 namespace flowscope::observer {
 
@@ -22,13 +23,13 @@ struct KubeObjectRef {
 struct KubePod {
   std::string namespace_name;
   std::string name;
-  std::vector<std::string> ips;     // status.podIPs (status.podIP when absent)
-  std::vector<std::string> labels;  // "key=value"
-  std::string workload_name;        // from the controller reference (see DeriveWorkload)
+  std::vector<std::string> ips;  // status.podIPs (status.podIP when absent)
+  LabelSet labels;               // "key=value" (shared: a workload's replicas have the same)
+  std::string workload_name;     // from the controller reference (see DeriveWorkload)
   std::string workload_kind;
   std::string node_name;
   std::string service_account;
-  std::string created;  // metadata.creationTimestamp (RFC 3339, sortable)
+  int64_t created = 0;  // metadata.creationTimestamp, Unix seconds (0: unknown)
   bool host_network = false;
   bool terminated = false;  // phase Succeeded or Failed: its addresses are free again
   bool deleting = false;    // metadata.deletionTimestamp set

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "api/logging.h"
@@ -267,13 +268,14 @@ class TypedReflector final : public KubernetesEndpointSource::Reflector {
   TypedReflector(KubernetesEndpointSource& source, std::string resource, bool namespaced,
                  std::map<std::string, T>& store, Parse parse,
                  std::function<void(const std::string&, const std::string&)> malformed,
-                 std::mutex& mu)
+                 std::mutex& mu, std::function<void(T&)> keep = nullptr)
       : Reflector(source, std::move(resource), namespaced),
         store_(store),
         parse_(parse),
         malformed_(std::move(malformed)),
         mu_(mu),
-        namespaced_(namespaced) {}
+        namespaced_(namespaced),
+        keep_(std::move(keep)) {}
 
  protected:
   void Replace(const json& items) override {
@@ -288,11 +290,15 @@ class TypedReflector final : public KubernetesEndpointSource::Reflector {
       fresh.insert_or_assign(ref->key, *std::move(parsed));
     }
     std::lock_guard<std::mutex> lock(mu_);
+    if (keep_) {
+      for (auto& [key, item] : fresh) keep_(item);
+    }
     store_.swap(fresh);
   }
   absl::Status Upsert(const std::string& key, const json& object) override {
     auto parsed = parse_(object);
     if (!parsed.ok()) return parsed.status();  // the last good version stays
+    if (keep_) keep_(*parsed);
     store_.insert_or_assign(key, *std::move(parsed));
     return absl::OkStatus();
   }
@@ -304,6 +310,7 @@ class TypedReflector final : public KubernetesEndpointSource::Reflector {
   const std::function<void(const std::string&, const std::string&)> malformed_;
   std::mutex& mu_;
   const bool namespaced_;
+  const std::function<void(T&)> keep_;  // under mu_, before an item is stored
 };
 
 }  // namespace
@@ -324,8 +331,10 @@ absl::Status KubernetesEndpointSource::Start() {
                                                                    &ParseNode, malformed, mu_));
   reflectors_.push_back(std::make_unique<TypedReflector<KubeService>>(
       *this, "services", true, services_, &ParseService, malformed, mu_));
-  reflectors_.push_back(std::make_unique<TypedReflector<KubePod>>(*this, "pods", true, pods_,
-                                                                  &ParsePod, malformed, mu_));
+  // Pods of one workload carry the same labels: one shared copy of each distinct list.
+  auto share_labels = [this](KubePod& pod) { pod.labels = *pod_labels_.insert(pod.labels).first; };
+  reflectors_.push_back(std::make_unique<TypedReflector<KubePod>>(
+      *this, "pods", true, pods_, &ParsePod, malformed, mu_, share_labels));
   publisher_ = std::thread([this] { PublishLoop(); });
   for (auto& r : reflectors_) r->Start();
   FLOWSCOPE_LOG_INFO("kubernetes: watching pods, services, nodes and namespaces at {} ({})",
@@ -411,6 +420,7 @@ void KubernetesEndpointSource::Publish() {
         if (!inserted && better(&pod, it->second)) it->second = &pod;
       }
     }
+    absl::erase_if(pod_labels_, [](const LabelSet& l) { return l.shared().use_count() == 1; });
     infos.reserve(pods_.size() + nodes_.size());
     for (const auto& [key, pod] : pods_) {
       EndpointInfo info;
@@ -421,7 +431,7 @@ void KubernetesEndpointSource::Publish() {
       if (info.ips.empty()) continue;
       info.namespace_name = pod.namespace_name;
       info.pod_name = pod.name;
-      info.labels = pod.labels;
+      info.labels = pod.labels.get();
       if (auto ns = namespaces_.find(pod.namespace_name); ns != namespaces_.end()) {
         for (const std::string& l : ns->second.labels) {
           info.labels.push_back("io.cilium.k8s.namespace.labels." + l);

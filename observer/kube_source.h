@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/time/time.h"
 #include "observer/endpoint_source.h"
 #include "observer/kube_client.h"
@@ -101,6 +102,7 @@ class KubernetesEndpointSource final : public EndpointSource {
   bool stop_ = false;
   bool dirty_ = false;
   std::map<std::string, KubePod> pods_;
+  absl::flat_hash_set<LabelSet, absl::Hash<LabelSet>> pod_labels_;  // shared label lists
   std::map<std::string, KubeNamespace> namespaces_;
   std::map<std::string, KubeNode> nodes_;
   std::map<std::string, KubeService> services_;

@@ -8,6 +8,7 @@ std::vector<Figure> AllFigures() {
   for (auto& f : ObserverFigures()) figures.push_back(std::move(f));
   for (auto& f : RelayFigures()) figures.push_back(std::move(f));
   for (auto& f : CliFigures()) figures.push_back(std::move(f));
+  for (auto& f : KubeFigures()) figures.push_back(std::move(f));
   return figures;
 }
 

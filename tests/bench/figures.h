@@ -29,6 +29,7 @@ std::vector<Figure> RingFigures();
 std::vector<Figure> ObserverFigures();
 std::vector<Figure> CliFigures();
 std::vector<Figure> RelayFigures();
+std::vector<Figure> KubeFigures();
 
 }  // namespace flowscope::bench
 

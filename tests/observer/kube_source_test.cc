@@ -430,6 +430,12 @@ TEST(KubeObjectsTest, ParsesWhatFlowsNeedAndNamesWhatIsWrong) {
   pod["metadata"]["ownerReferences"][0]["controller"] = false;  // not a controller: no workload
   EXPECT_EQ(ParsePod(pod)->workload_name, "");
 
+  pod["metadata"]["creationTimestamp"] = "2026-03-01T10:00:00Z";
+  EXPECT_EQ(ParsePod(pod)->created, 1772359200);
+  pod["metadata"]["creationTimestamp"] = "yesterday";
+  EXPECT_THAT(std::string(ParsePod(pod).status().message()),
+              HasSubstr("metadata.creationTimestamp is not an RFC 3339 time"));
+  pod["metadata"]["creationTimestamp"] = "2026-03-01T10:00:00Z";
   pod["spec"]["hostNetwork"] = "yes";
   EXPECT_THAT(std::string(ParsePod(pod).status().message()),
               HasSubstr("pod default/web-1: spec.hostNetwork is not a boolean"));
