@@ -89,6 +89,8 @@ int main(int argc, char** argv) {
                "reach the relay through `kubectl port-forward` to its Service for this command");
   app.add_option("--port-forward-port", forward_options.local_port, "local port for --port-forward")
       ->capture_default_str();
+  app.add_option("--kubeconfig", forward_options.kubeconfig,
+                 "kubeconfig file for --port-forward (default: kubectl's, $KUBECONFIG)");
   app.add_option("--kube-context", forward_options.kube_context,
                  "kubeconfig context for --port-forward (default: the current one)");
   app.add_option("--kube-namespace", forward_options.kube_namespace,

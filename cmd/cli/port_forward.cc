@@ -56,6 +56,10 @@ absl::StatusOr<std::unique_ptr<PortForward>> PortForward::Start(const PortForwar
                      " is already in use (pick another with --port-forward-port)"));
   }
   std::vector<std::string> args = {options.kubectl};
+  if (!options.kubeconfig.empty()) {
+    args.push_back("--kubeconfig");
+    args.push_back(options.kubeconfig);
+  }
   if (!options.kube_context.empty()) {
     args.push_back("--context");
     args.push_back(options.kube_context);

@@ -20,6 +20,7 @@ namespace flowscope::cli {
 
 struct PortForwardOptions {
   std::string kubectl = "kubectl";  // found on PATH
+  std::string kubeconfig;           // --kubeconfig; "" for kubectl's default
   std::string kube_context;         // --context; "" for the current one
   std::string kube_namespace = "kube-system";
   std::string service = "flowscope-relay";

@@ -91,13 +91,15 @@ TEST_F(PortForwardTest, StatusGoesThroughTheForwardWhichIsStoppedAfterwards) {
                !ReadFile("/proc/" + pid + "/cmdline").empty())
       << "kubectl is stopped when the command ends";
 
-  // --kube-context and --kube-namespace reach kubectl.
+  // --kubeconfig, --kube-context and --kube-namespace reach kubectl.
   Kubectl(absl::StrCat("echo \"$@\" > ", (dir_ / "args").string(), "\nexit 1\n"));
-  Cli(absl::StrCat("-P --kube-context prod --kube-namespace flowscope --port-forward-port ", port,
-                   " status"),
+  Cli(absl::StrCat("-P --kubeconfig /etc/k.conf --kube-context prod --kube-namespace flowscope "
+                   "--port-forward-port ",
+                   port, " status"),
       &status, (dir_ / "bin").string());
   EXPECT_EQ(ReadFile(dir_ / "args"),
-            absl::StrCat("--context prod --namespace flowscope port-forward --address 127.0.0.1 "
+            absl::StrCat("--kubeconfig /etc/k.conf --context prod --namespace flowscope "
+                         "port-forward --address 127.0.0.1 "
                          "service/flowscope-relay ",
                          port, ":80\n"));
 }
