@@ -6,9 +6,11 @@
 // only where a client is not installed.
 #include "tests/testing/kube_apiserver.h"
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -188,9 +190,7 @@ for ev in w.stream(v1.list_pod_for_all_namespaces, resource_version=rv,
         break
     print(ev["type"], ev["object"].metadata.name, ev["object"].status.pod_ip, flush=True)
 open(sys.argv[4], "w").write("compact\n")
-import time
-while open(sys.argv[4]).read() != "compacted\n":
-    time.sleep(0.05)
+assert open(sys.argv[5]).read() == "compacted\n"  # a FIFO: blocks until the test compacts
 try:
     for ev in watch.Watch().stream(v1.list_pod_for_all_namespaces, resource_version=rv,
                                    timeout_seconds=5):
@@ -200,10 +200,12 @@ except ApiException as e:
 )";
   const std::string out_file = dir_ + "/py.out";
   const std::string sync_file = dir_ + "/sync";
+  const std::string compacted_fifo = dir_ + "/compacted";
   std::ofstream(sync_file) << "";
-  const std::string pid = RunShell(absl::StrCat("sh -c '/usr/bin/python3 ", script, " ",
-                                                server_->url(), " ", pki_.Path("ca.crt"), " t0ken ",
-                                                sync_file, " > ", out_file, " 2>&1 & echo $!'"));
+  ASSERT_EQ(mkfifo(compacted_fifo.c_str(), 0600), 0);
+  const std::string pid = RunShell(absl::StrCat(
+      "sh -c '/usr/bin/python3 ", script, " ", server_->url(), " ", pki_.Path("ca.crt"), " t0ken ",
+      sync_file, " ", compacted_fifo, " > ", out_file, " 2>&1 & echo $!'"));
   ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(pid), &watch_pid_)) << pid;
   ASSERT_TRUE(WaitUntil([&] { return server_->counters().active_watches == 1; }))
       << ReadFile(out_file);
@@ -214,7 +216,14 @@ except ApiException as e:
   server_->SendBookmarks();
   ASSERT_TRUE(WaitUntil([&] { return ReadFile(sync_file) == "compact\n"; })) << ReadFile(out_file);
   server_->Compact();
-  std::ofstream(sync_file) << "compacted\n";
+  // The FIFO opens for writing once the client reads it (ENXIO until then; never blocks here).
+  int fifo = -1;
+  ASSERT_TRUE(WaitUntil([&] {
+    fifo = open(compacted_fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    return fifo >= 0;
+  })) << ReadFile(out_file);
+  ASSERT_EQ(write(fifo, "compacted\n", 10), 10);
+  close(fifo);
   ASSERT_TRUE(WaitUntil([&] { return ReadFile(out_file).find("expired") != std::string::npos; }))
       << ReadFile(out_file);
   const std::string out = ReadFile(out_file);
