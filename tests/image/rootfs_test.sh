@@ -14,7 +14,9 @@ if [[ ${EUID} -ne 0 ]] || ! command -v debootstrap >/dev/null; then
   echo "SKIP: needs root and debootstrap (scripts/setup installs it)"
   exit 77
 fi
-if ldd "${bin_dir}/flowscope-observer" | grep -q -e libasan -e libtsan -e libubsan; then
+# (ldd's output is kept first: `ldd | grep -q` under pipefail fails when grep exits early.)
+libs=$(ldd "${bin_dir}/flowscope-observer")
+if grep -q -e libasan -e libtsan -e libubsan <<<"${libs}"; then
   echo "SKIP: sanitizer builds load runtimes the image does not ship (the plain build runs this)"
   exit 77
 fi
