@@ -70,21 +70,18 @@ class KubeSourceTest : public ::testing::Test {
     ASSERT_TRUE(source_->Start().ok());
   }
 
-  // "namespace/pod" for a pod's address, "remote-node:<node>" for another node, "world".
-  std::string NameOf(const std::string& ip) const {
-    uint32_t addr[4] = {};
-    inet_pton(AF_INET, ip.c_str(), addr);
-    EndpointTable::Resolver r(table_);
-    auto e = table_.Get(r.Lookup(FS_FAMILY_IPV4, addr));
-    if (e->identity == kIdentityRemoteNode) return "remote-node:" + e->node_name;
-    if (e->pod_name.empty()) return "world";
-    return absl::StrCat(e->namespace_name, "/", e->pod_name);
-  }
   std::shared_ptr<const Endpoint> EndpointOf(const std::string& ip) const {
     uint32_t addr[4] = {};
     inet_pton(AF_INET, ip.c_str(), addr);
     EndpointTable::Resolver r(table_);
     return table_.Get(r.Lookup(FS_FAMILY_IPV4, addr));
+  }
+  // "namespace/pod" for a pod's address, "remote-node:<node>" for another node, "world".
+  std::string NameOf(const std::string& ip) const {
+    auto e = EndpointOf(ip);
+    if (e->identity == kIdentityRemoteNode) return "remote-node:" + e->node_name;
+    if (e->pod_name.empty()) return "world";
+    return absl::StrCat(e->namespace_name, "/", e->pod_name);
   }
   bool Named(const std::string& ip, const std::string& name) const {
     return testing::WaitUntil([&] { return NameOf(ip) == name; });
