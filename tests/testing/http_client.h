@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <string>
 
@@ -26,20 +27,35 @@ namespace flowscope::testing {
 // A plain TCP client on 127.0.0.1 that sends raw bytes and reads raw answers.
 class HttpClient {
  public:
-  explicit HttpClient(uint16_t port) {
+  // Connects to 127.0.0.1:`port`, from `source` (host order; any address in 127.0.0.0/8) when
+  // given: a client that opens connections by the thousand spreads them over source addresses
+  // so that closed ones waiting in TIME_WAIT never use up the ephemeral ports.
+  explicit HttpClient(uint16_t port, uint32_t source = 0) {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
     timeval tv{.tv_sec = 10, .tv_usec = 0};
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (source != 0) {
+      sockaddr_in from{};
+      from.sin_family = AF_INET;
+      from.sin_addr.s_addr = htonl(source);
+      if (bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+        connect_errno_ = errno;
+        return;
+      }
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    if (!connected_) connect_errno_ = errno;
   }
   ~HttpClient() {
     if (fd_ >= 0) close(fd_);
   }
   bool connected() const { return connected_; }
+  // errno of the failed bind or connect (0 when connected).
+  int connect_errno() const { return connect_errno_; }
   bool Send(const std::string& bytes) {
     return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
            static_cast<ssize_t>(bytes.size());
@@ -91,6 +107,7 @@ class HttpClient {
   }
   int fd_ = -1;
   bool connected_ = false;
+  int connect_errno_ = 0;
   bool eof_ = false;
   std::string buffer_;
 };
