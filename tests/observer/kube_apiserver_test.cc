@@ -60,13 +60,7 @@ class KubeApiServerClientsTest : public ::testing::Test {
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(server).value();
     kubeconfig_ = dir_ + "/kubeconfig";
-    std::ofstream(kubeconfig_) << "apiVersion: v1\nkind: Config\n"
-                               << "clusters:\n- name: test\n  cluster:\n    server: "
-                               << server_->url()
-                               << "\n    certificate-authority: " << pki_.Path("ca.crt") << "\n"
-                               << "users:\n- name: tester\n  user:\n    token: t0ken\n"
-                               << "contexts:\n- name: test\n  context:\n    cluster: test\n"
-                               << "    user: tester\ncurrent-context: test\n";
+    std::ofstream(kubeconfig_) << KubeconfigFor(server_->url(), pki_.Path("ca.crt"), "t0ken");
   }
   void TearDown() override {
     if (watch_pid_ > 0) kill(watch_pid_, SIGKILL);

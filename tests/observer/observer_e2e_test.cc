@@ -300,12 +300,8 @@ TEST_F(ObserverE2eTest, NamesComeFromTheKubernetesApiServerAndFollowItsChanges) 
   api->Apply("pods", testing::KubeDeploymentPod("default", "tiefighter", "tiefighter-7c9b6-x2x",
                                                 TestNetwork::kIpA));
   api->Apply("pods", testing::KubePod("default", "deathstar-0", TestNetwork::kIpB));
-  std::ofstream(dir_ / "kubeconfig") << absl::StrCat(
-      "apiVersion: v1\nkind: Config\ncurrent-context: t\nclusters:\n- name: c\n  cluster:\n"
-      "    server: ",
-      api->url(), "\n    certificate-authority: ", pki.Path("ca.crt"),
-      "\nusers:\n- name: u\n  user: {token: t0ken}\ncontexts:\n- name: t\n  context: "
-      "{cluster: c, user: u}\n");
+  std::ofstream(dir_ / "kubeconfig")
+      << testing::KubeconfigFor(api->url(), pki.Path("ca.crt"), "t0ken");
   StartDaemon({"--kubeconfig", (dir_ / "kubeconfig").string()});
   const std::string http = observer_->HttpAddress();
   ASSERT_FALSE(http.empty()) << Log();

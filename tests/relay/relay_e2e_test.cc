@@ -1,7 +1,9 @@
 // flowscope-relay as a process in front of two flowscope-observer processes (two "nodes"
 // watching the two pods' interfaces), queried with the flowscope CLI: status says 2/2, list
 // nodes shows both, observe shows flows from both nodes in time order, and after one observer
-// is killed the relay reports it unavailable and keeps serving the other.
+// is killed the relay reports it unavailable and keeps serving the other. With names from a
+// (stand-in) Kubernetes API server instead of a file, pod, service and node-label filters select
+// the same flows through the relay.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -11,6 +13,7 @@
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -18,9 +21,13 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "tests/testing/http_client.h"
+#include "tests/testing/kube_apiserver.h"
+#include "tests/testing/kube_fixtures.h"
+#include "tests/testing/netns.h"
 #include "tests/testing/netns_test_base.h"
 #include "tests/testing/observer_process.h"
 #include "tests/testing/shell.h"
+#include "tests/testing/test_pki.h"
 #include "tests/testing/traffic.h"
 #include "tests/testing/wait.h"
 
@@ -42,6 +49,10 @@ class RelayE2eTest : public testing::NetnsTestBase {
                                            "    toPod: default/deathstar\n"
                                            "    protocol: tcp\n    port: 7070\n";
     observers_.resize(2);
+    if (kubernetes_) {
+      StartApiServer();
+      if (HasFatalFailure()) return;
+    }
     if (!relay_first_) {
       for (int i = 0; i < 2; ++i) {
         StartObserver(i);
@@ -68,17 +79,57 @@ class RelayE2eTest : public testing::NetnsTestBase {
     return "unix://" + (ObserverDir(i) / "observer.sock").string();
   }
 
+  // The stand-in API server (proven against kubectl and python3-kubernetes) in the nodes'
+  // namespace, over TLS with a bearer token, holding the cluster: two nodes in two zones, the
+  // tiefighter Deployment's pod on node-1 and deathstar-0 on node-2.
+  void StartApiServer() {
+    testing::TestPki pki{.dir = dir_.string()};
+    ASSERT_TRUE(pki.Make());
+    testing::InNetns(net_->node(), [&] {
+      auto s = testing::KubeApiServer::Start({.cert_file = pki.Path("server.crt"),
+                                              .key_file = pki.Path("server.key"),
+                                              .token = "t0ken"});
+      ASSERT_TRUE(s.ok()) << s.status();
+      api_ = std::move(s).value();
+    });
+    ASSERT_TRUE(api_);
+    std::ofstream(dir_ / "kubeconfig")
+        << testing::KubeconfigFor(api_->url(), pki.Path("ca.crt"), "t0ken");
+    api_->Apply("namespaces", testing::KubeNamespace("default", {{"team", "empire"}}));
+    for (int i = 1; i <= 2; ++i) api_->Apply("nodes", Node(i, i == 1 ? "zone-a" : "zone-b"));
+    api_->Apply("pods", testing::KubeDeploymentPod("default", "tiefighter", "tiefighter-7c9b6-x2x",
+                                                   TestNetwork::kIpA));
+    api_->Apply("pods", testing::KubePod("default", "deathstar-0", TestNetwork::kIpB, "node-2"));
+  }
+  static nlohmann::json Node(int i, const std::string& zone) {
+    const std::string name = "node-" + std::to_string(i);
+    return testing::KubeNode(
+        name, "192.168.50." + std::to_string(i),
+        {{"kubernetes.io/hostname", name}, {"topology.kubernetes.io/zone", zone}});
+  }
+
   // Starts (or restarts) observer i, "node-<i+1>", on the veth of pod A or pod B.
   void StartObserver(int i) {
     observers_[i].reset();
     std::filesystem::create_directories(ObserverDir(i));
-    auto p = testing::ObserverProcess::Start(
-        FLOWSCOPE_OBSERVER_BINARY, net_->node(), ObserverDir(i),
-        {"--node-name", "node-" + std::to_string(i + 1), "--interfaces",
-         i == 0 ? net_->veth_a() : net_->veth_b(), "--endpoints",
-         (dir_ / "endpoints.yaml").string(), "--policy", (dir_ / "policy.yaml").string(),
-         "--metrics", "flow drop:sourceContext=namespace tcp port-distribution", "--ring-capacity",
-         "4095", "--ring-buffer-bytes", "1048576"});
+    const std::vector<std::string> names =
+        kubernetes_ ? std::vector<std::string>{"--kubeconfig", (dir_ / "kubeconfig").string()}
+                    : std::vector<std::string>{"--endpoints", (dir_ / "endpoints.yaml").string()};
+    std::vector<std::string> args = {"--node-name",
+                                     "node-" + std::to_string(i + 1),
+                                     "--interfaces",
+                                     i == 0 ? net_->veth_a() : net_->veth_b(),
+                                     "--policy",
+                                     (dir_ / "policy.yaml").string(),
+                                     "--metrics",
+                                     "flow drop:sourceContext=namespace tcp port-distribution",
+                                     "--ring-capacity",
+                                     "4095",
+                                     "--ring-buffer-bytes",
+                                     "1048576"};
+    args.insert(args.end(), names.begin(), names.end());
+    auto p = testing::ObserverProcess::Start(FLOWSCOPE_OBSERVER_BINARY, net_->node(),
+                                             ObserverDir(i), args);
     ASSERT_TRUE(p.ok()) << p.status();
     ASSERT_EQ(p.value()->target(), ObserverTarget(i));
     observers_[i] = std::move(p).value();
@@ -101,6 +152,7 @@ class RelayE2eTest : public testing::NetnsTestBase {
   void TearDown() override {
     relay_.reset();
     observers_.clear();
+    api_.reset();
     NetnsTestBase::TearDown();
   }
 
@@ -110,7 +162,24 @@ class RelayE2eTest : public testing::NetnsTestBase {
                              status);
   }
 
+  // The flows `flowscope observe <args> -o json` prints through the relay.
+  std::vector<nlohmann::json> CliFlows(const std::string& args) {
+    std::vector<nlohmann::json> flows;
+    const std::string out = Cli(args + " -o json");
+    for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+      nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded()) {
+        ADD_FAILURE() << "not JSON: " << line;
+        continue;
+      }
+      if (j.contains("flow")) flows.push_back(std::move(j["flow"]));
+    }
+    return flows;
+  }
+
   bool relay_first_ = false;  // start the relay before any observer exists
+  bool kubernetes_ = false;   // names from the API server, not the endpoints file
+  std::unique_ptr<testing::KubeApiServer> api_;
   std::vector<std::unique_ptr<testing::ObserverProcess>> observers_;
   std::unique_ptr<testing::NetnsProcess> relay_;
   std::string relay_socket_;
@@ -385,6 +454,92 @@ TEST_F(RelayE2eTest, AFollowQueryKeepsFlowingWhileANodeHangs) {
   const absl::StatusOr<int> exit = (*follow)->Signal(SIGINT, absl::Seconds(5));
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_EQ(*exit, 0) << "Ctrl-C ends a follow query cleanly:\n" << log_text();
+}
+
+class RelayKubernetesE2eTest : public RelayE2eTest {
+ protected:
+  RelayKubernetesE2eTest() { kubernetes_ = true; }
+};
+
+// Both observers take their names from the API server; the CLI's Kubernetes filters select the
+// same flows through the relay as on each node, and follow the cluster's changes.
+TEST_F(RelayKubernetesE2eTest, PodServiceAndNodeLabelFiltersSelectFlowsThroughTheRelay) {
+  const std::string pod = "default/tiefighter-7c9b6-x2x";
+  auto nodes_of = [](const std::vector<nlohmann::json>& flows) {
+    std::set<std::string> nodes;
+    for (const nlohmann::json& f : flows) nodes.insert(f.value("node_name", ""));
+    return nodes;
+  };
+  // The observers serve flows from the start, with names once their lists are in.
+  std::vector<nlohmann::json> flows;
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    testing::TcpExchange(*net_, 8080);
+    flows = CliFlows("observe --since 3m --pod " + pod);
+    return nodes_of(flows) == std::set<std::string>{"node-1", "node-2"};
+  })) << Cli("observe --since 3m");
+  for (const nlohmann::json& f : flows) {
+    const bool from = f["source"].value("pod_name", "") == "tiefighter-7c9b6-x2x";
+    const nlohmann::json& tie = f[from ? "source" : "destination"];
+    const nlohmann::json& other = f[from ? "destination" : "source"];
+    EXPECT_EQ(tie.value("namespace", ""), "default") << f;
+    EXPECT_EQ(tie["workloads"][0].value("name", ""), "tiefighter") << f;
+    EXPECT_EQ(tie["workloads"][0].value("kind", ""), "Deployment") << f;
+    EXPECT_THAT(tie["labels"].get<std::vector<std::string>>(),
+                ::testing::Contains("k8s:io.cilium.k8s.namespace.labels.team=empire"));
+    EXPECT_EQ(other.value("pod_name", ""), "deathstar-0") << f;
+  }
+
+  // A Service in front of deathstar, translated on the nodes as kube-proxy does: the request
+  // seen on node-1 names it as destination_service, the reply as source_service.
+  api_->Apply("services", testing::KubeService("default", "deathstar", "10.96.0.10", 80));
+  ASSERT_TRUE(testing::ShIn(net_->node(),
+                            absl::StrCat("nft add table ip fsnat && nft add chain ip fsnat pre '{ "
+                                         "type nat hook prerouting priority -100; }' && nft add "
+                                         "rule ip fsnat pre ip daddr 10.96.0.10 tcp dport 80 "
+                                         "dnat to ",
+                                         TestNetwork::kIpB, ":8080"))
+                  .ok());
+  auto sides = [](const std::vector<nlohmann::json>& flows) {
+    std::set<std::string> s;
+    for (const nlohmann::json& f : flows) {
+      if (f.contains("destination_service")) s.insert("to");
+      if (f.contains("source_service")) s.insert("from");
+    }
+    return s;
+  };
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    testing::TcpExchange(*net_, 8080, "10.96.0.10", 80);
+    flows = CliFlows("observe --since 3m --service default/deathstar");
+    return sides(flows) == std::set<std::string>{"to", "from"};
+  })) << Cli("observe --since 3m --ip 10.96.0.10");
+  for (const nlohmann::json& f : flows) {
+    const bool to = f.contains("destination_service");
+    const nlohmann::json& svc = f[to ? "destination_service" : "source_service"];
+    EXPECT_EQ(svc.value("name", ""), "deathstar") << f;
+    EXPECT_EQ(svc.value("namespace", ""), "default") << f;
+    EXPECT_EQ(f["IP"].value(to ? "destination" : "source", ""), "10.96.0.10") << f;
+    EXPECT_EQ(f.value("node_name", ""), "node-1") << "the translation is seen on pod A's side";
+  }
+  const std::vector<nlohmann::json> requests =
+      CliFlows("observe --since 3m --to-service default/deathstar");
+  EXPECT_FALSE(requests.empty());
+  EXPECT_EQ(sides(requests), std::set<std::string>{"to"});
+
+  // Node labels select whole nodes' flows; when node-2 moves zone, the filters follow.
+  flows = CliFlows("observe --since 3m --node-label topology.kubernetes.io/zone=zone-b");
+  EXPECT_FALSE(flows.empty());
+  EXPECT_EQ(nodes_of(flows), std::set<std::string>{"node-2"});
+  EXPECT_EQ(nodes_of(CliFlows("observe --since 3m --node-label "
+                              "'topology.kubernetes.io/zone in (zone-a,zone-b)'")),
+            (std::set<std::string>{"node-1", "node-2"}));
+  api_->Apply("nodes", Node(2, "zone-c"));
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    return nodes_of(CliFlows("observe --since 3m --node-label topology.kubernetes.io/zone=zone-c"))
+               .count("node-2") == 1;
+  }));
+  EXPECT_TRUE(
+      CliFlows("observe --since 3m --node-label topology.kubernetes.io/zone=zone-b").empty());
+  for (const auto& o : observers_) EXPECT_TRUE(o->process().Running());
 }
 
 class RelayFirstE2eTest : public RelayE2eTest {

@@ -60,6 +60,17 @@ inline nlohmann::json KubeService(const std::string& ns, const std::string& name
             {"ports", {{{"port", port}, {"protocol", protocol}}}}}}};
 }
 
+// A kubeconfig whose current context reaches `server` (an https URL) with the CA in `ca_file` and
+// a bearer token.
+inline std::string KubeconfigFor(const std::string& server, const std::string& ca_file,
+                                 const std::string& token) {
+  return "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: " +
+         server + "\n    certificate-authority: " + ca_file +
+         "\nusers:\n- name: tester\n  user:\n    token: " + token +
+         "\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: tester\n"
+         "current-context: test\n";
+}
+
 }  // namespace flowscope::testing
 
 #endif  // FLOWSCOPE_TESTS_TESTING_KUBE_FIXTURES_H_
