@@ -21,10 +21,10 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFLOWSCOPE_BUILD_T
 
 # --- runtime: the shared libraries the binaries load, nothing else ------------------------------
 FROM debian:bookworm-slim
-# runtime-packages: libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libbpf1 libelf1 libyaml-cpp0.7 libspdlog1.10 libfmt9 libre2-9 libc-ares2 libssl3 zlib1g ca-certificates
+# runtime-packages: libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libbpf1 libelf1 libyaml-cpp0.7 libspdlog1.10 libfmt9 libre2-9 librocksdb7.8 libc-ares2 libssl3 zlib1g ca-certificates
 RUN apt-get update && apt-get install -y --no-install-recommends \
       libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 libbpf1 libelf1 libyaml-cpp0.7 \
-      libspdlog1.10 libfmt9 libre2-9 libc-ares2 libssl3 zlib1g ca-certificates \
+      libspdlog1.10 libfmt9 libre2-9 librocksdb7.8 libc-ares2 libssl3 zlib1g ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 65532 nonroot && useradd --uid 65532 --gid 65532 --no-create-home nonroot
 COPY --from=build /build/cmd/flowscope /build/cmd/flowscope-observer /build/cmd/flowscope-relay /usr/bin/

@@ -116,6 +116,22 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1 << 20));
   app.add_option("--state-dir", o.state_dir, "runtime state (tc attachments)")
       ->capture_default_str();
+  std::string history_max_age = "24h";
+  app.add_option("--history", o.history,
+                 "keep a flow history on disk (in --data-dir), so queries reach past the ring and "
+                 "across restarts")
+      ->capture_default_str();
+  app.add_option("--data-dir", o.data_dir, "where the flow history lives (<dir>/history)")
+      ->capture_default_str();
+  app.add_option("--history-max-age", history_max_age,
+                 "drop stored flows older than this (a duration: 90m, 24h, 7d is 168h)")
+      ->capture_default_str();
+  app.add_option("--history-max-bytes", o.history_max_bytes,
+                 "keep the stored flows under this size on disk, the oldest going first (bytes, "
+                 "or with a unit: 512MiB, 1GiB)")
+      ->capture_default_str()
+      ->transform(CLI::AsSizeValue(false))
+      ->check(CLI::Range(uint64_t{16} << 20, uint64_t{1} << 44));
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();
   app.add_flag("--version", print_version, "print the version and exit");
@@ -142,6 +158,12 @@ int main(int argc, char** argv) {
   }
   if (o.node_name.empty()) return Fail("--node-name must not be empty");
   o.export_rotation.max_size_bytes = export_max_mb << 20;
+  auto max_age = flowscope::ParseGoDuration(history_max_age);
+  if (!max_age.ok() || *max_age <= absl::ZeroDuration()) {
+    return Fail("invalid --history-max-age \"" + history_max_age +
+                "\": expected a positive duration like 24h or 90m");
+  }
+  o.history_max_age = *max_age;
 
   // Signals are taken by sigwait() below; every thread started from here inherits the mask.
   sigset_t signals;

@@ -73,6 +73,23 @@ absl::Status ObserverDaemon::Start() {
   std::random_device rd;
   const uint64_t run_id = (static_cast<uint64_t>(rd()) << 32) ^ rd();
   builder_ = std::make_unique<FlowBuilder>(*table_, options_.node_name, &names_, run_id);
+  if (options_.history) {
+    auto history = HistoryStore::Open({.dir = options_.data_dir + "/history",
+                                       .max_age = options_.history_max_age,
+                                       .max_bytes = options_.history_max_bytes,
+                                       .run_id = run_id});
+    if (!history.ok()) return history.status();
+    history_ = std::move(history).value();
+    // Ids above the stored ones: a stored flow's endpoint keeps its meaning.
+    table_->AttachArchive(history_.get(), history_->next_endpoint_id(),
+                          history_->next_service_id());
+    builder_->AttachRuns(history_.get(), history_->run());
+    history_writer_ = std::make_unique<HistoryWriter>(*history_, *ring_, *table_, &names_);
+    history_writer_->Start();
+    FLOWSCOPE_LOG_INFO("history in {} (run {}, up to {} and {} MiB)", history_->options().dir,
+                       history_->run(), absl::FormatDuration(options_.history_max_age),
+                       options_.history_max_bytes >> 20);
+  }
 
   const bool kube = options_.kubernetes || !options_.kubeconfig.empty();
   if (kube && !options_.endpoints_file.empty()) {
@@ -151,7 +168,9 @@ absl::Status ObserverDaemon::Start() {
                                      : options_.listen_address,
                       .watermark = &watermark_,
                       .tls = tls != nullptr,
-                      .max_streams = options_.max_flow_streams});
+                      .max_streams = options_.max_flow_streams,
+                      .history = history_.get(),
+                      .history_writer = history_writer_.get()});
   auto server = GrpcServer::Start({service_.get(), service_->batch_service()},
                                   {options_.listen_socket, options_.listen_address, tls});
   if (!server.ok()) return server.status();
@@ -315,6 +334,8 @@ void ObserverDaemon::Stop() {
   if (maintain_.joinable()) maintain_.join();
   if (consumer_) consumer_->Stop();
   if (drain_.joinable()) drain_.join();
+  // After the drain: what it put in the ring is committed before the database closes.
+  if (history_writer_) history_writer_->Stop();
   if (attach_) attach_->Stop();
   if (endpoints_) endpoints_->Stop();
   if (kube_) kube_->Stop();

@@ -27,6 +27,7 @@
 #include "observer/flow_builder.h"
 #include "observer/flow_metrics.h"
 #include "observer/flow_query.h"
+#include "observer/history.h"
 #include "observer/kube_source.h"
 #include "observer/observer_service.h"
 #include "observer/parser.h"
@@ -67,6 +68,11 @@ struct DaemonOptions {
   std::vector<std::string> export_fieldmask;
   // Hubble's dynamic flow logs file (dynamic_exporters.h), re-read on change; off when empty.
   std::string flowlogs_config;
+  // The on-disk flow history (history.h) in <data_dir>/history.
+  bool history = true;
+  std::string data_dir = "/var/lib/flowscope";
+  absl::Duration history_max_age = absl::Hours(24);
+  uint64_t history_max_bytes = uint64_t{1} << 30;
 };
 
 struct DaemonStats {
@@ -125,6 +131,8 @@ class ObserverDaemon {
   std::unique_ptr<ObserverService> service_;
   std::unique_ptr<GrpcServer> server_;
   std::unique_ptr<FlowMetrics> flow_metrics_;
+  std::unique_ptr<HistoryStore> history_;
+  std::unique_ptr<HistoryWriter> history_writer_;
   std::unique_ptr<FlowExporter> exporter_;
   std::unique_ptr<DynamicExporters> dynamic_exporters_;
   std::unique_ptr<HttpServer> http_;

@@ -219,10 +219,28 @@ std::vector<std::string> EndpointTable::SetNodeAddresses(const std::vector<std::
   return errors;
 }
 
+void EndpointTable::AttachArchive(const Archive* archive, uint32_t next_endpoint_id,
+                                  uint32_t next_service_id) {
+  absl::MutexLock lock(&mu_);
+  archive_ = archive;
+  next_id_ = std::max(next_id_, next_endpoint_id);
+  next_service_id_ = std::max(next_service_id_, next_service_id);
+}
+
 std::shared_ptr<const Endpoint> EndpointTable::Get(uint32_t id) const {
-  absl::ReaderMutexLock lock(&mu_);
-  auto it = entries_.find(id);
-  return it == entries_.end() ? world_ : it->second.endpoint;
+  const Archive* archive = nullptr;
+  std::shared_ptr<const Endpoint> world;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = entries_.find(id);
+    if (it != entries_.end()) return it->second.endpoint;
+    archive = archive_;
+    world = world_;
+  }
+  if (archive != nullptr) {
+    if (auto e = archive->FindEndpoint(id)) return e;
+  }
+  return world;
 }
 
 size_t EndpointTable::Expire(uint64_t drain_passes, uint64_t written, uint64_t oldest) {
@@ -309,9 +327,14 @@ std::vector<std::string> EndpointTable::NodeLabels() const {
 
 std::shared_ptr<const Service> EndpointTable::GetService(uint32_t id) const {
   if (id == 0) return nullptr;
-  absl::ReaderMutexLock lock(&mu_);
-  auto it = services_by_id_.find(id);
-  return it == services_by_id_.end() ? nullptr : it->second;
+  const Archive* archive = nullptr;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = services_by_id_.find(id);
+    if (it != services_by_id_.end()) return it->second;
+    archive = archive_;
+  }
+  return archive != nullptr ? archive->FindService(id) : nullptr;
 }
 
 void EndpointTable::Resolver::Refresh() {

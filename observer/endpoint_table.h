@@ -179,6 +179,19 @@ class EndpointTable {
   EndpointTable(const EndpointTable&) = delete;
   EndpointTable& operator=(const EndpointTable&) = delete;
 
+  // Entries and services kept elsewhere (the on-disk history, history.h) under ids this table
+  // never gives out; Get/GetService fall back to it for ids the table does not hold.
+  class Archive {
+   public:
+    virtual ~Archive() = default;
+    virtual std::shared_ptr<const Endpoint> FindEndpoint(uint32_t id) const = 0;
+    virtual std::shared_ptr<const Service> FindService(uint32_t id) const = 0;
+  };
+  // New entries get ids from `next_endpoint_id` on and services from `next_service_id` on
+  // (both above every id the archive holds; the reserved host and world ids stay). Call before
+  // the first Update; `archive` outlives the table.
+  void AttachArchive(const Archive* archive, uint32_t next_endpoint_id, uint32_t next_service_id);
+
   // Replaces the known endpoints. Entries whose content did not change keep their ids. Returns
   // an error per entry that was skipped (bad address, address claimed twice); the rest apply.
   std::vector<std::string> Update(const std::vector<EndpointInfo>& endpoints);
@@ -197,8 +210,9 @@ class EndpointTable {
   // The service with this id; nullptr for 0 (none) or an unknown id.
   std::shared_ptr<const Service> GetService(uint32_t id) const;
 
-  // The entry with this id, or the world entry for an unknown (or released) id. The entry stays
-  // valid for as long as the caller holds it, released or not.
+  // The entry with this id (from the archive for an id the table does not hold), or the world
+  // entry for an unknown id. The entry stays valid for as long as the caller holds it, released
+  // or not.
   std::shared_ptr<const Endpoint> Get(uint32_t id) const;
 
   // Releases entries no address has mapped to since records at ring positions below `oldest`
@@ -256,6 +270,7 @@ class EndpointTable {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<uint32_t, Entry> entries_ ABSL_GUARDED_BY(mu_);
   uint32_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  const Archive* archive_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::shared_ptr<const Endpoint> world_ ABSL_GUARDED_BY(mu_);
   // The entries by content (so an unchanged entry keeps its id), pointing into entries_.
   struct ContentHash {

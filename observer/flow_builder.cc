@@ -205,10 +205,27 @@ std::string FlowBuilder::InterfaceName(uint32_t ifindex) const {
   return interfaces_ == nullptr ? "" : interfaces_->Get(ifindex);
 }
 
-std::string FlowBuilder::Uuid(uint64_t position) const {
+void FlowBuilder::AttachRuns(const RunArchive* runs, uint32_t current_run) {
+  runs_ = runs;
+  current_run_ = current_run;
+}
+
+std::string FlowBuilder::InterfaceName(uint32_t ifindex, uint32_t run) const {
+  if (run == 0 || run == current_run_ || runs_ == nullptr) return InterfaceName(ifindex);
+  return runs_->InterfaceName(run, ifindex);
+}
+
+std::string FlowBuilder::Uuid(uint64_t position, uint32_t run) const {
+  if (run == 0 || run == current_run_ || runs_ == nullptr) return Uuid(position);
+  return UuidOf(runs_->RunId(run), position);
+}
+
+std::string FlowBuilder::Uuid(uint64_t position) const { return UuidOf(run_id_, position); }
+
+std::string FlowBuilder::UuidOf(uint64_t run_id, uint64_t position) {
   // A version-4-shaped UUID from the run and the ring position: unique per record.
-  uint64_t hi = run_id_ ^ (position * 0x9E3779B97F4A7C15ULL);
-  uint64_t lo = ((position + 1) * 0xBF58476D1CE4E5B9ULL) ^ (run_id_ >> 7);
+  uint64_t hi = run_id ^ (position * 0x9E3779B97F4A7C15ULL);
+  uint64_t lo = ((position + 1) * 0xBF58476D1CE4E5B9ULL) ^ (run_id >> 7);
   hi = (hi & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;
   lo = (lo & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;
   // 8-4-4-4-12 hex digits, without printf (this runs once per flow sent).
@@ -260,11 +277,12 @@ void FlowBuilder::FillService(uint32_t id, flow::Flow* out, bool source) const {
   s->set_namespace_(svc->namespace_name);
 }
 
-void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out) const {
+void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out,
+                        uint32_t run) const {
   out->mutable_time()->set_seconds(static_cast<int64_t>(r.time_ns / 1'000'000'000));
   out->mutable_time()->set_nanos(static_cast<int32_t>(r.time_ns % 1'000'000'000));
 
-  out->set_uuid(Uuid(position));
+  out->set_uuid(Uuid(position, run));
 
   const bool dropped = r.verdict == FS_VERDICT_DROPPED;
   out->set_verdict(dropped ? flow::DROPPED : flow::FORWARDED);
@@ -339,13 +357,15 @@ void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out)
 
   flow::NetworkInterface* iface = out->mutable_interface();
   iface->set_index(r.ifindex);
-  if (std::string name = InterfaceName(r.ifindex); !name.empty()) iface->set_name(std::move(name));
+  if (std::string name = InterfaceName(r.ifindex, run); !name.empty()) {
+    iface->set_name(std::move(name));
+  }
   out->set_summary(FlowSummary(r));
 }
 
 void FlowBuilder::BuildResponse(const FlowRecord& r, uint64_t position,
-                                ::observer::GetFlowsResponse* out) const {
-  Build(r, position, out->mutable_flow());
+                                ::observer::GetFlowsResponse* out, uint32_t run) const {
+  Build(r, position, out->mutable_flow(), run);
   out->set_node_name(node_name_);
   *out->mutable_time() = out->flow().time();
 }

@@ -65,20 +65,37 @@ int32_t MonitorSubType(const FlowRecord& r);
 // The direction of the connection as the endpoint (or, at the uplink, the node) sees it.
 flow::TrafficDirection TrafficDirectionOf(const FlowRecord& r);
 
+// What records of earlier runs (read back from the history) refer to: each run's uuid seed and
+// its interfaces' names.
+class RunArchive {
+ public:
+  virtual ~RunArchive() = default;
+  virtual uint64_t RunId(uint32_t run) const = 0;
+  virtual std::string InterfaceName(uint32_t run, uint32_t ifindex) const = 0;
+};
+
 class FlowBuilder {
  public:
   // `run_id` makes flow uuids unique across observer restarts.
   FlowBuilder(const EndpointTable& table, std::string node_name, const InterfaceNames* interfaces,
               uint64_t run_id);
 
-  // `position` is the record's ring position (it makes the uuid).
-  void Build(const FlowRecord& r, uint64_t position, flow::Flow* out) const;
-  void BuildResponse(const FlowRecord& r, uint64_t position,
-                     ::observer::GetFlowsResponse* out) const;
+  // Records of runs other than `current_run` are built with what `runs` kept of theirs. Call
+  // before the builder is shared.
+  void AttachRuns(const RunArchive* runs, uint32_t current_run);
+
+  // `position` is the record's ring position in its run (they make the uuid); run 0 is this
+  // one.
+  void Build(const FlowRecord& r, uint64_t position, flow::Flow* out, uint32_t run = 0) const;
+  void BuildResponse(const FlowRecord& r, uint64_t position, ::observer::GetFlowsResponse* out,
+                     uint32_t run = 0) const;
 
   const std::string& node_name() const { return node_name_; }
   std::string InterfaceName(uint32_t ifindex) const;
+  std::string InterfaceName(uint32_t ifindex, uint32_t run) const;
   std::string Uuid(uint64_t position) const;
+  std::string Uuid(uint64_t position, uint32_t run) const;
+  static std::string UuidOf(uint64_t run_id, uint64_t position);
 
  private:
   void FillEndpoint(uint32_t id, flow::Endpoint* out) const;
@@ -88,6 +105,8 @@ class FlowBuilder {
   const std::string node_name_;
   const InterfaceNames* interfaces_;
   const uint64_t run_id_;
+  const RunArchive* runs_ = nullptr;
+  uint32_t current_run_ = 0;
 };
 
 }  // namespace flowscope::observer

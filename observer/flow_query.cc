@@ -1,5 +1,8 @@
 #include "observer/flow_query.h"
 
+#include <algorithm>
+#include <limits>
+
 #include "api/flows_request.h"
 
 namespace flowscope::observer {
@@ -24,6 +27,10 @@ FlowQuery::FlowQuery(const Ring& ring, const QueryOptions& options, FlowPredicat
   if (options_.lost_log != nullptr) log_seen_ = options_.lost_log->seq();
 }
 
+FlowQuery::FlowQuery(FlowQuery&&) noexcept = default;
+FlowQuery& FlowQuery::operator=(FlowQuery&&) noexcept = default;
+FlowQuery::~FlowQuery() = default;
+
 void FlowQuery::AddLost(flow::LostEventSource source, uint64_t count, absl::Time first,
                         absl::Time last) {
   LostNotice& p = pending_lost_[static_cast<size_t>(source) & 3];
@@ -33,30 +40,146 @@ void FlowQuery::AddLost(flow::LostEventSource source, uint64_t count, absl::Time
   p.last = last;
 }
 
+void FlowQuery::PlaceSeam() {
+  // A little past the ring's oldest record, so that the writer does not overwrite the seam
+  // while the history is read; never past what the history writer has stored.
+  const uint64_t oldest = ring_->OldestPosition();
+  const uint64_t end = ring_->EndPosition();
+  const uint64_t stored =
+      options_.history_writer != nullptr ? options_.history_writer->persisted() : oldest;
+  seam_position_ = std::max(oldest, std::min({oldest + ring_->Cap() / 16, stored, end}));
+  seam_seq_ = HistorySeq(options_.history->run(), seam_position_);
+  FlowRecord r;
+  seam_time_ = ring_->ReadAt(seam_position_, &r) == ringbuf::ReadStatus::kRecord
+                   ? r.time_ns
+                   : std::numeric_limits<uint64_t>::max();
+}
+
+void FlowQuery::OpenHistory() {
+  in_history_ = true;
+  read_history_ = true;
+  gaps_ =
+      options_.history->Gaps(options_.since_ns.value_or(0), options_.until_ns.value_or(seam_time_));
+  reader_.Seek(seam_position_);
+}
+
+uint64_t FlowQuery::WalkBackHistory(uint64_t want) {
+  cursor_ = options_.history->Scan();
+  cursor_->SeekBefore(seam_time_, seam_seq_);
+  uint64_t found = 0;
+  HistoryRecord h;
+  bool at_match = false;
+  for (uint64_t scanned = 0; cursor_->Valid(); cursor_->Prev()) {
+    if (++scanned % 4096 == 0 && cancelled_ != nullptr && cancelled_->load()) break;
+    if (!cursor_->Read(&h)) continue;
+    if (predicate_.MatchesAll() || predicate_.Match(h.record, h.position)) {
+      at_match = true;
+      if (++found == want) break;
+    }
+  }
+  if (!cursor_->Valid()) {
+    // Ran off the start: read forward from the first stored flow.
+    cursor_->Seek(0);
+  } else if (!at_match) {
+    cursor_->Seek(0);
+  }
+  return found;
+}
+
 void FlowQuery::Position() {
   positioned_ = true;
+  const bool history = options_.history != nullptr;
+  if (history) PlaceSeam();
   if (options_.since_ns) {
     // The first `number` matching flows at or after `since`.
-    reader_.Seek(ring_->SeekTime(*options_.since_ns));
     limit_ = options_.number;
+    if (history && *options_.since_ns < seam_time_) {
+      cursor_ = options_.history->Scan();
+      cursor_->Seek(*options_.since_ns);
+      OpenHistory();
+      return;
+    }
+    reader_.Seek(ring_->SeekTime(*options_.since_ns));
     return;
   }
   if (options_.first) {
-    reader_.Seek(ring_->OldestPosition());
     limit_ = options_.number;
+    if (history) {
+      cursor_ = options_.history->Scan();
+      cursor_->Seek(0);
+      OpenHistory();
+      return;
+    }
+    reader_.Seek(ring_->OldestPosition());
     return;
   }
   reader_.Seek(ring_->EndPosition());
   if (options_.follow && options_.number == 0) return;  // from now on
-  // Last N: walk back over N matching flows (all of them when number is 0).
-  uint64_t found = 0;
-  FlowRecord r;
-  while (options_.number == 0 || found < options_.number) {
-    if (reader_.Prev(&r) != ringbuf::ReadStatus::kRecord) break;
-    if (predicate_.MatchesAll() || predicate_.Match(r, reader_.position())) ++found;
+  // Last N: walk back over N matching flows (all of the ring's when number is 0).
+  const auto walk_back = [&](uint64_t floor) {
+    uint64_t found = 0;
+    FlowRecord r;
+    while (options_.number == 0 || found < options_.number) {
+      if (reader_.position() <= floor || reader_.Prev(&r) != ringbuf::ReadStatus::kRecord) break;
+      if (predicate_.MatchesAll() || predicate_.Match(r, reader_.position())) ++found;
+    }
+    return found;
+  };
+  uint64_t found = walk_back(0);
+  if (history && options_.number > 0 && found < options_.number) {
+    // The ring holds fewer: the rest come from the history, before the seam.
+    reader_.Seek(ring_->EndPosition());
+    found = walk_back(seam_position_);
+    if (found < options_.number) {
+      found += WalkBackHistory(options_.number - found);
+      OpenHistory();
+    }
   }
   if (!options_.follow) limit_ = found;
   if (!options_.follow && found == 0) done_ = true;
+}
+
+FlowQuery::Step FlowQuery::NextFromHistory(absl::Time now, Item* item) {
+  HistoryRecord h;
+  for (uint64_t scanned = 1; cursor_->Valid(); cursor_->Next(), ++scanned) {
+    if (scanned % 4096 == 0 && cancelled_ != nullptr && cancelled_->load()) {
+      done_ = true;
+      return Step::kEnd;
+    }
+    const uint64_t t = cursor_->time_ns();
+    if (t > seam_time_ || (t == seam_time_ && cursor_->seq() >= seam_seq_)) break;
+    if (options_.until_ns && t > *options_.until_ns) {
+      done_ = true;
+      break;
+    }
+    // Flows the writer could not store are reported where they belong in time.
+    if (next_gap_ < gaps_.size() && gaps_[next_gap_].first_ns <= t) {
+      const HistoryGap& g = gaps_[next_gap_++];
+      AddLost(flow::HUBBLE_RING_BUFFER, g.count,
+              absl::FromUnixNanos(static_cast<int64_t>(g.first_ns)),
+              absl::FromUnixNanos(static_cast<int64_t>(g.last_ns)));
+      if (FlushLost(now, true, item)) return Step::kLost;
+    }
+    if (!cursor_->Read(&h)) continue;
+    if (!predicate_.MatchesAll() && !predicate_.Match(h.record, h.position)) continue;
+    item->record = h.record;
+    item->position = h.position;
+    item->run = h.run;
+    cursor_->Next();
+    ++delivered_;
+    if (!options_.follow && limit_ != 0 && delivered_ >= limit_) done_ = true;
+    return Step::kFlow;
+  }
+  in_history_ = false;
+  cursor_.reset();
+  // Gaps up to the seam not passed yet.
+  while (next_gap_ < gaps_.size() && !done_) {
+    const HistoryGap& g = gaps_[next_gap_++];
+    AddLost(flow::HUBBLE_RING_BUFFER, g.count,
+            absl::FromUnixNanos(static_cast<int64_t>(g.first_ns)),
+            absl::FromUnixNanos(static_cast<int64_t>(g.last_ns)));
+  }
+  return Step::kEnd;
 }
 
 bool FlowQuery::FlushLost(absl::Time now, bool force, Item* item) {
@@ -80,6 +203,11 @@ FlowQuery::Step FlowQuery::Next(absl::Time now, Item* item) {
     }
   }
   if (options_.follow && FlushLost(now, false, item)) return Step::kLost;
+  if (in_history_ && !done_) {
+    const Step step = NextFromHistory(now, item);
+    if (step != Step::kEnd) return step;
+  }
+  item->run = 0;
   while (!done_) {
     const uint64_t position = reader_.position();
     const ringbuf::ReadStatus s = reader_.Next(&item->record);

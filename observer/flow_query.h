@@ -21,14 +21,18 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "observer/filter.h"
 #include "observer/flow_record.h"
+#include "observer/history.h"
 #include "observer/lost_events.h"
 #include "ringbuf/flow_ring.h"
 
@@ -45,6 +49,10 @@ struct QueryOptions {
   absl::Duration lost_report_interval = absl::Seconds(1);
   // Losses outside the ring (the datapath's ring buffer), reported by follow queries.
   const LostEventLog* lost_log = nullptr;
+  // The on-disk history (history.h), read for what the ring does not hold any more, and its
+  // writer (how far the ring is stored). Null: the ring only.
+  const HistoryStore* history = nullptr;
+  const HistoryWriter* history_writer = nullptr;
 };
 
 struct LostNotice {
@@ -76,6 +84,7 @@ class FlowQuery {
   struct Item {
     FlowRecord record;
     uint64_t position = 0;
+    uint32_t run = 0;  // the run of a record read from the history; 0: this run (the ring)
     LostNotice lost;
   };
 
@@ -86,6 +95,14 @@ class FlowQuery {
   // InvalidArgument for first together with follow.
   static absl::StatusOr<FlowQuery> Create(const Ring& ring, const QueryOptions& options,
                                           FlowPredicate predicate);
+  FlowQuery(FlowQuery&&) noexcept;
+  FlowQuery& operator=(FlowQuery&&) noexcept;
+  ~FlowQuery();
+
+  // A history scan checks this between records and ends the query once it is set.
+  void SetCancelFlag(const std::atomic<bool>* cancelled) { cancelled_ = cancelled; }
+  // Whether the query read the history (tests: "--last N never touches the disk").
+  bool read_history() const { return read_history_; }
 
   // The next thing to send, or kWait (follow, caught up) / kEnd.
   Step Next(absl::Time now, Item* item);
@@ -101,6 +118,15 @@ class FlowQuery {
  private:
   FlowQuery(const Ring& ring, const QueryOptions& options, FlowPredicate predicate);
   void Position();
+  // Where the ring takes over from the history: a ring position every record below which (in
+  // this run) is stored, and that record's key.
+  void PlaceSeam();
+  // Positions the history cursor before the last `want` matching stored flows; returns how
+  // many it found.
+  uint64_t WalkBackHistory(uint64_t want);
+  void OpenHistory();
+  // The next history flow (kFlow/kLost), or kEnd once the seam is reached.
+  Step NextFromHistory(absl::Time now, Item* item);
   bool FlushLost(absl::Time now, bool force, Item* item);
   void AddLost(flow::LostEventSource source, uint64_t count, absl::Time first, absl::Time last);
 
@@ -116,6 +142,16 @@ class FlowQuery {
   std::array<LostNotice, 4> pending_lost_;
   std::array<absl::Time, 4> last_lost_sent_;
   uint64_t log_seen_ = 0;
+  // The history phase.
+  std::unique_ptr<HistoryStore::Cursor> cursor_;
+  bool in_history_ = false;
+  bool read_history_ = false;
+  uint64_t seam_position_ = 0;
+  uint64_t seam_time_ = 0;
+  uint64_t seam_seq_ = 0;
+  std::vector<HistoryGap> gaps_;  // to report as the scan passes them
+  size_t next_gap_ = 0;
+  const std::atomic<bool>* cancelled_ = nullptr;
 };
 
 }  // namespace flowscope::observer

@@ -25,7 +25,9 @@ class RingStreamReactor : public grpc::ServerWriteReactor<Out>, public StreamPum
  protected:
   // Takes over the stream slot ReserveStream() took.
   RingStreamReactor(ObserverService* service, FlowQuery query)
-      : StreamPump(service->notifier_), service_(service), query_(std::move(query)) {}
+      : StreamPump(service->notifier_), service_(service), query_(std::move(query)) {
+    query_.SetCancelFlag(&cancelled_flag());
+  }
   ~RingStreamReactor() override { service_->active_streams_.fetch_sub(1); }
 
   uint64_t ReadPosition() const override { return query_.position(); }
@@ -88,7 +90,7 @@ class FlowStreamReactor final : public RingStreamReactor<::observer::GetFlowsRes
         return Produced::kWait;
       case FlowQuery::Step::kFlow: {
         ::observer::GetFlowsResponse* resp = NewMessage();
-        service_->builder_.BuildResponse(item_.record, item_.position, resp);
+        service_->builder_.BuildResponse(item_.record, item_.position, resp, item_.run);
         if (mask_) google::protobuf::util::FieldMaskUtil::TrimMessage(*mask_, resp->mutable_flow());
         return Produced::kMessage;
       }
@@ -140,7 +142,7 @@ class BatchStreamReactor final : public RingStreamReactor<::flowscope::v1::FlowB
       if (batch == nullptr) batch = NewMessage();
       ::observer::GetFlowsResponse* resp = batch->add_events();
       if (step == FlowQuery::Step::kFlow) {
-        service_->builder_.BuildResponse(item_.record, item_.position, resp);
+        service_->builder_.BuildResponse(item_.record, item_.position, resp, item_.run);
         if (mask_) google::protobuf::util::FieldMaskUtil::TrimMessage(*mask_, resp->mutable_flow());
         // The ring is in time order: nothing after this record is older.
         watermark_ = std::max(watermark_, item_.record.time_ns);
@@ -196,6 +198,8 @@ absl::StatusOr<FlowQuery> ObserverService::OpenQuery(
   if (req.has_until()) q.until_ns = TimestampNanos(req.until());
   q.lost_report_interval = options_.lost_report_interval;
   q.lost_log = &lost_log_;
+  q.history = options_.history;
+  q.history_writer = options_.history_writer;
   if (req.has_field_mask() && req.field_mask().paths_size() > 0) {
     if (!google::protobuf::util::FieldMaskUtil::IsValidFieldMask<flow::Flow>(req.field_mask())) {
       return absl::InvalidArgumentError(

@@ -43,6 +43,9 @@ struct ObserverOptions {
   // Flow streams (GetFlows and batch streams) open at once; more get RESOURCE_EXHAUSTED.
   int max_streams = 1024;
   const Clock* clock = nullptr;  // the real one when unset
+  // The on-disk history and its writer (history.h): queries reach past the ring. Null: off.
+  const HistoryStore* history = nullptr;
+  const HistoryWriter* history_writer = nullptr;
 };
 
 class ObserverService;

@@ -98,6 +98,9 @@ class StreamPump : public ParkedStream {
   // Produces the next message and starts writing it, or parks, or finishes. Never blocks.
   void Pump();
 
+  // Set once the client went away (a long read can check it and stop early).
+  const std::atomic<bool>& cancelled_flag() const { return cancelled_; }
+
   // The transport's reactions.
   void WriteDone(bool ok);
   void Cancel();

@@ -22,6 +22,10 @@ absl::StatusOr<std::unique_ptr<ObserverProcess>> ObserverProcess::Start(
   if (std::find(args.begin(), args.end(), "--http-address") == args.end()) {
     args.insert(args.end(), {"--http-address", "127.0.0.1:0"});
   }
+  // The history lives in the test's directory unless the test names one (or turns it off).
+  if (std::find(args.begin(), args.end(), "--data-dir") == args.end()) {
+    args.insert(args.end(), {"--data-dir", dir.string()});
+  }
   args.insert(args.end(), {"--listen-socket", p->socket_, "--state-dir", dir.string()});
   auto proc = NetnsProcess::Start(netns, args, p->log_.string());
   if (!proc.ok()) return proc.status();

@@ -1,0 +1,643 @@
+#include "observer/history.h"
+
+#include <rocksdb/convenience.h>
+#include <rocksdb/db.h>
+#include <rocksdb/iterator.h>
+#include <rocksdb/metadata.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "api/logging.h"
+#include "observer/flow_query.h"
+
+namespace flowscope::observer {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kKeyBytes = 16;
+constexpr size_t kValueBytes = sizeof(FlowRecord) - sizeof(uint64_t);  // the record less its time
+static_assert(offsetof(FlowRecord, time_ns) == 0, "the key carries the time");
+
+void PutBe64(uint64_t v, char* out) {
+  for (int i = 7; i >= 0; --i, v >>= 8) out[i] = static_cast<char>(v & 0xff);
+}
+void PutBe32(uint32_t v, char* out) {
+  for (int i = 3; i >= 0; --i, v >>= 8) out[i] = static_cast<char>(v & 0xff);
+}
+uint64_t Be64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+uint32_t Be32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+std::string FlowKey(uint64_t time_ns, uint64_t seq) {
+  std::string k(kKeyBytes, '\0');
+  PutBe64(time_ns, k.data());
+  PutBe64(seq, k.data() + 8);
+  return k;
+}
+
+// Metadata keys: a prefix and big-endian numbers, so each kind sorts by id.
+std::string MetaKey(absl::string_view prefix, uint32_t a) {
+  std::string k(prefix);
+  k.resize(prefix.size() + 4);
+  PutBe32(a, k.data() + prefix.size());
+  return k;
+}
+std::string MetaKey(absl::string_view prefix, uint32_t a, uint32_t b) {
+  std::string k = MetaKey(prefix, a);
+  k.resize(k.size() + 4);
+  PutBe32(b, k.data() + k.size() - 4);
+  return k;
+}
+
+constexpr absl::string_view kEndpointPrefix = "e/";
+constexpr absl::string_view kServicePrefix = "s/";
+constexpr absl::string_view kInterfacePrefix = "i/";
+constexpr absl::string_view kRunPrefix = "r/";
+constexpr absl::string_view kGapPrefix = "g/";
+constexpr absl::string_view kRunsKey = "runs";
+
+absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  const std::string msg = absl::StrCat(what, ": ", s.ToString());
+  if (s.IsNoSpace() || absl::StrContains(s.ToString(), "No space left")) {
+    return absl::ResourceExhaustedError(msg);
+  }
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  return absl::UnavailableError(msg);
+}
+
+// The largest id stored under `prefix` (0 when none).
+uint32_t LastId(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, absl::string_view prefix) {
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), cf));
+  const std::string past = MetaKey(prefix, 0xffffffffu) + "\xff";
+  it->SeekForPrev(past);
+  if (!it->Valid()) return 0;
+  const rocksdb::Slice k = it->key();
+  if (k.size() < prefix.size() + 4 ||
+      !k.starts_with(rocksdb::Slice(prefix.data(), prefix.size()))) {
+    return 0;
+  }
+  return Be32(k.data() + prefix.size());
+}
+
+rocksdb::CompressionType BestCompression() {
+  const std::vector<rocksdb::CompressionType> have = rocksdb::GetSupportedCompressions();
+  for (rocksdb::CompressionType t :
+       {rocksdb::kZSTD, rocksdb::kLZ4Compression, rocksdb::kSnappyCompression}) {
+    if (std::find(have.begin(), have.end(), t) != have.end()) return t;
+  }
+  return rocksdb::kNoCompression;
+}
+
+struct DbOptions {
+  rocksdb::DBOptions db;
+  rocksdb::ColumnFamilyOptions meta;
+  rocksdb::ColumnFamilyOptions flows;
+};
+
+DbOptions MakeOptions(const HistoryOptions& o) {
+  DbOptions d;
+  d.db.create_if_missing = true;
+  d.db.create_missing_column_families = true;
+  d.db.max_background_jobs = 2;
+  d.db.keep_log_file_num = 3;
+  d.db.max_log_file_size = 1 << 20;
+  // A memtable is at most a sixteenth of the budget (1..64 MiB), and the write-ahead log is cut
+  // once it holds two of them, so files on disk stay within max_bytes.
+  const uint64_t buffer =
+      std::clamp<uint64_t>(o.max_bytes / 16, uint64_t{1} << 20, uint64_t{64} << 20);
+  d.db.max_total_wal_size = 2 * buffer;
+  d.flows.write_buffer_size = buffer;
+  d.flows.max_write_buffer_number = 2;
+  d.flows.compaction_style = rocksdb::kCompactionStyleFIFO;
+  d.flows.compaction_options_fifo.allow_compaction = false;
+  d.flows.compaction_options_fifo.max_table_files_size =
+      o.max_bytes > 4 * buffer ? o.max_bytes - 3 * buffer : o.max_bytes / 2;
+  d.flows.compression = BestCompression();
+  d.flows.level0_file_num_compaction_trigger = 1 << 20;  // FIFO: never merge files
+  d.flows.level0_slowdown_writes_trigger = 1 << 20;
+  d.flows.level0_stop_writes_trigger = 1 << 20;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_size = 32 << 10;
+  d.flows.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  d.meta.write_buffer_size = 1 << 20;
+  d.meta.compression = d.flows.compression;
+  return d;
+}
+
+absl::StatusOr<std::pair<std::unique_ptr<rocksdb::DB>, std::vector<rocksdb::ColumnFamilyHandle*>>>
+OpenDb(const HistoryOptions& o, rocksdb::Status* raw) {
+  const DbOptions opts = MakeOptions(o);
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, opts.meta}, {"flows", opts.flows}};
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  *raw = rocksdb::DB::Open(opts.db, o.dir, cfs, &handles, &db);
+  if (!raw->ok()) return FromRocks(*raw, absl::StrCat("opening the history in ", o.dir));
+  return std::make_pair(std::unique_ptr<rocksdb::DB>(db), std::move(handles));
+}
+
+bool IsLockError(const rocksdb::Status& s) {
+  const std::string m = s.ToString();
+  return s.IsIOError() && absl::StrContains(m, "lock") &&
+         (absl::StrContains(m, "Resource temporarily unavailable") ||
+          absl::StrContains(m, "lock hold by current process") ||
+          absl::StrContains(m, "No locks available"));
+}
+
+json EndpointJson(const Endpoint& e) {
+  return {{"id", e.id},
+          {"identity", e.identity},
+          {"namespace", e.namespace_name},
+          {"pod", e.pod_name},
+          {"labels", e.labels.get()},
+          {"workload", e.workload_name},
+          {"workload_kind", e.workload_kind},
+          {"node", e.node_name},
+          {"cluster", e.cluster_name},
+          {"reserved", e.reserved}};
+}
+
+std::shared_ptr<const Endpoint> EndpointFromJson(const std::string& text) {
+  const json j = json::parse(text, nullptr, false);
+  if (!j.is_object()) return nullptr;
+  try {
+    auto e = std::make_shared<Endpoint>();
+    e->id = j.at("id").get<uint32_t>();
+    e->identity = j.at("identity").get<uint32_t>();
+    e->namespace_name = j.at("namespace").get<std::string>();
+    e->pod_name = j.at("pod").get<std::string>();
+    e->labels = LabelSet(j.at("labels").get<std::vector<std::string>>());
+    e->workload_name = j.at("workload").get<std::string>();
+    e->workload_kind = j.at("workload_kind").get<std::string>();
+    e->node_name = j.at("node").get<std::string>();
+    e->cluster_name = j.at("cluster").get<std::string>();
+    e->reserved = j.at("reserved").get<bool>();
+    return e;
+  } catch (const json::exception&) {
+    return nullptr;
+  }
+}
+
+}  // namespace
+
+// --- HistoryStore -------------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<HistoryStore>> HistoryStore::Open(HistoryOptions options) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot create the history directory ", options.dir, ": ", ec.message()));
+  }
+  rocksdb::Status raw;
+  auto opened = OpenDb(options, &raw);
+  std::string recovery;
+  if (!opened.ok()) {
+    if (IsLockError(raw)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the history in ", options.dir,
+          " is in use by another flowscope-observer (its lock is held); give each observer its "
+          "own --data-dir"));
+    }
+    // Unreadable: keep it for inspection, start a new one.
+    const std::string aside =
+        absl::StrCat(options.dir, ".corrupt-", absl::ToUnixSeconds(absl::Now()));
+    std::filesystem::rename(options.dir, aside, ec);
+    if (ec) {
+      return absl::Status(opened.status().code(),
+                          absl::StrCat(opened.status().message(), "; moving it aside to ", aside,
+                                       " failed: ", ec.message()));
+    }
+    recovery = absl::StrCat(opened.status().message(), "; moved it aside to ", aside,
+                            " and started a new history");
+    FLOWSCOPE_LOG_WARN("history: {}", recovery);
+    std::filesystem::create_directories(options.dir, ec);
+    opened = OpenDb(options, &raw);
+    if (!opened.ok()) return opened.status();
+  }
+  auto store = std::unique_ptr<HistoryStore>(
+      new HistoryStore(std::move(options), std::move(opened->first), std::move(opened->second)));
+  store->recovery_ = std::move(recovery);
+  if (absl::Status s = store->Init(); !s.ok()) return s;
+  return store;
+}
+
+HistoryStore::HistoryStore(HistoryOptions options, std::unique_ptr<rocksdb::DB> db,
+                           std::vector<rocksdb::ColumnFamilyHandle*> handles)
+    : options_(std::move(options)),
+      db_(std::move(db)),
+      meta_cf_(handles.at(0)),
+      flows_cf_(handles.at(1)) {}
+
+HistoryStore::~HistoryStore() {
+  if (!db_) return;
+  (void)db_->DestroyColumnFamilyHandle(flows_cf_);
+  (void)db_->DestroyColumnFamilyHandle(meta_cf_);
+  (void)db_->Close();
+}
+
+absl::Status HistoryStore::Init() {
+  uint32_t runs = 0;
+  if (auto v = GetMeta(std::string(kRunsKey)); v && v->size() == 4) runs = Be32(v->data());
+  run_ = runs + 1;
+  next_endpoint_id_ = std::max<uint32_t>(3, LastId(db_.get(), meta_cf_, kEndpointPrefix) + 1);
+  next_service_id_ = LastId(db_.get(), meta_cf_, kServicePrefix) + 1;
+  rocksdb::WriteBatch b;
+  char be[8];
+  PutBe32(run_, be);
+  b.Put(meta_cf_, std::string(kRunsKey), rocksdb::Slice(be, 4));
+  PutBe64(options_.run_id, be);
+  b.Put(meta_cf_, MetaKey(kRunPrefix, run_), rocksdb::Slice(be, 8));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;  // a run number is never handed out twice
+  return FromRocks(db_->Write(wo, &b), "starting a history run");
+}
+
+std::optional<std::string> HistoryStore::GetMeta(const std::string& key) const {
+  std::string v;
+  if (!db_->Get(rocksdb::ReadOptions(), meta_cf_, key, &v).ok()) return std::nullopt;
+  return v;
+}
+
+HistoryStore::Batch::Batch() : batch_(std::make_unique<rocksdb::WriteBatch>()) {}
+HistoryStore::Batch::~Batch() = default;
+HistoryStore::Batch::Batch(Batch&&) noexcept = default;
+
+bool HistoryStore::Batch::empty() const { return batch_->Count() == 0; }
+
+void HistoryStore::Batch::AddEndpoint(const Endpoint& e) {
+  batch_->Put(MetaKey(kEndpointPrefix, e.id), EndpointJson(e).dump());
+}
+
+void HistoryStore::Batch::AddService(const Service& s) {
+  batch_->Put(MetaKey(kServicePrefix, s.id),
+              json{{"namespace", s.namespace_name}, {"name", s.name}}.dump());
+}
+
+void HistoryStore::Batch::AddInterface(uint32_t run, uint32_t ifindex, const std::string& name) {
+  batch_->Put(MetaKey(kInterfacePrefix, run, ifindex), name);
+}
+
+void HistoryStore::Batch::AddFlow(uint32_t run, uint64_t position, const FlowRecord& r) {
+  const std::string key = FlowKey(r.time_ns, HistorySeq(run, position));
+  batch_->Put(flows_cf_, key,
+              rocksdb::Slice(reinterpret_cast<const char*>(&r) + sizeof(uint64_t), kValueBytes));
+  ++flows_;
+}
+
+void HistoryStore::Batch::AddGap(const HistoryGap& gap) {
+  std::string key(kGapPrefix);
+  key.resize(key.size() + 16);
+  PutBe64(gap.first_ns, key.data() + 2);
+  PutBe64(gap.last_ns, key.data() + 10);
+  batch_->Put(key,
+              json{{"first", gap.first_ns}, {"last", gap.last_ns}, {"count", gap.count}}.dump());
+}
+
+HistoryStore::Batch HistoryStore::NewBatch() const {
+  Batch b;
+  b.flows_cf_ = flows_cf_;
+  return b;
+}
+
+absl::Status HistoryStore::Commit(Batch& batch) {
+  if (batch.empty()) return absl::OkStatus();
+  const absl::Status s =
+      FromRocks(db_->Write(rocksdb::WriteOptions(), batch.batch_.get()), "writing the history");
+  batch.batch_->Clear();
+  batch.flows_ = 0;
+  return s;
+}
+
+absl::Status HistoryStore::Resume() { return FromRocks(db_->Resume(), "resuming the history"); }
+
+absl::Status HistoryStore::Flush() {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  return FromRocks(db_->Flush(fo, {meta_cf_, flows_cf_}), "flushing the history");
+}
+
+absl::Status HistoryStore::Retain() {
+  const Clock& clock = options_.clock != nullptr ? *options_.clock : Clock::Real();
+  const int64_t cutoff = absl::ToUnixNanos(clock.Now() - options_.max_age);
+  if (cutoff <= 0) return absl::OkStatus();
+  // Whole files only, oldest first, while a file's newest flow is older than the cutoff: nothing
+  // is rewritten. (FIFO keeps every file in level 0, where RocksDB deletes only the oldest.)
+  for (;;) {
+    std::vector<rocksdb::LiveFileMetaData> files;
+    db_->GetLiveFilesMetaData(&files);
+    const rocksdb::LiveFileMetaData* oldest = nullptr;
+    for (const rocksdb::LiveFileMetaData& f : files) {
+      if (f.column_family_name != "flows" || f.level != 0) continue;
+      if (oldest == nullptr || f.smallest_seqno < oldest->smallest_seqno) oldest = &f;
+    }
+    if (oldest == nullptr || oldest->largestkey.size() != kKeyBytes ||
+        Be64(oldest->largestkey.data()) >= static_cast<uint64_t>(cutoff)) {
+      break;
+    }
+    if (absl::Status s = FromRocks(db_->DeleteFile(oldest->name), "dropping an old history file");
+        !s.ok()) {
+      return s;
+    }
+  }
+  std::string gap_end(kGapPrefix);
+  gap_end.resize(gap_end.size() + 8);
+  PutBe64(static_cast<uint64_t>(cutoff), gap_end.data() + 2);
+  return FromRocks(
+      db_->DeleteRange(rocksdb::WriteOptions(), meta_cf_, std::string(kGapPrefix), gap_end),
+      "dropping old history gaps");
+}
+
+std::unique_ptr<HistoryStore::Cursor> HistoryStore::Scan() const {
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;  // a scan reads each block once
+  ro.readahead_size = 1 << 20;
+  return std::make_unique<Cursor>(
+      std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(ro, flows_cf_)));
+}
+
+std::vector<HistoryGap> HistoryStore::Gaps(uint64_t from_ns, uint64_t to_ns) const {
+  std::vector<HistoryGap> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_cf_));
+  for (it->Seek(std::string(kGapPrefix)); it->Valid() && it->key().starts_with("g/"); it->Next()) {
+    if (it->key().size() != 18) continue;
+    const uint64_t first = Be64(it->key().data() + 2);
+    const uint64_t last = Be64(it->key().data() + 10);
+    if (first > to_ns) break;
+    if (last < from_ns) continue;
+    const json j = json::parse(it->value().ToString(), nullptr, false);
+    if (!j.is_object() || !j.contains("count") || !j["count"].is_number_unsigned()) continue;
+    out.push_back({first, last, j["count"].get<uint64_t>()});
+  }
+  return out;
+}
+
+uint64_t HistoryStore::RunId(uint32_t run) const {
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    if (auto it = run_ids_.find(run); it != run_ids_.end()) return it->second;
+  }
+  auto v = GetMeta(MetaKey(kRunPrefix, run));
+  const uint64_t id = v && v->size() == 8 ? Be64(v->data()) : 0;
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  run_ids_[run] = id;
+  return id;
+}
+
+std::string HistoryStore::InterfaceName(uint32_t run, uint32_t ifindex) const {
+  return GetMeta(MetaKey(kInterfacePrefix, run, ifindex)).value_or("");
+}
+
+std::shared_ptr<const Endpoint> HistoryStore::FindEndpoint(uint32_t id) const {
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    if (auto it = endpoints_.find(id); it != endpoints_.end()) return it->second;
+  }
+  auto v = GetMeta(MetaKey(kEndpointPrefix, id));
+  std::shared_ptr<const Endpoint> e = v ? EndpointFromJson(*v) : nullptr;
+  if (e == nullptr) return nullptr;
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  if (endpoints_.size() >= 65536) endpoints_.clear();  // bounded: a scan over many old pods
+  endpoints_[id] = e;
+  return e;
+}
+
+std::shared_ptr<const Service> HistoryStore::FindService(uint32_t id) const {
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    if (auto it = services_.find(id); it != services_.end()) return it->second;
+  }
+  auto v = GetMeta(MetaKey(kServicePrefix, id));
+  if (!v) return nullptr;
+  const json j = json::parse(*v, nullptr, false);
+  if (!j.is_object() || !j.contains("name") || !j["name"].is_string() || !j.contains("namespace") ||
+      !j["namespace"].is_string()) {
+    return nullptr;
+  }
+  auto s = std::make_shared<Service>();
+  s->id = id;
+  s->namespace_name = j["namespace"].get<std::string>();
+  s->name = j["name"].get<std::string>();
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  if (services_.size() >= 65536) services_.clear();
+  services_[id] = s;
+  return s;
+}
+
+HistoryStore::Stats HistoryStore::stats() const {
+  Stats s;
+  uint64_t keys = 0;
+  if (db_->GetIntProperty(flows_cf_, "rocksdb.estimate-num-keys", &keys)) s.flows = keys;
+  std::error_code ec;
+  for (const auto& f : std::filesystem::directory_iterator(options_.dir, ec)) {
+    std::error_code fec;
+    if (f.is_regular_file(fec)) s.bytes += f.file_size(fec);
+  }
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), flows_cf_));
+  it->SeekToFirst();
+  if (it->Valid() && it->key().size() == kKeyBytes) s.oldest_ns = Be64(it->key().data());
+  return s;
+}
+
+// --- Cursor -------------------------------------------------------------------------------------
+
+HistoryStore::Cursor::Cursor(std::unique_ptr<rocksdb::Iterator> it) : it_(std::move(it)) {}
+HistoryStore::Cursor::~Cursor() = default;
+void HistoryStore::Cursor::Seek(uint64_t time_ns) { it_->Seek(FlowKey(time_ns, 0)); }
+void HistoryStore::Cursor::SeekBefore(uint64_t time_ns, uint64_t seq) {
+  const std::string k = FlowKey(time_ns, seq);
+  it_->SeekForPrev(k);
+  if (it_->Valid() && it_->key() == rocksdb::Slice(k)) it_->Prev();
+}
+void HistoryStore::Cursor::SeekToLast() { it_->SeekToLast(); }
+bool HistoryStore::Cursor::Valid() const { return it_->Valid(); }
+void HistoryStore::Cursor::Next() { it_->Next(); }
+void HistoryStore::Cursor::Prev() { it_->Prev(); }
+uint64_t HistoryStore::Cursor::time_ns() const {
+  return it_->key().size() == kKeyBytes ? Be64(it_->key().data()) : 0;
+}
+uint64_t HistoryStore::Cursor::seq() const {
+  return it_->key().size() == kKeyBytes ? Be64(it_->key().data() + 8) : 0;
+}
+bool HistoryStore::Cursor::Read(HistoryRecord* out) const {
+  const rocksdb::Slice k = it_->key();
+  const rocksdb::Slice v = it_->value();
+  if (k.size() != kKeyBytes || v.size() != kValueBytes) return false;
+  out->record.time_ns = Be64(k.data());
+  std::memcpy(reinterpret_cast<char*>(&out->record) + sizeof(uint64_t), v.data(), kValueBytes);
+  const uint64_t seq = Be64(k.data() + 8);
+  out->run = static_cast<uint32_t>(seq >> 40);
+  out->position = seq & ((uint64_t{1} << 40) - 1);
+  return true;
+}
+absl::Status HistoryStore::Cursor::status() const {
+  return FromRocks(it_->status(), "reading the history");
+}
+
+// --- HistoryWriter ------------------------------------------------------------------------------
+
+HistoryWriter::HistoryWriter(HistoryStore& store, const Ring& ring, const EndpointTable& table,
+                             const InterfaceNames* names, HistoryWriterOptions options)
+    : store_(store), ring_(ring), table_(table), names_(names), options_(options) {
+  persisted_.store(options_.from);
+}
+
+HistoryWriter::~HistoryWriter() { Stop(); }
+
+void HistoryWriter::Start() {
+  stop_.store(false);
+  thread_ = std::thread([this] { Run(); });
+}
+
+void HistoryWriter::Stop() {
+  stop_.store(true, std::memory_order_release);
+  if (thread_.joinable()) thread_.join();
+}
+
+HistoryWriter::Stats HistoryWriter::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void HistoryWriter::Refer(uint32_t endpoint, HistoryStore::Batch& batch) {
+  if (endpoint == 0 || endpoints_stored_.contains(endpoint)) return;
+  if (std::find(endpoints_added_.begin(), endpoints_added_.end(), endpoint) !=
+      endpoints_added_.end()) {
+    return;
+  }
+  batch.AddEndpoint(*table_.Get(endpoint));
+  endpoints_added_.push_back(endpoint);
+}
+
+void HistoryWriter::Lose(uint64_t count, uint64_t first_ns, uint64_t last_ns) {
+  if (count == 0) return;
+  if (!gap_) gap_ = HistoryGap{.first_ns = first_ns, .last_ns = last_ns, .count = 0};
+  gap_->first_ns = std::min(gap_->first_ns, first_ns);
+  gap_->last_ns = std::max(gap_->last_ns, last_ns);
+  gap_->count += count;
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.lost += count;
+}
+
+size_t HistoryWriter::Fill(ringbuf::RingReader<FlowRecord>& reader, HistoryStore::Batch& batch) {
+  size_t read = 0;
+  FlowRecord r;
+  uint64_t lapped = 0;
+  while (read < options_.batch_flows) {
+    const uint64_t position = reader.position();
+    const ringbuf::ReadStatus s = reader.Next(&r);
+    if (s == ringbuf::ReadStatus::kEnd) break;
+    if (s == ringbuf::ReadStatus::kLost) {
+      lapped += reader.TakeLost();
+      continue;
+    }
+    if (lapped > 0) {
+      // Between the last record read and this one.
+      Lose(lapped, last_time_ns_, r.time_ns);
+      lapped = 0;
+    }
+    if (read++ == 0) batch_first_ns_ = r.time_ns;
+    last_time_ns_ = r.time_ns;
+    Refer(r.src_endpoint, batch);
+    Refer(r.dst_endpoint, batch);
+    for (uint32_t id : {r.src_service, r.dst_service}) {
+      if (id == 0 || services_stored_.contains(id) ||
+          std::find(services_added_.begin(), services_added_.end(), id) != services_added_.end()) {
+        continue;
+      }
+      if (auto svc = table_.GetService(id)) batch.AddService(*svc);
+      services_added_.push_back(id);
+    }
+    if (names_ != nullptr && r.ifindex != 0 && !interfaces_stored_.contains(r.ifindex) &&
+        std::find(interfaces_added_.begin(), interfaces_added_.end(), r.ifindex) ==
+            interfaces_added_.end()) {
+      batch.AddInterface(store_.run(), r.ifindex, names_->Get(r.ifindex));
+      interfaces_added_.push_back(r.ifindex);
+    }
+    batch.AddFlow(store_.run(), position, r);
+  }
+  if (lapped > 0) Lose(lapped, last_time_ns_, last_time_ns_);
+  return read;
+}
+
+void HistoryWriter::Run() {
+  ringbuf::RingReader<FlowRecord> reader(ring_, options_.from);
+  PollPause pause;
+  absl::Time retry_at = absl::InfinitePast();
+  absl::Time retain_at = absl::Now() + options_.retain_interval;
+  bool paused = false;
+  for (bool last = false; !last;) {
+    last = stop_.load(std::memory_order_acquire);  // one more pass after Stop: commit the rest
+    HistoryStore::Batch batch = store_.NewBatch();
+    const size_t read = Fill(reader, batch);
+    const uint64_t position = reader.position();
+    if (paused && absl::Now() >= retry_at) {
+      paused = !store_.Resume().ok();
+      retry_at = absl::Now() + options_.retry_interval;
+    }
+    const uint64_t first_ns = batch_first_ns_;
+    if (paused) {
+      if (read > 0) Lose(batch.flows(), first_ns, last_time_ns_);
+    } else if (!batch.empty() || gap_) {
+      if (gap_) batch.AddGap(*gap_);
+      const size_t flows = batch.flows();
+      const absl::Status s = store_.Commit(batch);
+      if (s.ok()) {
+        gap_.reset();
+        endpoints_stored_.insert(endpoints_added_.begin(), endpoints_added_.end());
+        services_stored_.insert(services_added_.begin(), services_added_.end());
+        interfaces_stored_.insert(interfaces_added_.begin(), interfaces_added_.end());
+      } else {
+        paused = true;
+        retry_at = absl::Now() + options_.retry_interval;
+        Lose(flows, first_ns, last_time_ns_);
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      if (s.ok()) {
+        stats_.written += flows;
+        ++stats_.batches;
+        if (!stats_.error.empty()) {
+          FLOWSCOPE_LOG_INFO("history: writing again after: {}", stats_.error);
+          stats_.error.clear();
+        }
+      } else {
+        ++stats_.write_errors;
+        if (stats_.error.empty()) {
+          FLOWSCOPE_LOG_WARN("history: writes paused, live flows go on: {}",
+                             std::string(s.message()));
+        }
+        stats_.error = std::string(s.message());
+      }
+    }
+    endpoints_added_.clear();
+    services_added_.clear();
+    interfaces_added_.clear();
+    persisted_.store(position, std::memory_order_release);
+    if (absl::Now() >= retain_at) {
+      retain_at = absl::Now() + options_.retain_interval;
+      if (absl::Status s = store_.Retain(); !s.ok()) {
+        FLOWSCOPE_LOG_WARN("history: retention: {}", std::string(s.message()));
+      }
+    }
+    if (!last && read < options_.batch_flows) pause.After(read);
+  }
+}
+
+}  // namespace flowscope::observer

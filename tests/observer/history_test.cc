@@ -1,0 +1,327 @@
+// The on-disk flow history: the writer stores what the ring holds, with the endpoints the records
+// refer to; queries continue from the history into the ring with every flow exactly once and in
+// order; names survive the pods and a restart; retention by age and size; a held or unreadable
+// database; losses reported where they happened; a long scan stops when its stream is cancelled.
+#include "observer/history.h"
+
+#include <gmock/gmock.h>
+#include <google/protobuf/text_format.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "observer/flow_query.h"
+#include "tests/testing/flow_records.h"
+#include "tests/testing/wait.h"
+
+namespace flowscope::observer {
+namespace {
+
+constexpr uint64_t kT0 = 1'700'000'000'000'000'000ULL;
+uint64_t TimeOf(uint64_t seq) { return kT0 + seq * 1'000'000; }  // 1 ms apart
+
+class HistoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("fs-history-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    Restart();
+  }
+  void TearDown() override {
+    Close();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);  // the database and any moved aside
+  }
+
+  std::string DbDir() const { return (dir_ / "db").string(); }
+
+  // A new "run": a new ring and table, the store reopened, a writer following the ring.
+  void Restart(uint64_t ring_cap = 63, HistoryOptions options = {}) {
+    Close();
+    options.dir = DbDir();
+    options.run_id = 1000 + runs_;
+    auto store = HistoryStore::Open(options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(store).value();
+    ring_ = std::move(Ring::Create(ring_cap)).value();
+    table_ = std::make_unique<EndpointTable>("default");
+    table_->AttachArchive(store_.get(), store_->next_endpoint_id(), store_->next_service_id());
+    builder_ = std::make_unique<FlowBuilder>(*table_, "node-1", nullptr, 1000 + runs_);
+    builder_->AttachRuns(store_.get(), store_->run());
+    writer_ = std::make_unique<HistoryWriter>(*store_, *ring_, *table_, nullptr);
+    writer_->Start();
+    ++runs_;
+  }
+  void Close() {
+    writer_.reset();
+    builder_.reset();
+    table_.reset();
+    store_.reset();
+  }
+
+  void SetPods(const std::string& a_name, const std::string& b_name) {
+    EndpointInfo a{.ips = {"10.0.1.5"}, .namespace_name = "default", .pod_name = a_name};
+    EndpointInfo b{.ips = {"10.0.1.6"}, .namespace_name = "default", .pod_name = b_name};
+    ASSERT_TRUE(table_->Update({a, b}).empty());
+  }
+
+  // Records `from`..`from+n-1` (the number in the source port), even ones from 10.0.1.5, odd
+  // ones from 10.0.1.6, written to the ring in batches the writer follows.
+  void Fill(uint64_t from, uint64_t n, bool wait_stored = true) {
+    EndpointTable::Resolver res(*table_);
+    for (uint64_t s = from; s < from + n; ++s) {
+      ring_->Write(testing::DnsQueryRecord(TimeOf(s), s % 2 == 0 ? "10.0.1.5" : "10.0.1.6",
+                                           "10.0.2.7", static_cast<uint16_t>(s), res));
+      // Never more than the ring holds between two looks of the writer.
+      if ((s + 1) % 16 == 0) {
+        ring_->Publish();
+        if (wait_stored) WaitStored();
+      }
+    }
+    ring_->Publish();
+    if (wait_stored) WaitStored();
+  }
+  void WaitStored() {
+    ASSERT_TRUE(testing::WaitUntil([&] { return writer_->persisted() == ring_->Written(); }));
+  }
+
+  FlowPredicate Pred(const std::string& whitelist = "") {
+    google::protobuf::RepeatedPtrField<flow::FlowFilter> w, b;
+    if (!whitelist.empty()) {
+      EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(whitelist, w.Add()));
+    }
+    return std::move(FlowPredicate::Compile(w, b, *table_, *builder_)).value();
+  }
+
+  struct Result {
+    std::vector<uint64_t> ports;       // of the flows, in the order delivered
+    std::vector<uint64_t> lost;        // counts of lost-event notices
+    std::vector<std::string> sources;  // source pod of each flow
+    bool read_history = false;
+  };
+  Result Run(QueryOptions o, const std::string& filter = "") {
+    o.history = store_.get();
+    o.history_writer = writer_.get();
+    auto q = FlowQuery::Create(*ring_, o, Pred(filter));
+    EXPECT_TRUE(q.ok()) << q.status();
+    Result r;
+    FlowQuery::Item item;
+    for (int guard = 0; guard < 1000000; ++guard) {
+      const auto step = q->Next(absl::Now(), &item);
+      if (step == FlowQuery::Step::kFlow) {
+        r.ports.push_back(item.record.sport);
+        flow::Flow f;
+        builder_->Build(item.record, item.position, &f, item.run);
+        r.sources.push_back(f.source().pod_name());
+      }
+      if (step == FlowQuery::Step::kLost) r.lost.push_back(item.lost.count);
+      if (step == FlowQuery::Step::kEnd || step == FlowQuery::Step::kWait) break;
+    }
+    r.read_history = q->read_history();
+    return r;
+  }
+
+  static std::vector<uint64_t> Range(uint64_t from, uint64_t to, uint64_t step = 1) {
+    std::vector<uint64_t> v;
+    for (uint64_t i = from; i < to; i += step) v.push_back(i);
+    return v;
+  }
+
+  std::filesystem::path dir_;
+  int runs_ = 0;
+  std::unique_ptr<HistoryStore> store_;
+  std::unique_ptr<Ring> ring_;
+  std::unique_ptr<EndpointTable> table_;
+  std::unique_ptr<FlowBuilder> builder_;
+  std::unique_ptr<HistoryWriter> writer_;
+};
+
+TEST_F(HistoryTest, QueriesReadTheHistoryThenTheRingEveryFlowOnceInOrder) {
+  SetPods("tiefighter", "xwing");
+  Fill(0, 1000);  // the ring holds the last 63
+  EXPECT_EQ(writer_->stats().written, 1000u);
+  EXPECT_EQ(writer_->stats().lost, 0u);
+
+  // since: all of it, history then ring, no duplicate and no gap at the seam.
+  EXPECT_EQ(Run({.since_ns = TimeOf(0)}).ports, Range(0, 1000));
+  EXPECT_EQ(Run({.since_ns = TimeOf(500)}).ports, Range(500, 1000));
+  EXPECT_EQ(Run({.number = 10, .since_ns = TimeOf(950)}).ports, Range(950, 960));
+  EXPECT_EQ(Run({.since_ns = TimeOf(100), .until_ns = TimeOf(199)}).ports, Range(100, 200));
+  // With a filter: only tiefighter's (even) flows, named.
+  const Result even = Run({.since_ns = TimeOf(0)}, "source_pod: 'default/tiefighter'");
+  EXPECT_EQ(even.ports, Range(0, 1000, 2));
+  EXPECT_THAT(even.sources, ::testing::Each(std::string("tiefighter")));
+  // first N from the oldest stored flow, across the seam.
+  EXPECT_EQ(Run({.number = 5, .first = true}).ports, Range(0, 5));
+  EXPECT_EQ(Run({.number = 1000, .first = true}).ports, Range(0, 1000));
+  // last N: within the ring the history is never read; beyond it, it continues on disk.
+  const Result last10 = Run({.number = 10});
+  EXPECT_EQ(last10.ports, Range(990, 1000));
+  EXPECT_FALSE(last10.read_history);
+  const Result last300 = Run({.number = 300});
+  EXPECT_EQ(last300.ports, Range(700, 1000));
+  EXPECT_TRUE(last300.read_history);
+  EXPECT_EQ(Run({.number = 200}, "source_pod: 'default/xwing'").ports, Range(601, 1000, 2));
+  EXPECT_EQ(Run({.number = 5000}).ports, Range(0, 1000)) << "all there is";
+}
+
+TEST_F(HistoryTest, StoredFlowsKeepTheirNamesAfterThePodsAndARestart) {
+  SetPods("tiefighter", "xwing");
+  Fill(0, 100);
+  const uint32_t first_run = store_->run();
+  const std::string uuid = builder_->Uuid(0);
+  Restart();  // a new table that knows other pods at the same addresses
+  EXPECT_EQ(store_->run(), first_run + 1);
+  SetPods("deathstar-0", "deathstar-1");
+  Fill(100, 100);
+  const Result all = Run({.since_ns = TimeOf(0)});
+  ASSERT_EQ(all.ports, Range(0, 200));
+  EXPECT_EQ(all.sources[0], "tiefighter");
+  EXPECT_EQ(all.sources[1], "xwing");
+  EXPECT_EQ(all.sources[100], "deathstar-0");
+  EXPECT_EQ(all.sources[101], "deathstar-1");
+  // The first run's flows keep their uuids.
+  auto cursor = store_->Scan();
+  cursor->Seek(0);
+  HistoryRecord h;
+  ASSERT_TRUE(cursor->Valid() && cursor->Read(&h));
+  EXPECT_EQ(h.run, first_run);
+  EXPECT_EQ(builder_->Uuid(h.position, h.run), uuid);
+  // Filters match the stored names too.
+  EXPECT_EQ(Run({.since_ns = TimeOf(0)}, "source_pod: 'default/tiefighter'").ports,
+            Range(0, 100, 2));
+}
+
+TEST_F(HistoryTest, FlowsTheWriterMissedAreReportedWhereTheyWere) {
+  SetPods("tiefighter", "xwing");
+  Fill(0, 100);
+  // The writer stops (as if stalled) while 300 records pass through a ring of 63: when it goes
+  // on from where it was, it has been lapped.
+  const uint64_t stopped_at = writer_->persisted();
+  writer_.reset();
+  EndpointTable::Resolver res(*table_);
+  for (uint64_t s = 100; s < 400; ++s) {
+    ring_->Write(
+        testing::DnsQueryRecord(TimeOf(s), "10.0.1.5", "10.0.2.7", static_cast<uint16_t>(s), res));
+  }
+  ring_->Publish();
+  writer_ = std::make_unique<HistoryWriter>(*store_, *ring_, *table_, nullptr,
+                                            HistoryWriterOptions{.from = stopped_at});
+  writer_->Start();
+  WaitStored();
+  EXPECT_GT(writer_->stats().lost, 0u);
+  const Result r = Run({.since_ns = TimeOf(0)});
+  // Everything stored comes back, and one notice for what is not.
+  ASSERT_EQ(r.lost.size(), 1u);
+  EXPECT_EQ(r.lost[0] + r.ports.size(), 400u);
+  EXPECT_EQ(r.ports.back(), 399u);
+}
+
+TEST_F(HistoryTest, AgeRetentionDropsWholeOldFilesByTheInjectedClock) {
+  ManualClock clock(absl::FromUnixNanos(static_cast<int64_t>(TimeOf(0))));
+  Restart(63, {.max_age = absl::Hours(1), .clock = &clock});
+  SetPods("tiefighter", "xwing");
+  Fill(0, 500);
+  ASSERT_TRUE(store_->Flush().ok());  // one file of old flows
+  // Two hours later, newer flows in a file of their own.
+  EndpointTable::Resolver res(*table_);
+  const uint64_t later = TimeOf(0) + 2 * 3600 * uint64_t{1'000'000'000};
+  for (uint64_t s = 0; s < 50; ++s) {
+    ring_->Write(testing::DnsQueryRecord(later + s, "10.0.1.5", "10.0.2.7",
+                                         static_cast<uint16_t>(1000 + s), res));
+  }
+  ring_->Publish();
+  WaitStored();
+  ASSERT_TRUE(store_->Flush().ok());
+  EXPECT_EQ(Run({.since_ns = TimeOf(0)}).ports.size(), 550u);
+  clock.Advance(absl::Hours(2) + absl::Minutes(30));
+  ASSERT_TRUE(store_->Retain().ok());
+  EXPECT_EQ(store_->stats().oldest_ns, later) << "the old file is gone";
+  // The ring (63) still holds the newest old flows in memory; the query seam starts 3 past its
+  // oldest (487), so what went from the disk is not read from it either.
+  std::vector<uint64_t> want = Range(490, 500);
+  for (uint64_t p : Range(1000, 1050)) want.push_back(p);
+  EXPECT_EQ(Run({.since_ns = TimeOf(0)}).ports, want);
+}
+
+TEST_F(HistoryTest, SizeRetentionKeepsTheNewestFlowsWithinTheBudget) {
+  Restart(4095, {.max_bytes = 8 << 20});
+  SetPods("tiefighter", "xwing");
+  // Flows that do not compress well: random addresses and counters.
+  std::mt19937_64 rng(7);
+  EndpointTable::Resolver res(*table_);
+  const uint64_t n = 600'000;
+  for (uint64_t s = 0; s < n; ++s) {
+    FlowRecord r =
+        testing::DnsQueryRecord(TimeOf(s), "10.0.1.5", "10.0.2.7", static_cast<uint16_t>(s), res);
+    r.saddr[0] = static_cast<uint32_t>(rng());
+    r.flow_bytes = rng();
+    r.flow_packets = rng();
+    ring_->Write(r);
+    if ((s + 1) % 2048 == 0) {
+      ring_->Publish();
+      WaitStored();
+    }
+  }
+  ring_->Publish();
+  WaitStored();
+  ASSERT_TRUE(store_->Flush().ok());
+  const HistoryStore::Stats st = store_->stats();
+  EXPECT_LE(st.bytes, uint64_t{10} << 20) << "within the budget (and its logs)";
+  ASSERT_TRUE(st.oldest_ns.has_value());
+  EXPECT_GT(*st.oldest_ns, TimeOf(0)) << "the oldest flows went first";
+  // The newest are all there.
+  const Result r = Run({.number = 5000});
+  EXPECT_EQ(r.ports.size(), 5000u);
+  EXPECT_EQ(r.ports.back(), (n - 1) % 65536);
+}
+
+TEST_F(HistoryTest, ASecondObserverOnTheSameDirectoryIsRefused) {
+  auto second = HistoryStore::Open({.dir = DbDir()});
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(second.status().message()),
+              ::testing::HasSubstr("in use by another flowscope-observer"));
+}
+
+TEST_F(HistoryTest, AnUnreadableDatabaseIsMovedAsideAndANewOneStarted) {
+  SetPods("tiefighter", "xwing");
+  Fill(0, 100);
+  Close();
+  for (const auto& f : std::filesystem::directory_iterator(DbDir())) {
+    if (f.path().filename().string().rfind("MANIFEST", 0) == 0) {
+      std::ofstream(f.path(), std::ios::trunc) << "not a manifest";
+    }
+  }
+  auto store = HistoryStore::Open({.dir = DbDir()});
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_THAT((*store)->recovery(),
+              ::testing::HasSubstr("moved it aside to " + DbDir() + ".corrupt-"));
+  EXPECT_FALSE((*store)->stats().oldest_ns.has_value()) << "a new, empty history";
+  bool kept = false;
+  for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+    kept = kept || e.path().filename().string().rfind("db.corrupt-", 0) == 0;
+  }
+  EXPECT_TRUE(kept) << "the unreadable one is kept for inspection";
+}
+
+TEST_F(HistoryTest, ALongScanEndsWhenItsStreamIsCancelled) {
+  SetPods("tiefighter", "xwing");
+  Fill(0, 20000);
+  QueryOptions o{.since_ns = TimeOf(0), .history = store_.get(), .history_writer = writer_.get()};
+  auto q = FlowQuery::Create(*ring_, o, Pred("source_pod: 'default/nobody'"));
+  ASSERT_TRUE(q.ok());
+  std::atomic<bool> cancelled{true};
+  q->SetCancelFlag(&cancelled);
+  FlowQuery::Item item;
+  EXPECT_EQ(q->Next(absl::Now(), &item), FlowQuery::Step::kEnd);
+}
+
+}  // namespace
+}  // namespace flowscope::observer
