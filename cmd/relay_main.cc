@@ -186,8 +186,9 @@ int main(int argc, char** argv) {
   ro.peer_timeout = *peer_timeout_d;
   ro.max_streams = max_streams;
   flowscope::relay::RelayService service(pool, ro);
-  auto server = flowscope::GrpcServer::Start({&service, service.batch_service()},
-                                             {listen_socket, listen_address, tls_creds});
+  auto server =
+      flowscope::GrpcServer::Start({&service, service.batch_service(), service.history_service()},
+                                   {listen_socket, listen_address, tls_creds});
   if (!server.ok()) {
     pool.Stop();
     return Fail(std::string(server.status().message()));

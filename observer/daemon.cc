@@ -171,8 +171,9 @@ absl::Status ObserverDaemon::Start() {
                       .max_streams = options_.max_flow_streams,
                       .history = history_.get(),
                       .history_writer = history_writer_.get()});
-  auto server = GrpcServer::Start({service_.get(), service_->batch_service()},
-                                  {options_.listen_socket, options_.listen_address, tls});
+  auto server =
+      GrpcServer::Start({service_.get(), service_->batch_service(), service_->history_service()},
+                        {options_.listen_socket, options_.listen_address, tls});
   if (!server.ok()) return server.status();
   server_ = std::move(server).value();
 

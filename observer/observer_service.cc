@@ -291,6 +291,34 @@ grpc::ServerUnaryReactor* ObserverService::ServerStatus(grpc::CallbackServerCont
   return reactor;
 }
 
+void ObserverService::FillHistory(::flowscope::v1::NodeHistory* out) const {
+  out->set_node_name(options_.node_name);
+  if (options_.history == nullptr) return;
+  out->set_enabled(true);
+  const HistoryStore::Stats s = options_.history->stats();
+  out->set_flows(s.flows);
+  out->set_bytes(s.bytes);
+  if (s.oldest_ns) {
+    *out->mutable_oldest() = ToTimestamp(absl::FromUnixNanos(static_cast<int64_t>(*s.oldest_ns)));
+  }
+  out->set_recovery(options_.history->recovery());
+  if (options_.history_writer != nullptr) {
+    const HistoryWriter::Stats w = options_.history_writer->stats();
+    out->set_written(w.written);
+    out->set_lost(w.lost);
+    out->set_error(w.error);
+  }
+}
+
+grpc::ServerUnaryReactor* HistoryStatusService::GetHistoryStatus(
+    grpc::CallbackServerContext* ctx, const ::flowscope::v1::HistoryStatusRequest*,
+    ::flowscope::v1::HistoryStatusResponse* resp) {
+  observer_->FillHistory(resp->add_nodes());
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* ObserverService::GetNodes(grpc::CallbackServerContext* ctx,
                                                     const ::observer::GetNodesRequest*,
                                                     ::observer::GetNodesResponse* resp) {

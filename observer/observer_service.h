@@ -50,6 +50,18 @@ struct ObserverOptions {
 
 class ObserverService;
 
+// flowscope.v1.History: this node's flow history.
+class HistoryStatusService final : public ::flowscope::v1::History::CallbackService {
+ public:
+  explicit HistoryStatusService(ObserverService* observer) : observer_(observer) {}
+  grpc::ServerUnaryReactor* GetHistoryStatus(grpc::CallbackServerContext* ctx,
+                                             const ::flowscope::v1::HistoryStatusRequest* req,
+                                             ::flowscope::v1::HistoryStatusResponse* resp) override;
+
+ private:
+  ObserverService* observer_;
+};
+
 // flowscope.v1.FlowStream over the same ring: what relays read.
 class FlowBatchService final : public ::flowscope::v1::FlowStream::CallbackService {
  public:
@@ -98,6 +110,9 @@ class ObserverService final : public ::observer::Observer::CallbackService {
 
   // flowscope.v1.FlowStream, to register next to this service.
   grpc::Service* batch_service() { return &batch_service_; }
+  grpc::Service* history_service() { return &history_service_; }
+  // This node's history for flowscope.v1.History (enabled=false without one).
+  void FillHistory(::flowscope::v1::NodeHistory* out) const;
 
  private:
   template <typename Out>
@@ -124,6 +139,7 @@ class ObserverService final : public ::observer::Observer::CallbackService {
   LostEventLog lost_log_;
   StreamNotifier notifier_;
   FlowBatchService batch_service_{this};
+  HistoryStatusService history_service_{this};
   std::atomic<int> active_streams_{0};
 };
 

@@ -797,6 +797,35 @@ void RelayService::FillNodes(::observer::GetNodesResponse* resp) {
   for (auto& f : calls) *resp->add_nodes() = f.get();
 }
 
+grpc::ServerUnaryReactor* RelayHistoryService::GetHistoryStatus(
+    grpc::CallbackServerContext* ctx, const ::flowscope::v1::HistoryStatusRequest*,
+    ::flowscope::v1::HistoryStatusResponse* resp) {
+  return relay_->AnswerOffThread(ctx, [this, resp] { relay_->FillHistory(resp); });
+}
+
+void RelayService::FillHistory(::flowscope::v1::HistoryStatusResponse* resp) {
+  std::vector<std::future<std::optional<::flowscope::v1::HistoryStatusResponse>>> calls;
+  for (const Peer& p : pool_.Snapshot()) {
+    if (!p.available) continue;
+    calls.push_back(std::async(
+        std::launch::async, [p, this]() -> std::optional<::flowscope::v1::HistoryStatusResponse> {
+          auto stub = ::flowscope::v1::History::NewStub(p.channel);
+          grpc::ClientContext c;
+          c.set_deadline(std::chrono::system_clock::now() +
+                         absl::ToChronoMilliseconds(options_.request_timeout));
+          ::flowscope::v1::HistoryStatusResponse r;
+          // A Hubble peer has no history service: it has no nodes to report.
+          if (!stub->GetHistoryStatus(&c, {}, &r).ok()) return std::nullopt;
+          return r;
+        }));
+  }
+  for (auto& f : calls) {
+    if (auto r = f.get()) {
+      for (auto& n : *r->mutable_nodes()) *resp->add_nodes() = std::move(n);
+    }
+  }
+}
+
 grpc::ServerUnaryReactor* RelayService::GetNamespaces(grpc::CallbackServerContext* ctx,
                                                       const ::observer::GetNamespacesRequest*,
                                                       ::observer::GetNamespacesResponse* resp) {

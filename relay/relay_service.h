@@ -58,6 +58,18 @@ class RelayBatchService final
   RelayService* relay_;
 };
 
+// flowscope.v1.History through the relay: every connected node's history.
+class RelayHistoryService final : public ::flowscope::v1::History::CallbackService {
+ public:
+  explicit RelayHistoryService(RelayService* relay) : relay_(relay) {}
+  grpc::ServerUnaryReactor* GetHistoryStatus(grpc::CallbackServerContext* ctx,
+                                             const ::flowscope::v1::HistoryStatusRequest* req,
+                                             ::flowscope::v1::HistoryStatusResponse* resp) override;
+
+ private:
+  RelayService* relay_;
+};
+
 class RelayService final : public ::observer::Observer::WithRawCallbackMethod_GetFlows<
                                ::observer::Observer::CallbackService> {
  public:
@@ -84,6 +96,8 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
 
   // flowscope.v1.FlowStream, to register next to this service.
   grpc::Service* batch_service() { return &batch_service_; }
+  // flowscope.v1.History, to register next to this service.
+  grpc::Service* history_service() { return &history_service_; }
 
   PeerPool& pool() { return pool_; }
   const RelayOptions& options() const { return options_; }
@@ -105,11 +119,13 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
 
  private:
   friend class RelayBatchService;
+  friend class RelayHistoryService;
   grpc::ServerUnaryReactor* AnswerOffThread(grpc::CallbackServerContext* ctx,
                                             std::function<void()> fill);
   void FillStatus(::observer::ServerStatusResponse* resp);
   void FillNodes(::observer::GetNodesResponse* resp);
   void FillNamespaces(::observer::GetNamespacesResponse* resp);
+  void FillHistory(::flowscope::v1::HistoryStatusResponse* resp);
   template <bool kBatched>
   grpc::ServerWriteReactor<grpc::ByteBuffer>* OpenStream(const grpc::ByteBuffer* request);
 
@@ -117,6 +133,7 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
   const RelayOptions options_;
   const Clock& clock_;
   RelayBatchService batch_service_;
+  RelayHistoryService history_service_{this};
   std::atomic<int> active_streams_{0};
   std::atomic<uint64_t> dropped_{0};
   std::atomic<int64_t> queued_{0};

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/escaping.h"
@@ -26,6 +27,7 @@
 #include "api/json.h"
 #include "api/text.h"
 #include "api/time_parse.h"
+#include "flowscope/v1/flowscope.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "observer/filter.h"
 #include "observer/observer.grpc.pb.h"
@@ -60,6 +62,19 @@ absl::Status ListCall(const ServerOptions& server, const std::string& format,
     return absl::UnknownError(RpcError(s));
   }
   return absl::OkStatus();
+}
+
+// The nodes' flow histories (flowscope.v1.History); nullopt from a server without it (Hubble).
+std::optional<::flowscope::v1::HistoryStatusResponse> GetHistory(const ServerOptions& server) {
+  auto channel = Dial(server);
+  if (!channel.ok()) return std::nullopt;
+  auto stub = ::flowscope::v1::History::NewStub(*channel);
+  grpc::ClientContext ctx;
+  Authorize(&ctx, server);
+  SetDeadline(&ctx, server.request_timeout);
+  ::flowscope::v1::HistoryStatusResponse resp;
+  if (!stub->GetHistoryStatus(&ctx, {}, &resp).ok()) return std::nullopt;
+  return resp;
 }
 
 }  // namespace
@@ -283,6 +298,9 @@ int Status(const ServerOptions& server, Format format, std::ostream& out, std::o
     return Fail(err, absl::StrCat("failed getting status: ", RpcError(s)));
   }
   PrintStatus(st, format, out);
+  if (format == Format::kCompact) {
+    if (auto history = GetHistory(server)) PrintHistory(*history, absl::Now(), out);
+  }
   return 0;
 }
 
@@ -293,7 +311,8 @@ int ListNodes(const ServerOptions& server, const std::string& format, std::ostre
       !s.ok()) {
     return Fail(err, std::string(s.message()));
   }
-  PrintNodes(resp, format, out);
+  const auto history = format == "json" ? std::nullopt : GetHistory(server);
+  PrintNodes(resp, history ? &*history : nullptr, format, out);
   return 0;
 }
 

@@ -3,6 +3,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -105,7 +106,80 @@ void PrintStatus(const ::observer::ServerStatusResponse& st, Format format, std:
   }
 }
 
-void PrintNodes(const ::observer::GetNodesResponse& resp, const std::string& format,
+namespace {
+
+std::string Bytes(uint64_t b) {
+  if (b < 1024) return absl::StrCat(b, " B");
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(b) / 1024;
+  size_t u = 0;
+  while (v >= 1024 && u + 1 < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return absl::StrFormat("%.1f %s", v, units[u]);
+}
+
+// How far back a history reaches, rounded to the second.
+std::string Reach(const ::flowscope::v1::NodeHistory& h, absl::Time now) {
+  if (!h.has_oldest()) return "";
+  const absl::Time oldest = absl::FromUnixSeconds(h.oldest().seconds());
+  return FormatGoDuration(
+      absl::Seconds(absl::ToInt64Seconds(std::max(now - oldest, absl::ZeroDuration()))));
+}
+
+}  // namespace
+
+std::string HistoryCell(const ::flowscope::v1::NodeHistory* h, absl::Time now) {
+  if (h == nullptr) return "N/A";
+  if (!h->enabled()) return "off";
+  std::string cell = absl::StrCat(GroupDigits(h->flows()), " flows");
+  if (const std::string reach = Reach(*h, now); !reach.empty()) absl::StrAppend(&cell, ", ", reach);
+  absl::StrAppend(&cell, " (", Bytes(h->bytes()), ")");
+  if (!h->error().empty()) absl::StrAppend(&cell, ", paused");
+  return cell;
+}
+
+void PrintHistory(const ::flowscope::v1::HistoryStatusResponse& history, absl::Time now,
+                  std::ostream& out) {
+  uint64_t flows = 0, bytes = 0;
+  int enabled = 0;
+  std::optional<int64_t> oldest;
+  for (const auto& n : history.nodes()) {
+    if (!n.enabled()) continue;
+    ++enabled;
+    flows += n.flows();
+    bytes += n.bytes();
+    if (n.has_oldest() && (!oldest || n.oldest().seconds() < *oldest)) {
+      oldest = n.oldest().seconds();
+    }
+  }
+  if (enabled == 0) return;
+  out << "History: " << GroupDigits(flows) << " flows on " << enabled
+      << (enabled == 1 ? " node" : " nodes");
+  if (oldest) {
+    out << ", since "
+        << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixSeconds(*oldest),
+                            absl::UTCTimeZone())
+        << " ("
+        << FormatGoDuration(absl::Seconds(absl::ToInt64Seconds(
+               std::max(now - absl::FromUnixSeconds(*oldest), absl::ZeroDuration()))))
+        << ")";
+  }
+  out << ", " << Bytes(bytes) << " on disk\n";
+  for (const auto& n : history.nodes()) {
+    if (!n.error().empty())
+      out << "  - " << n.node_name() << ": writes paused: " << n.error() << "\n";
+    if (n.lost() > 0) {
+      out << "  - " << n.node_name() << ": " << GroupDigits(n.lost())
+          << " flows could not be stored\n";
+    }
+    if (!n.recovery().empty()) out << "  - " << n.node_name() << ": " << n.recovery() << "\n";
+  }
+}
+
+void PrintNodes(const ::observer::GetNodesResponse& resp,
+                const ::flowscope::v1::HistoryStatusResponse* history, const std::string& format,
                 std::ostream& out) {
   std::vector<::observer::Node> nodes(resp.nodes().begin(), resp.nodes().end());
   std::sort(nodes.begin(), nodes.end(),
@@ -128,7 +202,9 @@ void PrintNodes(const ::observer::GetNodesResponse& resp, const std::string& for
   }
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> header = {"NAME", "STATUS", "AGE", "FLOWS/S", "CURRENT/MAX-FLOWS"};
+  if (history != nullptr) header.push_back("HISTORY");
   if (format == "wide") header.insert(header.end(), {"VERSION", "ADDRESS", "TLS"});
+  const absl::Time now = absl::Now();
   rows.push_back(header);
   for (const auto& n : nodes) {
     std::string state;
@@ -159,6 +235,13 @@ void PrintNodes(const ::observer::GetNodesResponse& resp, const std::string& for
                            : absl::StrCat(n.num_flows(), "/", n.max_flows(), " (",
                                           Percent(n.num_flows(), n.max_flows(), "%6.2f"), "%)");
     std::vector<std::string> row = {n.name(), state, age, rate, flows};
+    if (history != nullptr) {
+      const ::flowscope::v1::NodeHistory* h = nullptr;
+      for (const auto& x : history->nodes()) {
+        if (x.node_name() == n.name()) h = &x;
+      }
+      row.push_back(HistoryCell(h, now));
+    }
     if (format == "wide") {
       row.push_back(n.version().empty() ? "N/A" : n.version());
       row.push_back(n.address());

@@ -8,14 +8,24 @@
 #include <ostream>
 #include <string>
 
+#include "absl/time/time.h"
 #include "cmd/cli/printer.h"
+#include "flowscope/v1/flowscope.pb.h"
 #include "observer/observer.pb.h"
 
 namespace flowscope::cli {
 
 void PrintStatus(const ::observer::ServerStatusResponse& st, Format format, std::ostream& out);
 // `format`: table, wide or json (checked by the caller).
-void PrintNodes(const ::observer::GetNodesResponse& resp, const std::string& format,
+// The nodes' flow histories under `flowscope status` (compact format; nothing when none has one).
+void PrintHistory(const ::flowscope::v1::HistoryStatusResponse& history, absl::Time now,
+                  std::ostream& out);
+// One node's history in a few words: "1,204 flows, 2h13m (3.1 MiB)", "off", "N/A".
+std::string HistoryCell(const ::flowscope::v1::NodeHistory* h, absl::Time now);
+
+// `history` (may be null: a Hubble server) adds a HISTORY column to the table.
+void PrintNodes(const ::observer::GetNodesResponse& resp,
+                const ::flowscope::v1::HistoryStatusResponse* history, const std::string& format,
                 std::ostream& out);
 void PrintNamespaces(const ::observer::GetNamespacesResponse& resp, const std::string& format,
                      std::ostream& out);

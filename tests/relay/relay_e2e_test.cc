@@ -456,6 +456,50 @@ TEST_F(RelayE2eTest, AFollowQueryKeepsFlowingWhileANodeHangs) {
   EXPECT_EQ(*exit, 0) << "Ctrl-C ends a follow query cleanly:\n" << log_text();
 }
 
+// Each observer keeps its flows on disk: after node-2's observer is killed (kill -9) and started
+// again with an empty ring, its earlier flows still come back through the relay, in order.
+TEST_F(RelayE2eTest, FlowsFromBeforeAnObserverRestartComeBackFromItsHistory) {
+  const uint16_t port = testing::TcpExchange(*net_, 8080);
+  const std::string earlier = absl::StrCat("\"source_port\":", port);
+  auto node2_flows_with_port = [&] {
+    int n = 0;
+    for (const nlohmann::json& f : CliFlows("observe --since 3m --pod default/tiefighter")) {
+      if (f.value("node_name", "") == "node-2" && f.dump().find(earlier) != std::string::npos) ++n;
+    }
+    return n;
+  };
+  int before = 0;
+  ASSERT_TRUE(testing::WaitUntil([&] { return (before = node2_flows_with_port()) > 0; }));
+  // Stored: the history says so before the kill.
+  std::string nodes;
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    nodes = Cli("list nodes");
+    for (absl::string_view line : absl::StrSplit(nodes, '\n')) {
+      // "node-2   Connected ...   <stored> flows, <reach> (<bytes>)"
+      const size_t at = line.find(" flows");
+      if (!absl::StartsWith(line, "node-2") || at == absl::string_view::npos) continue;
+      const absl::string_view count = line.substr(line.rfind(' ', at - 1) + 1, at);
+      return count.substr(0, count.find(' ')) != "0";
+    }
+    return false;
+  })) << nodes;
+  EXPECT_THAT(nodes, HasSubstr("HISTORY")) << nodes;
+
+  ASSERT_TRUE(observers_[1]->process().Signal(SIGKILL, absl::Seconds(5)).ok());
+  StartObserver(1);
+  WaitForStatus("Connected Nodes: 2/2");
+  // A new process with an empty ring: these come from its history.
+  EXPECT_EQ(node2_flows_with_port(), before);
+  std::string last_time;
+  for (const nlohmann::json& f : CliFlows("observe --since 3m")) {
+    const std::string t = f.value("time", "");
+    EXPECT_LE(last_time, t) << "in time order across history and ring, node by node merged";
+    last_time = t;
+  }
+  const std::string status = Cli("status");
+  EXPECT_THAT(status, HasSubstr("flows on 2 nodes")) << status;
+}
+
 class RelayKubernetesE2eTest : public RelayE2eTest {
  protected:
   RelayKubernetesE2eTest() { kubernetes_ = true; }
