@@ -99,7 +99,7 @@ uint32_t LastId(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, absl::string_v
 rocksdb::CompressionType BestCompression() {
   const std::vector<rocksdb::CompressionType> have = rocksdb::GetSupportedCompressions();
   for (rocksdb::CompressionType t :
-       {rocksdb::kZSTD, rocksdb::kLZ4Compression, rocksdb::kSnappyCompression}) {
+       {rocksdb::kLZ4Compression, rocksdb::kZSTD, rocksdb::kSnappyCompression}) {
     if (std::find(have.begin(), have.end(), t) != have.end()) return t;
   }
   return rocksdb::kNoCompression;
@@ -368,7 +368,6 @@ absl::Status HistoryStore::Retain() {
 std::unique_ptr<HistoryStore::Cursor> HistoryStore::Scan() const {
   rocksdb::ReadOptions ro;
   ro.fill_cache = false;  // a scan reads each block once
-  ro.readahead_size = 1 << 20;
   return std::make_unique<Cursor>(
       std::unique_ptr<rocksdb::Iterator>(db_->NewIterator(ro, flows_cf_)));
 }

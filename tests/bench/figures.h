@@ -30,6 +30,7 @@ std::vector<Figure> ObserverFigures();
 std::vector<Figure> CliFigures();
 std::vector<Figure> RelayFigures();
 std::vector<Figure> KubeFigures();
+std::vector<Figure> HistoryFigures();
 
 }  // namespace flowscope::bench
 
