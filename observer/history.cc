@@ -7,6 +7,7 @@
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
 #include <cstring>
@@ -232,8 +233,10 @@ absl::StatusOr<std::unique_ptr<HistoryStore>> HistoryStore::Open(HistoryOptions 
     opened = OpenDb(options, &raw);
     if (!opened.ok()) return opened.status();
   }
+  const uint64_t reserve = 2 * MakeOptions(options).flows.write_buffer_size + (1 << 20);
   auto store = std::unique_ptr<HistoryStore>(
       new HistoryStore(std::move(options), std::move(opened->first), std::move(opened->second)));
+  store->reserve_bytes_ = reserve;
   store->recovery_ = std::move(recovery);
   if (absl::Status s = store->Init(); !s.ok()) return s;
   return store;
@@ -324,6 +327,16 @@ absl::Status HistoryStore::Commit(Batch& batch) {
   batch.batch_->Clear();
   batch.flows_ = 0;
   return s;
+}
+
+absl::Status HistoryStore::CheckSpace() const {
+  struct statvfs fs {};
+  if (statvfs(options_.dir.c_str(), &fs) != 0) return absl::OkStatus();  // let the write say
+  const uint64_t free = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  if (free >= reserve_bytes_) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("No space left on device: ", free >> 10, " KiB free in ", options_.dir,
+                   ", the history keeps ", reserve_bytes_ >> 10, " KiB in reserve"));
 }
 
 absl::Status HistoryStore::Resume() { return FromRocks(db_->Resume(), "resuming the history"); }
@@ -582,13 +595,14 @@ void HistoryWriter::Run() {
   absl::Time retry_at = absl::InfinitePast();
   absl::Time retain_at = absl::Now() + options_.retain_interval;
   bool paused = false;
+  bool broken = false;  // a write failed: this database instance takes no more
   for (bool last = false; !last;) {
     last = stop_.load(std::memory_order_acquire);  // one more pass after Stop: commit the rest
     HistoryStore::Batch batch = store_.NewBatch();
     const size_t read = Fill(reader, batch);
     const uint64_t position = reader.position();
-    if (paused && absl::Now() >= retry_at) {
-      paused = !store_.Resume().ok();
+    if (paused && !broken && absl::Now() >= retry_at) {
+      paused = !store_.CheckSpace().ok() || !store_.Resume().ok();
       retry_at = absl::Now() + options_.retry_interval;
     }
     const uint64_t first_ns = batch_first_ns_;
@@ -597,7 +611,17 @@ void HistoryWriter::Run() {
     } else if (!batch.empty() || gap_) {
       if (gap_) batch.AddGap(*gap_);
       const size_t flows = batch.flows();
-      const absl::Status s = store_.Commit(batch);
+      // Never into a full disk: RocksDB does not recover from a failed log write in this run.
+      absl::Status s = store_.CheckSpace();
+      if (s.ok()) {
+        s = store_.Commit(batch);
+        if (!s.ok()) {
+          broken = true;
+          s = absl::Status(
+              s.code(),
+              absl::StrCat(s.message(), "; history writes stopped until the observer restarts"));
+        }
+      }
       if (s.ok()) {
         gap_.reset();
         endpoints_stored_.insert(endpoints_added_.begin(), endpoints_added_.end());

@@ -130,6 +130,10 @@ class HistoryStore final : public EndpointTable::Archive, public RunArchive {
   // database refusing writes until Resume() succeeds.
   absl::Status Commit(Batch& batch);
   absl::Status Resume();
+  // ResourceExhausted when the disk has less free space than the history keeps in reserve (two
+  // memtables' worth, for the write-ahead log and the next file): the writer pauses before
+  // RocksDB ever meets a full disk, which it does not recover from within a run.
+  absl::Status CheckSpace() const;
   // Drops the flow files whose newest record is older than max_age, and older gaps.
   absl::Status Retain();
   // Writes the memtables out as files (tests, and Close).
@@ -188,6 +192,7 @@ class HistoryStore final : public EndpointTable::Archive, public RunArchive {
   uint32_t run_ = 0;
   uint32_t next_endpoint_id_ = 3;
   uint32_t next_service_id_ = 1;
+  uint64_t reserve_bytes_ = 0;
   std::string recovery_;
   mutable std::mutex cache_mu_;
   mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const Endpoint>> endpoints_;

@@ -7,8 +7,11 @@
 #include <gmock/gmock.h>
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -321,6 +324,85 @@ TEST_F(HistoryTest, ALongScanEndsWhenItsStreamIsCancelled) {
   q->SetCancelFlag(&cancelled);
   FlowQuery::Item item;
   EXPECT_EQ(q->Next(absl::Now(), &item), FlowQuery::Step::kEnd);
+}
+
+}  // namespace
+}  // namespace flowscope::observer
+
+namespace flowscope::observer {
+namespace {
+
+// A full disk: history writes pause with a clear error and live flows go on; when space returns
+// the writer goes on by itself and the flows it could not store are reported as lost. In a child
+// process (a death test) with a private mount namespace and a 16 MiB tmpfs, so that RocksDB's
+// own threads see the same small disk and nothing outlives the test.
+TEST(HistoryDiskTest, AFullDiskPausesHistoryWritesUntilSpaceReturns) {
+  if (geteuid() != 0) GTEST_SKIP() << "mounting a tmpfs needs root";
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("fs-history-disk-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir / "small");
+  GTEST_FLAG_SET(death_test_style, "fast");
+  auto scenario = [&]() {
+    auto fail = [](const std::string& why) {
+      fprintf(stderr, "FAILED: %s\n", why.c_str());
+      _exit(1);
+    };
+    if (unshare(CLONE_NEWNS) != 0) fail("unshare");
+    if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail("private /");
+    const std::string mnt = (dir / "small").string();
+    if (mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=16m") != 0) fail("mount");
+    auto store = HistoryStore::Open({.dir = mnt + "/db", .max_bytes = 64 << 20});
+    if (!store.ok()) fail(std::string(store.status().message()));
+    auto ring = std::move(Ring::Create(4095)).value();
+    EndpointTable table("default");
+    HistoryWriter writer(**store, *ring, table, nullptr,
+                         {.retry_interval = absl::Milliseconds(50)});
+    writer.Start();
+    std::mt19937_64 rng(1);
+    EndpointTable::Resolver res(table);
+    uint64_t n = 0;
+    auto write = [&](uint64_t count) {
+      for (uint64_t i = 0; i < count; ++i, ++n) {
+        FlowRecord r = testing::DnsQueryRecord(TimeOf(n), "10.0.1.5", "10.0.2.7",
+                                               static_cast<uint16_t>(n), res);
+        r.flow_bytes = rng();  // incompressible: the disk fills fast
+        r.flow_packets = rng();
+        r.saddr[0] = static_cast<uint32_t>(rng());
+        ring->Write(r);
+        if ((n + 1) % 1024 == 0) {
+          ring->Publish();
+          if (!testing::WaitUntil([&] { return writer.persisted() == ring->Written(); })) {
+            fail("the writer fell behind");
+          }
+        }
+      }
+      ring->Publish();
+    };
+    // Until the disk is full.
+    while (writer.stats().error.empty() && n < 500'000) write(1024);
+    const HistoryWriter::Stats full = writer.stats();
+    if (full.error.find("No space left") == std::string::npos) fail("error: " + full.error);
+    write(20'000);  // live flows go on into the ring; the writer counts what it cannot store
+    if (!testing::WaitUntil([&] { return writer.persisted() == ring->Written(); })) {
+      fail("the writer stopped following the ring");
+    }
+    if (writer.stats().lost <= full.lost) fail("lost flows not counted");
+    // Space returns: writes resume by themselves.
+    if (mount("tmpfs", mnt.c_str(), "tmpfs", MS_REMOUNT, "size=128m") != 0) fail("remount");
+    const uint64_t written_before = writer.stats().written;
+    if (!testing::WaitUntil([&] {
+          write(1024);
+          return writer.stats().error.empty() && writer.stats().written > written_before;
+        })) {
+      fail("writes did not resume: " + writer.stats().error);
+    }
+    fprintf(stderr, "paused after %lu flows, lost %lu, resumed\n",
+            static_cast<unsigned long>(full.written),
+            static_cast<unsigned long>(writer.stats().lost));
+    _exit(0);
+  };
+  EXPECT_EXIT(scenario(), ::testing::ExitedWithCode(0), "resumed");
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
