@@ -381,6 +381,24 @@ void ObserverDaemon::CollectMetrics(MetricsWriter& w) const {
   w.Sample(static_cast<double>(ring_->Len()));
   w.Counter("flowscope_ring_flows_written_total", "Flows written into the ring");
   w.Sample(static_cast<double>(ring_->Written()));
+  if (history_writer_) {
+    const HistoryWriter::Stats h = history_writer_->stats();
+    const HistoryStore::Stats st = history_->stats();
+    w.Counter("flowscope_history_flows_written_total", "Flows the history writer stored");
+    w.Sample(static_cast<double>(h.written));
+    w.Counter("flowscope_history_flows_lost_total",
+              "Flows the history could not store (the ring moved past them, or a full disk)");
+    w.Sample(static_cast<double>(h.lost));
+    w.Gauge("flowscope_history_flows", "Flows stored on disk (estimate)");
+    w.Sample(static_cast<double>(st.flows));
+    w.Gauge("flowscope_history_bytes", "Bytes of the flow history on disk");
+    w.Sample(static_cast<double>(st.bytes));
+    w.Gauge("flowscope_history_oldest_flow_timestamp_seconds",
+            "Time of the oldest stored flow (0: none)");
+    w.Sample(st.oldest_ns ? static_cast<double>(*st.oldest_ns) / 1e9 : 0.0);
+    w.Gauge("flowscope_history_writes_paused", "1 while history writes are paused (a full disk)");
+    w.Sample(h.error.empty() ? 0.0 : 1.0);
+  }
   w.Counter("flowscope_bpf_events_total", "Events drained from the BPF ring buffer");
   w.Sample(static_cast<double>(s.events));
   w.Counter("flowscope_bpf_events_malformed_total", "Drained events the parser refused");

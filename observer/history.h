@@ -141,7 +141,7 @@ class HistoryStore final : public EndpointTable::Archive, public RunArchive {
 
   // --- reading (any thread) ---------------------------------------------------------------------
 
-  // Flows in key order (time, then run and position).
+  // Flows in key order (time, then run and position). A cursor must not outlive the store.
   class Cursor {
    public:
     explicit Cursor(std::unique_ptr<rocksdb::Iterator> it);

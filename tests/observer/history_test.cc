@@ -8,7 +8,9 @@
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -402,6 +404,74 @@ TEST(HistoryDiskTest, AFullDiskPausesHistoryWritesUntilSpaceReturns) {
     _exit(0);
   };
   EXPECT_EXIT(scenario(), ::testing::ExitedWithCode(0), "resumed");
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace flowscope::observer
+
+namespace flowscope::observer {
+namespace {
+
+// kill -9 during heavy ingest: every flow the writer had reported stored (its persisted ring
+// position, sent to the parent as it went) is there when the history is opened again.
+TEST(HistoryKillTest, AKill9LosesNothingTheWriterReportedStored) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("fs-history-kill-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(fds[0]);
+    auto store = HistoryStore::Open({.dir = dir.string()});
+    if (!store.ok()) _exit(2);
+    auto ring = std::move(Ring::Create(65535)).value();
+    EndpointTable table("default");
+    HistoryWriter writer(**store, *ring, table, nullptr);
+    writer.Start();
+    EndpointTable::Resolver res(table);
+    for (uint64_t n = 0;;) {
+      for (int i = 0; i < 4096; ++i, ++n) {
+        ring->Write(testing::DnsQueryRecord(TimeOf(n), "10.0.1.5", "10.0.2.7",
+                                            static_cast<uint16_t>(n), res));
+      }
+      ring->Publish();
+      // As fast as the writer keeps up without being lapped.
+      while (ring->Written() - writer.persisted() > 32768) usleep(100);
+      const uint64_t p = writer.persisted();
+      if (write(fds[1], &p, sizeof p) != sizeof p) _exit(3);
+    }
+  }
+  close(fds[1]);
+  uint64_t reported = 0;
+  while (reported < 300'000) {
+    uint64_t p = 0;
+    ASSERT_EQ(read(fds[0], &p, sizeof p), static_cast<ssize_t>(sizeof p));
+    reported = std::max(reported, p);
+  }
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  for (uint64_t p = 0; read(fds[0], &p, sizeof p) == sizeof p;) reported = std::max(reported, p);
+  close(fds[0]);
+
+  auto store = HistoryStore::Open({.dir = dir.string()});
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto cursor = (*store)->Scan();
+  uint64_t next = 0;
+  HistoryRecord h;
+  for (cursor->Seek(0); cursor->Valid() && next < reported; cursor->Next()) {
+    ASSERT_TRUE(cursor->Read(&h));
+    ASSERT_EQ(h.position, next) << "a flow reported stored is missing";
+    ASSERT_EQ(h.record.time_ns, TimeOf(next));
+    ++next;
+  }
+  EXPECT_EQ(next, reported) << "every flow reported stored is there";
+  cursor.reset();  // before the database it reads
+  store->reset();
   std::filesystem::remove_all(dir);
 }
 

@@ -422,6 +422,15 @@ TEST_F(ObserverE2eTest, MetricsHealthAndReadinessOverHttpCountRealTraffic) {
   EXPECT_EQ(Sample(metrics, "flowscope_policy_rules"), 1);
   EXPECT_EQ(Sample(metrics, "flowscope_ready"), 1);
   EXPECT_EQ(Sample(metrics, "flowscope_ring_capacity"), 4095);
+  // The history writer stores what the ring took (within a pass of ~50 ms).
+  EXPECT_TRUE(testing::WaitUntil([&] {
+    metrics = Get(*net_, http, "/metrics").body;
+    return Sample(metrics, "flowscope_history_flows_written_total") ==
+           Sample(metrics, "flowscope_ring_flows_written_total");
+  })) << metrics;
+  EXPECT_GT(Sample(metrics, "flowscope_history_bytes"), 0);
+  EXPECT_EQ(Sample(metrics, "flowscope_history_writes_paused"), 0);
+  EXPECT_EQ(Sample(metrics, "flowscope_history_flows_lost_total"), 0);
   // The flows just made are in the datapath's flow table; the policy's rule in the deny rules.
   EXPECT_GE(Sample(metrics, "flowscope_bpf_map_entries{map_name=\"flows\"}"), 2) << metrics;
   EXPECT_GT(Sample(metrics, "flowscope_bpf_map_pressure{map_name=\"flows\"}"), 0);
