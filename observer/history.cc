@@ -528,14 +528,20 @@ HistoryWriter::Stats HistoryWriter::stats() const {
   return stats_;
 }
 
+namespace {
+
+// True the first time this run meets `id`: not stored yet, nor added to the batch being built.
+bool Novel(uint32_t id, const absl::flat_hash_set<uint32_t>& stored,
+           absl::flat_hash_set<uint32_t>& added) {
+  return id != 0 && !stored.contains(id) && added.insert(id).second;
+}
+
+}  // namespace
+
 void HistoryWriter::Refer(uint32_t endpoint, HistoryStore::Batch& batch) {
-  if (endpoint == 0 || endpoints_stored_.contains(endpoint)) return;
-  if (std::find(endpoints_added_.begin(), endpoints_added_.end(), endpoint) !=
-      endpoints_added_.end()) {
-    return;
+  if (Novel(endpoint, endpoints_stored_, endpoints_added_)) {
+    batch.AddEndpoint(*table_.Get(endpoint));
   }
-  batch.AddEndpoint(*table_.Get(endpoint));
-  endpoints_added_.push_back(endpoint);
 }
 
 void HistoryWriter::Lose(uint64_t count, uint64_t first_ns, uint64_t last_ns) {
@@ -570,18 +576,11 @@ size_t HistoryWriter::Fill(ringbuf::RingReader<FlowRecord>& reader, HistoryStore
     Refer(r.src_endpoint, batch);
     Refer(r.dst_endpoint, batch);
     for (uint32_t id : {r.src_service, r.dst_service}) {
-      if (id == 0 || services_stored_.contains(id) ||
-          std::find(services_added_.begin(), services_added_.end(), id) != services_added_.end()) {
-        continue;
-      }
+      if (!Novel(id, services_stored_, services_added_)) continue;
       if (auto svc = table_.GetService(id)) batch.AddService(*svc);
-      services_added_.push_back(id);
     }
-    if (names_ != nullptr && r.ifindex != 0 && !interfaces_stored_.contains(r.ifindex) &&
-        std::find(interfaces_added_.begin(), interfaces_added_.end(), r.ifindex) ==
-            interfaces_added_.end()) {
+    if (names_ != nullptr && Novel(r.ifindex, interfaces_stored_, interfaces_added_)) {
       batch.AddInterface(store_.run(), r.ifindex, names_->Get(r.ifindex));
-      interfaces_added_.push_back(r.ifindex);
     }
     batch.AddFlow(store_.run(), position, r);
   }

@@ -246,7 +246,7 @@ class HistoryWriter {
   std::atomic<uint64_t> persisted_{0};
   // What this run has stored already (ids are immutable), and what the batch being built adds.
   absl::flat_hash_set<uint32_t> endpoints_stored_, services_stored_, interfaces_stored_;
-  std::vector<uint32_t> endpoints_added_, services_added_, interfaces_added_;
+  absl::flat_hash_set<uint32_t> endpoints_added_, services_added_, interfaces_added_;
   std::optional<HistoryGap> gap_;  // missed and not yet stored
   uint64_t last_time_ns_ = 0;      // of the last record read
   uint64_t batch_first_ns_ = 0;    // of the first record in the batch being built

@@ -439,7 +439,9 @@ TEST(HistoryKillTest, AKill9LosesNothingTheWriterReportedStored) {
       }
       ring->Publish();
       // As fast as the writer keeps up without being lapped.
-      while (ring->Written() - writer.persisted() > 32768) usleep(100);
+      if (!testing::WaitUntil([&] { return ring->Written() - writer.persisted() <= 32768; })) {
+        _exit(4);
+      }
       const uint64_t p = writer.persisted();
       if (write(fds[1], &p, sizeof p) != sizeof p) _exit(3);
     }
