@@ -77,12 +77,8 @@ uint64_t FlowQuery::WalkBackHistory(uint64_t want) {
       if (++found == want) break;
     }
   }
-  if (!cursor_->Valid()) {
-    // Ran off the start: read forward from the first stored flow.
-    cursor_->Seek(0);
-  } else if (!at_match) {
-    cursor_->Seek(0);
-  }
+  // Ran off the start, or found nothing: read forward from the first stored flow.
+  if (!cursor_->Valid() || !at_match) cursor_->Seek(0);
   return found;
 }
 
