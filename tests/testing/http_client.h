@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -48,6 +49,17 @@ class HttpClient {
     addr.sin_port = htons(port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    if (!connected_ && errno == EINTR) {
+      // A signal (libFuzzer's, a profiler's) interrupted the wait; the connection goes on.
+      pollfd p{.fd = fd_, .events = POLLOUT, .revents = 0};
+      int err = 0;
+      socklen_t len = sizeof err;
+      while (poll(&p, 1, 10'000) < 0 && errno == EINTR) {
+      }
+      connected_ = getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0 &&
+                   (p.revents & POLLOUT) != 0;
+      errno = err != 0 ? err : EINTR;
+    }
     if (!connected_) connect_errno_ = errno;
   }
   ~HttpClient() {
