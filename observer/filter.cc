@@ -10,6 +10,7 @@
 #include <bitset>
 #include <cstring>
 #include <optional>
+#include <tuple>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -191,6 +192,23 @@ class CompiledFilter {
 
   bool Match(const FlowRecord& r, uint64_t position) const {
     return node_matches_ && MatchFacts(RecordFacts{*this, r, position});
+  }
+
+  // True when only endpoint criteria (pod, label, identity, workload, cluster) can reject a
+  // record: then the filter matches it exactly when both sides accept their endpoint ids.
+  bool EndpointOnly() const {
+    const auto plain = [](const Side& s) {
+      return !s.never && s.ips.empty() && s.ports.empty() && s.services.empty();
+    };
+    return !never_ && plain(src_) && plain(dst_) && verdicts_.none() && ip_versions_.empty() &&
+           protocols_.empty() && event_types_.empty() && tcp_flags_.empty() && reply_.empty() &&
+           directions_.empty() && drop_reasons_.empty() && interfaces_.empty() &&
+           encrypted_.empty() && uuids_.empty();
+  }
+  bool SideAccepts(uint32_t endpoint, bool source) const {
+    const Side& side = source ? src_ : dst_;
+    return node_matches_ &&
+           (!side.HasEndpointCriteria() || side.EndpointMatches(*table_->Get(endpoint)));
   }
 
  private:
@@ -531,7 +549,40 @@ absl::StatusOr<FlowPredicate> FlowPredicate::CompileWith(
     if (!c.ok()) return c.status();
     p.blacklist_.push_back(*std::move(c));
   }
+  const auto endpoint_only = [](const auto& c) { return c->EndpointOnly(); };
+  p.by_endpoint_ = table != nullptr && !p.MatchesAll() && p.whitelist_.size() <= kListBits &&
+                   p.blacklist_.size() <= kListBits &&
+                   std::all_of(p.whitelist_.begin(), p.whitelist_.end(), endpoint_only) &&
+                   std::all_of(p.blacklist_.begin(), p.blacklist_.end(), endpoint_only);
   return p;
+}
+
+uint32_t FlowPredicate::Decided(uint32_t endpoint, bool source) const {
+  uint32_t bits = kDecided;
+  for (size_t i = 0; i < whitelist_.size(); ++i) {
+    if (whitelist_[i]->SideAccepts(endpoint, source)) bits |= uint32_t{1} << i;
+  }
+  for (size_t i = 0; i < blacklist_.size(); ++i) {
+    if (blacklist_[i]->SideAccepts(endpoint, source)) bits |= uint32_t{1} << (kListBits + i);
+  }
+  return bits;
+}
+
+bool FlowPredicate::MatchSlowly(const FlowRecord& r, uint64_t position) const {
+  if (by_endpoint_ && r.src_endpoint < kMaxDecided && r.dst_endpoint < kMaxDecided) {
+    for (auto [id, table, source] : {std::tuple{r.src_endpoint, &src_decided_, true},
+                                     std::tuple{r.dst_endpoint, &dst_decided_, false}}) {
+      if (id >= table->size()) table->resize(std::min<size_t>(kMaxDecided, 2 * (id + 1)), 0);
+      if ((*table)[id] == 0) (*table)[id] = Decided(id, source);
+    }
+    return Decide(src_decided_[r.src_endpoint] & dst_decided_[r.dst_endpoint]);
+  }
+  if (!whitelist_.empty() && std::none_of(whitelist_.begin(), whitelist_.end(),
+                                          [&](const auto& f) { return f->Match(r, position); })) {
+    return false;
+  }
+  return std::none_of(blacklist_.begin(), blacklist_.end(),
+                      [&](const auto& f) { return f->Match(r, position); });
 }
 
 bool FlowPredicate::MatchFlow(const flow::Flow& f) const {
@@ -649,15 +700,6 @@ bool CompiledFilter::MatchFlow(const flow::Flow& f) const {
     }
   };
   return MatchFacts(FlowFacts{f, ViewOf(f)});
-}
-
-bool FlowPredicate::Match(const FlowRecord& r, uint64_t position) const {
-  if (!whitelist_.empty() && std::none_of(whitelist_.begin(), whitelist_.end(),
-                                          [&](const auto& f) { return f->Match(r, position); })) {
-    return false;
-  }
-  return std::none_of(blacklist_.begin(), blacklist_.end(),
-                      [&](const auto& f) { return f->Match(r, position); });
 }
 
 }  // namespace flowscope::observer

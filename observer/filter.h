@@ -2,7 +2,8 @@
 // predicate over FlowRecords, with Hubble's semantics: include a flow if any whitelist filter
 // matches (an empty whitelist matches all) and no blacklist filter does; within a filter every
 // populated field must match, and a field matches if any of its values does. Endpoint criteria
-// (pod, label, identity, workload, cluster) are evaluated once per endpoint id and cached.
+// (pod, label, identity, workload, cluster) are evaluated once per endpoint id and cached; when
+// they are all a request asks, a record is decided by two table lookups.
 // Fields about L7 data flowscope does not produce yet (HTTP, DNS, FQDN, services, trace ids)
 // are validated and match nothing. An invalid filter is InvalidArgument naming field and value.
 //
@@ -50,7 +51,15 @@ class FlowPredicate {
   ~FlowPredicate();
 
   // `position` is the record's ring position (for uuid filters).
-  bool Match(const FlowRecord& r, uint64_t position) const;
+  bool Match(const FlowRecord& r, uint64_t position) const {
+    if (by_endpoint_) {
+      // Decided per endpoint id once: two loads per record.
+      const uint32_t s = r.src_endpoint < src_decided_.size() ? src_decided_[r.src_endpoint] : 0;
+      const uint32_t d = r.dst_endpoint < dst_decided_.size() ? dst_decided_[r.dst_endpoint] : 0;
+      if ((s & d & kDecided) != 0) return Decide(s & d);
+    }
+    return MatchSlowly(r, position);
+  }
 
   bool MatchFlow(const flow::Flow& f) const;
 
@@ -63,8 +72,26 @@ class FlowPredicate {
       const google::protobuf::RepeatedPtrField<flow::FlowFilter>& whitelist,
       const google::protobuf::RepeatedPtrField<flow::FlowFilter>& blacklist,
       const EndpointTable* table, const FlowBuilder* builder);
+  bool MatchSlowly(const FlowRecord& r, uint64_t position) const;
+  // Which filters accept an endpoint id on one side: whitelist filter i is bit i, blacklist
+  // filter i bit kListBits + i; kDecided marks a computed entry.
+  uint32_t Decided(uint32_t endpoint, bool source) const;
+  bool Decide(uint32_t both) const {
+    const uint32_t white = both & ((uint32_t{1} << kListBits) - 1);
+    const uint32_t black = (both >> kListBits) & ((uint32_t{1} << kListBits) - 1);
+    return (whitelist_.empty() || white != 0) && black == 0;
+  }
+  static constexpr size_t kListBits = 15;
+  static constexpr uint32_t kDecided = uint32_t{1} << 31;
+  static constexpr size_t kMaxDecided = size_t{1} << 20;  // endpoint ids beyond: filter by filter
+
   std::vector<std::unique_ptr<CompiledFilter>> whitelist_;
   std::vector<std::unique_ptr<CompiledFilter>> blacklist_;
+  // When every filter has endpoint criteria only (--pod, --label, --workload, ...), a record is
+  // decided by its two endpoint ids, each looked up once per query and kept in a dense table.
+  bool by_endpoint_ = false;
+  mutable std::vector<uint32_t> src_decided_;
+  mutable std::vector<uint32_t> dst_decided_;
 };
 
 }  // namespace flowscope::observer

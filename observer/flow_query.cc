@@ -48,7 +48,6 @@ void FlowQuery::PlaceSeam() {
   const uint64_t stored =
       options_.history_writer != nullptr ? options_.history_writer->persisted() : oldest;
   seam_position_ = std::max(oldest, std::min({oldest + ring_->Cap() / 16, stored, end}));
-  seam_seq_ = HistorySeq(options_.history->run(), seam_position_);
   FlowRecord r;
   seam_time_ = ring_->ReadAt(seam_position_, &r) == ringbuf::ReadStatus::kRecord
                    ? r.time_ns
@@ -65,20 +64,19 @@ void FlowQuery::OpenHistory() {
 
 uint64_t FlowQuery::WalkBackHistory(uint64_t want) {
   cursor_ = options_.history->Scan();
-  cursor_->SeekBefore(seam_time_, seam_seq_);
+  cursor_->SeekBefore(options_.history->run(), seam_position_);
   uint64_t found = 0;
-  HistoryRecord h;
+  FlowRecord r;
   bool at_match = false;
   for (uint64_t scanned = 0; cursor_->Valid(); cursor_->Prev()) {
     if (++scanned % 4096 == 0 && cancelled_ != nullptr && cancelled_->load()) break;
-    if (!cursor_->Read(&h)) continue;
-    if (predicate_.MatchesAll() || predicate_.Match(h.record, h.position)) {
+    if (predicate_.MatchesAll() || predicate_.Match(cursor_->Read(&r), cursor_->position())) {
       at_match = true;
       if (++found == want) break;
     }
   }
   // Ran off the start, or found nothing: read forward from the first stored flow.
-  if (!cursor_->Valid() || !at_match) cursor_->Seek(0);
+  if (!cursor_->Valid() || !at_match) cursor_->SeekToFirst();
   return found;
 }
 
@@ -102,7 +100,7 @@ void FlowQuery::Position() {
     limit_ = options_.number;
     if (history) {
       cursor_ = options_.history->Scan();
-      cursor_->Seek(0);
+      cursor_->SeekToFirst();
       OpenHistory();
       return;
     }
@@ -136,14 +134,16 @@ void FlowQuery::Position() {
 }
 
 FlowQuery::Step FlowQuery::NextFromHistory(absl::Time now, Item* item) {
-  HistoryRecord h;
+  const uint32_t run = options_.history->run();
   for (uint64_t scanned = 1; cursor_->Valid(); cursor_->Next(), ++scanned) {
     if (scanned % 4096 == 0 && cancelled_ != nullptr && cancelled_->load()) {
       done_ = true;
       return Step::kEnd;
     }
+    // This run's flows from the seam on are read from the ring.
+    if (cursor_->run() == run && cursor_->position() >= seam_position_) break;
     const uint64_t t = cursor_->time_ns();
-    if (t > seam_time_ || (t == seam_time_ && cursor_->seq() >= seam_seq_)) break;
+    if (options_.since_ns && t < *options_.since_ns) continue;
     if (options_.until_ns && t > *options_.until_ns) {
       done_ = true;
       break;
@@ -156,11 +156,10 @@ FlowQuery::Step FlowQuery::NextFromHistory(absl::Time now, Item* item) {
               absl::FromUnixNanos(static_cast<int64_t>(g.last_ns)));
       if (FlushLost(now, true, item)) return Step::kLost;
     }
-    if (!cursor_->Read(&h)) continue;
-    if (!predicate_.MatchesAll() && !predicate_.Match(h.record, h.position)) continue;
-    item->record = h.record;
-    item->position = h.position;
-    item->run = h.run;
+    const FlowRecord& r = cursor_->Read(&item->record);
+    if (!predicate_.MatchesAll() && !predicate_.Match(r, cursor_->position())) continue;
+    item->position = cursor_->position();
+    item->run = cursor_->run();
     cursor_->Next();
     ++delivered_;
     if (!options_.follow && limit_ != 0 && delivered_ >= limit_) done_ = true;
@@ -204,9 +203,14 @@ FlowQuery::Step FlowQuery::Next(absl::Time now, Item* item) {
     if (step != Step::kEnd) return step;
   }
   item->run = 0;
+  // The loop every ring scan runs per record: what it consults, in locals.
+  const bool all = predicate_.MatchesAll();
+  const uint64_t since = options_.since_ns.value_or(0);
+  const uint64_t until = options_.until_ns.value_or(std::numeric_limits<uint64_t>::max());
+  FlowRecord r;
   while (!done_) {
     const uint64_t position = reader_.position();
-    const ringbuf::ReadStatus s = reader_.Next(&item->record);
+    const ringbuf::ReadStatus s = reader_.Next(&r);
     if (s == ringbuf::ReadStatus::kLost) {
       AddLost(flow::HUBBLE_RING_BUFFER, reader_.TakeLost(), now, now);
       if (FlushLost(now, false, item)) return Step::kLost;
@@ -226,13 +230,13 @@ FlowQuery::Step FlowQuery::Next(absl::Time now, Item* item) {
       done_ = true;
       break;
     }
-    const FlowRecord& r = item->record;
-    if (options_.since_ns && r.time_ns < *options_.since_ns) continue;
-    if (options_.until_ns && r.time_ns > *options_.until_ns) {
+    if (r.time_ns < since) continue;
+    if (r.time_ns > until) {
       done_ = true;
       break;
     }
-    if (!predicate_.MatchesAll() && !predicate_.Match(r, position)) continue;
+    if (!all && !predicate_.Match(r, position)) continue;
+    item->record = r;
     item->position = position;
     ++delivered_;
     if (!options_.follow && limit_ != 0 && delivered_ >= limit_) done_ = true;

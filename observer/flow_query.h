@@ -148,7 +148,6 @@ class FlowQuery {
   bool read_history_ = false;
   uint64_t seam_position_ = 0;
   uint64_t seam_time_ = 0;
-  uint64_t seam_seq_ = 0;
   std::vector<HistoryGap> gaps_;  // to report as the scan passes them
   size_t next_gap_ = 0;
   const std::atomic<bool>* cancelled_ = nullptr;

@@ -25,8 +25,8 @@ namespace {
 using nlohmann::json;
 
 constexpr size_t kKeyBytes = 16;
-constexpr size_t kValueBytes = sizeof(FlowRecord) - sizeof(uint64_t);  // the record less its time
-static_assert(offsetof(FlowRecord, time_ns) == 0, "the key carries the time");
+constexpr size_t kChunkFlows = 64;
+constexpr uint64_t kPositionMask = (uint64_t{1} << 40) - 1;
 
 void PutBe64(uint64_t v, char* out) {
   for (int i = 7; i >= 0; --i, v >>= 8) out[i] = static_cast<char>(v & 0xff);
@@ -50,6 +50,23 @@ std::string FlowKey(uint64_t time_ns, uint64_t seq) {
   PutBe64(time_ns, k.data());
   PutBe64(seq, k.data() + 8);
   return k;
+}
+
+// A flows value holds whole records.
+bool IsChunk(const rocksdb::Slice& key, const rocksdb::Slice& value) {
+  return key.size() == kKeyBytes && !value.empty() && value.size() % sizeof(FlowRecord) == 0;
+}
+
+// The oldest and newest times in a chunk.
+std::pair<uint64_t, uint64_t> ChunkTimes(const rocksdb::Slice& value) {
+  uint64_t lo = std::numeric_limits<uint64_t>::max(), hi = 0;
+  for (size_t off = 0; off + sizeof(FlowRecord) <= value.size(); off += sizeof(FlowRecord)) {
+    uint64_t t;
+    std::memcpy(&t, value.data() + off + offsetof(FlowRecord, time_ns), sizeof t);
+    lo = std::min(lo, t);
+    hi = std::max(hi, t);
+  }
+  return {lo, hi};
 }
 
 // Metadata keys: a prefix and big-endian numbers, so each kind sorts by id.
@@ -262,6 +279,15 @@ absl::Status HistoryStore::Init() {
   run_ = runs + 1;
   next_endpoint_id_ = std::max<uint32_t>(3, LastId(db_.get(), meta_cf_, kEndpointPrefix) + 1);
   next_service_id_ = LastId(db_.get(), meta_cf_, kServicePrefix) + 1;
+  {
+    // Keys go on from the newest stored, even if the clock went back over the restart.
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), flows_cf_));
+    for (it->SeekToLast(); it->Valid(); it->Prev()) {
+      if (!IsChunk(it->key(), it->value())) continue;
+      key_time_ = std::max(Be64(it->key().data()), ChunkTimes(it->value()).second);
+      break;
+    }
+  }
   rocksdb::WriteBatch b;
   char be[8];
   PutBe32(run_, be);
@@ -283,7 +309,7 @@ HistoryStore::Batch::Batch() : batch_(std::make_unique<rocksdb::WriteBatch>()) {
 HistoryStore::Batch::~Batch() = default;
 HistoryStore::Batch::Batch(Batch&&) noexcept = default;
 
-bool HistoryStore::Batch::empty() const { return batch_->Count() == 0; }
+bool HistoryStore::Batch::empty() const { return batch_->Count() == 0 && chunk_.empty(); }
 
 void HistoryStore::Batch::AddEndpoint(const Endpoint& e) {
   batch_->Put(MetaKey(kEndpointPrefix, e.id), EndpointJson(e).dump());
@@ -299,10 +325,27 @@ void HistoryStore::Batch::AddInterface(uint32_t run, uint32_t ifindex, const std
 }
 
 void HistoryStore::Batch::AddFlow(uint32_t run, uint64_t position, const FlowRecord& r) {
-  const std::string key = FlowKey(r.time_ns, HistorySeq(run, position));
-  batch_->Put(flows_cf_, key,
-              rocksdb::Slice(reinterpret_cast<const char*>(&r) + sizeof(uint64_t), kValueBytes));
+  if (!chunk_.empty() &&
+      (run != chunk_run_ || position != chunk_first_ + chunk_.size() / sizeof(FlowRecord) ||
+       chunk_.size() == kChunkFlows * sizeof(FlowRecord))) {
+    CloseChunk();
+  }
+  if (chunk_.empty()) {
+    chunk_.reserve(kChunkFlows * sizeof(FlowRecord));
+    chunk_time_ = std::max(*key_time_, r.time_ns);
+    chunk_run_ = run;
+    chunk_first_ = position;
+  }
+  chunk_.append(reinterpret_cast<const char*>(&r), sizeof r);
+  *key_time_ = std::max(*key_time_, r.time_ns);
   ++flows_;
+}
+
+void HistoryStore::Batch::CloseChunk() {
+  if (chunk_.empty()) return;
+  batch_->Put(flows_cf_, FlowKey(chunk_time_, HistorySeq(chunk_run_, chunk_first_)), chunk_);
+  chunk_.clear();
+  ++chunks_;
 }
 
 void HistoryStore::Batch::AddGap(const HistoryGap& gap) {
@@ -314,18 +357,25 @@ void HistoryStore::Batch::AddGap(const HistoryGap& gap) {
               json{{"first", gap.first_ns}, {"last", gap.last_ns}, {"count", gap.count}}.dump());
 }
 
-HistoryStore::Batch HistoryStore::NewBatch() const {
+HistoryStore::Batch HistoryStore::NewBatch() {
   Batch b;
   b.flows_cf_ = flows_cf_;
+  b.key_time_ = &key_time_;
   return b;
 }
 
 absl::Status HistoryStore::Commit(Batch& batch) {
+  batch.CloseChunk();
   if (batch.empty()) return absl::OkStatus();
   const absl::Status s =
       FromRocks(db_->Write(rocksdb::WriteOptions(), batch.batch_.get()), "writing the history");
+  if (s.ok()) {
+    flows_committed_.fetch_add(batch.flows_, std::memory_order_relaxed);
+    chunks_committed_.fetch_add(batch.chunks_, std::memory_order_relaxed);
+  }
   batch.batch_->Clear();
   batch.flows_ = 0;
+  batch.chunks_ = 0;
   return s;
 }
 
@@ -455,16 +505,32 @@ std::shared_ptr<const Service> HistoryStore::FindService(uint32_t id) const {
 
 HistoryStore::Stats HistoryStore::stats() const {
   Stats s;
-  uint64_t keys = 0;
-  if (db_->GetIntProperty(flows_cf_, "rocksdb.estimate-num-keys", &keys)) s.flows = keys;
+  // Files know their flows exactly (the bytes of their values); memtables only their chunks,
+  // which hold as many flows on average as this run's chunks have.
+  rocksdb::TablePropertiesCollection tables;
+  if (db_->GetPropertiesOfAllTables(flows_cf_, &tables).ok()) {
+    for (const auto& [name, props] : tables) s.flows += props->raw_value_size / sizeof(FlowRecord);
+  }
+  uint64_t active = 0, immutable = 0;
+  (void)db_->GetIntProperty(flows_cf_, "rocksdb.num-entries-active-mem-table", &active);
+  (void)db_->GetIntProperty(flows_cf_, "rocksdb.num-entries-imm-mem-tables", &immutable);
+  const uint64_t chunks = chunks_committed_.load(std::memory_order_relaxed);
+  const double per_chunk =
+      chunks > 0 ? static_cast<double>(flows_committed_.load(std::memory_order_relaxed)) /
+                       static_cast<double>(chunks)
+                 : 1.0;
+  s.flows += static_cast<uint64_t>(static_cast<double>(active + immutable) * per_chunk);
   std::error_code ec;
   for (const auto& f : std::filesystem::directory_iterator(options_.dir, ec)) {
     std::error_code fec;
     if (f.is_regular_file(fec)) s.bytes += f.file_size(fec);
   }
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), flows_cf_));
-  it->SeekToFirst();
-  if (it->Valid() && it->key().size() == kKeyBytes) s.oldest_ns = Be64(it->key().data());
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!IsChunk(it->key(), it->value())) continue;
+    s.oldest_ns = ChunkTimes(it->value()).first;
+    break;
+  }
   return s;
 }
 
@@ -472,33 +538,60 @@ HistoryStore::Stats HistoryStore::stats() const {
 
 HistoryStore::Cursor::Cursor(std::unique_ptr<rocksdb::Iterator> it) : it_(std::move(it)) {}
 HistoryStore::Cursor::~Cursor() = default;
-void HistoryStore::Cursor::Seek(uint64_t time_ns) { it_->Seek(FlowKey(time_ns, 0)); }
-void HistoryStore::Cursor::SeekBefore(uint64_t time_ns, uint64_t seq) {
-  const std::string k = FlowKey(time_ns, seq);
-  it_->SeekForPrev(k);
-  if (it_->Valid() && it_->key() == rocksdb::Slice(k)) it_->Prev();
+
+void HistoryStore::Cursor::Load(bool forward) {
+  count_ = 0;
+  index_ = 0;
+  for (; it_->Valid(); forward ? it_->Next() : it_->Prev()) {
+    const rocksdb::Slice k = it_->key();
+    const rocksdb::Slice v = it_->value();
+    if (!IsChunk(k, v)) continue;  // not written by this version: skipped
+    const uint64_t seq = Be64(k.data() + 8);
+    run_ = static_cast<uint32_t>(seq >> 40);
+    first_ = seq & kPositionMask;
+    data_ = v.data();
+    count_ = v.size() / sizeof(FlowRecord);
+    index_ = forward ? 0 : count_ - 1;
+    return;
+  }
 }
-void HistoryStore::Cursor::SeekToLast() { it_->SeekToLast(); }
-bool HistoryStore::Cursor::Valid() const { return it_->Valid(); }
-void HistoryStore::Cursor::Next() { it_->Next(); }
-void HistoryStore::Cursor::Prev() { it_->Prev(); }
-uint64_t HistoryStore::Cursor::time_ns() const {
-  return it_->key().size() == kKeyBytes ? Be64(it_->key().data()) : 0;
+
+void HistoryStore::Cursor::NextChunk() {
+  if (!it_->Valid()) return;
+  it_->Next();
+  Load(true);
 }
-uint64_t HistoryStore::Cursor::seq() const {
-  return it_->key().size() == kKeyBytes ? Be64(it_->key().data() + 8) : 0;
+
+void HistoryStore::Cursor::PrevChunk() {
+  if (!it_->Valid()) return;
+  it_->Prev();
+  Load(false);
 }
-bool HistoryStore::Cursor::Read(HistoryRecord* out) const {
-  const rocksdb::Slice k = it_->key();
-  const rocksdb::Slice v = it_->value();
-  if (k.size() != kKeyBytes || v.size() != kValueBytes) return false;
-  out->record.time_ns = Be64(k.data());
-  std::memcpy(reinterpret_cast<char*>(&out->record) + sizeof(uint64_t), v.data(), kValueBytes);
-  const uint64_t seq = Be64(k.data() + 8);
-  out->run = static_cast<uint32_t>(seq >> 40);
-  out->position = seq & ((uint64_t{1} << 40) - 1);
-  return true;
+
+void HistoryStore::Cursor::Seek(uint64_t time_ns) {
+  // The last chunk keyed before time_ns may hold newer flows; every chunk before it does not.
+  it_->SeekForPrev(FlowKey(time_ns, 0));
+  if (!it_->Valid()) it_->SeekToFirst();
+  Load(true);
 }
+
+void HistoryStore::Cursor::SeekToFirst() {
+  it_->SeekToFirst();
+  Load(true);
+}
+
+void HistoryStore::Cursor::SeekBefore(uint32_t run, uint64_t position) {
+  // From the newest chunk back, by key alone, over the run's chunks at or past the position.
+  for (it_->SeekToLast(); it_->Valid(); it_->Prev()) {
+    const rocksdb::Slice k = it_->key();
+    if (k.size() != kKeyBytes) continue;
+    const uint64_t seq = Be64(k.data() + 8);
+    if (static_cast<uint32_t>(seq >> 40) != run || (seq & kPositionMask) < position) break;
+  }
+  Load(false);
+  if (Valid() && run_ == run && first_ + index_ >= position) index_ = position - 1 - first_;
+}
+
 absl::Status HistoryStore::Cursor::status() const {
   return FromRocks(it_->status(), "reading the history");
 }

@@ -1,12 +1,16 @@
 // HistoryStore and HistoryWriter: the observer's flow history on disk, in RocksDB, so that
 // queries reach past the ring and across restarts.
 //
-// Layout. Column family "flows": key = big-endian time_ns (8 bytes) + big-endian sequence
-// (8 bytes: the run number in the top 24 bits, the record's ring position in that run below), so
-// a time range is one seek; value = the FlowRecord without its time (88 bytes), compressed by
-// RocksDB (ZSTD where the library has it). FIFO compaction: files are written once and dropped
-// whole, oldest first, by size (--history-max-bytes) and by age (--history-max-age, files whose
-// newest key is older), so write amplification stays near 1. The default column family holds
+// Layout. Column family "flows": flows in chunks of up to 64 records consecutive in one run's
+// ring, each chunk one key = big-endian key time (8 bytes) + big-endian sequence (8 bytes: the
+// run number in the top 24 bits, the ring position of the chunk's first record below); value =
+// the chunk's FlowRecords, compressed by RocksDB (LZ4, else ZSTD). The key time is the newest
+// time among the chunk's first record and every record stored before it, so keys sort in the
+// order the records were stored and every record before a chunk is no newer than its key time:
+// `--since` is one seek. A scan pays RocksDB's per-key cost once per chunk, not per flow. FIFO
+// compaction: files are written once and dropped whole, oldest first, by size
+// (--history-max-bytes) and by age (--history-max-age, files whose newest key is older), so
+// write amplification stays near 1. The default column family holds
 // what the records refer to, each written in the same batch as (so before) the first flow that
 // needs it: endpoints by table id ("e/"), services by id ("s/"), interface names per run
 // ("i/"), each run's uuid seed ("r/"), and the intervals the writer missed ("g/"). Endpoint and
@@ -29,12 +33,17 @@
 //   HistoryWriter writer(*store, ring, table, names);
 //   writer.Start();
 //   auto cursor = store->Scan();
-//   for (cursor->Seek(since_ns); cursor->Valid(); cursor->Next()) use(cursor->record());
+//   FlowRecord r;
+//   for (cursor->Seek(since_ns); cursor->Valid(); cursor->Next()) {
+//     if (cursor->time_ns() >= since_ns) use(cursor->Read(&r), cursor->run(), cursor->position());
+//   }
 #ifndef FLOWSCOPE_OBSERVER_HISTORY_H_
 #define FLOWSCOPE_OBSERVER_HISTORY_H_
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -67,13 +76,6 @@ struct HistoryOptions {
   uint64_t max_bytes = uint64_t{1} << 30;
   uint64_t run_id = 0;           // this run's uuid seed (FlowBuilder's), kept for its flows
   const Clock* clock = nullptr;  // what age retention measures against; the real clock if null
-};
-
-// A stored flow, with the run and ring position it had (they make its uuid).
-struct HistoryRecord {
-  FlowRecord record;
-  uint32_t run = 0;
-  uint64_t position = 0;
 };
 
 // Flows the writer could not store: `count` of them, seen between first_ns and last_ns.
@@ -113,6 +115,7 @@ class HistoryStore final : public EndpointTable::Archive, public RunArchive {
     void AddEndpoint(const Endpoint& e);
     void AddService(const Service& s);
     void AddInterface(uint32_t run, uint32_t ifindex, const std::string& name);
+    // Flows go into the chunk being built while they follow each other in one run's ring.
     void AddFlow(uint32_t run, uint64_t position, const FlowRecord& r);
     void AddGap(const HistoryGap& gap);
     size_t flows() const { return flows_; }
@@ -120,12 +123,20 @@ class HistoryStore final : public EndpointTable::Archive, public RunArchive {
 
    private:
     friend class HistoryStore;
+    void CloseChunk();
     std::unique_ptr<rocksdb::WriteBatch> batch_;
     rocksdb::ColumnFamilyHandle* flows_cf_ = nullptr;
+    uint64_t* key_time_ = nullptr;  // the store's: the newest time stored
     size_t flows_ = 0;
-    uint64_t gaps_ = 0;
+    size_t chunks_ = 0;
+    // The chunk being built.
+    std::string chunk_;
+    uint64_t chunk_time_ = 0;
+    uint32_t chunk_run_ = 0;
+    uint64_t chunk_first_ = 0;
   };
-  Batch NewBatch() const;
+  // One writer at a time: a batch continues the keys of the one committed before it.
+  Batch NewBatch();
   // Writes the batch atomically (write-ahead log, no fsync). An error (a full disk) leaves the
   // database refusing writes until Resume() succeeds.
   absl::Status Commit(Batch& batch);
@@ -141,26 +152,54 @@ class HistoryStore final : public EndpointTable::Archive, public RunArchive {
 
   // --- reading (any thread) ---------------------------------------------------------------------
 
-  // Flows in key order (time, then run and position). A cursor must not outlive the store.
+  // Flows in the order they were stored (each run's ring order, runs one after the other), one
+  // record at a time. A cursor must not outlive the store.
   class Cursor {
    public:
     explicit Cursor(std::unique_ptr<rocksdb::Iterator> it);
     ~Cursor();
-    void Seek(uint64_t time_ns);  // the first flow at or after time_ns
-    // The last flow whose key is below (time_ns, seq).
-    void SeekBefore(uint64_t time_ns, uint64_t seq);
-    void SeekToLast();
-    bool Valid() const;
-    void Next();
-    void Prev();
-    uint64_t time_ns() const;
-    uint64_t seq() const;
-    // False for a value that is not a record (reported once by the caller, skipped).
-    bool Read(HistoryRecord* out) const;
+    // At the first chunk that may hold a flow at or after time_ns: every flow before the cursor
+    // is older (flows after it may still be, as in the ring: the caller skips them).
+    void Seek(uint64_t time_ns);
+    void SeekToFirst();
+    // At the last flow stored before ring position `position` of `run`.
+    void SeekBefore(uint32_t run, uint64_t position);
+    bool Valid() const { return index_ < count_; }
+    void Next() {
+      if (++index_ >= count_) NextChunk();
+    }
+    void Prev() {
+      if (index_ > 0) {
+        --index_;
+      } else {
+        PrevChunk();
+      }
+    }
+    uint32_t run() const { return run_; }
+    uint64_t position() const { return first_ + index_; }
+    uint64_t time_ns() const {
+      uint64_t t;
+      std::memcpy(&t, data_ + index_ * sizeof(FlowRecord) + offsetof(FlowRecord, time_ns),
+                  sizeof t);
+      return t;
+    }
+    const FlowRecord& Read(FlowRecord* out) const {
+      std::memcpy(static_cast<void*>(out), data_ + index_ * sizeof(FlowRecord), sizeof(FlowRecord));
+      return *out;
+    }
     absl::Status status() const;
 
    private:
+    // Takes the iterator's chunk, moving on (forward or back) over values that are not chunks.
+    void Load(bool forward);
+    void NextChunk();
+    void PrevChunk();
     std::unique_ptr<rocksdb::Iterator> it_;
+    const char* data_ = nullptr;  // the chunk's records, valid until the iterator moves
+    size_t index_ = 0;
+    size_t count_ = 0;
+    uint32_t run_ = 0;
+    uint64_t first_ = 0;
   };
   std::unique_ptr<Cursor> Scan() const;
 
@@ -193,6 +232,8 @@ class HistoryStore final : public EndpointTable::Archive, public RunArchive {
   uint32_t next_endpoint_id_ = 3;
   uint32_t next_service_id_ = 1;
   uint64_t reserve_bytes_ = 0;
+  uint64_t key_time_ = 0;  // the newest flow time stored (writer)
+  std::atomic<uint64_t> flows_committed_{0}, chunks_committed_{0};  // by this run
   std::string recovery_;
   mutable std::mutex cache_mu_;
   mutable absl::flat_hash_map<uint32_t, std::shared_ptr<const Endpoint>> endpoints_;

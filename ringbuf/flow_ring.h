@@ -24,6 +24,7 @@
 #ifndef FLOWSCOPE_RINGBUF_FLOW_RING_H_
 #define FLOWSCOPE_RINGBUF_FLOW_RING_H_
 
+#include <algorithm>
 #include <atomic>
 #include <concepts>
 #include <cstdint>
@@ -111,16 +112,20 @@ class FlowRing {
   uint64_t EndPosition() const { return Published(); }
 
   // Copies the record at absolute position `pos`. kEnd if it is not written yet, kLost if it has
-  // been (or is being) overwritten.
+  // been (or is being) overwritten; `out` holds the record only after kRecord.
   ReadStatus ReadAt(uint64_t pos, R* out) const {
     const Slot& slot = slots_[pos & mask_];
     const uint64_t want = 2 * pos + 2;
     const uint64_t before = slot.seq.load(std::memory_order_acquire);
     if (before != want) return before < want ? ReadStatus::kEnd : ReadStatus::kLost;
-    uint64_t words[kWords];
-    for (size_t i = 0; i < kWords; ++i) words[i] = slot.words[i].load(std::memory_order_acquire);
+    // Word by word straight into `out` (no staging copy: the caller's reads of its fields then
+    // come from the stores of whole words).
+    char* dst = reinterpret_cast<char*>(out);
+    for (size_t i = 0; i < kWords; ++i) {
+      const uint64_t w = slot.words[i].load(std::memory_order_acquire);
+      std::memcpy(dst + i * sizeof w, &w, std::min(sizeof w, sizeof(R) - i * sizeof w));
+    }
     if (slot.seq.load(std::memory_order_relaxed) != want) return ReadStatus::kLost;
-    std::memcpy(out, words, sizeof(R));
     return ReadStatus::kRecord;
   }
 
