@@ -22,6 +22,7 @@
 #include "api/grpc_server.h"
 #include "api/grpc_util.h"
 #include "bpf/flow_event.h"
+#include "flowscope/v1/flowscope.grpc.pb.h"
 #include "observer/observer_service.h"
 #include "relay/merge.h"
 #include "tests/testing/flow_records.h"
@@ -60,7 +61,10 @@ struct Node {
         observer::ObserverOptions{.node_name = name, .address = "x", .watermark = &watermark});
     socket = dir + "/" + name + ".sock";
     std::vector<grpc::Service*> services = {service.get()};
-    if (!hubble_only) services.push_back(service->batch_service());
+    if (!hubble_only) {
+      services.push_back(service->batch_service());
+      services.push_back(service->history_service());
+    }
     server = std::move(GrpcServer::Start(services, {socket, ""})).value();
   }
   // Writes flows at the given millisecond offsets (port = ms) and, as the drain does, promises
@@ -118,8 +122,9 @@ class RelayTest : public ::testing::Test {
     pool_ = std::make_unique<PeerPool>(po);
     pool_->Start();
     relay_ = std::make_unique<RelayService>(*pool_, RelayOptions{});
-    server_ = std::move(GrpcServer::Start({relay_.get(), relay_->batch_service()},
-                                          {dir_ + "/relay.sock", ""}))
+    server_ = std::move(GrpcServer::Start(
+                            {relay_.get(), relay_->batch_service(), relay_->history_service()},
+                            {dir_ + "/relay.sock", ""}))
                   .value();
     stub_ = ::observer::Observer::NewStub(
         grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials()));
@@ -257,6 +262,24 @@ TEST_F(RelayTest, StatusNodesAndNamespacesAggregate) {
   ASSERT_EQ(ns.namespaces_size(), 2);
   EXPECT_EQ(ns.namespaces(0).namespace_(), "default");
   EXPECT_EQ(ns.namespaces(1).namespace_(), "kube-system");
+}
+
+// The history status of every connected node that has flowscope's History service: a Hubble
+// peer (without it) and a dead one are left out, and the call still succeeds.
+TEST_F(RelayTest, HistoryStatusComesFromTheNodesThatHaveAHistoryService) {
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    grpc::ClientContext c;
+    ::observer::ServerStatusResponse st;
+    return stub_->ServerStatus(&c, {}, &st).ok() && st.num_connected_nodes().value() == 2;
+  }));
+  auto history = ::flowscope::v1::History::NewStub(
+      grpc::CreateChannel(server_->target(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext c;
+  ::flowscope::v1::HistoryStatusResponse r;
+  ASSERT_TRUE(history->GetHistoryStatus(&c, {}, &r).ok());
+  ASSERT_EQ(r.nodes_size(), 1) << r.DebugString();
+  EXPECT_EQ(r.nodes(0).node_name(), "node-a");
+  EXPECT_FALSE(r.nodes(0).enabled()) << "node-a keeps no history";
 }
 
 // A relay over flowscope peers: its pool, service and server.
