@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <time.h>
 
+#include <algorithm>
 #include <map>
 #include <random>
 
@@ -317,9 +318,11 @@ void ObserverDaemon::Maintain() {
     }
     names_.Expire();  // names of removed interfaces no record refers to any more
     if (dynamic_exporters_) (void)dynamic_exporters_->Maintain();  // logs what it refuses
-    // Endpoints of pods that are gone, once no record in the ring refers to them.
-    table_->Expire(drain_passes_.load(std::memory_order_acquire), ring_->Written(),
-                   ring_->OldestPosition());
+    // Endpoints of pods that are gone, once no record in the ring refers to them and the
+    // history writer has stored (with their endpoints) every record that did.
+    uint64_t oldest = ring_->OldestPosition();
+    if (history_writer_) oldest = std::min(oldest, history_writer_->persisted());
+    table_->Expire(drain_passes_.load(std::memory_order_acquire), ring_->Written(), oldest);
     if (!options_.policy_file.empty()) MaintainPolicy();
   }
 }

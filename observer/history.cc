@@ -632,8 +632,10 @@ bool Novel(uint32_t id, const absl::flat_hash_set<uint32_t>& stored,
 }  // namespace
 
 void HistoryWriter::Refer(uint32_t endpoint, HistoryStore::Batch& batch) {
-  if (Novel(endpoint, endpoints_stored_, endpoints_added_)) {
-    batch.AddEndpoint(*table_.Get(endpoint));
+  if (!Novel(endpoint, endpoints_stored_, endpoints_added_)) return;
+  // An id the table no longer holds (nor the archive) comes back as the world entry: not this.
+  if (std::shared_ptr<const Endpoint> e = table_.Get(endpoint); e->id == endpoint) {
+    batch.AddEndpoint(*e);
   }
 }
 
