@@ -1,7 +1,6 @@
 #include "observer/filter.h"
 
 #include <arpa/inet.h>
-#include <fnmatch.h>
 #include <netinet/in.h>
 #include <re2/re2.h>
 
@@ -29,6 +28,13 @@ namespace {
 absl::Status Invalid(absl::string_view field, absl::string_view value, absl::string_view why) {
   return absl::InvalidArgumentError(
       absl::StrCat("invalid ", field, " filter \"", Quote(value), "\": ", why));
+}
+
+// A valid criterion on data flowscope cannot evaluate: the request is refused rather than
+// answered as if nothing matched.
+absl::Status Unsupported(absl::string_view field, absl::string_view value, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("unsupported ", field, " filter \"", Quote(value),
+                                                 "\": ", why, "; remove the filter"));
 }
 
 // --- addresses ---------------------------------------------------------------------------------
@@ -85,7 +91,6 @@ class CompiledFilter {
     std::vector<std::string> clusters;
     std::vector<uint16_t> ports;
     std::vector<NameRule> services;
-    bool never = false;  // FQDNs, translated IPs: not produced yet
 
     bool ServiceMatches(const std::string& ns, const std::string& name) const {
       return std::any_of(services.begin(), services.end(),
@@ -112,10 +117,11 @@ class CompiledFilter {
         return false;
       }
       if (!workloads.empty() &&
-          std::none_of(workloads.begin(), workloads.end(), [&](const flow::Workload& w) {
-            return (w.name().empty() || w.name() == e.workload_name) &&
-                   (w.kind().empty() || w.kind() == e.workload_kind);
-          })) {
+          (e.workload_name.empty() ||  // an endpoint without a workload matches none
+           std::none_of(workloads.begin(), workloads.end(), [&](const flow::Workload& w) {
+             return (w.name().empty() || w.name() == e.workload_name) &&
+                    (w.kind().empty() || w.kind() == e.workload_kind);
+           }))) {
         return false;
       }
       if (!clusters.empty() &&
@@ -131,16 +137,14 @@ class CompiledFilter {
                                                                  const EndpointTable* table,
                                                                  const FlowBuilder* builder);
 
+  // A node name without a cluster is in `cluster`; an empty one matches no node_name pattern.
   bool NodeMatches(const std::string& node, const std::string& cluster) const {
     if (!node_labels_ok_) return false;
-    if (node_patterns_.empty()) return true;
-    std::string full = node;
-    if (full.find('/') == std::string::npos) {
-      full = absl::StrCat(cluster.empty() ? "default" : cluster, "/", node);
-    }
-    return std::any_of(node_patterns_.begin(), node_patterns_.end(), [&](const std::string& p) {
-      return fnmatch(p.c_str(), full.c_str(), FNM_PATHNAME) == 0;
-    });
+    if (node_pattern_ == nullptr) return true;
+    if (node.empty()) return false;
+    const std::string full =
+        node.find('/') == std::string::npos ? absl::StrCat(cluster, "/", node) : node;
+    return RE2::FullMatch(full, *node_pattern_);
   }
 
   // The same criteria over a decoded flow (one read from a file, or from any Hubble server).
@@ -198,7 +202,7 @@ class CompiledFilter {
   // record: then the filter matches it exactly when both sides accept their endpoint ids.
   bool EndpointOnly() const {
     const auto plain = [](const Side& s) {
-      return !s.never && s.ips.empty() && s.ports.empty() && s.services.empty();
+      return s.ips.empty() && s.ports.empty() && s.services.empty();
     };
     return !never_ && plain(src_) && plain(dst_) && verdicts_.none() && ip_versions_.empty() &&
            protocols_.empty() && event_types_.empty() && tcp_flags_.empty() && reply_.empty() &&
@@ -215,7 +219,7 @@ class CompiledFilter {
   // Every criterion but the node's, over the facts of a record or of a decoded flow.
   template <typename Facts>
   bool MatchFacts(const Facts& x) const {
-    if (never_ || src_.never || dst_.never) return false;
+    if (never_) return false;
     if (verdicts_.any() && (x.verdict() < 0 || x.verdict() >= 8 ||
                             !verdicts_.test(static_cast<size_t>(x.verdict())))) {
       return false;
@@ -255,8 +259,10 @@ class CompiledFilter {
         std::find(directions_.begin(), directions_.end(), x.direction()) == directions_.end()) {
       return false;
     }
-    if (!drop_reasons_.empty() && std::find(drop_reasons_.begin(), drop_reasons_.end(),
-                                            x.drop_reason()) == drop_reasons_.end()) {
+    // Only drops have a drop reason to match (a forwarded flow's 0 is not DROP_REASON_UNKNOWN).
+    if (!drop_reasons_.empty() &&
+        (x.verdict() != flow::DROPPED || std::find(drop_reasons_.begin(), drop_reasons_.end(),
+                                                   x.drop_reason()) == drop_reasons_.end())) {
       return false;
     }
     if (!interfaces_.empty()) {
@@ -304,7 +310,7 @@ class CompiledFilter {
   bool never_ = false;
   bool node_matches_ = true;    // for records: this node against the patterns and labels
   bool node_labels_ok_ = true;  // node_labels selectors against this node's labels
-  std::vector<std::string> node_patterns_;  // "cluster/node" globs
+  std::shared_ptr<const RE2> node_pattern_;  // node_name patterns, as one expression
   Side src_;
   Side dst_;
   std::bitset<8> verdicts_;
@@ -354,6 +360,59 @@ absl::Status ValidateFqdn(absl::string_view field, const std::string& value) {
   return absl::OkStatus();
 }
 
+// Hubble's node name patterns: "[cluster/]node", each part lowercased, without surrounding
+// spaces and one trailing dot, of letters, digits, '-', '_', '.' and '*' (any run of letters,
+// digits, '-' and '.'); an empty or missing part is any name. One expression for all of them.
+constexpr char kAnyDnsName[] = "(?:[-0-9_a-z]+(?:\\.[-0-9_a-z]+)*)";
+
+absl::Status AppendNamePattern(absl::string_view part, const std::string& pattern,
+                               std::string* re) {
+  std::string p = absl::AsciiStrToLower(absl::StripAsciiWhitespace(part));
+  if (absl::EndsWith(p, ".")) p.pop_back();
+  if (p.empty()) return Invalid("node_name", pattern, "empty pattern");
+  if (absl::EndsWith(p, ".")) return Invalid("node_name", pattern, "more than one trailing dot");
+  for (char ch : p) {
+    if (ch == '.') {
+      re->append("\\.");
+    } else if (ch == '*') {
+      re->append("[-.0-9a-z]*");
+    } else if (absl::ascii_isdigit(static_cast<unsigned char>(ch)) || (ch >= 'a' && ch <= 'z') ||
+               ch == '-' || ch == '_') {
+      re->push_back(ch);
+    } else {
+      return Invalid("node_name", pattern,
+                     absl::StrCat("character '", std::string(1, ch), "' is not allowed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const RE2>> NodeNamePattern(
+    const google::protobuf::RepeatedPtrField<std::string>& patterns) {
+  std::string re = "(?:";
+  for (int i = 0; i < patterns.size(); ++i) {
+    const std::string& pattern = patterns[i];
+    if (pattern.empty()) return Invalid("node_name", pattern, "empty pattern");
+    const std::vector<absl::string_view> parts = absl::StrSplit(pattern, '/');
+    if (parts.size() > 2) return Invalid("node_name", pattern, "more than one '/'");
+    if (i > 0) re.push_back('|');
+    const absl::string_view cluster = parts.size() == 2 ? parts[0] : "";
+    const absl::string_view node = parts.back();
+    const auto append = [&](absl::string_view part) {
+      if (!part.empty()) return AppendNamePattern(part, pattern, &re);
+      re.append(kAnyDnsName);
+      return absl::OkStatus();
+    };
+    if (absl::Status s = append(cluster); !s.ok()) return s;
+    re.push_back('/');
+    if (absl::Status s = append(node); !s.ok()) return s;
+  }
+  re.push_back(')');
+  auto compiled = std::make_shared<const RE2>(re);
+  if (!compiled->ok()) return Invalid("node_name", patterns[0], compiled->error());
+  return compiled;
+}
+
 absl::StatusOr<std::vector<uint8_t>> Protocols(const std::string& value) {
   auto numbers = bpf::IpProtocolNumbers(value);
   if (!numbers.ok()) return Invalid("protocol", value, numbers.status().message());
@@ -401,15 +460,15 @@ absl::Status CompileSide(const flow::FlowFilter& f, bool source, CompiledFilter:
     if (!r.ok()) return r.status();
     side->services.push_back(*std::move(r));
   }
-  // Criteria on data flowscope does not produce yet: valid, but nothing matches them.
+  // Criteria on data flowscope does not record yet: refused, never answered as matching nothing.
   for (const std::string& v : source ? f.source_fqdn() : f.destination_fqdn()) {
     if (absl::Status s = ValidateFqdn(field("fqdn"), v); !s.ok()) return s;
-    side->never = true;
+    return Unsupported(field("fqdn"), v, "flowscope records no DNS names for flows yet");
   }
   if (source) {
     for (const std::string& v : f.source_ip_xlated()) {
       if (auto c = ParseCidr("source_ip_xlated", v); !c.ok()) return c.status();
-      side->never = true;
+      return Unsupported("source_ip_xlated", v, "flowscope records no translated addresses yet");
     }
   }
   return absl::OkStatus();
@@ -460,10 +519,11 @@ absl::StatusOr<std::unique_ptr<CompiledFilter>> CompiledFilter::Compile(
   for (bool e : f.encrypted()) c->encrypted_.push_back(e);
   for (const std::string& u : f.uuid()) c->uuids_.push_back(absl::AsciiStrToLower(u));
 
-  // Node names: "[cluster/]node" globs; a flow's node is "<cluster>/<node>".
-  for (const std::string& p : f.node_name()) {
-    if (p.empty()) return Invalid("node_name", p, "pattern must not be empty");
-    c->node_patterns_.push_back(p.find('/') == std::string::npos ? "*/" + p : p);
+  // Node names: "[cluster/]node" patterns; a flow's node is "<cluster>/<node>".
+  if (f.node_name_size() > 0) {
+    auto re = NodeNamePattern(f.node_name());
+    if (!re.ok()) return re.status();
+    c->node_pattern_ = *std::move(re);
   }
   // Node labels: this node's (from the Kubernetes source; none otherwise). A decoded flow does
   // not carry its node's labels: against the empty set.
@@ -506,8 +566,24 @@ absl::StatusOr<std::unique_ptr<CompiledFilter>> CompiledFilter::Compile(
   for (const std::string& v : f.dns_query()) {
     if (absl::Status s = ValidateRegex("dns_query", v); !s.ok()) return s;
   }
-  if (http || f.dns_query_size() > 0 || f.trace_id_size() > 0 || f.ip_trace_id_size() > 0) {
-    c->never_ = true;
+  if (http) {
+    const auto [name, value] =
+        f.http_status_code_size() > 0 ? std::pair{"http_status_code", f.http_status_code(0)}
+        : f.http_method_size() > 0    ? std::pair{"http_method", f.http_method(0)}
+        : f.http_path_size() > 0      ? std::pair{"http_path", f.http_path(0)}
+        : f.http_url_size() > 0       ? std::pair{"http_url", f.http_url(0)}
+                                      : std::pair{"http_header", f.http_header(0).key()};
+    return Unsupported(name, value, "flowscope records no HTTP (L7) data yet");
+  }
+  if (f.dns_query_size() > 0) {
+    return Unsupported("dns_query", f.dns_query(0), "flowscope records no DNS (L7) data yet");
+  }
+  if (f.trace_id_size() > 0) {
+    return Unsupported("trace_id", f.trace_id(0), "flowscope records no trace contexts");
+  }
+  if (f.ip_trace_id_size() > 0) {
+    return Unsupported("ip_trace_id", absl::StrCat(f.ip_trace_id(0)),
+                       "flowscope records no IP trace ids");
   }
   if (f.has_experimental() && f.experimental().cel_expression_size() > 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -668,7 +744,8 @@ bool EndpointOfFlowMatches(const CompiledFilter::Side& side, const flow::Endpoin
 }  // namespace
 
 bool CompiledFilter::MatchFlow(const flow::Flow& f) const {
-  if (!NodeMatches(f.node_name(), f.source().cluster_name())) return false;
+  // As Hubble: a flow's node name without a cluster is in the default cluster.
+  if (!NodeMatches(f.node_name(), "default")) return false;
   struct FlowFacts {
     const flow::Flow& f;
     FlowView v;

@@ -165,6 +165,7 @@ TEST_F(FilterTest, VerdictEventTypeProtocolPortsFlags) {
   EXPECT_TRUE(Passes(fwd, {"event_type { type: 0 }"})) << "type 0 is any";
   EXPECT_TRUE(Passes(drop, {"drop_reason_desc: POLICY_DENIED"}));
   EXPECT_FALSE(Passes(fwd, {"drop_reason_desc: POLICY_DENIED"}));
+  EXPECT_FALSE(Passes(fwd, {"drop_reason_desc: DROP_REASON_UNKNOWN"})) << "only drops have one";
   EXPECT_TRUE(Passes(fwd, {R"(protocol: "TCP")"}));
   EXPECT_FALSE(Passes(fwd, {R"(protocol: "udp")"}));
   EXPECT_FALSE(Passes(fwd, {R"(protocol: "http")"})) << "L7 only";
@@ -209,6 +210,10 @@ TEST_F(FilterTest, IdentitiesWorkloadsClustersNodes) {
   EXPECT_TRUE(Passes(r, {R"(source_workload { name: "tiefighter" })"}));
   EXPECT_TRUE(Passes(r, {R"(source_workload { kind: "Deployment" })"}));
   EXPECT_FALSE(Passes(r, {R"(source_workload { name: "tiefighter" kind: "StatefulSet" })"}));
+  EXPECT_TRUE(Passes(r, {"source_workload {}"})) << "an empty workload: any workload";
+  const FlowRecord from_xwing = Tcp("10.0.1.6", 40000, "10.0.2.7", 80, 0);
+  EXPECT_FALSE(Passes(from_xwing, {"source_workload {}"})) << "xwing has none";
+  EXPECT_TRUE(Passes(from_xwing, {"destination_workload {}"}));
   EXPECT_TRUE(Passes(r, {R"(source_cluster_name: "default")"}));
   EXPECT_FALSE(Passes(r, {R"(destination_cluster_name: "other")"}));
   EXPECT_THAT(CompileError(R"(source_cluster_name: "")"), HasSubstr("must not be empty"));
@@ -217,6 +222,35 @@ TEST_F(FilterTest, IdentitiesWorkloadsClustersNodes) {
   EXPECT_TRUE(Passes(r, {R"(node_name: "default/node-1")"}));
   EXPECT_FALSE(Passes(r, {R"(node_name: "other/node-1")"}));
   EXPECT_FALSE(Passes(r, {R"(node_name: "k8s*")"}));
+  // Hubble's patterns: "cluster/" is every node of a cluster, "/node" the node in any cluster,
+  // patterns are lowercased, '*' spans dots but not the '/'.
+  EXPECT_TRUE(Passes(r, {R"(node_name: "default/")"}));
+  EXPECT_FALSE(Passes(r, {R"(node_name: "other/")"}));
+  EXPECT_TRUE(Passes(r, {R"(node_name: "/node-1")"}));
+  EXPECT_TRUE(Passes(r, {R"(node_name: "NODE-1")"}));
+  EXPECT_TRUE(Passes(r, {R"(node_name: "default/node-1.")"})) << "one trailing dot";
+  EXPECT_TRUE(Passes(r, {R"(node_name: "*")"}));
+  EXPECT_TRUE(Passes(r, {R"(node_name: "d*/*1")"}));
+  EXPECT_TRUE(Passes(r, {R"(node_name: "*/node-1")"}));
+  EXPECT_TRUE(Passes(r, {R"(node_name: "other/x" node_name: "node-1")"})) << "any pattern";
+  EXPECT_THAT(CompileError(R"(node_name: "a/b/c")"), HasSubstr("more than one '/'"));
+  EXPECT_THAT(CompileError(R"(node_name: "node?")"), HasSubstr("'?' is not allowed"));
+  EXPECT_THAT(CompileError(R"(node_name: "node..")"), HasSubstr("more than one trailing dot"));
+  EXPECT_THAT(CompileError(R"(node_name: "")"), HasSubstr("empty pattern"));
+  // A decoded flow: a name without a cluster is in "default"; an empty name matches nothing.
+  google::protobuf::RepeatedPtrField<flow::FlowFilter> w;
+  ASSERT_TRUE(
+      google::protobuf::TextFormat::ParseFromString(R"(node_name: "default/k8s-*")", w.Add()));
+  auto flows = FlowPredicate::CompileForFlows(w, {});
+  ASSERT_TRUE(flows.ok()) << flows.status();
+  flow::Flow f;
+  f.set_node_name("k8s-worker");
+  f.mutable_source()->set_cluster_name("prod");
+  EXPECT_TRUE(flows->MatchFlow(f));
+  f.set_node_name("prod/k8s-worker");
+  EXPECT_FALSE(flows->MatchFlow(f));
+  f.set_node_name("");
+  EXPECT_FALSE(flows->MatchFlow(f));
   EXPECT_TRUE(Passes(r, {R"(uuid: ")" + builder_.Uuid(0) + R"(")"}));
   EXPECT_FALSE(Passes(r, {R"(uuid: "00000000-0000-4000-8000-000000000000")"}));
 }
@@ -271,11 +305,28 @@ TEST_F(FilterTest, NodeLabelsAreThisNodesLabels) {
   EXPECT_THAT(CompileError(R"x(node_labels: "zone in (a")x"), HasSubstr("node_labels"));
 }
 
-TEST_F(FilterTest, FieldsFlowscopeDoesNotProduceMatchNothingButAreValidated) {
+// A criterion on data flowscope does not record is refused, naming the field: answering as if
+// nothing matched would look like an answer.
+TEST_F(FilterTest, FieldsFlowscopeCannotEvaluateAreRefusedNamingTheField) {
   const FlowRecord r = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, 0);
-  EXPECT_FALSE(Passes(r, {R"(source_fqdn: "*.cluster.local")"}));
-  EXPECT_FALSE(Passes(r, {R"(http_status_code: "4+")"}));
-  EXPECT_FALSE(Passes(r, {R"(dns_query: ".*\\.local")"}));
+  for (const auto& [filter, field] : std::vector<std::pair<std::string, std::string>>{
+           {R"(source_fqdn: "*.cluster.local")", "source_fqdn"},
+           {R"(destination_fqdn: "api.example.com")", "destination_fqdn"},
+           {R"(source_ip_xlated: "10.0.0.1")", "source_ip_xlated"},
+           {R"(http_status_code: "4+")", "http_status_code"},
+           {R"(http_method: "GET")", "http_method"},
+           {R"(http_path: "/v1/.*")", "http_path"},
+           {R"(http_url: "http://x/.*")", "http_url"},
+           {R"(http_header { key: "x-a" value: "b" })", "http_header"},
+           {R"(dns_query: ".*\\.local")", "dns_query"},
+           {R"(trace_id: "4bf92f3577b34da6")", "trace_id"},
+           {"ip_trace_id: 7", "ip_trace_id"},
+       }) {
+    EXPECT_THAT(CompileError(filter), HasSubstr("unsupported " + field + " filter")) << filter;
+    google::protobuf::RepeatedPtrField<flow::FlowFilter> w;
+    ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(filter, w.Add()));
+    EXPECT_FALSE(FlowPredicate::CompileForFlows(w, {}).ok()) << "decoded flows too: " << filter;
+  }
   EXPECT_TRUE(Passes(r, {"encrypted: false"}));
   EXPECT_FALSE(Passes(r, {"encrypted: true"}));
   EXPECT_THAT(CompileError(R"(http_status_code: "4xx")"), HasSubstr("http_status_code"));
