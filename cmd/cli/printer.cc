@@ -315,13 +315,30 @@ std::string Printer::Paint(const char* color, absl::string_view text) const {
 
 std::string Printer::PaintedVerdict(const flow::Flow& f) const {
   std::string v = Verdict(f);
-  if (options_.print_policy_names) {
-    const bool denied = f.verdict() == flow::DROPPED || f.verdict() == flow::ERROR;
+  // As Hubble: the policies of a policy-verdict event, for the flow's own direction, named
+  // "name (kind)" when both are known.
+  if (options_.print_policy_names && f.event_type().type() == 5 &&
+      (f.traffic_direction() == flow::EGRESS || f.traffic_direction() == flow::INGRESS)) {
+    const bool egress = f.traffic_direction() == flow::EGRESS;
+    const google::protobuf::RepeatedPtrField<flow::Policy>* list = nullptr;
+    switch (f.verdict()) {
+      case flow::FORWARDED:
+      case flow::REDIRECTED:
+        list = egress ? &f.egress_allowed_by() : &f.ingress_allowed_by();
+        break;
+      case flow::DROPPED:
+      case flow::ERROR:
+        list = egress ? &f.egress_denied_by() : &f.ingress_denied_by();
+        break;
+      default:
+        break;
+    }
     std::vector<std::string> names;
-    for (const auto* list : denied ? std::vector{&f.egress_denied_by(), &f.ingress_denied_by()}
-                                   : std::vector{&f.egress_allowed_by(), &f.ingress_allowed_by()}) {
-      for (const flow::Policy& p : *list)
-        names.push_back(absl::StrCat(p.name(), " (", p.kind(), ")"));
+    if (list != nullptr) {
+      for (const flow::Policy& p : *list) {
+        if (p.name().empty() || p.kind().empty()) continue;
+        names.push_back(absl::StrCat(Sanitize(p.name()), " (", Sanitize(p.kind()), ")"));
+      }
     }
     if (!names.empty()) absl::StrAppend(&v, " BY ", absl::StrJoin(names, ", "));
   }
@@ -362,9 +379,9 @@ void Printer::WriteFlowDict(const ::observer::GetFlowsResponse& resp) {
   const flow::Flow& f = resp.flow();
   if (!first_dict_) out_ << "------------\n";
   first_dict_ = false;
-  std::string src = Host(f, true);
-  std::string dst = Host(f, false);
-  if (f.has_is_reply() && f.is_reply().value()) std::swap(src, dst);
+  // The flow's own source and destination (only the compact layout turns replies around).
+  const std::string src = Host(f, true);
+  const std::string dst = Host(f, false);
   out_ << "  TIMESTAMP: " << FormatTime(f.has_time() ? &f.time() : nullptr, options_.time_format)
        << "\n";
   if (options_.print_node_name) out_ << "       NODE: " << Sanitize(f.node_name()) << "\n";
@@ -462,13 +479,11 @@ bool Printer::Write(const ::observer::GetFlowsResponse& resp) {
       if (options_.format == Format::kDict) WriteFlowDict(resp);
       if (options_.format == Format::kTable) {
         const flow::Flow& f = resp.flow();
-        std::string src = Host(f, true);
-        std::string dst = Host(f, false);
-        if (f.has_is_reply() && f.is_reply().value()) std::swap(src, dst);
         std::vector<std::string> row = {
             FormatTime(f.has_time() ? &f.time() : nullptr, options_.time_format)};
         if (options_.print_node_name) row.push_back(Sanitize(f.node_name()));
-        row.insert(row.end(), {src, dst, FlowType(f), Verdict(f), Summary(f)});
+        row.insert(row.end(),
+                   {Host(f, true), Host(f, false), FlowType(f), PaintedVerdict(f), Summary(f)});
         table_.push_back(std::move(row));
       }
       break;

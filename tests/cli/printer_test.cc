@@ -1,6 +1,7 @@
 // Golden tests of the observe printers against the layouts in the reference §6.2–§6.3.
 #include "cmd/cli/printer.h"
 
+#include <gmock/gmock.h>
 #include <google/protobuf/text_format.h>
 #include <gtest/gtest.h>
 
@@ -9,6 +10,8 @@
 
 namespace flowscope::cli {
 namespace {
+
+using ::testing::HasSubstr;
 
 ::observer::GetFlowsResponse Resp(const std::string& text) {
   ::observer::GetFlowsResponse r;
@@ -230,12 +233,17 @@ TEST(PrinterTest, TableIsAlignedAndPrintedAtTheEnd) {
   o.format = Format::kTable;
   EXPECT_EQ(
       Print({kDnsQuery, kSynAckReply}, o),
-      "TIMESTAMP             SOURCE                     DESTINATION                              "
-      "TYPE          VERDICT     SUMMARY\n"
-      "May  4 12:47:08.811   default/tiefighter:53875   kube-system/coredns-74ff55c5b-66f4n:53   "
-      "to-endpoint   FORWARDED   UDP\n"
-      "May  4 12:47:08.812   default/tiefighter:50214   default/deathstar-c74d84667-cx5kp:80     "
-      "to-endpoint   FORWARDED   TCP Flags: SYN, ACK\n");
+      "TIMESTAMP             SOURCE                                 DESTINATION                   "
+      "           TYPE          VERDICT     SUMMARY\n"
+      "May  4 12:47:08.811   default/tiefighter:53875               kube-system/coredns-74ff55c5b-"
+      "66f4n:53   to-endpoint   FORWARDED   UDP\n"
+      "May  4 12:47:08.812   default/deathstar-c74d84667-cx5kp:80   default/tiefighter:50214      "
+      "           to-endpoint   FORWARDED   TCP Flags: SYN, ACK\n")
+      << "a reply keeps its own source and destination (only the compact layout turns it)";
+  o.format = Format::kDict;
+  EXPECT_THAT(Print({kSynAckReply}, o),
+              HasSubstr("     SOURCE: default/deathstar-c74d84667-cx5kp:80\n"
+                        "DESTINATION: default/tiefighter:50214\n"));
 }
 
 TEST(PrinterTest, JsonIsOneObjectPerLineWithProtoNames) {
@@ -275,18 +283,42 @@ TEST(PrinterTest, ColoursOnlyWhenAsked) {
 }
 
 TEST(PrinterTest, PolicyNamesAndSilentErrors) {
+  // As Hubble: only a policy-verdict event names its policies, those of its own direction that
+  // have a name and a kind; in every layout.
   auto r = Resp(kDropped);
-  auto* p = r.mutable_flow()->add_egress_denied_by();
+  flow::Flow* f = r.mutable_flow();
+  f->mutable_event_type()->set_type(5);
+  f->set_traffic_direction(flow::EGRESS);
+  auto* p = f->add_egress_denied_by();
   p->set_name("deny-xwing");
   p->set_kind("CiliumNetworkPolicy");
+  f->add_egress_denied_by()->set_name("no-kind");
+  auto* in = f->add_ingress_denied_by();
+  in->set_name("ingress-rule");
+  in->set_kind("CiliumNetworkPolicy");
   PrinterOptions o;
   o.print_policy_names = true;
-  std::ostringstream out, err;
-  Printer printer(o, out, err);
-  printer.Write(r);
-  EXPECT_NE(out.str().find("Policy denied DROPPED BY deny-xwing (CiliumNetworkPolicy) (TCP Flags"),
-            std::string::npos)
-      << out.str();
+  const auto print = [&](const ::observer::GetFlowsResponse& resp, Format format) {
+    std::ostringstream out, err;
+    o.format = format;
+    Printer printer(o, out, err);
+    printer.Write(resp);
+    printer.Finish();
+    return out.str();
+  };
+  EXPECT_THAT(print(r, Format::kCompact),
+              HasSubstr(" DENIED BY deny-xwing (CiliumNetworkPolicy) (TCP Flags"));
+  EXPECT_THAT(print(r, Format::kDict),
+              HasSubstr("VERDICT: DENIED BY deny-xwing (CiliumNetworkPolicy)\n"));
+  EXPECT_THAT(print(r, Format::kTable), HasSubstr("DENIED BY deny-xwing (CiliumNetworkPolicy)   "));
+  f->set_traffic_direction(flow::INGRESS);
+  EXPECT_THAT(print(r, Format::kCompact),
+              HasSubstr(" DENIED BY ingress-rule (CiliumNetworkPolicy) (TCP Flags"));
+  f->mutable_event_type()->set_type(1);  // the drop itself names no policy
+  EXPECT_THAT(print(r, Format::kCompact), HasSubstr(" DROPPED (TCP Flags"));
+  o.print_policy_names = false;
+  f->mutable_event_type()->set_type(5);
+  EXPECT_THAT(print(r, Format::kCompact), HasSubstr(" DENIED (TCP Flags"));
   PrinterOptions silent;
   silent.silent_errors = true;
   std::string e;
