@@ -5,6 +5,7 @@
 #include <google/protobuf/timestamp.pb.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <vector>
@@ -178,7 +179,12 @@ void AppendMessage(const pb::Message& m, std::string* out) {
     return;
   }
   std::vector<const pb::FieldDescriptor*> fields;
-  m.GetReflection()->ListFields(m, &fields);
+  m.GetReflection()->ListFields(m, &fields);  // by number
+  // In the .proto's declaration order, as protojson (Hubble's CLI) writes them.
+  std::sort(fields.begin(), fields.end(),
+            [](const pb::FieldDescriptor* a, const pb::FieldDescriptor* b) {
+              return a->index() < b->index();
+            });
   out->push_back('{');
   bool first = true;
   for (const pb::FieldDescriptor* f : fields) {

@@ -1,8 +1,10 @@
 // Fast proto3-JSON encoding of responses (the CLI's `-o json`, the flow exporter): the mapping
 // protobuf's JSON printer uses with original field names (enums by name, 64-bit integers as
-// strings, wrappers as bare values, RFC3339 UTC timestamps with 0/3/6/9 fractional digits, defaults
-// omitted), written directly through reflection instead of protobuf's slower generic path. Strings
-// are escaped as Go's encoder does in Hubble's CLI (including <, > and &). Pure; any thread.
+// strings, wrappers as bare values, RFC3339 UTC timestamps with 0/3/6/9 fractional digits,
+// defaults omitted), fields in the .proto's declaration order as protojson (so Hubble's CLI)
+// writes them, written directly through reflection instead of protobuf's slower generic path.
+// Strings are escaped as Go's encoder does in Hubble's CLI (including <, > and &). Pure; any
+// thread.
 #ifndef FLOWSCOPE_API_JSON_H_
 #define FLOWSCOPE_API_JSON_H_
 

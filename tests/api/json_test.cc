@@ -72,6 +72,40 @@ TEST(JsonTest, FlowsWithEveryKindOfField) {
     time { seconds: 1714826828 nanos: 811000000 })pb");
 }
 
+// Fields come in the .proto's declaration order, as protojson (Hubble's CLI) writes them, not
+// by number: `uuid` (34) right after `time` (1), `ip_trace_id` (40) before `drop_reason_desc`
+// (25), so outputs of both diff line by line.
+TEST(JsonTest, FieldsInDeclarationOrder) {
+  ::observer::GetFlowsResponse m;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(R"pb(
+                                                              flow {
+                                                                time { seconds: 1 }
+                                                                uuid: "u"
+                                                                verdict: DROPPED
+                                                                auth_type: SPIRE
+                                                                Type: L3_L4
+                                                                node_name: "n"
+                                                                ip_trace_id { trace_id: 9 }
+                                                                drop_reason_desc: POLICY_DENIED
+                                                                is_reply { value: true }
+                                                              }
+                                                              node_name: "n"
+                                                              time { seconds: 1 })pb",
+                                                            &m));
+  std::string out;
+  AppendJson(m, &out);
+  const auto j = nlohmann::ordered_json::parse(out);
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : j["flow"].items()) keys.push_back(k);
+  EXPECT_EQ(keys,
+            (std::vector<std::string>{"time", "uuid", "verdict", "auth_type", "Type", "node_name",
+                                      "ip_trace_id", "drop_reason_desc", "is_reply"}))
+      << out;
+  std::vector<std::string> top;
+  for (const auto& [k, v] : j.items()) top.push_back(k);
+  EXPECT_EQ(top, (std::vector<std::string>{"flow", "node_name", "time"}));
+}
+
 TEST(JsonTest, TimestampsLostEventsNodeStatusAndStatus) {
   for (const char* nanos : {"0", "5", "567000", "567800000", "567890123"}) {
     ExpectSameAsProtobuf<::observer::GetFlowsResponse>(std::string(R"pb(lost_events {
