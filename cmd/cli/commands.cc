@@ -280,14 +280,17 @@ int Status(const ServerOptions& server, Format format, std::ostream& out, std::o
     grpc::health::v1::HealthCheckResponse resp;
     const grpc::Status s = health->Check(&ctx, req, &resp);
     if (!s.ok()) return Fail(err, absl::StrCat("failed getting status: ", RpcError(s)));
+    // The target as dialled: without the tls:// scheme, as Hubble shows it.
+    absl::string_view via = server.server;
+    absl::ConsumePrefix(&via, "tls://");
     if (resp.status() != grpc::health::v1::HealthCheckResponse::SERVING) {
       if (format == Format::kCompact) {
-        out << "Healthcheck (via " << server.server << "): Unavailable: "
+        out << "Healthcheck (via " << via << "): Unavailable: "
             << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status()) << "\n";
       }
       return Fail(err, "not healthy");
     }
-    if (format == Format::kCompact) out << "Healthcheck (via " << server.server << "): Ok\n";
+    if (format == Format::kCompact) out << "Healthcheck (via " << via << "): Ok\n";
   }
   auto stub = ::observer::Observer::NewStub(*channel);
   grpc::ClientContext ctx;

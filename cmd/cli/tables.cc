@@ -1,7 +1,5 @@
 #include "cmd/cli/tables.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <algorithm>
 #include <optional>
 #include <vector>
@@ -9,9 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_replace.h"
-#include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "api/json.h"
 #include "api/time_parse.h"
 
 namespace flowscope::cli {
@@ -21,13 +18,80 @@ std::string Percent(uint64_t num, uint64_t max, const absl::FormatSpec<double>& 
   return absl::StrFormat(fmt, 100.0 * static_cast<double>(num) / static_cast<double>(max));
 }
 
-// `m` in proto3 JSON with its field names as the proto spells them, on one line.
+// `m` in proto3 JSON as protojson writes it (proto field names, declaration order), on one line.
 std::string JsonLine(const google::protobuf::Message& m) {
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.preserve_proto_field_names = true;
   std::string json;
-  (void)google::protobuf::util::MessageToJsonString(m, &json, opts);
+  AppendJson(m, &json);
   return json + "\n";
+}
+
+// Compact JSON indented as Go's json.MarshalIndent(v, "", "  ") lays it out: one member or
+// element per line, "key": value, empty objects and arrays as {} and [].
+std::string IndentJson(absl::string_view compact) {
+  std::string out;
+  int depth = 0;
+  bool in_string = false;
+  const auto newline = [&] {
+    out.push_back('\n');
+    out.append(static_cast<size_t>(2 * depth), ' ');
+  };
+  for (size_t i = 0; i < compact.size(); ++i) {
+    const char c = compact[i];
+    if (in_string) {
+      out.push_back(c);
+      if (c == '\\' && i + 1 < compact.size()) {
+        out.push_back(compact[++i]);
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        in_string = true;
+        out.push_back(c);
+        break;
+      case '{':
+      case '[':
+        out.push_back(c);
+        if (i + 1 < compact.size() && (compact[i + 1] == '}' || compact[i + 1] == ']')) {
+          out.push_back(compact[++i]);
+          break;
+        }
+        ++depth;
+        newline();
+        break;
+      case '}':
+      case ']':
+        --depth;
+        newline();
+        out.push_back(c);
+        break;
+      case ',':
+        out.push_back(c);
+        newline();
+        break;
+      case ':':
+        out.append(": ");
+        break;
+      default:
+        out.push_back(c);
+    }
+  }
+  return out;
+}
+
+// A list as Hubble's `list ... -o json` prints it: an indented array, `null` when empty.
+template <typename M>
+std::string JsonArray(const std::vector<M>& items) {
+  if (items.empty()) return "null\n";
+  std::string compact = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) compact.push_back(',');
+    AppendJson(items[i], &compact);
+  }
+  compact.push_back(']');
+  return IndentJson(compact) + "\n";
 }
 
 }  // namespace
@@ -46,15 +110,16 @@ void PrintStatus(const ::observer::ServerStatusResponse& st, Format format, std:
   const double uptime_s = static_cast<double>(st.uptime_ns()) / 1e9;
   auto rate = [&](bool compact) -> std::string {
     if (st.flows_rate() > 0) return absl::StrFormat("%.2f", st.flows_rate());
-    if (compact && uptime_s > 0 && st.seen_flows() > 0) {
+    if (compact && uptime_s > 0) {
       return absl::StrFormat("%.2f", static_cast<double>(st.seen_flows()) / uptime_s);
     }
     return "N/A";
   };
+  // Plain numbers, as Hubble prints node counts.
   const std::string connected =
-      st.has_num_connected_nodes() ? GroupDigits(st.num_connected_nodes().value()) : "N/A";
+      st.has_num_connected_nodes() ? absl::StrCat(st.num_connected_nodes().value()) : "N/A";
   const std::string unavailable =
-      st.has_num_unavailable_nodes() ? GroupDigits(st.num_unavailable_nodes().value()) : "N/A";
+      st.has_num_unavailable_nodes() ? absl::StrCat(st.num_unavailable_nodes().value()) : "N/A";
   const std::string uptime =
       FormatGoDuration(absl::Nanoseconds(static_cast<int64_t>(st.uptime_ns())));
   switch (format) {
@@ -77,7 +142,8 @@ void PrintStatus(const ::observer::ServerStatusResponse& st, Format format, std:
                                        st.unavailable_nodes().end());
         std::sort(names.begin(), names.end());
         for (const std::string& n : names) out << "  - " << n << "\n";
-        if (st.num_unavailable_nodes().value() > names.size()) {
+        // Without names, only the count (as Hubble).
+        if (!names.empty() && st.num_unavailable_nodes().value() > names.size()) {
           out << "  - and " << st.num_unavailable_nodes().value() - names.size() << " more...\n";
         }
       }
@@ -185,19 +251,7 @@ void PrintNodes(const ::observer::GetNodesResponse& resp,
   std::sort(nodes.begin(), nodes.end(),
             [](const auto& a, const auto& b) { return a.name() < b.name(); });
   if (format == "json") {
-    google::protobuf::util::JsonPrintOptions opts;
-    opts.preserve_proto_field_names = true;
-    opts.add_whitespace = true;
-    std::vector<std::string> items;
-    for (const auto& n : nodes) {
-      std::string j;
-      (void)google::protobuf::util::MessageToJsonString(n, &j, opts);
-      // Indent each object one level inside the array.
-      std::string indented =
-          "  " + absl::StrReplaceAll(absl::StripTrailingAsciiWhitespace(j), {{"\n", "\n  "}});
-      items.push_back(indented);
-    }
-    out << "[\n" << absl::StrJoin(items, ",\n") << (items.empty() ? "" : "\n") << "]\n";
+    out << JsonArray(nodes);
     return;
   }
   std::vector<std::vector<std::string>> rows;
@@ -225,11 +279,13 @@ void PrintNodes(const ::observer::GetNodesResponse& resp,
         state = "Unknown";
         break;
     }
+    // Uptime rounded to seconds first (as Hubble): both columns are N/A below half a second.
     const int64_t secs = static_cast<int64_t>((n.uptime_ns() + 500'000'000) / 1'000'000'000);
-    const std::string age = n.uptime_ns() == 0 ? "N/A" : FormatGoDuration(absl::Seconds(secs));
-    const double up = static_cast<double>(n.uptime_ns()) / 1e9;
-    const std::string rate =
-        up > 0 ? absl::StrFormat("%.2f", static_cast<double>(n.seen_flows()) / up) : "N/A";
+    const std::string age = secs == 0 ? "N/A" : FormatGoDuration(absl::Seconds(secs));
+    const std::string rate = secs == 0
+                                 ? "N/A"
+                                 : absl::StrFormat("%.2f", static_cast<double>(n.seen_flows()) /
+                                                               static_cast<double>(secs));
     const std::string flows =
         n.max_flows() == 0 ? "N/A"
                            : absl::StrCat(n.num_flows(), "/", n.max_flows(), " (",
@@ -255,15 +311,17 @@ void PrintNodes(const ::observer::GetNodesResponse& resp,
 void PrintNamespaces(const ::observer::GetNamespacesResponse& resp, const std::string& format,
                      std::ostream& out) {
   if (format == "json") {
-    out << JsonLine(resp);
+    out << JsonArray(
+        std::vector<::observer::Namespace>(resp.namespaces().begin(), resp.namespaces().end()));
     return;
   }
   std::vector<std::vector<std::string>> rows;
-  rows.push_back(format == "wide" ? std::vector<std::string>{"CLUSTER", "NAMESPACE"}
+  rows.push_back(format == "wide" ? std::vector<std::string>{"NAMESPACE", "CLUSTER"}
                                   : std::vector<std::string>{"NAMESPACE"});
   for (const auto& n : resp.namespaces()) {
-    rows.push_back(format == "wide" ? std::vector<std::string>{n.cluster(), n.namespace_()}
-                                    : std::vector<std::string>{n.namespace_()});
+    std::vector<std::string> row = {n.namespace_()};
+    if (format == "wide" && !n.cluster().empty()) row.push_back(n.cluster());
+    rows.push_back(std::move(row));
   }
   out << TabWrite(rows);
 }
