@@ -231,37 +231,46 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
 
 int ObserveEvents(const ServerOptions& server, bool agent, const ObserveOptions& o,
                   std::ostream& out, std::ostream& err, std::atomic<bool>* interrupted) {
+  auto req = BuildEventsRequest(o, absl::Now());
+  if (!req.ok()) return Fail(err, std::string(req.status().message()));
   auto channel = Dial(server);
   if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
   auto stub = ::observer::Observer::NewStub(*channel);
   grpc::ClientContext ctx;
   Authorize(&ctx, server);
   CancelOnInterrupt canceller(&ctx, interrupted);
-  const uint64_t number = o.last.value_or(o.follow ? 0 : 20);
+  Printer printer(o.printer, out, err);
   grpc::Status status;
-  std::string line;
-  auto print = [&](const google::protobuf::Message& m) {
-    line.clear();
-    AppendJson(m, &line);
-    out << line << "\n" << std::flush;
-  };
+  bool pipe_closed = false;
   if (agent) {
-    ::observer::GetAgentEventsRequest req;
-    req.set_number(number);
-    req.set_follow(o.follow);
-    auto reader = stub->GetAgentEvents(&ctx, req);
+    ::observer::GetAgentEventsRequest r;
+    r.set_number(req->number());
+    r.set_follow(req->follow());
+    if (req->has_since()) *r.mutable_since() = req->since();
+    if (req->has_until()) *r.mutable_until() = req->until();
+    auto reader = stub->GetAgentEvents(&ctx, r);
     ::observer::GetAgentEventsResponse resp;
-    while (reader->Read(&resp)) print(resp);
+    while (!pipe_closed && reader->Read(&resp)) {
+      if (!printer.WriteAgentEvent(resp)) pipe_closed = true;
+    }
+    if (pipe_closed) ctx.TryCancel();
     status = reader->Finish();
   } else {
-    ::observer::GetDebugEventsRequest req;
-    req.set_number(number);
-    req.set_follow(o.follow);
-    auto reader = stub->GetDebugEvents(&ctx, req);
+    ::observer::GetDebugEventsRequest r;
+    r.set_number(req->number());
+    r.set_follow(req->follow());
+    if (req->has_since()) *r.mutable_since() = req->since();
+    if (req->has_until()) *r.mutable_until() = req->until();
+    auto reader = stub->GetDebugEvents(&ctx, r);
     ::observer::GetDebugEventsResponse resp;
-    while (reader->Read(&resp)) print(resp);
+    while (!pipe_closed && reader->Read(&resp)) {
+      if (!printer.WriteDebugEvent(resp)) pipe_closed = true;
+    }
+    if (pipe_closed) ctx.TryCancel();
     status = reader->Finish();
   }
+  if (pipe_closed) return 0;
+  printer.Finish();
   if (status.ok() || status.error_code() == grpc::StatusCode::CANCELLED) return 0;
   return Fail(err, RpcError(status));
 }

@@ -6,7 +6,9 @@
 #include <map>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "api/grpc_util.h"
@@ -377,8 +379,7 @@ void Printer::WriteFlowCompact(const ::observer::GetFlowsResponse& resp) {
 
 void Printer::WriteFlowDict(const ::observer::GetFlowsResponse& resp) {
   const flow::Flow& f = resp.flow();
-  if (!first_dict_) out_ << "------------\n";
-  first_dict_ = false;
+  DictSeparator("\n");
   // The flow's own source and destination (only the compact layout turns replies around).
   const std::string src = Host(f, true);
   const std::string dst = Host(f, false);
@@ -408,8 +409,7 @@ void Printer::WriteLost(const ::observer::GetFlowsResponse& resp) {
       break;
     }
     case Format::kDict:
-      if (!first_dict_) out_ << "------------\n";
-      first_dict_ = false;
+      DictSeparator("\n");
       out_ << "  TIMESTAMP: " << ts << "\n"
            << "     SOURCE: " << source << "\n"
            << "       TYPE: EVENTS LOST\n"
@@ -457,6 +457,224 @@ void Printer::WriteNodeStatus(const ::observer::GetFlowsResponse& resp) {
        << Sanitize(resp.node_name()) << "]: " << msg << "\n";
 }
 
+bool Printer::WriteJson(const google::protobuf::Message& m) {
+  line_.clear();
+  AppendJson(m, &line_);
+  line_.push_back('\n');
+  out_ << line_;  // one object per line
+  if (options_.flush_each_line) out_.flush();
+  return static_cast<bool>(out_);
+}
+
+void Printer::DictSeparator(const char* after) {
+  if (!first_dict_) out_ << "------------" << after;
+  first_dict_ = false;
+}
+
+namespace {
+
+std::string EnumName(const google::protobuf::EnumDescriptor* d, int value) {
+  const google::protobuf::EnumValueDescriptor* v = d->FindValueByNumber(value);
+  return v != nullptr ? v->name() : absl::StrCat(value);
+}
+
+// "ip:port", with brackets around an IPv6 address (Go's net.JoinHostPort).
+std::string HostPort(const flow::ServiceUpsertNotificationAddr& a) {
+  if (a.ip().find(':') != std::string::npos) return absl::StrCat("[", a.ip(), "]:", a.port());
+  return absl::StrCat(a.ip(), ":", a.port());
+}
+
+// The DETAILS of an agent event, field by field as Hubble words them.
+std::string AgentEventDetails(const flow::AgentEvent& e, absl::string_view layout) {
+  switch (e.type()) {
+    case flow::AGENT_EVENT_UNKNOWN:
+      if (e.has_unknown()) {
+        return absl::StrCat("type: ", e.unknown().type(),
+                            ", notification: ", e.unknown().notification());
+      }
+      break;
+    case flow::AGENT_STARTED:
+      if (e.has_agent_start()) {
+        return absl::StrCat(
+            "start time: ",
+            FormatTime(e.agent_start().has_time() ? &e.agent_start().time() : nullptr, layout));
+      }
+      break;
+    case flow::POLICY_UPDATED:
+    case flow::POLICY_DELETED:
+      if (e.has_policy_update()) {
+        const flow::PolicyUpdateNotification& p = e.policy_update();
+        return absl::StrCat("labels: [", absl::StrJoin(p.labels(), ","),
+                            "], revision: ", p.revision(), ", count: ", p.rule_count());
+      }
+      break;
+    case flow::ENDPOINT_REGENERATE_SUCCESS:
+    case flow::ENDPOINT_REGENERATE_FAILURE:
+      if (e.has_endpoint_regenerate()) {
+        const flow::EndpointRegenNotification& r = e.endpoint_regenerate();
+        std::string s =
+            absl::StrCat("id: ", r.id(), ", labels: [", absl::StrJoin(r.labels(), ","), "]");
+        if (!r.error().empty()) absl::StrAppend(&s, ", error: ", r.error());
+        return s;
+      }
+      break;
+    case flow::ENDPOINT_CREATED:
+    case flow::ENDPOINT_DELETED:
+      if (e.has_endpoint_update()) {
+        const flow::EndpointUpdateNotification& u = e.endpoint_update();
+        std::string s = absl::StrCat("id: ", u.id());
+        if (!u.namespace_().empty()) absl::StrAppend(&s, ", namespace: ", u.namespace_());
+        if (!u.pod_name().empty()) absl::StrAppend(&s, ", pod name: ", u.pod_name());
+        return s;
+      }
+      break;
+    case flow::IPCACHE_UPSERTED:
+    case flow::IPCACHE_DELETED:
+      if (e.has_ipcache_update()) {
+        const flow::IPCacheNotification& i = e.ipcache_update();
+        std::string s = absl::StrCat("cidr: ", i.cidr(), ", identity: ", i.identity());
+        if (i.has_old_identity()) absl::StrAppend(&s, ", old identity: ", i.old_identity().value());
+        if (!i.host_ip().empty()) absl::StrAppend(&s, ", host ip: ", i.host_ip());
+        if (!i.old_host_ip().empty()) absl::StrAppend(&s, ", old host ip: ", i.old_host_ip());
+        absl::StrAppend(&s, ", encrypt key: ", i.encrypt_key());
+        return s;
+      }
+      break;
+    case flow::SERVICE_UPSERTED:
+      if (e.has_service_upsert()) {
+        const flow::ServiceUpsertNotification& u = e.service_upsert();
+        std::string s = absl::StrCat("id: ", u.id());
+        if (u.has_frontend_address()) {
+          absl::StrAppend(&s, ", frontend: ", HostPort(u.frontend_address()));
+        }
+        if (u.backend_addresses_size() > 0) {
+          std::vector<std::string> backends;
+          for (const auto& b : u.backend_addresses()) backends.push_back(HostPort(b));
+          absl::StrAppend(&s, ", backends: [", absl::StrJoin(backends, ","), "]");
+        }
+        if (!u.type().empty()) absl::StrAppend(&s, ", type: ", u.type());
+        if (!u.traffic_policy().empty())
+          absl::StrAppend(&s, ", traffic policy: ", u.traffic_policy());
+        if (!u.namespace_().empty()) absl::StrAppend(&s, ", namespace: ", u.namespace_());
+        if (!u.name().empty()) absl::StrAppend(&s, ", name: ", u.name());
+        return s;
+      }
+      break;
+    case flow::SERVICE_DELETED:
+      if (e.has_service_delete()) return absl::StrCat("id: ", e.service_delete().id());
+      break;
+    default:
+      break;
+  }
+  return "UNKNOWN";
+}
+
+std::string HexMark(const flow::DebugEvent& e) {
+  return e.has_hash() ? absl::StrCat("0x", absl::Hex(e.hash().value())) : "N/A";
+}
+
+std::string Cpu(const flow::DebugEvent& e) {
+  return e.has_cpu() ? absl::StrFormat("%02d", e.cpu().value()) : "N/A";
+}
+
+// "default/xwing (ID: 1234)", "reserved:host (ID: 1)" or "ID: 7".
+std::string EndpointShort(const flow::DebugEvent& e) {
+  if (!e.has_source()) return "N/A";
+  const flow::Endpoint& ep = e.source();
+  std::string s = absl::StrCat("ID: ", ep.id());
+  if (!ep.namespace_().empty() && !ep.pod_name().empty()) {
+    return absl::StrCat(ep.namespace_(), "/", ep.pod_name(), " (", s, ")");
+  }
+  if (ep.labels_size() == 1 && absl::StartsWith(ep.labels(0), "reserved:")) {
+    return absl::StrCat(ep.labels(0), " (", s, ")");
+  }
+  return s;
+}
+
+}  // namespace
+
+bool Printer::WriteAgentEvent(const ::observer::GetAgentEventsResponse& resp) {
+  if (options_.format == Format::kJson) return WriteJson(resp);
+  const flow::AgentEvent& e = resp.agent_event();
+  const std::string ts = FormatTime(resp.has_time() ? &resp.time() : nullptr, options_.time_format);
+  const std::string type = EnumName(flow::AgentEventType_descriptor(), e.type());
+  const std::string details = Sanitize(AgentEventDetails(e, options_.time_format));
+  switch (options_.format) {
+    case Format::kCompact:
+      out_ << ts;
+      if (options_.print_node_name) out_ << " [" << Sanitize(resp.node_name()) << "]";
+      out_ << ": " << type << " (" << details << ")\n";
+      break;
+    case Format::kDict:
+      DictSeparator("");  // Hubble ends this separator with no newline
+      out_ << "  TIMESTAMP: " << ts << "\n";
+      if (options_.print_node_name) out_ << "       NODE: " << Sanitize(resp.node_name()) << "\n";
+      out_ << "       TYPE: " << type << "\n"
+           << "    DETAILS: " << details << "\n";
+      break;
+    case Format::kTable: {
+      if (table_header_.empty()) {
+        table_header_ = {"TIMESTAMP"};
+        if (options_.print_node_name) table_header_.push_back("NODE");
+        table_header_.insert(table_header_.end(), {"TYPE", "DETAILS"});
+      }
+      std::vector<std::string> row = {ts};
+      if (options_.print_node_name) row.push_back(Sanitize(resp.node_name()));
+      row.insert(row.end(), {type, details});
+      table_.push_back(std::move(row));
+      break;
+    }
+    case Format::kJson:
+      break;
+  }
+  if (options_.format != Format::kTable && options_.flush_each_line) out_.flush();
+  return static_cast<bool>(out_);
+}
+
+bool Printer::WriteDebugEvent(const ::observer::GetDebugEventsResponse& resp) {
+  if (options_.format == Format::kJson) return WriteJson(resp);
+  const flow::DebugEvent& e = resp.debug_event();
+  const std::string ts = FormatTime(resp.has_time() ? &resp.time() : nullptr, options_.time_format);
+  const std::string type = EnumName(flow::DebugEventType_descriptor(), e.type());
+  const std::string from = Sanitize(EndpointShort(e));
+  const std::string message = Sanitize(e.message());
+  switch (options_.format) {
+    case Format::kCompact:
+      out_ << ts;
+      if (options_.print_node_name) out_ << " [" << Sanitize(resp.node_name()) << "]";
+      out_ << ": " << from << " " << type << " MARK: " << HexMark(e) << " CPU: " << Cpu(e) << " ("
+           << message << ")\n";
+      break;
+    case Format::kDict:
+      DictSeparator("");  // as for agent events
+      out_ << "  TIMESTAMP: " << ts << "\n";
+      if (options_.print_node_name) out_ << "       NODE: " << Sanitize(resp.node_name()) << "\n";
+      out_ << "       TYPE: " << type << "\n"
+           << "       FROM: " << from << "\n"
+           << "       MARK: " << HexMark(e) << "\n"
+           << "        CPU: " << Cpu(e) << "\n"
+           << "    MESSAGE: " << message << "\n";
+      break;
+    case Format::kTable: {
+      // Hubble's header and rows carry an empty column after FROM.
+      if (table_header_.empty()) {
+        table_header_ = {"TIMESTAMP"};
+        if (options_.print_node_name) table_header_.push_back("NODE");
+        table_header_.insert(table_header_.end(), {"FROM", "", "TYPE", "CPU/MARK", "MESSAGE"});
+      }
+      std::vector<std::string> row = {ts};
+      if (options_.print_node_name) row.push_back(Sanitize(resp.node_name()));
+      row.insert(row.end(), {from, "", type, absl::StrCat(Cpu(e), " ", HexMark(e)), message});
+      table_.push_back(std::move(row));
+      break;
+    }
+    case Format::kJson:
+      break;
+  }
+  if (options_.format != Format::kTable && options_.flush_each_line) out_.flush();
+  return static_cast<bool>(out_);
+}
+
 bool Printer::Write(const ::observer::GetFlowsResponse& resp) {
   if (options_.format == Format::kJson) {
     if (resp.has_node_status()) {
@@ -466,12 +684,7 @@ bool Printer::Write(const ::observer::GetFlowsResponse& resp) {
     if (resp.response_types_case() == ::observer::GetFlowsResponse::RESPONSE_TYPES_NOT_SET) {
       return true;
     }
-    line_.clear();
-    AppendJson(resp, &line_);
-    line_.push_back('\n');
-    out_ << line_;  // one object per line
-    if (options_.flush_each_line) out_.flush();
-    return static_cast<bool>(out_);
+    return WriteJson(resp);
   }
   switch (resp.response_types_case()) {
     case ::observer::GetFlowsResponse::kFlow:
@@ -503,9 +716,12 @@ bool Printer::Write(const ::observer::GetFlowsResponse& resp) {
 bool Printer::Finish() {
   if (options_.format == Format::kTable) {
     std::vector<std::vector<std::string>> rows;
-    std::vector<std::string> header = {"TIMESTAMP"};
-    if (options_.print_node_name) header.push_back("NODE");
-    header.insert(header.end(), {"SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMARY"});
+    std::vector<std::string> header = table_header_;
+    if (header.empty()) {
+      header = {"TIMESTAMP"};
+      if (options_.print_node_name) header.push_back("NODE");
+      header.insert(header.end(), {"SOURCE", "DESTINATION", "TYPE", "VERDICT", "SUMMARY"});
+    }
     rows.push_back(std::move(header));
     rows.insert(rows.end(), table_.begin(), table_.end());
     out_ << TabWrite(rows);

@@ -1,5 +1,6 @@
-// The `flowscope observe` printers: GetFlowsResponses rendered exactly as Hubble's CLI prints
-// them (the reference §6.2–§6.3) in the compact, dict, table and json/jsonpb formats. Flows and
+// The `flowscope observe` printers: GetFlowsResponses (and agent and debug events) rendered
+// exactly as Hubble's CLI prints them (the reference §6.2–§6.3) in the compact, dict, table and
+// json/jsonpb formats. Flows and
 // lost events go to `out`; node-status notices to `err`. One printer per command; not
 // thread-safe.
 //
@@ -52,6 +53,11 @@ class Printer {
   // pipe), so the caller can stop quietly.
   bool Write(const ::observer::GetFlowsResponse& resp);
 
+  // `observe agent-events` and `observe debug-events`, in the same formats as Hubble prints
+  // them (one printer prints one kind of response).
+  bool WriteAgentEvent(const ::observer::GetAgentEventsResponse& resp);
+  bool WriteDebugEvent(const ::observer::GetDebugEventsResponse& resp);
+
   // Prints what is kept (the table) and flushes.
   bool Finish();
 
@@ -68,7 +74,12 @@ class Printer {
   PrinterOptions options_;
   std::ostream& out_;
   std::ostream& err_;
+  bool WriteJson(const google::protobuf::Message& m);
+  // A dict record's separator (Hubble prints none before the first).
+  void DictSeparator(const char* after);
+
   bool first_dict_ = true;
+  std::vector<std::string> table_header_;  // when not the flows' header
   std::vector<std::vector<std::string>> table_;
   std::string line_;  // reused for -o json
 };

@@ -68,6 +68,50 @@ const std::vector<std::string>& DefaultFieldMask() {
   return *paths;
 }
 
+namespace {
+
+// --since and --until into the request (--until only without --follow).
+absl::Status SetTimes(const ObserveOptions& o, absl::Time now, ::observer::GetFlowsRequest* req) {
+  auto set_time = [&](const std::string& text, const char* flag,
+                      google::protobuf::Timestamp* ts) -> absl::Status {
+    auto t = ParseHubbleTime(text, now);
+    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, ": ", t.status().message()));
+    const int64_t ns = absl::ToUnixNanos(*t);
+    ts->set_seconds(ns / 1'000'000'000);
+    ts->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
+    return absl::OkStatus();
+  };
+  if (!o.since.empty()) {
+    if (absl::Status s = set_time(o.since, "--since", req->mutable_since()); !s.ok()) return s;
+  }
+  if (!o.until.empty() && !o.follow) {
+    if (absl::Status s = set_time(o.until, "--until", req->mutable_until()); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<::observer::GetFlowsRequest> BuildEventsRequest(const ObserveOptions& o,
+                                                               absl::Time now) {
+  if (o.follow && o.printer.format == Format::kTable) {
+    return absl::InvalidArgumentError("table output format is not compatible with follow mode");
+  }
+  ::observer::GetFlowsRequest req;
+  req.set_follow(o.follow);
+  if (absl::Status s = SetTimes(o, now, &req); !s.ok()) return s;
+  uint64_t number = o.last.value_or(0);
+  if (!req.has_since() && !req.has_until()) {
+    if (o.all) {
+      number = std::numeric_limits<uint64_t>::max();
+    } else if (number == 0) {
+      number = 20;  // Hubble's default count of events
+    }
+  }
+  req.set_number(number);
+  return req;
+}
+
 absl::StatusOr<::observer::GetFlowsRequest> BuildRequest(const ObserveOptions& o,
                                                          const Filters& filters, absl::Time now) {
   if (o.first && (o.last || o.all || o.follow)) {
@@ -92,21 +136,7 @@ absl::StatusOr<::observer::GetFlowsRequest> BuildRequest(const ObserveOptions& o
     req.set_number(20);
   }
   req.set_follow(o.follow);
-  auto set_time = [&](const std::string& text, const char* flag,
-                      google::protobuf::Timestamp* ts) -> absl::Status {
-    auto t = ParseHubbleTime(text, now);
-    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, ": ", t.status().message()));
-    const int64_t ns = absl::ToUnixNanos(*t);
-    ts->set_seconds(ns / 1'000'000'000);
-    ts->set_nanos(static_cast<int32_t>(ns % 1'000'000'000));
-    return absl::OkStatus();
-  };
-  if (!o.since.empty()) {
-    if (absl::Status s = set_time(o.since, "--since", req.mutable_since()); !s.ok()) return s;
-  }
-  if (!o.until.empty() && !o.follow) {
-    if (absl::Status s = set_time(o.until, "--until", req.mutable_until()); !s.ok()) return s;
-  }
+  if (absl::Status s = SetTimes(o, now, &req); !s.ok()) return s;
   if (!o.field_mask.empty()) {
     if (o.printer.format != Format::kJson) {
       return absl::InvalidArgumentError(

@@ -42,6 +42,11 @@ const std::vector<std::string>& DefaultFieldMask();
 absl::StatusOr<::observer::GetFlowsRequest> BuildRequest(const ObserveOptions& o,
                                                          const Filters& filters, absl::Time now);
 
+// The number / follow / since / until of an agent- or debug-events request, as Hubble's
+// `observe agent-events|debug-events` sets them (returned in a GetFlowsRequest's fields).
+absl::StatusOr<::observer::GetFlowsRequest> BuildEventsRequest(const ObserveOptions& o,
+                                                               absl::Time now);
+
 // Parses --allowlist / --denylist values: one or more JSON FlowFilter objects, concatenated
 // or comma-separated.
 absl::StatusOr<std::vector<flow::FlowFilter>> ParseRawFilters(const std::string& text);

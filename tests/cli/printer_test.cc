@@ -352,3 +352,165 @@ TEST(PrinterTest, FormatNames) {
 
 }  // namespace
 }  // namespace flowscope::cli
+
+namespace flowscope::cli {
+namespace {
+
+template <typename M>
+M ParseText(const std::string& text) {
+  M m;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &m)) << text;
+  return m;
+}
+
+const char* kAgentEvents[] = {
+    R"pb(agent_event {
+           type: AGENT_STARTED
+           agent_start { time { seconds: 1714826828 nanos: 811000000 } }
+         }
+         node_name: "node-1"
+         time { seconds: 1714826828 nanos: 811000000 })pb",
+    R"pb(agent_event {
+           type: POLICY_UPDATED
+           policy_update { labels: "k8s:a=b" labels: "k8s:c=d" revision: 7 rule_count: 2 }
+         }
+         node_name: "node-1"
+         time { seconds: 1714826829 })pb",
+    R"pb(agent_event {
+           type: IPCACHE_UPSERTED
+           ipcache_update {
+             cidr: "10.0.1.5/32"
+             identity: 1234
+             old_identity { value: 2 }
+             host_ip: "192.168.0.1"
+           }
+         }
+         node_name: "node-2"
+         time { seconds: 1714826830 })pb",
+    R"pb(agent_event {
+           type: SERVICE_UPSERTED
+           service_upsert {
+             id: 3
+             frontend_address { ip: "fd00::1" port: 80 }
+             backend_addresses { ip: "10.0.2.7" port: 8080 }
+             backend_addresses { ip: "10.0.2.8" port: 8080 }
+             type: "ClusterIP"
+             namespace: "default"
+             name: "deathstar"
+           }
+         }
+         time { seconds: 1714826831 })pb",
+    R"pb(agent_event { type: ENDPOINT_CREATED }
+         time { seconds: 1714826832 })pb",
+};
+
+std::string PrintAgent(PrinterOptions o) {
+  std::ostringstream out, err;
+  Printer p(o, out, err);
+  for (const char* e : kAgentEvents) {
+    EXPECT_TRUE(p.WriteAgentEvent(ParseText<::observer::GetAgentEventsResponse>(e)));
+  }
+  EXPECT_TRUE(p.Finish());
+  return out.str();
+}
+
+// `observe agent-events` in each format, as Hubble prints the events (type name, then the
+// details Hubble words for each kind; UNKNOWN when a kind comes without its notification).
+TEST(PrinterTest, AgentEventsInEveryFormat) {
+  PrinterOptions o;
+  o.print_node_name = true;
+  EXPECT_EQ(PrintAgent(o),
+            "May  4 12:47:08.811 [node-1]: AGENT_STARTED (start time: May  4 12:47:08.811)\n"
+            "May  4 12:47:09.000 [node-1]: POLICY_UPDATED (labels: [k8s:a=b,k8s:c=d], "
+            "revision: 7, count: 2)\n"
+            "May  4 12:47:10.000 [node-2]: IPCACHE_UPSERTED (cidr: 10.0.1.5/32, identity: 1234, "
+            "old identity: 2, host ip: 192.168.0.1, encrypt key: 0)\n"
+            "May  4 12:47:11.000 []: SERVICE_UPSERTED (id: 3, frontend: [fd00::1]:80, backends: "
+            "[10.0.2.7:8080,10.0.2.8:8080], type: ClusterIP, namespace: default, name: "
+            "deathstar)\n"
+            "May  4 12:47:12.000 []: ENDPOINT_CREATED (UNKNOWN)\n");
+  o.print_node_name = false;
+  o.time_format = "RFC3339";
+  o.format = Format::kDict;
+  const std::string dict = PrintAgent(o);
+  EXPECT_THAT(dict, ::testing::StartsWith(
+                        "  TIMESTAMP: 2024-05-04T12:47:08Z\n"
+                        "       TYPE: AGENT_STARTED\n"
+                        "    DETAILS: start time: 2024-05-04T12:47:08Z\n"
+                        "------------  TIMESTAMP: 2024-05-04T12:47:09Z\n"
+                        "       TYPE: POLICY_UPDATED\n"
+                        "    DETAILS: labels: [k8s:a=b,k8s:c=d], revision: 7, count: 2\n"))
+      << "Hubble's separator between agent events has no newline of its own";
+  o.format = Format::kTable;
+  const std::string table = PrintAgent(o);
+  EXPECT_THAT(table,
+              ::testing::StartsWith(
+                  "TIMESTAMP              TYPE               DETAILS\n"
+                  "2024-05-04T12:47:08Z   AGENT_STARTED      start time: 2024-05-04T12:47:08Z\n"
+                  "2024-05-04T12:47:09Z   POLICY_UPDATED     "));
+  o.format = Format::kJson;
+  const std::string json = PrintAgent(o);
+  EXPECT_EQ(
+      json.substr(0, json.find('\n')),
+      R"({"agent_event":{"type":"AGENT_STARTED","agent_start":{"time":)"
+      R"("2024-05-04T12:47:08.811Z"}},"node_name":"node-1","time":"2024-05-04T12:47:08.811Z"})");
+}
+
+TEST(PrinterTest, DebugEventsInEveryFormat) {
+  const auto e = ParseText<::observer::GetDebugEventsResponse>(R"pb(
+    debug_event {
+      type: DBG_CT_VERDICT
+      source { ID: 1821 namespace: "default" pod_name: "xwing" }
+      hash { value: 3735928559 }
+      cpu { value: 3 }
+      message: "CT verdict: New"
+    }
+    node_name: "node-1"
+    time { seconds: 1714826828 nanos: 811000000 })pb");
+  const auto host = ParseText<::observer::GetDebugEventsResponse>(R"pb(
+    debug_event {
+      type: DBG_GENERIC
+      source { ID: 1 labels: "reserved:host" }
+      message: "x"
+    }
+    time { seconds: 1714826829 })pb");
+  const auto print = [&](PrinterOptions o) {
+    std::ostringstream out, err;
+    Printer p(o, out, err);
+    EXPECT_TRUE(p.WriteDebugEvent(e));
+    EXPECT_TRUE(p.WriteDebugEvent(host));
+    EXPECT_TRUE(p.Finish());
+    return out.str();
+  };
+  PrinterOptions o;
+  EXPECT_EQ(print(o),
+            "May  4 12:47:08.811: default/xwing (ID: 1821) DBG_CT_VERDICT MARK: 0xdeadbeef CPU: "
+            "03 (CT verdict: New)\n"
+            "May  4 12:47:09.000: reserved:host (ID: 1) DBG_GENERIC MARK: N/A CPU: N/A (x)\n");
+  o.format = Format::kDict;
+  EXPECT_EQ(print(o),
+            "  TIMESTAMP: May  4 12:47:08.811\n"
+            "       TYPE: DBG_CT_VERDICT\n"
+            "       FROM: default/xwing (ID: 1821)\n"
+            "       MARK: 0xdeadbeef\n"
+            "        CPU: 03\n"
+            "    MESSAGE: CT verdict: New\n"
+            "------------  TIMESTAMP: May  4 12:47:09.000\n"
+            "       TYPE: DBG_GENERIC\n"
+            "       FROM: reserved:host (ID: 1)\n"
+            "       MARK: N/A\n"
+            "        CPU: N/A\n"
+            "    MESSAGE: x\n");
+  o.format = Format::kTable;
+  EXPECT_EQ(print(o),
+            "TIMESTAMP             FROM                          TYPE             CPU/MARK        "
+            "MESSAGE\n"
+            "May  4 12:47:08.811   default/xwing (ID: 1821)      DBG_CT_VERDICT   03 0xdeadbeef   "
+            "CT verdict: New\n"
+            "May  4 12:47:09.000   reserved:host (ID: 1)         DBG_GENERIC      N/A N/A         "
+            "x\n")
+      << "an empty column after FROM, as Hubble's";
+}
+
+}  // namespace
+}  // namespace flowscope::cli

@@ -149,5 +149,32 @@ TEST(ServerTest, FlagThenEnvironmentThenConfigFile) {
   EXPECT_EQ(GroupDigits(1234567), "1,234,567");
 }
 
+// `observe agent-events|debug-events`: 20 by default, --all is everything, a time window
+// leaves the number to --last (0: the whole window); no table while following.
+TEST(RequestTest, EventsRequestsAsHubbleBuildsThem) {
+  ObserveOptions o;
+  EXPECT_EQ(BuildEventsRequest(o, kNow)->number(), 20u);
+  o.all = true;
+  EXPECT_EQ(BuildEventsRequest(o, kNow)->number(), std::numeric_limits<uint64_t>::max());
+  o.all = false;
+  o.last = 5;
+  EXPECT_EQ(BuildEventsRequest(o, kNow)->number(), 5u);
+  o.last.reset();
+  o.since = "1m";
+  auto r = BuildEventsRequest(o, kNow);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->number(), 0u);
+  EXPECT_EQ(r->since().seconds(), absl::ToUnixSeconds(kNow - absl::Minutes(1)));
+  o.follow = true;
+  o.until = "now";
+  EXPECT_FALSE(BuildEventsRequest(o, kNow)->has_until()) << "--until only without --follow";
+  o.printer.format = Format::kTable;
+  EXPECT_THAT(std::string(BuildEventsRequest(o, kNow).status().message()),
+              HasSubstr("table output format is not compatible with follow mode"));
+  o = {};
+  o.since = "yesterday-ish";
+  EXPECT_THAT(std::string(BuildEventsRequest(o, kNow).status().message()), HasSubstr("--since"));
+}
+
 }  // namespace
 }  // namespace flowscope::cli
