@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -52,6 +54,42 @@ absl::Status PrepareUnixSocket(const std::string& path) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Adds fixed headers (the server's version) to the initial metadata of every call.
+class HeaderInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit HeaderInterceptor(const std::vector<std::pair<std::string, std::string>>* headers)
+      : headers_(headers) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      std::multimap<std::string, std::string>* md = methods->GetSendInitialMetadata();
+      for (const auto& [k, v] : *headers_) md->emplace(k, v);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::vector<std::pair<std::string, std::string>>* headers_;
+};
+
+class HeaderInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit HeaderInterceptorFactory(std::vector<std::pair<std::string, std::string>> headers)
+      : headers_(std::move(headers)) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo*) override {
+    return new HeaderInterceptor(&headers_);
+  }
+
+ private:
+  const std::vector<std::pair<std::string, std::string>> headers_;
+};
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     const std::vector<grpc::Service*>& services, const ListenOptions& options) {
   if (options.unix_socket.empty() && options.tcp_address.empty()) {
@@ -79,6 +117,11 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(
     builder.AddListeningPort(options.tcp_address, options.tcp_credentials, &s->tcp_port_);
   }
   for (grpc::Service* svc : services) builder.RegisterService(svc);
+  if (!options.headers.empty()) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(std::make_unique<HeaderInterceptorFactory>(options.headers));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || (options.tcp_credentials != nullptr && s->tcp_port_ == 0)) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.tcp_address,

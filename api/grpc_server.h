@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,6 +32,8 @@ struct ListenOptions {
   // TLS for the TCP listener (see api/tls.h); null: plaintext. The unix socket is protected by
   // its file permissions and stays plaintext, as Hubble's is.
   std::shared_ptr<grpc::ServerCredentials> tcp_credentials;
+  // Sent in the initial metadata of every call (the server's version header).
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 class GrpcServer {

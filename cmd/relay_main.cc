@@ -19,6 +19,7 @@
 #include "api/memory.h"
 #include "api/time_parse.h"
 #include "api/tls.h"
+#include "api/version.h"
 #include "relay/peer_pool.h"
 #include "relay/relay_http.h"
 #include "relay/relay_service.h"
@@ -186,9 +187,10 @@ int main(int argc, char** argv) {
   ro.peer_timeout = *peer_timeout_d;
   ro.max_streams = max_streams;
   flowscope::relay::RelayService service(pool, ro);
-  auto server =
-      flowscope::GrpcServer::Start({&service, service.batch_service(), service.history_service()},
-                                   {listen_socket, listen_address, tls_creds});
+  flowscope::ListenOptions listen(listen_socket, listen_address, tls_creds);
+  listen.headers = {{flowscope::kRelayVersionHeader, std::string(flowscope::kVersionNumber)}};
+  auto server = flowscope::GrpcServer::Start(
+      {&service, service.batch_service(), service.history_service()}, listen);
   if (!server.ok()) {
     pool.Stop();
     return Fail(std::string(server.status().message()));

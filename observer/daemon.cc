@@ -13,6 +13,7 @@
 #include "api/file_util.h"
 #include "api/logging.h"
 #include "api/memory.h"
+#include "api/version.h"
 
 namespace flowscope::observer {
 std::vector<std::string> LocalAddresses() {
@@ -172,9 +173,10 @@ absl::Status ObserverDaemon::Start() {
                       .max_streams = options_.max_flow_streams,
                       .history = history_.get(),
                       .history_writer = history_writer_.get()});
-  auto server =
-      GrpcServer::Start({service_.get(), service_->batch_service(), service_->history_service()},
-                        {options_.listen_socket, options_.listen_address, tls});
+  ListenOptions listen(options_.listen_socket, options_.listen_address, tls);
+  listen.headers = {{kServerVersionHeader, std::string(kVersionNumber)}};
+  auto server = GrpcServer::Start(
+      {service_.get(), service_->batch_service(), service_->history_service()}, listen);
   if (!server.ok()) return server.status();
   server_ = std::move(server).value();
 

@@ -211,7 +211,10 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
   auto reader = stub->GetFlows(&ctx, *req);
   ::observer::GetFlowsResponse resp;
   bool pipe_closed = false;
+  bool warned = false;
   while (reader->Read(&resp)) {
+    if (!warned) WarnIfServerIsNewer(ctx, err);
+    warned = true;
     if (!printer.Write(resp)) {
       pipe_closed = true;
       ctx.TryCancel();
@@ -223,6 +226,7 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
     }
   }
   const grpc::Status status = reader->Finish();
+  if (!warned && !pipe_closed) WarnIfServerIsNewer(ctx, err);
   if (pipe_closed) return 0;
   printer.Finish();
   if (status.ok() || status.error_code() == grpc::StatusCode::CANCELLED) return 0;
@@ -250,10 +254,12 @@ int ObserveEvents(const ServerOptions& server, bool agent, const ObserveOptions&
     if (req->has_until()) *r.mutable_until() = req->until();
     auto reader = stub->GetAgentEvents(&ctx, r);
     ::observer::GetAgentEventsResponse resp;
-    while (!pipe_closed && reader->Read(&resp)) {
-      if (!printer.WriteAgentEvent(resp)) pipe_closed = true;
+    while (reader->Read(&resp)) {
+      if (!pipe_closed && !printer.WriteAgentEvent(resp)) {
+        pipe_closed = true;
+        ctx.TryCancel();
+      }
     }
-    if (pipe_closed) ctx.TryCancel();
     status = reader->Finish();
   } else {
     ::observer::GetDebugEventsRequest r;
@@ -263,13 +269,16 @@ int ObserveEvents(const ServerOptions& server, bool agent, const ObserveOptions&
     if (req->has_until()) *r.mutable_until() = req->until();
     auto reader = stub->GetDebugEvents(&ctx, r);
     ::observer::GetDebugEventsResponse resp;
-    while (!pipe_closed && reader->Read(&resp)) {
-      if (!printer.WriteDebugEvent(resp)) pipe_closed = true;
+    while (reader->Read(&resp)) {
+      if (!pipe_closed && !printer.WriteDebugEvent(resp)) {
+        pipe_closed = true;
+        ctx.TryCancel();
+      }
     }
-    if (pipe_closed) ctx.TryCancel();
     status = reader->Finish();
   }
   if (pipe_closed) return 0;
+  WarnIfServerIsNewer(ctx, err);
   printer.Finish();
   if (status.ok() || status.error_code() == grpc::StatusCode::CANCELLED) return 0;
   return Fail(err, RpcError(status));
@@ -309,6 +318,7 @@ int Status(const ServerOptions& server, Format format, std::ostream& out, std::o
   if (grpc::Status s = stub->ServerStatus(&ctx, {}, &st); !s.ok()) {
     return Fail(err, absl::StrCat("failed getting status: ", RpcError(s)));
   }
+  WarnIfServerIsNewer(ctx, err);
   PrintStatus(st, format, out);
   if (format == Format::kCompact) {
     if (auto history = GetHistory(server)) PrintHistory(*history, absl::Now(), out);
@@ -340,7 +350,7 @@ int ListNamespaces(const ServerOptions& server, const std::string& format, std::
 }
 
 int Version(const ServerOptions* server, std::ostream& out, std::ostream& err) {
-  out << kClientVersion << "\n";
+  out << BuildInfo("flowscope") << "\n";
   if (server == nullptr) return 0;
   auto channel = Dial(*server);
   if (!channel.ok()) return Fail(err, std::string(channel.status().message()));

@@ -22,7 +22,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "api/file_util.h"
+#include "api/text.h"
 #include "api/time_parse.h"
+#include "api/version.h"
 
 namespace flowscope::cli {
 namespace {
@@ -275,6 +277,22 @@ absl::StatusOr<ServerOptions> ResolveServer(const std::string& flag_server,
     *out = *d;
   }
   return o;
+}
+
+void WarnIfServerIsNewer(const grpc::ClientContext& ctx, std::ostream& err) {
+  const auto& md = ctx.GetServerInitialMetadata();
+  for (const auto& [key, what] :
+       {std::pair{kRelayVersionHeader, "relay"}, std::pair{kServerVersionHeader, "server"}}) {
+    auto it = md.find(key);
+    if (it == md.end()) continue;
+    const std::string version(it->second.data(), it->second.size());
+    if (VersionIsLower(kVersionNumber, version)) {
+      err << "flowscope: warning: this CLI (v" << kVersionNumber << ") is older than the " << what
+          << " (" << Quote(version)
+          << "): API compatibility is not guaranteed; update the CLI to a matching or newer "
+             "version\n";
+    }
+  }
 }
 
 }  // namespace flowscope::cli

@@ -8,6 +8,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -46,6 +47,11 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> Dial(const ServerOptions& server)
 void Authorize(grpc::ClientContext* ctx, const ServerOptions& server);
 
 void SetDeadline(grpc::ClientContext* ctx, absl::Duration d);
+
+// As Hubble's CLI: warns on `err` when the server's or relay's version header names a newer
+// minor version than this CLI's. Call once the call's headers have arrived (after a message
+// was read, or the call finished).
+void WarnIfServerIsNewer(const grpc::ClientContext& ctx, std::ostream& err);
 
 // Why a plain connection to a gRPC `target` ("host:port", "unix:///path", "dns:///host:port")
 // cannot be made, in Go's words ("dial unix /x: connect: no such file or directory"), or ""

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_split.h"
 #include "api/grpc_server.h"
+#include "api/version.h"
 #include "bpf/flow_event.h"
 #include "cmd/cli/commands.h"
 #include "observer/observer_service.h"
@@ -118,6 +119,29 @@ TEST_F(ObserveTest, AgentAndDebugEventsAreUnimplementedWithAMessage) {
   std::ostringstream out, err;
   EXPECT_EQ(ObserveEvents(opts_, true, {}, out, err, nullptr), 1);
   EXPECT_THAT(err.str(), HasSubstr("Unimplemented desc = flowscope does not produce agent events"));
+}
+
+// A server that names a newer version in its headers (as Hubble's do) draws Hubble's warning;
+// this version's own does not.
+TEST_F(ObserveTest, ANewerServerVersionIsWarnedAbout) {
+  std::ostringstream out, err;
+  ASSERT_EQ(Status(opts_, Format::kCompact, out, err), 0) << err.str();
+  EXPECT_EQ(err.str(), "");
+  server_->Shutdown(absl::Milliseconds(50));
+  ListenOptions listen((dir_ / "s.sock").string(), "");
+  listen.headers = {{kRelayVersionHeader, "v99.1.0"}};
+  auto server = GrpcServer::Start({service_.get()}, listen);
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = std::move(server).value();
+  std::ostringstream out2, err2;
+  ASSERT_EQ(Status(opts_, Format::kCompact, out2, err2), 0) << err2.str();
+  EXPECT_THAT(err2.str(), HasSubstr("flowscope: warning: this CLI (v"));
+  EXPECT_THAT(err2.str(), HasSubstr("is older than the relay (v99.1.0)"));
+  std::ostringstream out3, err3;
+  ObserveOptions o;
+  o.last = 1;
+  ASSERT_EQ(Observe(opts_, o, {}, out3, err3, nullptr), 0) << err3.str();
+  EXPECT_THAT(err3.str(), HasSubstr("is older than the relay (v99.1.0)"));
 }
 
 TEST_F(ObserveTest, StatusAndNodes) {
