@@ -128,9 +128,12 @@ int main(int argc, char** argv) {
   std::string color = "auto";
   observe->add_option("--color", color, "auto (on a terminal), always or never")
       ->check(CLI::IsMember({"auto", "always", "never"}));
-  std::string field_mask;
-  observe->add_option("--field-mask", field_mask,
-                      "comma-separated flow fields to return (json output only)");
+  std::vector<std::string> field_mask;
+  observe
+      ->add_option("--field-mask", field_mask,
+                   "comma-separated flow fields to return (json output only; repeatable)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   observe->add_option("--use-default-field-masks", o.use_default_field_masks,
                       "ask only for the fields compact, dict and table print (default true)");
   observe->add_flag("-s,--silent-errors", o.printer.silent_errors,
@@ -141,8 +144,13 @@ int main(int argc, char** argv) {
                       "read `-o json` lines from this file ('-' for stdin) instead of a server");
   observe->add_flag("--print-raw-filters", o.print_raw_filters,
                     "print the filters that would be sent, and exit");
-  observe->add_option("--allowlist", o.allowlist, "JSON FlowFilter(s) to include")->expected(1);
-  observe->add_option("--denylist", o.denylist, "JSON FlowFilter(s) to exclude")->expected(1);
+  // Repeatable, as Hubble's (each occurrence adds).
+  observe->add_option("--allowlist", o.allowlist, "JSON FlowFilter(s) to include (repeatable)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  observe->add_option("--denylist", o.denylist, "JSON FlowFilter(s) to exclude (repeatable)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
 
   // Filter flags, in command-line order (for --not): remember each option's flag name.
   std::map<CLI::Option*, std::string> filter_options;
@@ -252,8 +260,10 @@ int main(int argc, char** argv) {
       }
       *out = n;
     }
-    for (absl::string_view p : absl::StrSplit(field_mask, ',', absl::SkipEmpty())) {
-      o.field_mask.emplace_back(absl::StripAsciiWhitespace(p));
+    for (const std::string& value : field_mask) {
+      for (absl::string_view p : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+        o.field_mask.emplace_back(absl::StripAsciiWhitespace(p));
+      }
     }
     FilterBuilder builder;
     std::map<std::string, size_t> used;

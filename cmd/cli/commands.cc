@@ -198,7 +198,11 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
     out << RawFiltersYaml(all);
     return 0;
   }
-  if (!o.input_file.empty()) return ObserveFile(o, *req, out, err, interrupted);
+  if (!o.input_file.empty()) {
+    // A file is read whole unless a count is asked for: the last-20 default is a server's.
+    if (!o.last && !o.first && !o.all) req->set_number(0);
+    return ObserveFile(o, *req, out, err, interrupted);
+  }
   auto channel = Dial(server);
   if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
   auto stub = ::observer::Observer::NewStub(*channel);

@@ -172,6 +172,29 @@ TEST_F(CliE2eTest, AServerSideInvalidArgumentIsOneClearLine) {
             "\"300.1.1.1\": not an IP address or CIDR prefix\n");
 }
 
+// --allowlist, --denylist and --field-mask add up when repeated, as Hubble's.
+TEST(CliFlagsTest, RawFilterListsAndFieldMasksAccumulate) {
+  int status = -1;
+  const std::string raw = testing::RunShell(
+      absl::StrCat(FLOWSCOPE_CLI_BINARY, R"( observe --print-raw-filters)",
+                   R"( --allowlist '{"source_pod":["a/b"]}' --allowlist '{"source_pod":["c/d"]}')",
+                   R"( --denylist '{"verdict":["DROPPED"]}' --denylist '{"source_pod":["e/f"]}')"),
+      &status);
+  EXPECT_EQ(status, 0) << raw;
+  EXPECT_EQ(raw,
+            "allowlist:\n"
+            "    - '{\"source_pod\":[\"a/b\"]}'\n"
+            "    - '{\"source_pod\":[\"c/d\"]}'\n"
+            "denylist:\n"
+            "    - '{\"verdict\":[\"DROPPED\"]}'\n"
+            "    - '{\"source_pod\":[\"e/f\"]}'\n");
+  const std::string masked = testing::RunShell(
+      absl::StrCat(FLOWSCOPE_CLI_BINARY, " observe -o json --input-file - --field-mask time ",
+                   "--field-mask verdict,uuid < /dev/null"),
+      &status);
+  EXPECT_EQ(status, 0) << masked;
+}
+
 TEST(CliErrorsTest, BadInputIsOneLineOnStderrAndANonZeroExit) {
   struct {
     const char* args;
