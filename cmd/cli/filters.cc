@@ -1,7 +1,5 @@
 #include "cmd/cli/filters.h"
 
-#include <google/protobuf/util/json_util.h>
-
 #include <algorithm>
 #include <map>
 
@@ -10,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "api/json.h"
 #include "api/text.h"
 #include "bpf/ip_protocol.h"
 
@@ -61,28 +60,46 @@ absl::Status Bad(absl::string_view flag, absl::string_view value, absl::string_v
 }
 
 absl::StatusOr<uint32_t> ParseIdentity(absl::string_view flag, absl::string_view v) {
+  // Cilium's reserved identities by name, as Hubble's CLI knows them ("unknown" is not one
+  // it accepts); names are case-sensitive there too.
   static const std::map<std::string, uint32_t> kReserved = {
-      {"unknown", 0}, {"host", 1},       {"world", 2},       {"unmanaged", 3},
-      {"health", 4},  {"init", 5},       {"remote-node", 6}, {"kube-apiserver", 7},
-      {"ingress", 8}, {"world-ipv4", 9}, {"world-ipv6", 10}};
+      {"host", 1},       {"world", 2},       {"unmanaged", 3},          {"health", 4},
+      {"init", 5},       {"remote-node", 6}, {"kube-apiserver", 7},     {"ingress", 8},
+      {"world-ipv4", 9}, {"world-ipv6", 10}, {"overlay-to-encrypt", 11}};
+  if (auto it = kReserved.find(std::string(v)); it != kReserved.end()) return it->second;
   uint32_t id;
-  if (absl::SimpleAtoi(v, &id)) return id;
-  auto it = kReserved.find(absl::AsciiStrToLower(v));
-  if (it != kReserved.end()) return it->second;
-  return Bad(flag, v, "expected a numeric identity or a reserved name like world");
+  if (absl::SimpleAtoi(v, &id) && absl::ascii_isdigit(static_cast<unsigned char>(v.front()))) {
+    return id;
+  }
+  return Bad(flag, v,
+             "expected a numeric identity or a reserved name (host, world, unmanaged, health, "
+             "init, remote-node, kube-apiserver, ingress, world-ipv4, world-ipv6, "
+             "overlay-to-encrypt)");
 }
 
 absl::StatusOr<flow::EventTypeFilter> ParseType(absl::string_view v) {
   static const std::map<std::string, int> kTypes = {
       {"drop", 1},           {"debug", 2},      {"capture", 3}, {"trace", 4},
       {"policy-verdict", 5}, {"trace-sock", 7}, {"l7", 129},    {"agent", 130}};
+  // Sub-type names by number: trace observation points, and agent notifications.
   static const std::vector<std::string> kTrace = {
       "to-endpoint",   "to-proxy",   "to-host",     "to-stack",   "to-overlay",
       "from-endpoint", "from-proxy", "from-host",   "from-stack", "from-overlay",
       "from-network",  "to-network", "from-crypto", "to-crypto"};
+  static const std::vector<std::string> kAgent = {"unspecified",
+                                                  "message",
+                                                  "agent-started",
+                                                  "endpoint-regenerate-success",
+                                                  "endpoint-regenerate-failure",
+                                                  "policy-updated",
+                                                  "policy-deleted",
+                                                  "endpoint-created",
+                                                  "endpoint-deleted",
+                                                  "ipcache-upserted",
+                                                  "ipcache-deleted"};
   std::vector<std::string> parts = absl::StrSplit(v, absl::MaxSplits(':', 1));
   flow::EventTypeFilter f;
-  const std::string name = absl::AsciiStrToLower(parts[0]);
+  const std::string& name = parts[0];  // case-sensitive, as Hubble's
   int type;
   if (auto it = kTypes.find(name); it != kTypes.end()) {
     type = it->second;
@@ -94,10 +111,11 @@ absl::StatusOr<flow::EventTypeFilter> ParseType(absl::string_view v) {
   f.set_type(type);
   if (parts.size() == 2) {
     int sub;
-    auto it = std::find(kTrace.begin(), kTrace.end(), absl::AsciiStrToLower(parts[1]));
-    if (type == 4 && it != kTrace.end()) {
-      sub = static_cast<int>(it - kTrace.begin());
-    } else if (!absl::SimpleAtoi(parts[1], &sub)) {
+    const std::vector<std::string>* names = type == 4 ? &kTrace : type == 130 ? &kAgent : nullptr;
+    auto it = names != nullptr ? std::find(names->begin(), names->end(), parts[1]) : kTrace.end();
+    if (names != nullptr && it != names->end()) {
+      sub = static_cast<int>(it - names->begin());
+    } else if (!absl::SimpleAtoi(parts[1], &sub) || sub < 0) {
       return Bad("type", v, "unknown sub-type");
     }
     f.set_match_sub_type(true);
@@ -244,12 +262,12 @@ absl::Status AddSingle(flow::FlowFilter& f, const std::string& flag, absl::strin
     const std::string iv = absl::AsciiStrToLower(v);
     if (iv == "none")
       f.add_ip_version(flow::IP_NOT_USED);
-    else if (iv == "v4" || iv == "4")
+    else if (iv == "v4" || iv == "4" || iv == "ipv4" || iv == "ip4")
       f.add_ip_version(flow::IPv4);
-    else if (iv == "v6" || iv == "6")
+    else if (iv == "v6" || iv == "6" || iv == "ipv6" || iv == "ip6")
       f.add_ip_version(flow::IPv6);
     else
-      return Bad(flag, v, "expected none, v4 or v6");
+      return Bad(flag, v, "expected none, 4, v4, ipv4, ip4, 6, v6, ipv6 or ip6");
   } else if (flag == "snat-ip") {
     f.add_source_ip_xlated(v);
   } else if (flag == "encrypted") {
@@ -319,7 +337,68 @@ absl::Status FilterBuilder::Add(absl::string_view flag, absl::string_view value)
   }
   Tracker& t = not_pending_ ? deny_ : allow_;
   not_pending_ = false;
-  return Apply(t, flag, value);
+  if (absl::Status s = Apply(t, flag, value); !s.ok()) return s;
+  if (absl::Status s = CheckNamespaces(t, t.left); !s.ok()) return s;
+  return CheckNamespaces(t, t.right);
+}
+
+namespace {
+
+// "ns" of "ns/name"; "" without a namespace.
+absl::string_view NamespaceOf(absl::string_view name) {
+  const size_t slash = name.find('/');
+  return slash == absl::string_view::npos ? "" : name.substr(0, slash);
+}
+
+// A namespace flag against names that carry another namespace.
+absl::Status Conflicts(const std::vector<std::string>& namespaces,
+                       const google::protobuf::RepeatedPtrField<std::string>& names) {
+  for (const std::string& ns : namespaces) {
+    for (const std::string& name : names) {
+      const absl::string_view of = NamespaceOf(name);
+      if (!of.empty() && of != ns) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "namespace conflict: \"", Quote(ns), "\" does not contain \"", Quote(name), "\""));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A side's services in another namespace than its (namespaced) pods.
+absl::Status Inconsistent(const google::protobuf::RepeatedPtrField<std::string>& pods,
+                          const google::protobuf::RepeatedPtrField<std::string>& services) {
+  for (const std::string& pod : pods) {
+    const absl::string_view pod_ns = NamespaceOf(pod);
+    if (pod_ns.empty()) continue;
+    for (const std::string& svc : services) {
+      if (NamespaceOf(svc) != pod_ns) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "namespace of service \"", Quote(svc), "\" conflict with pod \"", Quote(pod_ns), "\""));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status FilterBuilder::CheckNamespaces(const Tracker& t, const flow::FlowFilter& f) {
+  for (const absl::Status& s : {
+           Conflicts(t.ns, f.source_pod()),
+           Conflicts(t.ns, f.source_service()),
+           Conflicts(t.ns, f.destination_pod()),
+           Conflicts(t.ns, f.destination_service()),
+           Conflicts(t.src_ns, f.source_pod()),
+           Conflicts(t.src_ns, f.source_service()),
+           Conflicts(t.dst_ns, f.destination_pod()),
+           Conflicts(t.dst_ns, f.destination_service()),
+           Inconsistent(f.source_pod(), f.source_service()),
+           Inconsistent(f.destination_pod(), f.destination_service()),
+       }) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status FilterBuilder::Apply(Tracker& t, absl::string_view flag_view,
@@ -339,6 +418,7 @@ absl::Status FilterBuilder::Apply(Tracker& t, absl::string_view flag_view,
 
   if (flag == "namespace" || flag == "all-namespaces") {
     const std::string ns = flag == "namespace" ? std::string(value) : "";
+    t.ns.push_back(ns);
     t.namespaces[0][0].push_back(ns);  // left filter, source side
     t.namespaces[1][1].push_back(ns);  // right filter, destination side
     return absl::OkStatus();
@@ -347,6 +427,7 @@ absl::Status FilterBuilder::Apply(Tracker& t, absl::string_view flag_view,
       flag == "to-all-namespaces") {
     const int side = absl::StartsWith(flag, "from-") ? 0 : 1;
     const std::string ns = absl::StrContains(flag, "all-namespaces") ? "" : std::string(value);
+    (side == 0 ? t.src_ns : t.dst_ns).push_back(ns);
     t.namespaces[0][side].push_back(ns);  // the same side of both filters
     t.namespaces[1][side].push_back(ns);
     return absl::OkStatus();
@@ -392,15 +473,13 @@ absl::StatusOr<Filters> FilterBuilder::Build() {
 }
 
 std::string RawFiltersYaml(const Filters& f) {
-  google::protobuf::util::JsonPrintOptions o;
-  o.preserve_proto_field_names = true;
   auto list = [&](const char* name, const std::vector<flow::FlowFilter>& filters) {
     std::string s = absl::StrCat(name, ":");
     if (filters.empty()) return absl::StrCat(s, " []\n");
     s += "\n";
     for (const auto& filter : filters) {
       std::string json;
-      (void)google::protobuf::util::MessageToJsonString(filter, &json, o);
+      AppendJson(filter, &json);  // protojson's field order
       absl::StrAppend(&s, "    - '", json, "'\n");
     }
     return s;

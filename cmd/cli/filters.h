@@ -46,9 +46,13 @@ class FilterBuilder {
     std::set<std::string> used;  // flags seen, for conflicts
     // Namespaces for [filter: 0 left, 1 right][side: 0 source, 1 destination].
     std::vector<std::string> namespaces[2][2];
+    // The namespace flags as given: --namespace, --from-namespace, --to-namespace ("" for the
+    // all-namespaces forms), for Hubble's conflict checks.
+    std::vector<std::string> ns, src_ns, dst_ns;
     bool any = false;
   };
   absl::Status Apply(Tracker& t, absl::string_view flag, absl::string_view value);
+  static absl::Status CheckNamespaces(const Tracker& t, const flow::FlowFilter& f);
   static absl::Status Finish(Tracker& t, std::vector<flow::FlowFilter>* out);
 
   Tracker allow_;

@@ -119,6 +119,56 @@ TEST(FiltersTest, BadValuesAndNot) {
   EXPECT_THAT(Error({{"pod", "a"}, {"not", ""}}), HasSubstr("--not must be followed"));
 }
 
+// Hubble's namespace checks: a namespace flag against names in another namespace, and a side's
+// services in another namespace than its pods.
+TEST(FiltersTest, NamespaceConflictsAsHubble) {
+  EXPECT_EQ(Error({{"from-namespace", "x"}, {"from-pod", "y/p"}}),
+            "namespace conflict: \"x\" does not contain \"y/p\"");
+  EXPECT_EQ(Error({{"from-pod", "y/p"}, {"from-namespace", "x"}}),
+            "namespace conflict: \"x\" does not contain \"y/p\"")
+      << "in either order";
+  EXPECT_EQ(Error({{"to-namespace", "x"}, {"to-service", "y/s"}}),
+            "namespace conflict: \"x\" does not contain \"y/s\"");
+  EXPECT_EQ(Error({{"from-all-namespaces", ""}, {"from-pod", "y/p"}}),
+            "namespace conflict: \"\" does not contain \"y/p\"");
+  EXPECT_EQ(Error({{"from-pod", "a/p"}, {"from-service", "b/s"}}),
+            "namespace of service \"b/s\" conflict with pod \"a\"");
+  EXPECT_EQ(Error({{"from-namespace", "x"}, {"from-pod", "x/p"}}), "") << "the same namespace";
+  EXPECT_EQ(Error({{"from-namespace", "x"}, {"to-pod", "y/p"}}), "") << "the other side";
+  EXPECT_EQ(Error({{"from-namespace", "x"}, {"from-pod", "p"}}), "") << "no namespace given";
+}
+
+// --identity by Cilium's reserved names (case-sensitive, "unknown" refused), -t with trace and
+// agent sub-type names, --ip-version in all of Hubble's spellings.
+TEST(FiltersTest, IdentityTypeAndIpVersionNames) {
+  EXPECT_EQ(Json(Build({{"from-identity", "overlay-to-encrypt"}}).whitelist),
+            R"([{"source_identity":[11]}])");
+  EXPECT_EQ(Json(Build({{"from-identity", "kube-apiserver"}}).whitelist),
+            R"([{"source_identity":[7]}])");
+  EXPECT_EQ(Json(Build({{"from-identity", "16777217"}}).whitelist),
+            R"([{"source_identity":[16777217]}])");
+  EXPECT_THAT(Error({{"identity", "unknown"}}), HasSubstr("invalid value \"unknown\""));
+  EXPECT_THAT(Error({{"identity", "World"}}), HasSubstr("invalid value \"World\""));
+  EXPECT_THAT(Error({{"identity", "+5"}}), HasSubstr("invalid value \"+5\""));
+  EXPECT_EQ(Json(Build({{"type", "agent:policy-updated"}}).whitelist),
+            R"([{"event_type":[{"type":130,"match_sub_type":true,"sub_type":5}]}])");
+  EXPECT_EQ(Json(Build({{"type", "agent:ipcache-deleted"}}).whitelist),
+            R"([{"event_type":[{"type":130,"match_sub_type":true,"sub_type":10}]}])");
+  EXPECT_EQ(Json(Build({{"type", "trace:to-crypto"}}).whitelist),
+            R"([{"event_type":[{"type":4,"match_sub_type":true,"sub_type":13}]}])");
+  EXPECT_EQ(Json(Build({{"type", "drop:133"}}).whitelist),
+            R"([{"event_type":[{"type":1,"match_sub_type":true,"sub_type":133}]}])");
+  EXPECT_THAT(Error({{"type", "agent:to-endpoint"}}), HasSubstr("unknown sub-type"));
+  EXPECT_THAT(Error({{"type", "DROP"}}), HasSubstr("unknown event type"));
+  for (const char* v4 : {"4", "v4", "ipv4", "ip4", "IPv4"}) {
+    EXPECT_EQ(Json(Build({{"ip-version", v4}}).whitelist), R"([{"ip_version":["IPv4"]}])") << v4;
+  }
+  for (const char* v6 : {"6", "v6", "ipv6", "ip6"}) {
+    EXPECT_EQ(Json(Build({{"ip-version", v6}}).whitelist), R"([{"ip_version":["IPv6"]}])") << v6;
+  }
+  EXPECT_THAT(Error({{"ip-version", "ipv5"}}), HasSubstr("--ip-version"));
+}
+
 TEST(FiltersTest, RawFiltersYaml) {
   EXPECT_EQ(RawFiltersYaml(Build({{"pod", "default/xwing"}})),
             "allowlist:\n"
