@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <iostream>
 #include <limits>
@@ -16,6 +17,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "api/text.h"
@@ -190,6 +192,20 @@ int main(int argc, char** argv) {
                                          "print the client (and with --server, the "
                                          "server) version");
   version->fallthrough();
+
+  // Every flag but the filters can also come from FLOWSCOPE_<FLAG> (as Hubble's from HUBBLE_*):
+  // the command line wins over the environment, the environment over the config file.
+  const auto bind_environment = [&](CLI::App* a) {
+    for (CLI::Option* opt : a->get_options()) {
+      if (filter_options.count(opt) > 0 || opt->get_lnames().empty()) continue;
+      const std::string& name = opt->get_lnames().front();
+      if (name == "help" || name == "version") continue;
+      std::string env = "FLOWSCOPE_" + absl::AsciiStrToUpper(name);
+      std::replace(env.begin(), env.end(), '-', '_');
+      opt->envname(env);
+    }
+  };
+  for (CLI::App* a : {&app, observe, status, list, nodes, namespaces, version}) bind_environment(a);
 
   try {
     app.parse(argc, argv);

@@ -195,6 +195,37 @@ TEST(CliFlagsTest, RawFilterListsAndFieldMasksAccumulate) {
   EXPECT_EQ(status, 0) << masked;
 }
 
+// Every flag but the filters also comes from FLOWSCOPE_<FLAG>; the command line wins.
+TEST(CliFlagsTest, FlagsComeFromTheEnvironmentToo) {
+  const std::string file = ::testing::TempDir() + "/env-flows.json";
+  {
+    std::ofstream out(file);
+    out << R"({"flow":{"time":"2024-05-04T12:47:08.811Z","verdict":"FORWARDED"},)"
+        << R"("time":"2024-05-04T12:47:08.811Z"})"
+        << "\n"
+        << R"({"flow":{"time":"2024-05-04T12:47:09.811Z","verdict":"DROPPED"},)"
+        << R"("time":"2024-05-04T12:47:09.811Z"})"
+        << "\n";
+  }
+  int status = -1;
+  const std::string json = testing::RunShell(
+      absl::StrCat("FLOWSCOPE_OUTPUT=json FLOWSCOPE_LAST=1 FLOWSCOPE_INPUT_FILE=", file, " ",
+                   FLOWSCOPE_CLI_BINARY, " observe"),
+      &status);
+  EXPECT_EQ(status, 0) << json;
+  EXPECT_EQ(json, R"({"flow":{"time":"2024-05-04T12:47:09.811Z","verdict":"DROPPED"},)"
+                  R"("time":"2024-05-04T12:47:09.811Z"})"
+                  "\n");
+  const std::string dict = testing::RunShell(
+      absl::StrCat("FLOWSCOPE_OUTPUT=json FLOWSCOPE_LAST=1 ", FLOWSCOPE_CLI_BINARY,
+                   " observe -o dict --time-format RFC3339 --input-file ", file),
+      &status);
+  EXPECT_EQ(status, 0) << dict;
+  EXPECT_THAT(dict, HasSubstr("  TIMESTAMP: 2024-05-04T12:47:09Z\n"))
+      << "-o wins over the variable";
+  std::filesystem::remove(file);
+}
+
 TEST(CliErrorsTest, BadInputIsOneLineOnStderrAndANonZeroExit) {
   struct {
     const char* args;
