@@ -248,39 +248,31 @@ int ObserveEvents(const ServerOptions& server, bool agent, const ObserveOptions&
   Authorize(&ctx, server);
   CancelOnInterrupt canceller(&ctx, interrupted);
   Printer printer(o.printer, out, err);
-  grpc::Status status;
   bool pipe_closed = false;
-  if (agent) {
-    ::observer::GetAgentEventsRequest r;
-    r.set_number(req->number());
-    r.set_follow(req->follow());
-    if (req->has_since()) *r.mutable_since() = req->since();
-    if (req->has_until()) *r.mutable_until() = req->until();
-    auto reader = stub->GetAgentEvents(&ctx, r);
-    ::observer::GetAgentEventsResponse resp;
+  // Either kind of stream: the request's window, then every response printed.
+  const auto stream = [&](auto request, auto resp, auto open, auto write) {
+    request.set_number(req->number());
+    request.set_follow(req->follow());
+    if (req->has_since()) *request.mutable_since() = req->since();
+    if (req->has_until()) *request.mutable_until() = req->until();
+    auto reader = open(request);
     while (reader->Read(&resp)) {
-      if (!pipe_closed && !printer.WriteAgentEvent(resp)) {
+      if (!pipe_closed && !write(resp)) {
         pipe_closed = true;
         ctx.TryCancel();
       }
     }
-    status = reader->Finish();
-  } else {
-    ::observer::GetDebugEventsRequest r;
-    r.set_number(req->number());
-    r.set_follow(req->follow());
-    if (req->has_since()) *r.mutable_since() = req->since();
-    if (req->has_until()) *r.mutable_until() = req->until();
-    auto reader = stub->GetDebugEvents(&ctx, r);
-    ::observer::GetDebugEventsResponse resp;
-    while (reader->Read(&resp)) {
-      if (!pipe_closed && !printer.WriteDebugEvent(resp)) {
-        pipe_closed = true;
-        ctx.TryCancel();
-      }
-    }
-    status = reader->Finish();
-  }
+    return reader->Finish();
+  };
+  const grpc::Status status =
+      agent ? stream(
+                  ::observer::GetAgentEventsRequest(), ::observer::GetAgentEventsResponse(),
+                  [&](const auto& r) { return stub->GetAgentEvents(&ctx, r); },
+                  [&](const auto& r) { return printer.WriteAgentEvent(r); })
+            : stream(
+                  ::observer::GetDebugEventsRequest(), ::observer::GetDebugEventsResponse(),
+                  [&](const auto& r) { return stub->GetDebugEvents(&ctx, r); },
+                  [&](const auto& r) { return printer.WriteDebugEvent(r); });
   if (pipe_closed) return 0;
   WarnIfServerIsNewer(ctx, err);
   printer.Finish();

@@ -593,34 +593,31 @@ std::string EndpointShort(const flow::DebugEvent& e) {
 
 }  // namespace
 
-bool Printer::WriteAgentEvent(const ::observer::GetAgentEventsResponse& resp) {
-  if (options_.format == Format::kJson) return WriteJson(resp);
-  const flow::AgentEvent& e = resp.agent_event();
-  const std::string ts = FormatTime(resp.has_time() ? &resp.time() : nullptr, options_.time_format);
-  const std::string type = EnumName(flow::AgentEventType_descriptor(), e.type());
-  const std::string details = Sanitize(AgentEventDetails(e, options_.time_format));
+bool Printer::WriteEvent(const google::protobuf::Timestamp* time, const std::string& node,
+                         const EventLayout& e) {
+  const std::string ts = FormatTime(time, options_.time_format);
+  const std::string node_name = Sanitize(node);
   switch (options_.format) {
     case Format::kCompact:
       out_ << ts;
-      if (options_.print_node_name) out_ << " [" << Sanitize(resp.node_name()) << "]";
-      out_ << ": " << type << " (" << details << ")\n";
+      if (options_.print_node_name) out_ << " [" << node_name << "]";
+      out_ << ": " << e.compact << "\n";
       break;
     case Format::kDict:
-      DictSeparator("");  // Hubble ends this separator with no newline
+      DictSeparator("");  // Hubble ends an event's separator with no newline
       out_ << "  TIMESTAMP: " << ts << "\n";
-      if (options_.print_node_name) out_ << "       NODE: " << Sanitize(resp.node_name()) << "\n";
-      out_ << "       TYPE: " << type << "\n"
-           << "    DETAILS: " << details << "\n";
+      if (options_.print_node_name) out_ << "       NODE: " << node_name << "\n";
+      for (const auto& [label, value] : e.dict) out_ << label << ": " << value << "\n";
       break;
     case Format::kTable: {
       if (table_header_.empty()) {
         table_header_ = {"TIMESTAMP"};
         if (options_.print_node_name) table_header_.push_back("NODE");
-        table_header_.insert(table_header_.end(), {"TYPE", "DETAILS"});
+        table_header_.insert(table_header_.end(), e.header.begin(), e.header.end());
       }
       std::vector<std::string> row = {ts};
-      if (options_.print_node_name) row.push_back(Sanitize(resp.node_name()));
-      row.insert(row.end(), {type, details});
+      if (options_.print_node_name) row.push_back(node_name);
+      row.insert(row.end(), e.row.begin(), e.row.end());
       table_.push_back(std::move(row));
       break;
     }
@@ -631,48 +628,35 @@ bool Printer::WriteAgentEvent(const ::observer::GetAgentEventsResponse& resp) {
   return static_cast<bool>(out_);
 }
 
+bool Printer::WriteAgentEvent(const ::observer::GetAgentEventsResponse& resp) {
+  if (options_.format == Format::kJson) return WriteJson(resp);
+  const flow::AgentEvent& e = resp.agent_event();
+  const std::string type = EnumName(flow::AgentEventType_descriptor(), e.type());
+  const std::string details = Sanitize(AgentEventDetails(e, options_.time_format));
+  return WriteEvent(resp.has_time() ? &resp.time() : nullptr, resp.node_name(),
+                    {.compact = absl::StrCat(type, " (", details, ")"),
+                     .dict = {{"       TYPE", type}, {"    DETAILS", details}},
+                     .header = {"TYPE", "DETAILS"},
+                     .row = {type, details}});
+}
+
 bool Printer::WriteDebugEvent(const ::observer::GetDebugEventsResponse& resp) {
   if (options_.format == Format::kJson) return WriteJson(resp);
   const flow::DebugEvent& e = resp.debug_event();
-  const std::string ts = FormatTime(resp.has_time() ? &resp.time() : nullptr, options_.time_format);
   const std::string type = EnumName(flow::DebugEventType_descriptor(), e.type());
   const std::string from = Sanitize(EndpointShort(e));
   const std::string message = Sanitize(e.message());
-  switch (options_.format) {
-    case Format::kCompact:
-      out_ << ts;
-      if (options_.print_node_name) out_ << " [" << Sanitize(resp.node_name()) << "]";
-      out_ << ": " << from << " " << type << " MARK: " << HexMark(e) << " CPU: " << Cpu(e) << " ("
-           << message << ")\n";
-      break;
-    case Format::kDict:
-      DictSeparator("");  // as for agent events
-      out_ << "  TIMESTAMP: " << ts << "\n";
-      if (options_.print_node_name) out_ << "       NODE: " << Sanitize(resp.node_name()) << "\n";
-      out_ << "       TYPE: " << type << "\n"
-           << "       FROM: " << from << "\n"
-           << "       MARK: " << HexMark(e) << "\n"
-           << "        CPU: " << Cpu(e) << "\n"
-           << "    MESSAGE: " << message << "\n";
-      break;
-    case Format::kTable: {
-      // Hubble's header and rows carry an empty column after FROM.
-      if (table_header_.empty()) {
-        table_header_ = {"TIMESTAMP"};
-        if (options_.print_node_name) table_header_.push_back("NODE");
-        table_header_.insert(table_header_.end(), {"FROM", "", "TYPE", "CPU/MARK", "MESSAGE"});
-      }
-      std::vector<std::string> row = {ts};
-      if (options_.print_node_name) row.push_back(Sanitize(resp.node_name()));
-      row.insert(row.end(), {from, "", type, absl::StrCat(Cpu(e), " ", HexMark(e)), message});
-      table_.push_back(std::move(row));
-      break;
-    }
-    case Format::kJson:
-      break;
-  }
-  if (options_.format != Format::kTable && options_.flush_each_line) out_.flush();
-  return static_cast<bool>(out_);
+  // Hubble's table carries an empty column after FROM.
+  return WriteEvent(resp.has_time() ? &resp.time() : nullptr, resp.node_name(),
+                    {.compact = absl::StrCat(from, " ", type, " MARK: ", HexMark(e),
+                                             " CPU: ", Cpu(e), " (", message, ")"),
+                     .dict = {{"       TYPE", type},
+                              {"       FROM", from},
+                              {"       MARK", HexMark(e)},
+                              {"        CPU", Cpu(e)},
+                              {"    MESSAGE", message}},
+                     .header = {"FROM", "", "TYPE", "CPU/MARK", "MESSAGE"},
+                     .row = {from, "", type, absl::StrCat(Cpu(e), " ", HexMark(e)), message}});
 }
 
 bool Printer::Write(const ::observer::GetFlowsResponse& resp) {

@@ -12,6 +12,7 @@
 
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -75,6 +76,16 @@ class Printer {
   std::ostream& out_;
   std::ostream& err_;
   bool WriteJson(const google::protobuf::Message& m);
+  // An agent or debug event, after its time and node: the compact line's rest, the dict's
+  // fields (labels padded as Hubble's), the table's columns.
+  struct EventLayout {
+    std::string compact;
+    std::vector<std::pair<const char*, std::string>> dict;
+    std::vector<std::string> header;
+    std::vector<std::string> row;
+  };
+  bool WriteEvent(const google::protobuf::Timestamp* time, const std::string& node,
+                  const EventLayout& e);
   // A dict record's separator (Hubble prints none before the first).
   void DictSeparator(const char* after);
 
