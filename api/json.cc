@@ -137,9 +137,10 @@ void AppendTimestamp(const pb::Message& m, std::string* out) {
   out->append(buf, static_cast<size_t>(p - buf));
 }
 
-void AppendValue(const pb::Message& m, const pb::FieldDescriptor* f, int index, std::string* out);
+void AppendValue(const pb::Message& m, const pb::FieldDescriptor* f, int index, bool enum_numbers,
+                 std::string* out);
 
-void AppendMessage(const pb::Message& m, std::string* out) {
+void AppendMessage(const pb::Message& m, bool enum_numbers, std::string* out) {
   const pb::Descriptor* d = m.GetDescriptor();
   const std::string& name = d->full_name();
   if (name == "google.protobuf.Timestamp") {
@@ -149,7 +150,7 @@ void AppendMessage(const pb::Message& m, std::string* out) {
   if (d->file()->name() == "google/protobuf/wrappers.proto") {
     const pb::FieldDescriptor* value = d->FindFieldByNumber(1);
     if (m.GetReflection()->HasField(m, value)) {
-      AppendValue(m, value, -1, out);
+      AppendValue(m, value, -1, enum_numbers, out);
     } else {
       // A present wrapper holding the default value.
       switch (value->cpp_type()) {
@@ -197,17 +198,18 @@ void AppendMessage(const pb::Message& m, std::string* out) {
       const int n = m.GetReflection()->FieldSize(m, f);
       for (int i = 0; i < n; ++i) {
         if (i > 0) out->push_back(',');
-        AppendValue(m, f, i, out);
+        AppendValue(m, f, i, enum_numbers, out);
       }
       out->push_back(']');
     } else {
-      AppendValue(m, f, -1, out);
+      AppendValue(m, f, -1, enum_numbers, out);
     }
   }
   out->push_back('}');
 }
 
-void AppendValue(const pb::Message& m, const pb::FieldDescriptor* f, int i, std::string* out) {
+void AppendValue(const pb::Message& m, const pb::FieldDescriptor* f, int i, bool enum_numbers,
+                 std::string* out) {
   const pb::Reflection* r = m.GetReflection();
   const bool rep = i >= 0;
   switch (f->cpp_type()) {
@@ -235,7 +237,7 @@ void AppendValue(const pb::Message& m, const pb::FieldDescriptor* f, int i, std:
     case pb::FieldDescriptor::CPPTYPE_ENUM: {
       const int v = rep ? r->GetRepeatedEnumValue(m, f, i) : r->GetEnumValue(m, f);
       const pb::EnumValueDescriptor* e = f->enum_type()->FindValueByNumber(v);
-      if (e != nullptr) {
+      if (e != nullptr && !enum_numbers) {
         AppendJsonString(e->name(), out);
       } else {
         absl::StrAppend(out, v);
@@ -254,13 +256,15 @@ void AppendValue(const pb::Message& m, const pb::FieldDescriptor* f, int i, std:
       break;
     }
     case pb::FieldDescriptor::CPPTYPE_MESSAGE:
-      AppendMessage(rep ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f), out);
+      AppendMessage(rep ? r->GetRepeatedMessage(m, f, i) : r->GetMessage(m, f), enum_numbers, out);
       break;
   }
 }
 
 }  // namespace
 
-void AppendJson(const pb::Message& m, std::string* out) { AppendMessage(m, out); }
+void AppendJson(const pb::Message& m, std::string* out) { AppendMessage(m, false, out); }
+
+void AppendJsonEnumNumbers(const pb::Message& m, std::string* out) { AppendMessage(m, true, out); }
 
 }  // namespace flowscope

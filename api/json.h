@@ -22,6 +22,10 @@ void AppendJsonString(absl::string_view s, std::string* out);
 // Appends `m` as one compact JSON object.
 void AppendJson(const google::protobuf::Message& m, std::string* out);
 
+// The same with enums as numbers, as Go's encoding/json writes a generated message (Hubble's
+// `observe --print-raw-filters`: `{"verdict":[2]}`).
+void AppendJsonEnumNumbers(const google::protobuf::Message& m, std::string* out);
+
 }  // namespace flowscope
 
 #endif  // FLOWSCOPE_API_JSON_H_

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <limits>
 #include <map>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -21,8 +22,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "api/text.h"
+#include "api/time_parse.h"
 #include "api/version.h"
 #include "cmd/cli/commands.h"
+#include "cmd/cli/config.h"
 #include "cmd/cli/filters.h"
 #include "cmd/cli/port_forward.h"
 
@@ -55,19 +58,48 @@ int main(int argc, char** argv) {
 
   CLI::App app{"flowscope: see which workload talked to which, and what was dropped and why"};
   app.require_subcommand(1);
+  // Every option knows its default: `config view`/`get` print it, help shows it.
+  app.option_defaults()->always_capture_default();
+  // Checked where they are given, so a config file or `config set` refuses them too.
+  const CLI::Validator duration(
+      [](std::string& v) -> std::string {
+        auto d = flowscope::ParseGoDuration(v);
+        if (d.ok() && *d > absl::ZeroDuration()) return "";
+        return "invalid duration \"" + flowscope::Quote(v) + "\": expected a duration like 5s";
+      },
+      "DURATION");
+  const CLI::Validator time_value(
+      [](std::string& v) -> std::string {
+        auto t = flowscope::ParseHubbleTime(v, absl::Now());
+        return t.ok() ? "" : std::string(t.status().message());
+      },
+      "TIME");
+  const CLI::Validator format_value(
+      [](std::string& v) -> std::string {
+        auto f = ParseFormat(v);
+        return f.ok() ? "" : std::string(f.status().message());
+      },
+      "FORMAT");
+  const CLI::Validator list_format(
+      [](std::string& v) -> std::string {
+        if (v == "table" || v == "wide" || v == "json") return "";
+        return "invalid output format \"" + flowscope::Quote(v) +
+               "\": expected table, wide or json";
+      },
+      "FORMAT");
   app.set_version_flag("--version", std::string(flowscope::kClientVersion),
                        "print the client's version and exit");
-  std::string server_flag, timeout_flag, request_timeout_flag, config_path;
+  std::string server_flag = "localhost:4245", timeout_flag = "5s", request_timeout_flag = "12s";
+  std::string config_path;
   bool debug = false;
   app.add_option("--server", server_flag,
-                 "address of an observer or relay: host:port or unix:///path "
-                 "(default localhost:4245, or $FLOWSCOPE_SERVER)");
-  app.add_option("--timeout", timeout_flag, "how long to wait for the connection (default 5s)");
-  app.add_option("--request-timeout", request_timeout_flag,
-                 "timeout of unary requests (default 12s)");
+                 "address of an observer or relay: host:port, tls://host:port or unix:///path");
+  app.add_option("--timeout", timeout_flag, "how long to wait for the connection")->check(duration);
+  app.add_option("--request-timeout", request_timeout_flag, "timeout of unary requests")
+      ->check(duration);
   app.add_option("--config", config_path,
-                 "config file (default ~/.config/flowscope/config.yaml): server, timeouts, tls-*, "
-                 "basic-auth-*");
+                 "config file: a YAML map of flag names to values, e.g. `server: relay:4245` "
+                 "(default ~/.config/flowscope/config.yaml)");
   app.add_flag("-D,--debug", debug, "print more (node connections)");
   bool tls = false;
   flowscope::TlsClientOptions tls_options;
@@ -112,10 +144,12 @@ int main(int argc, char** argv) {
   CLI::Option* first_opt = observe->add_option("--first", first, "get the first N flows");
   observe->add_flag("--all", o.all, "get all flows stored");
   observe->add_flag("-f,--follow", o.follow, "follow flows as they arrive");
-  observe->add_option("--since", o.since, "flows since: a duration (3m) or a time (RFC3339)");
-  observe->add_option("--until", o.until, "flows until: a duration or a time");
+  observe->add_option("--since", o.since, "flows since: a duration (3m) or a time (RFC3339)")
+      ->check(time_value);
+  observe->add_option("--until", o.until, "flows until: a duration or a time")->check(time_value);
   std::string output = "compact";
   observe->add_option("-o,--output", output, "compact, dict, json, jsonpb or table")
+      ->check(format_value)
       ->capture_default_str();
   observe->add_flag("--print-node-name", o.printer.print_node_name, "print the node name");
   observe
@@ -177,6 +211,7 @@ int main(int argc, char** argv) {
   status->fallthrough();
   std::string status_output = "compact";
   status->add_option("-o,--output", status_output, "compact, dict, json or table")
+      ->check(format_value)
       ->capture_default_str();
   CLI::App* list = app.add_subcommand("list", "list nodes or namespaces");
   list->fallthrough();
@@ -184,28 +219,75 @@ int main(int argc, char** argv) {
   std::string list_output = "table";
   CLI::App* nodes = list->add_subcommand("nodes", "the nodes behind the server")->alias("node");
   nodes->fallthrough();
-  nodes->add_option("-o,--output", list_output, "table, wide or json")->capture_default_str();
+  nodes->add_option("-o,--output", list_output, "table, wide or json")->check(list_format);
   CLI::App* namespaces = list->add_subcommand("namespaces", "namespaces seen in the last hour");
   namespaces->fallthrough();
-  namespaces->add_option("-o,--output", list_output, "table, wide or json")->capture_default_str();
+  namespaces->add_option("-o,--output", list_output, "table, wide or json")->check(list_format);
   CLI::App* version = app.add_subcommand("version",
                                          "print the client (and with --server, the "
                                          "server) version");
   version->fallthrough();
+  CLI::App* config_cmd = app.add_subcommand("config", "view or change the config file's settings");
+  config_cmd->fallthrough();
+  config_cmd->require_subcommand(1);
+  std::string config_key, config_value;
+  for (auto [name, help] :
+       {std::pair{"view", "print the merged settings (flags, FLOWSCOPE_*, config file, defaults)"},
+        std::pair{"get", "print one setting: get [KEY]"},
+        std::pair{"set", "set a key in the config file: set KEY [VALUE] (no VALUE: its default)"},
+        std::pair{"reset", "reset one key, or all, to the default: reset [KEY]"}}) {
+    CLI::App* sub = config_cmd->add_subcommand(name, help);
+    sub->fallthrough();
+    // One string each, so CLI11 leaves a "[a,b]" list value whole.
+    if (std::string(name) != "view") sub->add_option("key", config_key, "a flag's name");
+    if (std::string(name) == "set") sub->add_option("value", config_value, "its value");
+  }
+  CLI::App* completion = app.add_subcommand("completion", "print a shell completion script");
+  std::string shell;
+  completion->add_option("shell", shell, "bash, zsh or fish")
+      ->required()
+      ->check(CLI::IsMember({"bash", "zsh", "fish"}));
 
-  // Every flag but the filters can also come from FLOWSCOPE_<FLAG> (as Hubble's from HUBBLE_*):
-  // the command line wins over the environment, the environment over the config file.
-  const auto bind_environment = [&](CLI::App* a) {
+  std::vector<std::string> all_keys;  // every flag a config file can set
+  for (CLI::App* a : {&app, observe, status, nodes, namespaces}) {
     for (CLI::Option* opt : a->get_options()) {
-      if (filter_options.count(opt) > 0 || opt->get_lnames().empty()) continue;
-      const std::string& name = opt->get_lnames().front();
-      if (name == "help" || name == "version") continue;
-      std::string env = "FLOWSCOPE_" + absl::AsciiStrToUpper(name);
-      std::replace(env.begin(), env.end(), '-', '_');
-      opt->envname(env);
+      if (opt->get_lnames().empty()) continue;
+      const std::string& n = opt->get_lnames().front();
+      if (n != "help" && n != "version" && n != "config" && n != "not" &&
+          std::find(all_keys.begin(), all_keys.end(), n) == all_keys.end()) {
+        all_keys.push_back(n);
+      }
     }
+  }
+  std::sort(all_keys.begin(), all_keys.end());
+  const std::set<std::string> filter_names(FilterFlagNames().begin(), FilterFlagNames().end());
+  FlagHooks hooks;
+  hooks.is_filter = [&](const std::string& name) { return filter_names.count(name) > 0; };
+  hooks.check_filter = [](const std::string& name, const std::string& value) {
+    FilterBuilder b;
+    return b.Add(name, value);
   };
-  for (CLI::App* a : {&app, observe, status, list, nodes, namespaces, version}) bind_environment(a);
+  hooks.fixed_values = [&](const CLI::App& cmd, const std::string& flag) {
+    const std::string& c = cmd.get_name();
+    std::vector<std::string> v;
+    if (flag.empty()) {
+      if (&cmd == observe) v = {"flows", "agent-events", "debug-events"};
+      if (&cmd == completion) v = {"bash", "zsh", "fish"};
+      if (cmd.get_parent() == config_cmd && c != "view") v = all_keys;
+    } else if (flag == "output") {
+      if (&cmd == observe) v = {"compact", "dict", "json", "jsonpb", "table"};
+      if (&cmd == status) v = {"compact", "dict", "json", "table"};
+      if (&cmd == nodes || &cmd == namespaces) v = {"table", "wide", "json"};
+    } else if (flag == "color") {
+      v = {"auto", "always", "never"};
+    } else if (flag == "time-format") {
+      v = {"StampMilli", "RFC3339",      "RFC3339Milli",     "RFC3339Micro",          "RFC3339Nano",
+           "RFC1123Z",   "YearMonthDay", "YearMonthDayHour", "YearMonthDayHourMinute"};
+    } else if (hooks.is_filter(flag)) {
+      v = FilterFlagValues(flag);
+    }
+    return v;
+  };
 
   try {
     app.parse(argc, argv);
@@ -218,19 +300,63 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  auto server = ResolveServer(server_flag, timeout_flag, request_timeout_flag, config_path);
-  if (server.ok()) {
-    // Flags win over the config file.
-    if (tls) server->tls = true;
-    if (tls_options.allow_insecure) server->tls_options.allow_insecure = true;
-    if (!tls_options.ca_files.empty()) server->tls_options.ca_files = tls_options.ca_files;
-    if (!tls_options.cert_file.empty()) server->tls_options.cert_file = tls_options.cert_file;
-    if (!tls_options.key_file.empty()) server->tls_options.key_file = tls_options.key_file;
-    if (!tls_options.server_name.empty()) {
-      server->tls_options.server_name = tls_options.server_name;
+  if (*completion) {
+    auto script = CompletionScript(app, shell, hooks);
+    if (!script.ok()) {
+      std::cerr << "flowscope: " << script.status().message() << "\n";
+      return 1;
     }
-    if (!basic_user.empty()) server->basic_auth_username = basic_user;
-    if (!basic_password.empty()) server->basic_auth_password = basic_password;
+    std::cout << *script;
+    return 0;
+  }
+
+  // FLOWSCOPE_<FLAG>, then the config file, fill what the command line left unset.
+  if (const char* env = std::getenv("FLOWSCOPE_CONFIG"); config_path.empty() && env != nullptr) {
+    config_path = env;
+  }
+  const bool server_given =
+      app.get_option("--server")->count() > 0 || std::getenv("FLOWSCOPE_SERVER") != nullptr;
+  auto config =
+      LoadConfig(config_path.empty() ? DefaultConfigPath() : config_path, !config_path.empty());
+  if (*config_cmd) {
+    // As Hubble's: `config` works on a config the other commands refuse (to repair it).
+    ConfigFile file;
+    file.path = config_path.empty() ? DefaultConfigPath() : config_path;
+    if (config.ok()) file = *config;
+    std::vector<std::string> config_args;
+    for (CLI::App* sub : config_cmd->get_subcommands()) {
+      for (auto [name, value] :
+           {std::pair{"key", &config_key}, std::pair{"value", &config_value}}) {
+        const CLI::Option* opt = sub->get_option_no_throw(name);
+        if (opt != nullptr && opt->count() > 0) config_args.push_back(*value);
+      }
+    }
+    if (!config.ok() && !(*config_cmd->get_subcommand("reset") && config_args.empty())) {
+      std::cerr << "flowscope: " << config.status().message() << "\n";
+      return 1;
+    }
+    if (config.ok()) ApplyConfig(file, app, hooks).IgnoreError();
+    for (CLI::App* sub : config_cmd->get_subcommands()) {
+      return RunConfigCommand(app, sub->get_name(), config_args, file, hooks, std::cout, std::cerr);
+    }
+    return 1;
+  }
+  if (!config.ok()) {
+    std::cerr << "flowscope: " << config.status().message() << "\n";
+    return 1;
+  }
+  auto config_filters = ApplyConfig(*config, app, hooks);
+  if (!config_filters.ok()) {
+    std::cerr << "flowscope: " << config_filters.status().message() << "\n";
+    return 1;
+  }
+
+  auto server = ResolveServer(server_flag, timeout_flag, request_timeout_flag);
+  if (server.ok()) {
+    server->tls = tls;
+    server->tls_options = tls_options;
+    server->basic_auth_username = basic_user;
+    server->basic_auth_password = basic_password;
     if (absl::Status s = CheckConnectionSettings(*server); !s.ok()) server = s;
   }
   if (!server.ok()) {
@@ -241,7 +367,7 @@ int main(int argc, char** argv) {
   // nor for the client's own version).
   std::unique_ptr<PortForward> forward;
   if (port_forward && !(*observe && !o.input_file.empty())) {
-    if (!server_flag.empty()) {
+    if (server_given) {
       std::cerr << "flowscope: --port-forward and --server exclude each other\n";
       return 1;
     }
@@ -282,6 +408,13 @@ int main(int argc, char** argv) {
       }
     }
     FilterBuilder builder;
+    // FLOWSCOPE_<FILTER> and the config file's filters first, then the command line's.
+    for (const auto& [name, value] : *config_filters) {
+      if (absl::Status s = builder.Add(name, value); !s.ok()) {
+        std::cerr << "flowscope: " << s.message() << "\n";
+        return 1;
+      }
+    }
     std::map<std::string, size_t> used;
     for (CLI::Option* opt : observe->parse_order()) {
       auto it = filter_options.find(opt);
@@ -315,7 +448,7 @@ int main(int argc, char** argv) {
   if (*nodes) return ListNodes(*server, list_output, std::cout, std::cerr);
   if (*namespaces) return ListNamespaces(*server, list_output, std::cout, std::cerr);
   if (*version) {
-    const bool ask_server = !server_flag.empty() || forward != nullptr;
+    const bool ask_server = server_given || forward != nullptr;
     return Version(ask_server ? &*server : nullptr, std::cout, std::cerr);
   }
   return 0;

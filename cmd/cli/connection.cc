@@ -6,13 +6,11 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <tuple>
 
 #include "absl/strings/ascii.h"
@@ -204,67 +202,10 @@ absl::Status CheckConnectionSettings(const ServerOptions& server) {
   return ClientTlsCredentials(t).status();
 }
 
-absl::StatusOr<ServerOptions> ResolveServer(const std::string& flag_server,
-                                            const std::string& flag_timeout,
-                                            const std::string& flag_request_timeout,
-                                            const std::string& config_path) {
+absl::StatusOr<ServerOptions> ResolveServer(const std::string& server, const std::string& timeout,
+                                            const std::string& request_timeout) {
   ServerOptions o;
-  std::string config = config_path;
-  if (config.empty()) {
-    const char* home = std::getenv("HOME");
-    const std::string def = absl::StrCat(home ? home : "", "/.config/flowscope/config.yaml");
-    if (home && std::filesystem::exists(def)) config = def;
-  }
-  std::string timeout = flag_timeout;
-  std::string request_timeout = flag_request_timeout;
-  if (!config.empty()) {
-    auto content = ReadOperatorFile(config, "config file");
-    if (!content.ok()) return absl::InvalidArgumentError(content.status().message());
-    YAML::Node n;
-    try {
-      n = YAML::Load(*content);
-    } catch (const YAML::Exception& e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("config file ", config, ": line ", e.mark.line + 1, ": ", e.msg));
-    }
-    if (n.IsMap()) {
-      std::string key;  // the one being read, for the error message
-      try {
-        auto text = [&](const char* k, std::string* out) {
-          key = k;
-          if (n[k]) *out = n[k].as<std::string>();
-        };
-        text("server", &o.server);
-        if (timeout.empty()) text("timeout", &timeout);
-        if (request_timeout.empty()) text("request-timeout", &request_timeout);
-        // Connection security, as the flags of the same names (flags win).
-        key = "tls";
-        if (n["tls"]) o.tls = n["tls"].as<bool>();
-        key = "tls-allow-insecure";
-        if (n[key]) o.tls_options.allow_insecure = n[key].as<bool>();
-        key = "tls-ca-cert-files";
-        if (n[key]) {
-          o.tls_options.ca_files = n[key].IsSequence() ? n[key].as<std::vector<std::string>>()
-                                                       : absl::StrSplit(n[key].as<std::string>(),
-                                                                        ',', absl::SkipEmpty());
-        }
-        text("tls-client-cert-file", &o.tls_options.cert_file);
-        text("tls-client-key-file", &o.tls_options.key_file);
-        text("tls-server-name", &o.tls_options.server_name);
-        text("basic-auth-username", &o.basic_auth_username);
-        text("basic-auth-password", &o.basic_auth_password);
-      } catch (const YAML::Exception& e) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("config file ", config, ": bad value for ", key, ": ", e.what()));
-      }
-    } else if (!n.IsNull()) {
-      return absl::InvalidArgumentError(absl::StrCat("config file ", config, ": expected a map"));
-    }
-  }
-  if (const char* env = std::getenv("FLOWSCOPE_SERVER"); env != nullptr && *env != '\0') {
-    o.server = env;
-  }
-  if (!flag_server.empty()) o.server = flag_server;
+  if (!server.empty()) o.server = server;
   for (auto [text, out, name] :
        {std::tuple{&timeout, &o.dial_timeout, "--timeout"},
         std::tuple{&request_timeout, &o.request_timeout, "--request-timeout"}}) {

@@ -1,7 +1,7 @@
-// Where the CLI connects and how: the server address and timeouts from flags, environment and
-// the config file, TLS and basic-auth settings, and a dial that reports why a server cannot be
-// reached as soon as it is known (no such socket, connection refused), as Hubble does, instead
-// of waiting out the timeout. Called from main's thread.
+// Where the CLI connects and how: the server address and timeouts, TLS and basic-auth settings, and
+// a dial that reports why a server cannot be reached as soon as it is known (no such socket,
+// connection refused), as Hubble does, instead of waiting out the timeout. Called from main's
+// thread.
 #ifndef FLOWSCOPE_CMD_CLI_CONNECTION_H_
 #define FLOWSCOPE_CMD_CLI_CONNECTION_H_
 
@@ -31,12 +31,10 @@ struct ServerOptions {
 // with TLS; TLS only to TCP targets) and that the TLS files can be read.
 absl::Status CheckConnectionSettings(const ServerOptions& server);
 
-// --server / FLOWSCOPE_SERVER / the config file's `server:`, in that order of precedence, and
-// the same for timeouts. `config_path` "" means ~/.config/flowscope/config.yaml if it exists.
-absl::StatusOr<ServerOptions> ResolveServer(const std::string& flag_server,
-                                            const std::string& flag_timeout,
-                                            const std::string& flag_request_timeout,
-                                            const std::string& config_path);
+// The server and timeouts as the flags (or FLOWSCOPE_* or the config file, see config.h) give
+// them; "" keeps the default. A timeout that is not a positive Go duration is an error.
+absl::StatusOr<ServerOptions> ResolveServer(const std::string& server, const std::string& timeout,
+                                            const std::string& request_timeout);
 
 // A connected channel. Unavailable naming the target and the cause: at once when the
 // connection fails (the cause read from the system: "connect: connection refused"), or when

@@ -4,8 +4,10 @@
 #include <map>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "api/json.h"
@@ -59,14 +61,26 @@ absl::Status Bad(absl::string_view flag, absl::string_view value, absl::string_v
       absl::StrCat("invalid value \"", Quote(value), "\" for --", flag, ": ", why));
 }
 
-absl::StatusOr<uint32_t> ParseIdentity(absl::string_view flag, absl::string_view v) {
-  // Cilium's reserved identities by name, as Hubble's CLI knows them ("unknown" is not one
-  // it accepts); names are case-sensitive there too.
-  static const std::map<std::string, uint32_t> kReserved = {
+// Cilium's reserved identities by name, as Hubble's CLI knows them ("unknown" is not one it
+// accepts); names are case-sensitive there too.
+const std::map<std::string, uint32_t>& ReservedIdentities() {
+  static const auto* m = new std::map<std::string, uint32_t>{
       {"host", 1},       {"world", 2},       {"unmanaged", 3},          {"health", 4},
       {"init", 5},       {"remote-node", 6}, {"kube-apiserver", 7},     {"ingress", 8},
       {"world-ipv4", 9}, {"world-ipv6", 10}, {"overlay-to-encrypt", 11}};
-  if (auto it = kReserved.find(std::string(v)); it != kReserved.end()) return it->second;
+  return *m;
+}
+
+const std::map<std::string, int>& EventTypes() {
+  static const auto* m = new std::map<std::string, int>{
+      {"drop", 1},           {"debug", 2},      {"capture", 3}, {"trace", 4},
+      {"policy-verdict", 5}, {"trace-sock", 7}, {"l7", 129},    {"agent", 130}};
+  return *m;
+}
+
+absl::StatusOr<uint32_t> ParseIdentity(absl::string_view flag, absl::string_view v) {
+  const auto& reserved = ReservedIdentities();
+  if (auto it = reserved.find(std::string(v)); it != reserved.end()) return it->second;
   uint32_t id;
   if (absl::SimpleAtoi(v, &id) && absl::ascii_isdigit(static_cast<unsigned char>(v.front()))) {
     return id;
@@ -78,9 +92,7 @@ absl::StatusOr<uint32_t> ParseIdentity(absl::string_view flag, absl::string_view
 }
 
 absl::StatusOr<flow::EventTypeFilter> ParseType(absl::string_view v) {
-  static const std::map<std::string, int> kTypes = {
-      {"drop", 1},           {"debug", 2},      {"capture", 3}, {"trace", 4},
-      {"policy-verdict", 5}, {"trace-sock", 7}, {"l7", 129},    {"agent", 130}};
+  const auto& kTypes = EventTypes();
   // Sub-type names by number: trace observation points, and agent notifications.
   static const std::vector<std::string> kTrace = {
       "to-endpoint",   "to-proxy",   "to-host",     "to-stack",   "to-overlay",
@@ -329,6 +341,28 @@ const std::vector<std::string>& FilterFlagNames() {
   return *names;
 }
 
+std::vector<std::string> FilterFlagValues(absl::string_view flag) {
+  std::vector<std::string> v;
+  if (flag == "verdict") {
+    for (int i = flow::Verdict_MIN + 1; i <= flow::Verdict_MAX; ++i) {
+      if (flow::Verdict_IsValid(i)) v.push_back(flow::Verdict_Name(i));
+    }
+  } else if (flag == "type") {
+    for (const auto& [name, number] : EventTypes()) v.push_back(name);
+  } else if (absl::EndsWith(flag, "identity")) {
+    for (const auto& [name, number] : ReservedIdentities()) v.push_back(name);
+  } else if (flag == "protocol") {
+    v = {"tcp", "udp", "icmp", "icmpv4", "icmpv6", "sctp"};
+  } else if (flag == "tcp-flags") {
+    v = {"SYN", "ACK", "FIN", "RST", "PSH", "URG", "ECE", "CWR", "NS"};
+  } else if (flag == "traffic-direction") {
+    v = {"ingress", "egress"};
+  } else if (flag == "ip-version") {
+    v = {"ipv4", "ipv6"};
+  }
+  return v;
+}
+
 absl::Status FilterBuilder::Add(absl::string_view flag, absl::string_view value) {
   if (flag == "not") {
     if (not_pending_) return absl::InvalidArgumentError("--not cannot be repeated: --not --not");
@@ -473,18 +507,21 @@ absl::StatusOr<Filters> FilterBuilder::Build() {
 }
 
 std::string RawFiltersYaml(const Filters& f) {
+  // As Hubble's: Go's encoding/json of each filter (declaration order, enums as numbers) in a
+  // YAML map that leaves out an empty list.
   auto list = [&](const char* name, const std::vector<flow::FlowFilter>& filters) {
-    std::string s = absl::StrCat(name, ":");
-    if (filters.empty()) return absl::StrCat(s, " []\n");
-    s += "\n";
+    std::string s;
+    if (filters.empty()) return s;
+    absl::StrAppend(&s, name, ":\n");
     for (const auto& filter : filters) {
       std::string json;
-      AppendJson(filter, &json);  // protojson's field order
-      absl::StrAppend(&s, "    - '", json, "'\n");
+      AppendJsonEnumNumbers(filter, &json);
+      absl::StrAppend(&s, "    - '", absl::StrReplaceAll(json, {{"'", "''"}}), "'\n");
     }
     return s;
   };
-  return list("allowlist", f.whitelist) + list("denylist", f.blacklist);
+  const std::string yaml = list("allowlist", f.whitelist) + list("denylist", f.blacklist);
+  return yaml.empty() ? "{}\n" : yaml;
 }
 
 }  // namespace flowscope::cli

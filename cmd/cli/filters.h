@@ -30,6 +30,9 @@ struct Filters {
 // Every filter flag FilterBuilder::Add understands (long names without dashes), plus "not".
 const std::vector<std::string>& FilterFlagNames();
 
+// The fixed values a filter flag takes, for shell completion ({} when it takes free text).
+std::vector<std::string> FilterFlagValues(absl::string_view flag);
+
 class FilterBuilder {
  public:
   // Applies one flag occurrence, in command-line order. `flag` is the long name without

@@ -186,7 +186,7 @@ TEST(CliFlagsTest, RawFilterListsAndFieldMasksAccumulate) {
             "    - '{\"source_pod\":[\"a/b\"]}'\n"
             "    - '{\"source_pod\":[\"c/d\"]}'\n"
             "denylist:\n"
-            "    - '{\"verdict\":[\"DROPPED\"]}'\n"
+            "    - '{\"verdict\":[2]}'\n"
             "    - '{\"source_pod\":[\"e/f\"]}'\n");
   const std::string masked = testing::RunShell(
       absl::StrCat(FLOWSCOPE_CLI_BINARY, " observe -o json --input-file - --field-mask time ",

@@ -173,8 +173,12 @@ TEST(FiltersTest, RawFiltersYaml) {
   EXPECT_EQ(RawFiltersYaml(Build({{"pod", "default/xwing"}})),
             "allowlist:\n"
             "    - '{\"source_pod\":[\"default/xwing\"]}'\n"
-            "    - '{\"destination_pod\":[\"default/xwing\"]}'\n"
-            "denylist: []\n");
+            "    - '{\"destination_pod\":[\"default/xwing\"]}'\n");
+  // Hubble's encoding/json: enums by number, an empty list left out.
+  EXPECT_EQ(RawFiltersYaml(Build({{"not", ""}, {"verdict", "DROPPED"}})),
+            "denylist:\n"
+            "    - '{\"verdict\":[2]}'\n");
+  EXPECT_EQ(RawFiltersYaml(Build({})), "{}\n");
 }
 
 }  // namespace

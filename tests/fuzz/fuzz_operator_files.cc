@@ -9,7 +9,7 @@
 #include <sstream>
 #include <string>
 
-#include "cmd/cli/connection.h"
+#include "cmd/cli/config.h"
 #include "observer/endpoint_source.h"
 #include "observer/policy.h"
 #include "relay/peer_pool.h"
@@ -23,7 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The CLI's config file, through the function that reads it.
   static const std::string path = "/tmp/flowscope-fuzz-config-" + std::to_string(getpid());
   std::ofstream(path, std::ios::trunc | std::ios::binary) << text;
-  flowscope::cli::ResolveServer("", "", "", path).IgnoreError();
+  flowscope::cli::LoadConfig(path, true).status().IgnoreError();
 
   // The observer's --config: CLI11's TOML/INI reader with options of each kind it has.
   CLI::App app;
