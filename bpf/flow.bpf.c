@@ -242,11 +242,12 @@ __attribute__((noinline)) int fs_denied(__u32 slot) {
     if (r->dport && r->dport != p->dport) continue;
     if (!masked_eq(p->saddr, r->src_net, r->src_mask)) continue;
     if (!masked_eq(p->daddr, r->dst_net, r->dst_mask)) continue;
-    return 1;
+    return 1 + r->policy;
   }
   return 0;
 }
 
+// 0, or 1 + the policy name id of the first rule that denies the packet.
 static __always_inline int denied(const struct pkt* p) {
   if (!deny_rule_count) return 0;
   __u32 slot = 0;
@@ -309,7 +310,7 @@ static __always_inline int sender_originates(const struct pkt* p, __u8* known) {
 
 static __always_inline void emit(struct __sk_buff* skb, const struct pkt* p, __u8 obs_point,
                                  __u8 verdict, __u8 drop_reason, __u8 is_reply, __u8 reason,
-                                 __u64 now, const struct flow_state* st) {
+                                 __u8 policy, __u64 now, const struct flow_state* st) {
   struct flow_event* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
   if (!e) {
     __u32 key = 0;
@@ -337,6 +338,7 @@ static __always_inline void emit(struct __sk_buff* skb, const struct pkt* p, __u
   e->icmp_type = p->icmp_type;
   e->icmp_code = p->icmp_code;
   e->emit_reason = reason;
+  e->policy = policy;
   __builtin_memset(e->pad, 0, sizeof(e->pad));
   stat_inc(FS_STAT_EVENTS);
 
@@ -371,14 +373,19 @@ static __always_inline int handle(struct __sk_buff* skb, int ingress) {
   const int src_is_a = make_key(&p, ifindex, &key);
   struct flow_state* st = bpf_map_lookup_elem(&flows, &key);
 
-  if (denied(&p)) {
-    // Always reported. The direction is known only if the flow was established before.
+  const int deny = denied(&p);
+  if (deny) {
+    // Always reported: the drop, and the policy verdict (Cilium reports both). The direction
+    // is known only if the flow was established before.
     __u8 is_reply = FS_REPLY_UNKNOWN;
     if (st && st->origin_known)
       is_reply = (src_is_a == st->origin_is_a) ? FS_REPLY_NO : FS_REPLY_YES;
     stat_inc(FS_STAT_POLICY_DROPS);
-    emit(skb, &p, obs_point, FS_VERDICT_DROPPED, FS_DROP_POLICY_DENIED, is_reply, FS_EMIT_DROP, now,
-         st);
+    const __u8 policy = (__u8)(deny - 1);
+    emit(skb, &p, obs_point, FS_VERDICT_DROPPED, FS_DROP_POLICY_DENIED, is_reply, FS_EMIT_DROP,
+         policy, now, st);
+    emit(skb, &p, obs_point, FS_VERDICT_DROPPED, FS_DROP_POLICY_DENIED, is_reply,
+         FS_EMIT_POLICY_VERDICT, policy, now, st);
     return TC_ACT_SHOT;
   }
 
@@ -442,7 +449,7 @@ static __always_inline int handle(struct __sk_buff* skb, int ingress) {
       st->last_report_ns[0] = now;
     }
     const __u8 is_reply = !st->origin_known ? FS_REPLY_UNKNOWN : (dir ? FS_REPLY_YES : FS_REPLY_NO);
-    emit(skb, &p, obs_point, FS_VERDICT_FORWARDED, 0, is_reply, reason, now, st);
+    emit(skb, &p, obs_point, FS_VERDICT_FORWARDED, 0, is_reply, reason, 0, now, st);
   }
   return TC_ACT_OK;
 }

@@ -39,12 +39,14 @@ enum fs_reply {
 
 /* Why the datapath emitted this event. */
 enum fs_emit_reason {
-  FS_EMIT_PACKET = 1,   /* aggregation "none": every packet */
-  FS_EMIT_NEW_FLOW = 2, /* the first packet of a flow */
-  FS_EMIT_NEW_DIR = 3,  /* the first packet in the reply direction */
-  FS_EMIT_TCP_FLAG = 4, /* a SYN, FIN or RST not seen before in this direction */
-  FS_EMIT_PERIODIC = 5, /* the report interval passed while the flow was active */
-  FS_EMIT_DROP = 6,     /* the packet was dropped */
+  FS_EMIT_PACKET = 1,         /* aggregation "none": every packet */
+  FS_EMIT_NEW_FLOW = 2,       /* the first packet of a flow */
+  FS_EMIT_NEW_DIR = 3,        /* the first packet in the reply direction */
+  FS_EMIT_TCP_FLAG = 4,       /* a SYN, FIN or RST not seen before in this direction */
+  FS_EMIT_PERIODIC = 5,       /* the report interval passed while the flow was active */
+  FS_EMIT_DROP = 6,           /* the packet was dropped */
+  FS_EMIT_POLICY_VERDICT = 7, /* the policy verdict on a denied packet (beside its drop event),
+                                 as Cilium's policy-verdict notification */
 };
 
 /* TCP flags as in byte 13 of the TCP header, plus NS (the low bit of byte 12) as bit 8. */
@@ -87,7 +89,8 @@ struct flow_event {
   __u8 icmp_type;
   __u8 icmp_code;
   __u8 emit_reason; /* enum fs_emit_reason */
-  __u8 pad[7];
+  __u8 policy;      /* drops by a deny rule: the rule's policy name id (0: unnamed) */
+  __u8 pad[6];
 };
 
 /* Flow table key: both directions of a flow at one interface share it. Endpoint "a" is the
@@ -136,6 +139,8 @@ struct deny_rule {
   __u16 dport;   /* host byte order; 0: any */
   __u8 protocol; /* IPPROTO_*; 0: any */
   __u8 family;   /* FS_FAMILY_*; 0: either */
+  __u8 policy;   /* policy name id reported with the drops it causes; 0: unnamed */
+  __u8 pad[3];
 };
 
 /* Counters in the per-CPU array datapath_stats. */
@@ -152,12 +157,12 @@ enum fs_stat {
 static_assert(sizeof(struct flow_event) == 88, "flow_event layout");
 static_assert(sizeof(struct flow_key) == 44, "flow_key layout");
 static_assert(sizeof(struct flow_state) == 56, "flow_state layout");
-static_assert(sizeof(struct deny_rule) == 68, "deny_rule layout");
+static_assert(sizeof(struct deny_rule) == 72, "deny_rule layout");
 #else
 _Static_assert(sizeof(struct flow_event) == 88, "flow_event layout");
 _Static_assert(sizeof(struct flow_key) == 44, "flow_key layout");
 _Static_assert(sizeof(struct flow_state) == 56, "flow_state layout");
-_Static_assert(sizeof(struct deny_rule) == 68, "deny_rule layout");
+_Static_assert(sizeof(struct deny_rule) == 72, "deny_rule layout");
 #endif
 
 #endif /* FLOWSCOPE_BPF_FLOW_EVENT_H_ */

@@ -85,6 +85,7 @@ absl::Status ObserverDaemon::Start() {
     // Ids above the stored ones: a stored flow's endpoint keeps its meaning.
     table_->AttachArchive(history_.get(), history_->next_endpoint_id(),
                           history_->next_service_id());
+    table_->RestorePolicies(history_->LoadPolicies());
     builder_->AttachRuns(history_.get(), history_->run());
     history_writer_ = std::make_unique<HistoryWriter>(*history_, *ring_, *table_, &names_);
     history_writer_->Start();
@@ -278,6 +279,13 @@ absl::Status ObserverDaemon::ApplyPolicy() {
   if (!resolved.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("policy file ", options_.policy_file, ": ", resolved.status().message()));
+  }
+  if (history_ != nullptr) {
+    // Names first, so a drop stored after the rule is in force can be named after a restart.
+    if (absl::Status s = history_->StorePolicies(table_->Policies()); !s.ok()) {
+      FLOWSCOPE_LOG_ERROR("history: {} (older drops may lose their rule names)",
+                          std::string(s.message()));
+    }
   }
   if (absl::Status s = datapath_->SetDenyRules(*resolved); !s.ok()) return s;
   FLOWSCOPE_LOG_INFO("policy: {} rules, {} datapath deny entries", rules.size(), resolved->size());

@@ -375,4 +375,44 @@ uint32_t EndpointTable::Resolver::Lookup(uint8_t family, const uint32_t addr[4])
   return it == map_->end() ? kWorldEndpointId : it->second;
 }
 
+uint8_t EndpointTable::InternPolicy(const PolicyName& p) {
+  absl::MutexLock lock(&policy_mu_);
+  const auto same = [&](const PolicyName& q) {
+    return q.name == p.name && q.namespace_name == p.namespace_name && q.kind == p.kind &&
+           q.match_type == p.match_type;
+  };
+  for (int id = 1; id < 256; ++id) {
+    if (policies_[id] != nullptr && same(*policies_[id])) return static_cast<uint8_t>(id);
+  }
+  for (int id = 1; id < 256; ++id) {
+    if (policies_[id] != nullptr) continue;
+    auto stored = std::make_shared<PolicyName>(p);
+    stored->id = static_cast<uint8_t>(id);
+    policies_[id] = std::move(stored);
+    return static_cast<uint8_t>(id);
+  }
+  return 0;
+}
+
+std::shared_ptr<const PolicyName> EndpointTable::GetPolicy(uint8_t id) const {
+  absl::MutexLock lock(&policy_mu_);
+  return policies_[id];
+}
+
+std::vector<PolicyName> EndpointTable::Policies() const {
+  absl::MutexLock lock(&policy_mu_);
+  std::vector<PolicyName> out;
+  for (const auto& p : policies_) {
+    if (p != nullptr) out.push_back(*p);
+  }
+  return out;
+}
+
+void EndpointTable::RestorePolicies(const std::vector<PolicyName>& policies) {
+  absl::MutexLock lock(&policy_mu_);
+  for (const PolicyName& p : policies) {
+    if (p.id != 0) policies_[p.id] = std::make_shared<PolicyName>(p);
+  }
+}
+
 }  // namespace flowscope::observer

@@ -89,6 +89,15 @@ struct Service {
 
 // An endpoint's labels: an immutable, shared list (the replicas of a workload carry the same
 // labels, so the table keeps one copy of them). Reads like a const std::vector<std::string>.
+// A named policy rule, as flows that it denied name it (flow.Policy and policy_match_type).
+struct PolicyName {
+  uint8_t id = 0;  // 1..255; 0 is "unnamed"
+  std::string name;
+  std::string namespace_name;
+  std::string kind;
+  int32_t match_type = 0;  // flow.Flow.policy_match_type of the flows it denies
+};
+
 class LabelSet {
  public:
   using value_type = std::string;
@@ -210,6 +219,15 @@ class EndpointTable {
   // The service with this id; nullptr for 0 (none) or an unknown id.
   std::shared_ptr<const Service> GetService(uint32_t id) const;
 
+  // Names of policy rules, for the drops they cause (FlowRecord.policy). The same content keeps
+  // its id for as long as the table lives; ids are never reused, so records keep their names.
+  // Returns 0 (unnamed) once 255 distinct names were handed out.
+  uint8_t InternPolicy(const PolicyName& p);
+  std::shared_ptr<const PolicyName> GetPolicy(uint8_t id) const;  // nullptr for 0 / unknown
+  std::vector<PolicyName> Policies() const;
+  // Names stored by an earlier run (the history): they keep their ids. Call before InternPolicy.
+  void RestorePolicies(const std::vector<PolicyName>& policies);
+
   // The entry with this id (from the archive for an id the table does not hold), or the world
   // entry for an unknown id. The entry stays valid for as long as the caller holds it, released
   // or not.
@@ -293,6 +311,8 @@ class EndpointTable {
   std::vector<std::string> node_labels_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const FrontendMap> published_services_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> version_{0};
+  mutable absl::Mutex policy_mu_;
+  std::array<std::shared_ptr<const PolicyName>, 256> policies_ ABSL_GUARDED_BY(policy_mu_);
 };
 
 }  // namespace flowscope::observer

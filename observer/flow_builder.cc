@@ -186,16 +186,25 @@ std::string IcmpTypeName(bool v6, uint8_t type, uint8_t code) {
   return v6 ? IcmpTypeCode(kIcmpv6, type, code) : IcmpTypeCode(kIcmpv4, type, code);
 }
 
-int32_t MonitorType(const FlowRecord& r) { return r.verdict == FS_VERDICT_DROPPED ? 1 : 4; }
+int32_t MonitorType(const FlowRecord& r) {
+  if (r.emit_reason == FS_EMIT_POLICY_VERDICT) return 5;
+  return r.verdict == FS_VERDICT_DROPPED ? 1 : 4;
+}
 
 int32_t MonitorSubType(const FlowRecord& r) {
+  if (r.emit_reason == FS_EMIT_POLICY_VERDICT) return 0;
   return r.verdict == FS_VERDICT_DROPPED ? r.drop_reason : Point(r.obs_point).monitor_sub_type;
 }
 
 flow::TrafficDirection TrafficDirectionOf(const FlowRecord& r) {
   // Packets leaving the endpoint (or the node, at the uplink) in the original direction are
   // egress; replies flip it.
-  if (r.obs_point == FS_OBS_UNKNOWN) return flow::TRAFFIC_DIRECTION_UNKNOWN;
+  if (r.obs_point == FS_OBS_UNKNOWN) {
+    // A policy verdict always has one (Cilium's are per ingress or egress policy): where the
+    // hook's side is not known, a denial is the destination's ingress.
+    return r.emit_reason == FS_EMIT_POLICY_VERDICT ? flow::INGRESS
+                                                   : flow::TRAFFIC_DIRECTION_UNKNOWN;
+  }
   const bool leaving = r.obs_point == FS_OBS_FROM_ENDPOINT || r.obs_point == FS_OBS_TO_NETWORK;
   const bool reply = r.is_reply == FS_REPLY_YES;
   return leaving != reply ? flow::EGRESS : flow::INGRESS;
@@ -349,6 +358,24 @@ void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out,
   if (!dropped) out->set_trace_observation_point(Point(r.obs_point).proto);
 
   out->set_traffic_direction(TrafficDirectionOf(r));
+  out->clear_egress_denied_by();
+  out->clear_ingress_denied_by();
+  out->set_policy_match_type(0);
+  if (r.policy != 0 && dropped) {
+    // The named rule that denied it, on the side of the flow's direction (as Hubble's
+    // --print-policy-names reads it).
+    if (std::shared_ptr<const PolicyName> p = table_.GetPolicy(r.policy)) {
+      flow::Policy* policy = out->traffic_direction() == flow::EGRESS
+                                 ? out->add_egress_denied_by()
+                                 : out->add_ingress_denied_by();
+      policy->set_name(p->name);
+      policy->set_namespace_(p->namespace_name);
+      policy->set_kind(p->kind);
+      if (r.emit_reason == FS_EMIT_POLICY_VERDICT) {
+        out->set_policy_match_type(static_cast<uint32_t>(p->match_type));
+      }
+    }
+  }
   const bool reply = r.is_reply == FS_REPLY_YES;
   if (r.is_reply != FS_REPLY_UNKNOWN) {
     out->mutable_is_reply()->set_value(reply);

@@ -322,14 +322,14 @@ struct FlowMetrics::Key {
   uint16_t dport = 0;
   uint16_t tcp_flags = 0;  // FIN, SYN, ACK, RST
   uint8_t family = 0, protocol = 0, obs_point = 0, verdict = 0, drop_reason = 0, is_reply = 0,
-          icmp_type = 0, icmp_code = 0;
+          icmp_type = 0, icmp_code = 0, emit_reason = 0;
 
   bool operator==(const Key& o) const = default;
   template <typename H>
   friend H AbslHashValue(H h, const Key& k) {
     return H::combine(std::move(h), k.src_endpoint, k.dst_endpoint, k.saddr, k.daddr, k.dport,
                       k.tcp_flags, k.family, k.protocol, k.obs_point, k.verdict, k.drop_reason,
-                      k.is_reply, k.icmp_type, k.icmp_code);
+                      k.is_reply, k.icmp_type, k.icmp_code, k.emit_reason);
   }
   FlowRecord Record() const {
     FlowRecord r;
@@ -347,6 +347,7 @@ struct FlowMetrics::Key {
     r.is_reply = is_reply;
     r.icmp_type = icmp_type;
     r.icmp_code = icmp_code;
+    r.emit_reason = emit_reason;
     return r;
   }
 };
@@ -369,6 +370,8 @@ void FlowMetrics::Fold(const FlowRecord& r, absl::flat_hash_map<Key, uint64_t>* 
   k.is_reply = r.is_reply;
   k.icmp_type = r.icmp_type;
   k.icmp_code = r.icmp_code;
+  // A policy verdict is only told apart from its drop (which every other metric counts).
+  k.emit_reason = r.emit_reason == FS_EMIT_POLICY_VERDICT ? FS_EMIT_POLICY_VERDICT : 0;
   ++(*batch)[k];
 }
 
@@ -566,6 +569,15 @@ void FlowMetrics::Count(uint64_t n, Handler& h, const FlowRecord& r,
 void FlowMetrics::CountAll(const FlowRecord& r, uint64_t n) {
   const bool dropped = r.verdict == FS_VERDICT_DROPPED;
   const bool reply = r.is_reply == FS_REPLY_YES;
+  if (r.emit_reason == FS_EMIT_POLICY_VERDICT) {
+    // The drop beside it is what the other metrics count.
+    for (auto& hp : handlers_) {
+      if (hp->spec.name == "flow") {
+        Count(n, *hp, r, {ProtocolName(r), "PolicyVerdict", "", VerdictName(r)});
+      }
+    }
+    return;
+  }
   for (auto& hp : handlers_) {
     Handler& h = *hp;
     const std::string& name = h.spec.name;

@@ -33,8 +33,8 @@ struct FlowRecord {
   uint8_t is_reply = 0;  // fs_reply
   uint8_t icmp_type = 0;
   uint8_t icmp_code = 0;
-  uint8_t emit_reason = 0;
-  uint8_t pad = 0;
+  uint8_t emit_reason = 0;  // fs_emit_reason; FS_EMIT_POLICY_VERDICT makes a policy-verdict event
+  uint8_t policy = 0;       // drops by a named deny rule: EndpointTable::PolicyNames id
 };
 
 static_assert(std::is_trivially_copyable_v<FlowRecord>);

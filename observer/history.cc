@@ -88,6 +88,7 @@ constexpr absl::string_view kServicePrefix = "s/";
 constexpr absl::string_view kInterfacePrefix = "i/";
 constexpr absl::string_view kRunPrefix = "r/";
 constexpr absl::string_view kGapPrefix = "g/";
+constexpr absl::string_view kPolicyPrefix = "p/";
 constexpr absl::string_view kRunsKey = "runs";
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
@@ -479,6 +480,39 @@ std::shared_ptr<const Endpoint> HistoryStore::FindEndpoint(uint32_t id) const {
   if (endpoints_.size() >= 65536) endpoints_.clear();  // bounded: a scan over many old pods
   endpoints_[id] = e;
   return e;
+}
+
+std::vector<PolicyName> HistoryStore::LoadPolicies() const {
+  std::vector<PolicyName> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_cf_));
+  const rocksdb::Slice prefix(kPolicyPrefix.data(), kPolicyPrefix.size());
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (it->key().size() != kPolicyPrefix.size() + 4) continue;
+    const uint32_t id = Be32(it->key().data() + kPolicyPrefix.size());
+    const json j = json::parse(it->value().ToString(), nullptr, false);
+    if (id == 0 || id > 255 || !j.is_object()) continue;  // never a name for the wrong rule
+    PolicyName p;
+    p.id = static_cast<uint8_t>(id);
+    p.name = j.value("name", "");
+    p.namespace_name = j.value("namespace", "");
+    p.kind = j.value("kind", "");
+    p.match_type = j.value("match_type", 0);
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+absl::Status HistoryStore::StorePolicies(const std::vector<PolicyName>& policies) {
+  rocksdb::WriteBatch b;
+  for (const PolicyName& p : policies) {
+    b.Put(meta_cf_, MetaKey(kPolicyPrefix, p.id),
+          json{{"name", p.name},
+               {"namespace", p.namespace_name},
+               {"kind", p.kind},
+               {"match_type", p.match_type}}
+              .dump());
+  }
+  return FromRocks(db_->Write(rocksdb::WriteOptions(), &b), "storing policy names");
 }
 
 std::shared_ptr<const Service> HistoryStore::FindService(uint32_t id) const {

@@ -211,6 +211,11 @@ class HistoryStore final : public EndpointTable::Archive, public RunArchive {
   std::shared_ptr<const Endpoint> FindEndpoint(uint32_t id) const override;
   std::shared_ptr<const Service> FindService(uint32_t id) const override;
 
+  // Policy rule names by id ("p/"), so an earlier run's drops keep the names of the rules that
+  // denied them (EndpointTable::RestorePolicies). Store writes every name given.
+  std::vector<PolicyName> LoadPolicies() const;
+  absl::Status StorePolicies(const std::vector<PolicyName>& policies);
+
   struct Stats {
     uint64_t flows = 0;  // estimated flows stored
     uint64_t bytes = 0;  // files in the directory

@@ -65,7 +65,8 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
   const bool valid = (e.family == FS_FAMILY_IPV4 || e.family == FS_FAMILY_IPV6) &&
                      (e.verdict == FS_VERDICT_FORWARDED || e.verdict == FS_VERDICT_DROPPED) &&
                      e.obs_point <= FS_OBS_TO_NETWORK && e.is_reply <= FS_REPLY_UNKNOWN &&
-                     (e.verdict == FS_VERDICT_DROPPED) == (e.drop_reason != 0) && e.ktime_ns != 0;
+                     (e.verdict == FS_VERDICT_DROPPED) == (e.drop_reason != 0) && e.ktime_ns != 0 &&
+                     (e.emit_reason != FS_EMIT_POLICY_VERDICT || e.verdict == FS_VERDICT_DROPPED);
   if (!valid) {
     ++stats_.malformed;
     return false;
@@ -116,7 +117,7 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
   out->icmp_type = e.icmp_type;
   out->icmp_code = e.icmp_code;
   out->emit_reason = e.emit_reason;
-  out->pad = 0;
+  out->policy = e.verdict == FS_VERDICT_DROPPED ? e.policy : 0;
   ++stats_.parsed;
   return true;
 }

@@ -50,6 +50,12 @@ absl::StatusOr<std::vector<PolicyRule>> ParsePolicyDocument(const YAML::Node& do
         r.to_pod = value;
       } else if (key == "protocol") {
         r.protocol = value;
+      } else if (key == "name") {
+        r.name = value;
+      } else if (key == "namespace") {
+        r.namespace_name = value;
+      } else if (key == "kind") {
+        r.kind = value;
       } else if (key == "port") {
         if (!ParseDecimal(value, 0, 65535, &r.port)) {
           return RuleError(index, kv.second,
@@ -62,6 +68,10 @@ absl::StatusOr<std::vector<PolicyRule>> ParsePolicyDocument(const YAML::Node& do
     if ((!r.from.empty() && !r.from_pod.empty()) || (!r.to.empty() && !r.to_pod.empty())) {
       return RuleError(index, entry, "give either an address or a pod for each side, not both");
     }
+    if (r.name.empty() && (!r.namespace_name.empty() || !r.kind.empty())) {
+      return RuleError(index, entry, "namespace and kind name a rule: give it a name too");
+    }
+    if (!r.name.empty() && r.kind.empty()) r.kind = "FlowscopePolicy";
     for (std::string* pod : {&r.from_pod, &r.to_pod}) {
       if (!pod->empty() && !absl::StrContains(*pod, "/")) *pod = "default/" + *pod;
     }
@@ -93,8 +103,18 @@ absl::StatusOr<std::vector<PolicyRule>> ParsePolicy(absl::string_view text) {
   }
 }
 
+int32_t PolicyMatchType(const PolicyRule& r) {
+  // Cilium's PolicyMatchType numbering (flow.Flow.policy_match_type).
+  const auto any = [](const std::string& side) { return side.empty() || side == "any"; };
+  const bool l3 = !any(r.from) || !any(r.to) || !r.from_pod.empty() || !r.to_pod.empty();
+  const bool proto = !r.protocol.empty() && r.protocol != "any";
+  if (r.port != 0) return l3 ? 2 : 3;  // L3-L4, L4-Only
+  if (proto) return l3 ? 5 : 6;        // L3-Proto, Proto-Only
+  return l3 ? 1 : 4;                   // L3-Only, all
+}
+
 absl::StatusOr<std::vector<bpf::DenyRule>> ResolvePolicy(const std::vector<PolicyRule>& rules,
-                                                         const EndpointTable& table) {
+                                                         EndpointTable& table) {
   const auto addresses = table.Addresses();
   // The addresses of the pods a "ns/prefix" names.
   auto pod_addrs = [&](const std::string& pod) {
@@ -113,6 +133,11 @@ absl::StatusOr<std::vector<bpf::DenyRule>> ResolvePolicy(const std::vector<Polic
   };
   std::vector<bpf::DenyRule> out;
   for (const PolicyRule& r : rules) {
+    uint8_t policy = 0;
+    if (!r.name.empty()) {
+      policy =
+          table.InternPolicy(PolicyName{0, r.name, r.namespace_name, r.kind, PolicyMatchType(r)});
+    }
     const std::vector<std::string> froms =
         r.from_pod.empty() ? std::vector{r.from} : pod_addrs(r.from_pod);
     const std::vector<std::string> tos = r.to_pod.empty() ? std::vector{r.to} : pod_addrs(r.to_pod);
@@ -124,6 +149,7 @@ absl::StatusOr<std::vector<bpf::DenyRule>> ResolvePolicy(const std::vector<Polic
         if (ff != 0 && tf != 0 && ff != tf) continue;
         FLOWSCOPE_ASSIGN_OR_RETURN(bpf::DenyRule rule,
                                    bpf::DenyRule::Parse(f, t, r.protocol, r.port));
+        rule.raw.policy = policy;
         out.push_back(rule);
       }
     }

@@ -9,6 +9,12 @@
 //       toPod: default/deathstar
 //       protocol: tcp
 //       port: 80
+//       name: deathstar-no-xwing  # optional: flows this rule drops name it (egress_denied_by /
+//       namespace: default        #   ingress_denied_by, --print-policy-names); kind defaults to
+//       kind: FlowscopePolicy     #   FlowscopePolicy
+//
+// A rule drops the packets it matches; each drop is reported twice, as Cilium does: the drop
+// (event type 1) and the policy verdict (type 5, "policy-verdict:L3-L4 INGRESS DENIED").
 //
 // Pod rules are resolved to the pods' current addresses whenever the endpoint table changes.
 // Pure functions plus one resolver; callable from any thread.
@@ -32,16 +38,24 @@ struct PolicyRule {
   std::string to_pod;
   std::string protocol;  // "" = any
   int port = 0;
+  std::string name;  // "" = unnamed
+  std::string namespace_name;
+  std::string kind;  // "FlowscopePolicy" when a name is given without one
 };
+
+// flow.Flow.policy_match_type of what a rule matches: L3-Only, L3-L4, L4-Only, all, L3-Proto
+// or Proto-Only, as Cilium names what matched.
+int32_t PolicyMatchType(const PolicyRule& rule);
 
 // Parses the file format above; a bad rule fails the whole policy (naming the rule), so a typo
 // never silently opens or closes traffic.
 absl::StatusOr<std::vector<PolicyRule>> ParsePolicy(absl::string_view text);
 
 // Expands rules into datapath deny rules using the endpoint table for pod rules. A pod rule
-// whose pods are not known yet yields no datapath rule (until they are).
+// whose pods are not known yet yields no datapath rule (until they are). Named rules get their
+// name's id in `table` (InternPolicy), which the datapath reports with each drop.
 absl::StatusOr<std::vector<bpf::DenyRule>> ResolvePolicy(const std::vector<PolicyRule>& rules,
-                                                         const EndpointTable& table);
+                                                         EndpointTable& table);
 
 }  // namespace flowscope::observer
 

@@ -145,6 +145,10 @@ absl::StatusOr<::observer::GetFlowsRequest> BuildRequest(const ObserveOptions& o
     for (const std::string& p : o.field_mask) req.mutable_field_mask()->add_paths(p);
   } else if (o.use_default_field_masks && o.printer.format != Format::kJson) {
     for (const std::string& p : DefaultFieldMask()) req.mutable_field_mask()->add_paths(p);
+    // Beyond Hubble's mask: what a policy-verdict line prints (Hubble's mask leaves these out,
+    // so its lines read "policy-verdict:none TRAFFIC_DIRECTION_UNKNOWN" and name no policy).
+    req.mutable_field_mask()->add_paths("traffic_direction");
+    req.mutable_field_mask()->add_paths("policy_match_type");
     if (o.printer.print_policy_names) {
       for (const char* p :
            {"egress_allowed_by", "ingress_allowed_by", "egress_denied_by", "ingress_denied_by"}) {

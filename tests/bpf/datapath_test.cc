@@ -322,11 +322,12 @@ TEST_F(DatapathTest, AggregationMaximumReportsNewFlowsClosesAndDrops) {
   ASSERT_TRUE(dp_->SetDenyRules({*rule}).ok());
   EXPECT_EQ(Run(Udp(c, 1, "10.0.9.9", 2)), TC_ACT_SHOT);
   const auto ev = Drain();
-  ASSERT_EQ(ev.size(), 3u);
+  ASSERT_EQ(ev.size(), 4u);
   EXPECT_EQ(ev[0].emit_reason, FS_EMIT_NEW_FLOW);
   EXPECT_EQ(ev[1].tcp_flags, FS_TCP_ACK | FS_TCP_FIN);
   EXPECT_EQ(ev[1].is_reply, FS_REPLY_NO);
   EXPECT_EQ(ev[2].verdict, FS_VERDICT_DROPPED);
+  EXPECT_EQ(ev[3].emit_reason, FS_EMIT_POLICY_VERDICT) << "drops are never aggregated away";
 }
 
 TEST_F(DatapathTest, MediumAggregationReportsActiveFlowsEveryInterval) {
@@ -350,6 +351,7 @@ TEST_F(DatapathTest, DenyRulesDropAndReportPolicyDenied) {
   Start();
   auto rule = DenyRule::Parse("10.0.1.5", "10.0.2.0/24", "tcp", 80);
   ASSERT_TRUE(rule.ok()) << rule.status();
+  rule->raw.policy = 7;  // the rule's name id, reported with its drops
   ASSERT_TRUE(dp_->SetDenyRules({*rule}).ok());
 
   EXPECT_EQ(Run(Tcp("10.0.1.5", 40000, "10.0.2.7", 80, FS_TCP_SYN)), TC_ACT_SHOT);
@@ -359,14 +361,18 @@ TEST_F(DatapathTest, DenyRulesDropAndReportPolicyDenied) {
   EXPECT_EQ(Run(Tcp("10.0.1.5", 40000, "10.0.3.7", 80, FS_TCP_SYN)), TC_ACT_OK) << "outside /24";
   EXPECT_EQ(Run(Udp("10.0.1.5", 40000, "10.0.2.7", 80)), TC_ACT_OK) << "other protocol";
   const auto ev = Drain();
-  ASSERT_EQ(ev.size(), 6u);
-  for (int i : {0, 1}) {
+  ASSERT_EQ(ev.size(), 8u) << "each drop is reported twice: the drop and the policy verdict";
+  for (int i : {0, 1, 2, 3}) {
     EXPECT_EQ(ev[i].verdict, FS_VERDICT_DROPPED);
     EXPECT_EQ(ev[i].drop_reason, FS_DROP_POLICY_DENIED);
-    EXPECT_EQ(ev[i].emit_reason, FS_EMIT_DROP);
+    EXPECT_EQ(ev[i].emit_reason, i % 2 == 0 ? FS_EMIT_DROP : FS_EMIT_POLICY_VERDICT);
+    EXPECT_EQ(ev[i].policy, 7) << i;
     EXPECT_EQ(ev[i].is_reply, FS_REPLY_UNKNOWN) << "no established flow";
   }
-  for (int i = 2; i < 6; ++i) EXPECT_EQ(ev[i].verdict, FS_VERDICT_FORWARDED);
+  for (int i = 4; i < 8; ++i) {
+    EXPECT_EQ(ev[i].verdict, FS_VERDICT_FORWARDED);
+    EXPECT_EQ(ev[i].policy, 0);
+  }
   EXPECT_EQ(dp_->ReadStats()->policy_drops, 2u);
 
   // A rule added while a flow is established: its direction is known.
@@ -381,11 +387,14 @@ TEST_F(DatapathTest, DenyRulesDropAndReportPolicyDenied) {
   EXPECT_EQ(Run(Udp("fd00::1", 1, "fd00::2", 2)), TC_ACT_SHOT);
   EXPECT_EQ(Run(Tcp("10.0.1.5", 40000, "10.0.2.7", 80, FS_TCP_SYN)), TC_ACT_OK) << "replaced";
   const auto late_ev = Drain();
-  ASSERT_EQ(late_ev.size(), 5u);
+  ASSERT_EQ(late_ev.size(), 7u);
   EXPECT_EQ(late_ev[2].verdict, FS_VERDICT_DROPPED);
   EXPECT_EQ(late_ev[2].is_reply, FS_REPLY_NO);
-  EXPECT_EQ(late_ev[3].family, FS_FAMILY_IPV6);
-  EXPECT_EQ(late_ev[3].verdict, FS_VERDICT_DROPPED);
+  EXPECT_EQ(late_ev[3].emit_reason, FS_EMIT_POLICY_VERDICT);
+  EXPECT_EQ(late_ev[3].is_reply, FS_REPLY_NO);
+  EXPECT_EQ(late_ev[4].family, FS_FAMILY_IPV6);
+  EXPECT_EQ(late_ev[4].verdict, FS_VERDICT_DROPPED);
+  EXPECT_EQ(late_ev[4].policy, 0) << "an unnamed rule";
 
   // Clearing the rules lets everything through.
   ASSERT_TRUE(dp_->SetDenyRules({}).ok());

@@ -37,11 +37,15 @@ class CliE2eTest : public testing::NetnsTestBase {
         "- {ip: ", TestNetwork::kIpA,
         ", namespace: default, pod: tiefighter, labels: {org: empire}}\n",
         "- {ip: ", TestNetwork::kIpB, ", namespace: default, pod: deathstar-6fb5694d48-5hmds}\n");
+    // A named rule, for the policy-verdict events and names it causes.
+    std::ofstream(dir_ / "policy.yaml")
+        << "deny:\n  - {fromPod: default/tiefighter, toPod: default/deathstar, protocol: tcp,\n"
+           "     port: 9, name: no-discard, namespace: default}\n";
     auto p = testing::ObserverProcess::Start(
         FLOWSCOPE_OBSERVER_BINARY, net_->node(), dir_,
         {"--node-name", "node-1", "--interfaces", net_->prefix() + "*", "--endpoints",
          (dir_ / "endpoints.yaml").string(), "--ring-capacity", "4095", "--ring-buffer-bytes",
-         "1048576"});
+         "1048576", "--policy", (dir_ / "policy.yaml").string()});
     ASSERT_TRUE(p.ok()) << p.status();
     observer_ = std::move(p).value();
   }
@@ -97,6 +101,39 @@ TEST_F(CliE2eTest, ObserveSincePodShowsTheFlowsInHubblesCompactFormat) {
   EXPECT_TRUE(syn) << out;
   EXPECT_TRUE(synack) << "replies keep the client on the left: " << out;
   EXPECT_TRUE(udp) << out;
+}
+
+// Which rule denied a flow: `--type policy-verdict` finds the verdicts beside the drops, and
+// `--print-policy-names` names the rule, as Hubble's CLI does for Cilium's policies.
+TEST_F(CliE2eTest, PolicyVerdictsNameTheRuleThatDenied) {
+  EXPECT_FALSE(testing::TryConnect(*net_, 9, absl::Milliseconds(300)));
+  const std::string out =
+      WaitForFlows("observe --since 3m --type policy-verdict --print-policy-names", "DENIED BY");
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_GE(lines.size(), 1u) << out;
+  for (const std::string& l : lines) {
+    // "<>": a dropped SYN has no known reply direction (is_reply unset), as in Hubble.
+    EXPECT_THAT(l, HasSubstr("<> default/deathstar-6fb5694d48-5hmds:9 (ID:")) << l;
+    EXPECT_THAT(
+        l, ::testing::ContainsRegex("policy-verdict:L3-L4 (EGRESS|INGRESS) DENIED BY no-discard "
+                                    "\\(FlowscopePolicy\\) \\(TCP Flags: SYN\\)"))
+        << l;
+  }
+  // The drops themselves stay type drop; without the flag no names are printed.
+  const std::string drops = Cli("observe --since 3m --type drop --to-port 9");
+  EXPECT_THAT(drops, HasSubstr("Policy denied DROPPED (TCP Flags: SYN)")) << drops;
+  EXPECT_THAT(Cli("observe --since 3m --type policy-verdict"),
+              ::testing::Not(HasSubstr("BY no-discard")));
+  const std::string json = Cli("observe --since 3m --type policy-verdict -o json --last 1");
+  auto j = nlohmann::json::parse(json, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << json;
+  const auto& f = j["flow"];
+  EXPECT_EQ(f["event_type"]["type"], 5);
+  EXPECT_EQ(f["policy_match_type"], 2);
+  const std::string side =
+      f["traffic_direction"] == "EGRESS" ? "egress_denied_by" : "ingress_denied_by";
+  EXPECT_EQ(f[side][0]["name"], "no-discard") << json;
+  EXPECT_EQ(f[side][0]["namespace"], "default") << json;
 }
 
 TEST_F(CliE2eTest, JsonLinesParseAndAClosedPipeEndsQuietly) {

@@ -86,8 +86,11 @@ TEST(RequestTest, ConflictsAndRawFilters) {
 
 TEST(RequestTest, FieldMasks) {
   auto compact = Req({});
-  ASSERT_EQ(compact.field_mask().paths_size(), static_cast<int>(DefaultFieldMask().size()));
+  // Hubble's default mask, plus what a policy-verdict line prints.
+  ASSERT_EQ(compact.field_mask().paths_size(), static_cast<int>(DefaultFieldMask().size()) + 2);
   EXPECT_EQ(compact.field_mask().paths(0), "time");
+  EXPECT_THAT(compact.field_mask().paths(),
+              ::testing::IsSupersetOf({"traffic_direction", "policy_match_type"}));
   ObserveOptions json;
   json.printer.format = Format::kJson;
   EXPECT_FALSE(Req(json).has_field_mask()) << "json gets whole flows by default";

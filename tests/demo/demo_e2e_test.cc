@@ -162,6 +162,11 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
     EXPECT_EQ(f["l4"]["TCP"].value("destination_port", 0), 80) << f.dump();
     EXPECT_EQ(f.value("drop_reason", 0), 133) << f.dump();
     EXPECT_EQ(f.value("drop_reason_desc", ""), "POLICY_DENIED") << f.dump();
+    // The drop and the policy verdict beside it both name the demo's rule.
+    const json& by =
+        f.contains("egress_denied_by") ? f["egress_denied_by"] : f["ingress_denied_by"];
+    ASSERT_TRUE(by.is_array()) << f.dump();
+    EXPECT_EQ(by[0].value("name", ""), "deathstar-no-alliance") << f.dump();
   }
   // DNS to coredns on port 53.
   ASSERT_FALSE(dns.empty());

@@ -188,6 +188,47 @@ TEST_F(FlowBuilderTest, PolicyDropWithUnknownDirection) {
   EXPECT_THAT(json, ::testing::HasSubstr("\"Summary\":\"TCP Flags: SYN\""));
 }
 
+// A named rule's denial: the drop and the policy verdict (type 5) both name it, on the side of
+// the flow's direction; the verdict carries the rule's match type.
+TEST_F(FlowBuilderTest, PolicyVerdictNamesTheRuleThatDenied) {
+  const uint8_t id = table_.InternPolicy(PolicyName{0, "no-web", "default", "FlowscopePolicy", 2});
+  FlowRecord r = Record("10.0.1.5", "10.0.2.7", IPPROTO_TCP);
+  r.verdict = FS_VERDICT_DROPPED;
+  r.drop_reason = FS_DROP_POLICY_DENIED;
+  r.obs_point = FS_OBS_FROM_ENDPOINT;
+  r.is_reply = FS_REPLY_UNKNOWN;
+  r.emit_reason = FS_EMIT_DROP;
+  r.policy = id;
+  flow::Flow drop;
+  builder_.Build(r, 0, &drop);
+  EXPECT_EQ(drop.event_type().type(), 1);
+  EXPECT_EQ(drop.policy_match_type(), 0u);
+  ASSERT_EQ(drop.egress_denied_by_size(), 1);
+  EXPECT_EQ(drop.egress_denied_by(0).name(), "no-web");
+  EXPECT_EQ(drop.ingress_denied_by_size(), 0);
+
+  r.emit_reason = FS_EMIT_POLICY_VERDICT;
+  r.obs_point = FS_OBS_TO_ENDPOINT;  // denied as it reached the destination: ingress
+  flow::Flow verdict = drop;         // reused messages are rebuilt whole
+  builder_.Build(r, 1, &verdict);
+  EXPECT_EQ(verdict.event_type().type(), 5);
+  EXPECT_EQ(verdict.event_type().sub_type(), 0);
+  EXPECT_EQ(verdict.verdict(), flow::DROPPED);
+  EXPECT_EQ(verdict.drop_reason_desc(), flow::POLICY_DENIED);
+  EXPECT_EQ(verdict.traffic_direction(), flow::INGRESS);
+  EXPECT_EQ(verdict.policy_match_type(), 2u);
+  EXPECT_EQ(verdict.egress_denied_by_size(), 0);
+  ASSERT_EQ(verdict.ingress_denied_by_size(), 1);
+  EXPECT_EQ(verdict.ingress_denied_by(0).namespace_(), "default");
+  EXPECT_EQ(verdict.ingress_denied_by(0).kind(), "FlowscopePolicy");
+  EXPECT_EQ(verdict.trace_observation_point(), flow::UNKNOWN_POINT);
+
+  r.policy = 0;  // an unnamed rule: no names, match type unknown
+  builder_.Build(r, 2, &verdict);
+  EXPECT_EQ(verdict.ingress_denied_by_size(), 0);
+  EXPECT_EQ(verdict.policy_match_type(), 0u);
+}
+
 TEST_F(FlowBuilderTest, TrafficDirectionFollowsTheConnection) {
   struct {
     uint8_t point;

@@ -260,6 +260,25 @@ TEST_F(HistoryTest, StoredFlowsKeepTheirNamesAfterThePodsAndARestart) {
             Range(0, 100, 2));
 }
 
+TEST_F(HistoryTest, PolicyNamesSurviveARestart) {
+  EXPECT_TRUE(store_->LoadPolicies().empty());
+  const uint8_t a = table_->InternPolicy(PolicyName{0, "no-web", "default", "FlowscopePolicy", 2});
+  const uint8_t b = table_->InternPolicy(PolicyName{0, "no-ping", "", "CiliumNetworkPolicy", 6});
+  ASSERT_TRUE(store_->StorePolicies(table_->Policies()).ok());
+  Restart();
+  const std::vector<PolicyName> loaded = store_->LoadPolicies();
+  ASSERT_EQ(loaded.size(), 2u);
+  EXPECT_EQ(loaded[0].id, a);
+  EXPECT_EQ(loaded[0].name, "no-web");
+  EXPECT_EQ(loaded[0].namespace_name, "default");
+  EXPECT_EQ(loaded[0].match_type, 2);
+  EXPECT_EQ(loaded[1].id, b);
+  EXPECT_EQ(loaded[1].kind, "CiliumNetworkPolicy");
+  table_->RestorePolicies(loaded);
+  EXPECT_EQ(table_->GetPolicy(b)->name, "no-ping");
+  EXPECT_EQ(table_->InternPolicy(PolicyName{0, "no-web", "default", "FlowscopePolicy", 2}), a);
+}
+
 TEST_F(HistoryTest, FlowsTheWriterMissedAreReportedWhereTheyWere) {
   SetPods("tiefighter", "xwing");
   Fill(0, 100);

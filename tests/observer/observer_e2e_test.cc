@@ -49,7 +49,8 @@ class ObserverE2eTest : public testing::NetnsTestBase {
         "  labels: {org: empire, class: deathstar}\n");
     std::ofstream(dir_ / "policy.yaml")
         << "deny:\n  - fromPod: default/tiefighter\n    toPod: default/deathstar\n"
-           "    protocol: tcp\n    port: 8081\n";
+           "    protocol: tcp\n    port: 8081\n    name: deathstar-no-tiefighter\n"
+           "    namespace: default\n";
   }
 
   void TearDown() override {
@@ -128,7 +129,11 @@ TEST_F(ObserverE2eTest, RealFlowsWithNamesVerdictsFlagsAndDirections) {
   std::vector<flow::Flow> flows;
   auto has_drop = [&] {
     return std::any_of(flows.begin(), flows.end(),
-                       [](const flow::Flow& f) { return f.verdict() == flow::DROPPED; });
+                       [](const flow::Flow& f) {
+                         return f.verdict() == flow::DROPPED && f.event_type().type() == 1;
+                       }) &&
+           std::any_of(flows.begin(), flows.end(),
+                       [](const flow::Flow& f) { return f.event_type().type() == 5; });
   };
   testing::WaitUntil([&] {
     flows = Flows("default/tiefighter");
@@ -159,18 +164,33 @@ TEST_F(ObserverE2eTest, RealFlowsWithNamesVerdictsFlagsAndDirections) {
   EXPECT_THAT(syn_points, ::testing::UnorderedElementsAre("FROM_ENDPOINT", "TO_ENDPOINT"));
   EXPECT_TRUE(saw_fin);
 
-  int drops = 0;
+  // Each drop, and beside it the policy verdict (as Cilium reports a denial), naming the rule
+  // on the side of the flow's direction.
+  int drops = 0, verdicts = 0;
   for (const flow::Flow& f : flows) {
     if (f.verdict() != flow::DROPPED) continue;
-    ++drops;
+    const bool verdict = f.event_type().type() == 5;
+    ++(verdict ? verdicts : drops);
     EXPECT_EQ(f.l4().tcp().destination_port(), 8081u);
     EXPECT_EQ(f.drop_reason_desc(), flow::POLICY_DENIED);
-    EXPECT_EQ(f.event_type().type(), 1);
-    EXPECT_EQ(f.event_type().sub_type(), 133);
+    EXPECT_EQ(f.event_type().sub_type(), verdict ? 0 : 133);
+    EXPECT_EQ(f.policy_match_type(), verdict ? 2u : 0u) << "L3-L4 on the verdict";
     EXPECT_FALSE(f.has_is_reply()) << "direction unknown for a dropped SYN";
     EXPECT_EQ(f.destination().pod_name(), "deathstar-6fb5694d48-5hmds");
+    ASSERT_NE(f.traffic_direction(), flow::TRAFFIC_DIRECTION_UNKNOWN);
+    const auto& by =
+        f.traffic_direction() == flow::EGRESS ? f.egress_denied_by() : f.ingress_denied_by();
+    const auto& other =
+        f.traffic_direction() == flow::EGRESS ? f.ingress_denied_by() : f.egress_denied_by();
+    ASSERT_EQ(by.size(), 1);
+    EXPECT_EQ(by[0].name(), "deathstar-no-tiefighter");
+    EXPECT_EQ(by[0].namespace_(), "default");
+    EXPECT_EQ(by[0].kind(), "FlowscopePolicy");
+    EXPECT_TRUE(other.empty());
   }
   EXPECT_GE(drops, 1);
+  EXPECT_GE(verdicts, 1);
+  EXPECT_LE(std::abs(drops - verdicts), 1) << "one verdict per drop (the newest may be unread)";
 
   // The deathstar's replies are found by a destination filter, marked as replies.
   grpc::ClientContext ctx;
@@ -402,8 +422,11 @@ TEST_F(ObserverE2eTest, MetricsHealthAndReadinessOverHttpCountRealTraffic) {
     return Sample(metrics, drops) > 0;
   })) << metrics;
   const std::vector<flow::Flow> flows = Flows("default/tiefighter");
-  double forwarded = 0, dropped = 0;
-  for (const flow::Flow& f : flows) (f.verdict() == flow::DROPPED ? dropped : forwarded) += 1;
+  double forwarded = 0, dropped = 0, drop_events = 0;
+  for (const flow::Flow& f : flows) {
+    (f.verdict() == flow::DROPPED ? dropped : forwarded) += 1;
+    if (f.event_type().type() == 1) drop_events += 1;  // not the policy verdicts beside them
+  }
   // Every flow from tiefighter, forwarded or dropped, across observation points and protocols.
   double counted_forwarded = 0, counted_dropped = 0;
   for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
@@ -416,7 +439,17 @@ TEST_F(ObserverE2eTest, MetricsHealthAndReadinessOverHttpCountRealTraffic) {
   }
   EXPECT_EQ(counted_dropped, dropped) << metrics;
   EXPECT_EQ(counted_forwarded, forwarded) << metrics;
-  EXPECT_EQ(Sample(metrics, drops), dropped);
+  EXPECT_EQ(Sample(metrics, drops), drop_events);
+  EXPECT_GT(drop_events, 0);
+  double counted_verdicts = 0;
+  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
+    if (absl::StartsWith(line, "hubble_flows_processed_total{") &&
+        absl::StrContains(line, "source=\"default/tiefighter\"") &&
+        absl::StrContains(line, "type=\"PolicyVerdict\",subtype=\"\",verdict=\"DROPPED\"")) {
+      counted_verdicts += std::stod(std::string(line.substr(line.rfind(' ') + 1)));
+    }
+  }
+  EXPECT_EQ(counted_verdicts, dropped - drop_events) << metrics;
   EXPECT_GT(Sample(metrics, "hubble_tcp_flags_total{flag=\"SYN\",family=\"IPv4\"}"), 0);
   EXPECT_GT(Sample(metrics, "hubble_port_distribution_total{protocol=\"TCP\",port=\"8080\"}"), 0);
   EXPECT_EQ(Sample(metrics, "flowscope_policy_rules"), 1);

@@ -4,6 +4,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <set>
+
+#include "absl/strings/str_cat.h"
+
 namespace flowscope::observer {
 namespace {
 
@@ -117,6 +121,64 @@ TEST(PolicyTest, PodRulesResolveToCurrentAddresses) {
   // Pods not known (yet): no datapath rule.
   table.Update({});
   EXPECT_TRUE(ResolvePolicy(*rules, table)->empty());
+}
+
+TEST(PolicyTest, NamedRulesCarryTheirNameIdIntoTheDatapathRules) {
+  EndpointTable table;
+  auto rules = ParsePolicy(R"(
+deny:
+  - {to: 10.0.2.0/24, port: 80, protocol: tcp, name: no-web, namespace: default}
+  - {to: 10.0.3.0/24, protocol: udp, name: no-udp, kind: CiliumNetworkPolicy}
+  - {to: 10.0.4.4}
+  - {protocol: icmp, name: no-ping}
+  - {port: 22, protocol: tcp, name: no-web, namespace: default}
+)");
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  EXPECT_EQ((*rules)[0].kind, "FlowscopePolicy") << "the default kind of a named rule";
+  EXPECT_EQ((*rules)[2].kind, "") << "an unnamed rule has no kind";
+  // Cilium's match types: L3-L4, L3-Proto, L3-Only, Proto-Only, L4-Only.
+  std::vector<int32_t> types;
+  for (const PolicyRule& r : *rules) types.push_back(PolicyMatchType(r));
+  EXPECT_THAT(types, ::testing::ElementsAre(2, 5, 1, 6, 3));
+  EXPECT_EQ(PolicyMatchType(PolicyRule{}), 4) << "a rule on everything: all";
+
+  auto resolved = ResolvePolicy(*rules, table);
+  ASSERT_TRUE(resolved.ok()) << resolved.status();
+  ASSERT_EQ(resolved->size(), 5u);
+  EXPECT_EQ((*resolved)[2].raw.policy, 0) << "unnamed";
+  std::set<uint8_t> ids;
+  for (int i : {0, 1, 3, 4}) ids.insert((*resolved)[i].raw.policy);
+  EXPECT_EQ(ids.size(), 4u) << "same name, other match type: its own id";
+  auto p = table.GetPolicy((*resolved)[1].raw.policy);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->name, "no-udp");
+  EXPECT_EQ(p->kind, "CiliumNetworkPolicy");
+  EXPECT_EQ(p->match_type, 5);
+  // Resolving again (pods changed, file reloaded) keeps the ids.
+  auto again = ResolvePolicy(*rules, table);
+  ASSERT_TRUE(again.ok());
+  for (size_t i = 0; i < again->size(); ++i) {
+    EXPECT_EQ((*again)[i].raw.policy, (*resolved)[i].raw.policy);
+  }
+  EXPECT_EQ(table.Policies().size(), 4u);
+
+  // Restored names (an earlier run's) keep their ids; new names take free ones.
+  EndpointTable restarted;
+  restarted.RestorePolicies(table.Policies());
+  EXPECT_EQ(restarted.GetPolicy((*resolved)[1].raw.policy)->name, "no-udp");
+  EXPECT_EQ(restarted.InternPolicy(*p), p->id);
+  const uint8_t fresh = restarted.InternPolicy(PolicyName{0, "new", "", "FlowscopePolicy", 1});
+  EXPECT_NE(fresh, 0);
+  EXPECT_EQ(ids.count(fresh), 0u);
+  // 255 names at most; then unnamed (0), never a wrong name.
+  for (int i = 0; i < 300; ++i) {
+    restarted.InternPolicy(PolicyName{0, absl::StrCat("rule-", i), "", "FlowscopePolicy", 1});
+  }
+  EXPECT_EQ(restarted.InternPolicy(PolicyName{0, "one-too-many", "", "FlowscopePolicy", 1}), 0);
+  EXPECT_EQ(restarted.Policies().size(), 255u);
+
+  EXPECT_THAT(std::string(ParsePolicy("deny: [{to: 10.0.0.1, kind: X}]").status().message()),
+              ::testing::HasSubstr("give it a name too"));
 }
 
 }  // namespace
