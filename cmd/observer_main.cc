@@ -74,6 +74,10 @@ int main(int argc, char** argv) {
   app.add_option("--listen-socket", o.listen_socket, "unix socket to serve on ('' for none)")
       ->capture_default_str();
   app.add_option("--listen-address", o.listen_address, "TCP address to serve on, e.g. :4244");
+  app.add_option("--cluster-nodes", o.cluster_nodes,
+                 "other nodes' observers, name=address, announced by peer.Peer/Notify (Hubble's "
+                 "discovery API) beside this node and, with --kubernetes, the cluster's Nodes")
+      ->delimiter(',');
   app.add_option("--tls-cert-file", o.tls.cert_file, "TLS certificate (PEM) for --listen-address");
   app.add_option("--tls-key-file", o.tls.key_file, "TLS private key (PEM) for --listen-address");
   app.add_option("--tls-client-ca-files", o.tls.client_ca_files,

@@ -59,6 +59,10 @@ int main(int argc, char** argv) {
   app.add_option("--peers", peers, "comma-separated observers: host:port or unix:///path");
   app.add_option("--peer-dns", peer_dns, "comma-separated name:port, re-resolved every second");
   app.add_option("--peers-file", peers_file, "file with one observer address per line");
+  std::string peer_service;
+  app.add_option("--peer-service", peer_service,
+                 "a peer.Peer/Notify server (observer, relay or Cilium agent) whose announced "
+                 "nodes are peers too, as Hubble's relay discovers them");
   app.add_option("--listen-address", listen_address, "TCP address to serve on ('' for none)")
       ->capture_default_str();
   app.add_option("--listen-socket", listen_socket, "unix socket to serve on");
@@ -120,6 +124,7 @@ int main(int argc, char** argv) {
   po.static_peers = SplitList(peers);
   po.dns_peers = SplitList(peer_dns);
   po.peers_file = peers_file;
+  po.peer_service = peer_service;
   auto dial = flowscope::ParseGoDuration(dial_timeout);
   if (!dial.ok() || *dial <= absl::ZeroDuration())
     return Fail("invalid --dial-timeout " + dial_timeout);
@@ -132,8 +137,9 @@ int main(int argc, char** argv) {
   if (!peer_timeout_d.ok() || *peer_timeout_d <= absl::ZeroDuration()) {
     return Fail("invalid --peer-timeout " + peer_timeout);
   }
-  if (po.static_peers.empty() && po.dns_peers.empty() && po.peers_file.empty()) {
-    return Fail("no peers: give --peers, --peer-dns or --peers-file");
+  if (po.static_peers.empty() && po.dns_peers.empty() && po.peers_file.empty() &&
+      po.peer_service.empty()) {
+    return Fail("no peers: give --peers, --peer-dns, --peers-file or --peer-service");
   }
   if (!listen_address.empty() && listen_address[0] == ':')
     listen_address = "0.0.0.0" + listen_address;
@@ -189,8 +195,14 @@ int main(int argc, char** argv) {
   flowscope::relay::RelayService service(pool, ro);
   flowscope::ListenOptions listen(listen_socket, listen_address, tls_creds);
   listen.headers = {{flowscope::kRelayVersionHeader, std::string(flowscope::kVersionNumber)}};
+  // Its peers, through Hubble's discovery API (`hubble watch peers`, a Hubble relay).
+  flowscope::PeerNotifyService peer_notify([&pool] {
+    std::vector<flowscope::PeerEntry> out;
+    for (const auto& p : pool.Snapshot()) out.push_back({p.name, p.address, p.tls_server_name});
+    return out;
+  });
   auto server = flowscope::GrpcServer::Start(
-      {&service, service.batch_service(), service.history_service()}, listen);
+      {&service, service.batch_service(), service.history_service(), &peer_notify}, listen);
   if (!server.ok()) {
     pool.Stop();
     return Fail(std::string(server.status().message()));
@@ -207,6 +219,7 @@ int main(int argc, char** argv) {
         {.address = http_address, .tls = http_tls ? server_tls : flowscope::TlsServerFiles{}}, pool,
         service);
     if (!started.ok()) {
+      peer_notify.Shutdown();
       (*server)->Shutdown(absl::Milliseconds(300));
       pool.Stop();
       return Fail(std::string(started.status().message()));
@@ -224,6 +237,7 @@ int main(int argc, char** argv) {
     server_ptr = nullptr;
   }
   if (http) http->Shutdown();
+  peer_notify.Shutdown();  // its streams never end by themselves
   (*server)->Shutdown(absl::Milliseconds(300));
   pool.Stop();
   return 0;

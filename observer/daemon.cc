@@ -9,6 +9,7 @@
 #include <map>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "api/file_util.h"
 #include "api/logging.h"
@@ -174,10 +175,48 @@ absl::Status ObserverDaemon::Start() {
                       .max_streams = options_.max_flow_streams,
                       .history = history_.get(),
                       .history_writer = history_writer_.get()});
+  // Hubble's discovery API: this node, the configured ones and the Kubernetes Nodes.
+  std::vector<PeerEntry> cluster;
+  for (const std::string& n : options_.cluster_nodes) {
+    const size_t eq = n.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == n.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid --cluster-nodes entry \"", n, "\": expected name=address"));
+    }
+    cluster.push_back(PeerEntry{n.substr(0, eq), n.substr(eq + 1), ""});
+  }
+  std::string port;  // the TCP port every node's observer serves (a DaemonSet's)
+  if (const size_t colon = options_.listen_address.rfind(':'); colon != std::string::npos) {
+    port = options_.listen_address.substr(colon + 1);
+  }
+  std::string self_address = "unix://" + options_.listen_socket;
+  if (!options_.listen_address.empty() && !absl::StartsWith(options_.listen_address, ":") &&
+      !absl::StartsWith(options_.listen_address, "0.0.0.0:") &&
+      !absl::StartsWith(options_.listen_address, "[::]:")) {
+    self_address = options_.listen_address;
+  }
+  peers_ = std::make_unique<PeerNotifyService>([this, cluster, port, self_address] {
+    std::vector<PeerEntry> out = cluster;  // of two entries with one name the first counts
+    if (kube_ != nullptr) {
+      for (const KubeNode& n : kube_->Nodes()) {
+        if (n.ips.empty()) continue;
+        const std::string& ip = n.ips.front();
+        std::string address = ip;
+        if (!port.empty()) {
+          address = absl::StrContains(ip, ':') ? absl::StrCat("[", ip, "]:", port)
+                                               : absl::StrCat(ip, ":", port);
+        }
+        out.push_back(PeerEntry{n.name, address, ""});
+      }
+    }
+    out.push_back(PeerEntry{options_.node_name, self_address, ""});
+    return out;
+  });
   ListenOptions listen(options_.listen_socket, options_.listen_address, tls);
   listen.headers = {{kServerVersionHeader, std::string(kVersionNumber)}};
   auto server = GrpcServer::Start(
-      {service_.get(), service_->batch_service(), service_->history_service()}, listen);
+      {service_.get(), service_->batch_service(), service_->history_service(), peers_.get()},
+      listen);
   if (!server.ok()) return server.status();
   server_ = std::move(server).value();
 
@@ -343,6 +382,7 @@ void ObserverDaemon::Stop() {
   if (flow_metrics_) flow_metrics_->Stop();
   if (exporter_) exporter_->Stop();
   if (dynamic_exporters_) dynamic_exporters_->Stop();
+  if (peers_) peers_->Shutdown();  // its streams never end by themselves
   if (server_) server_->Shutdown(absl::Milliseconds(300));
   if (service_) service_->Shutdown();
   if (maintain_.joinable()) maintain_.join();
@@ -355,6 +395,7 @@ void ObserverDaemon::Stop() {
   if (kube_) kube_->Stop();
   server_.reset();
   service_.reset();
+  peers_.reset();
 }
 
 std::string ObserverDaemon::NotReady() const {

@@ -18,6 +18,7 @@
 #include "api/grpc_server.h"
 #include "api/http_server.h"
 #include "api/metrics.h"
+#include "api/peer_service.h"
 #include "api/tls.h"
 #include "bpf/datapath.h"
 #include "observer/attach_manager.h"
@@ -53,7 +54,10 @@ struct DaemonOptions {
   bpf::DatapathOptions datapath;
   std::string listen_socket = "/var/run/flowscope/observer.sock";
   std::string listen_address;  // TCP, off when empty
-  TlsServerFiles tls;          // TLS (and with client CAs, mTLS) for the TCP listener
+  // Other nodes' observers, "name=address", announced by peer.Peer/Notify beside this node and
+  // the Kubernetes Nodes (when the Kubernetes source is on).
+  std::vector<std::string> cluster_nodes;
+  TlsServerFiles tls;  // TLS (and with client CAs, mTLS) for the TCP listener
   std::string state_dir = "/var/run/flowscope";
   int max_flow_streams = 1024;  // concurrent GetFlows / batch streams
   // /metrics, /healthz, /readyz; off when empty. With http_tls, HTTPS with `tls`'s files.
@@ -129,6 +133,7 @@ class ObserverDaemon {
   std::unique_ptr<ringbuf::RingBufferConsumer> consumer_;
   std::unique_ptr<EventParser> parser_;
   std::unique_ptr<ObserverService> service_;
+  std::unique_ptr<PeerNotifyService> peers_;
   std::unique_ptr<GrpcServer> server_;
   std::unique_ptr<FlowMetrics> flow_metrics_;
   std::unique_ptr<HistoryStore> history_;

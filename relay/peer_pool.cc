@@ -91,11 +91,31 @@ std::vector<std::string> PeerPool::Discover() const {
     const std::vector<std::string>& from_file = last_good_[options_.peers_file];
     all.insert(from_file.begin(), from_file.end());
   }
+  if (notify_ != nullptr) {
+    for (const PeerEntry& e : notify_->Peers()) all.insert(e.address);
+  }
   all.erase("");
   return {all.begin(), all.end()};
 }
 
 void PeerPool::Start() {
+  if (!options_.peer_service.empty()) {
+    std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+    grpc::ChannelArguments args;
+    if (options_.tls && !absl::StartsWith(options_.peer_service, "unix:")) {
+      if (auto tls = ClientTlsCredentials(*options_.tls); tls.ok()) {
+        creds = tls->credentials;
+        args = tls->args;
+      }
+    }
+    notify_ = std::make_unique<PeerNotifyClient>(
+        grpc::CreateCustomChannel(options_.peer_service, creds, args), options_.peer_service);
+    notify_->Start();
+    // Its first answer, if it comes quickly, so the first refresh already has the peers.
+    for (int i = 0; i < 50 && notify_->Peers().empty(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
   Refresh();
   thread_ = std::thread([this] { Run(); });
 }
@@ -107,6 +127,7 @@ void PeerPool::Stop() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (notify_ != nullptr) notify_->Stop();
 }
 
 void PeerPool::Run() {

@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "api/peer_service.h"
 #include "api/tls.h"
 
 namespace flowscope::relay {
@@ -31,6 +32,9 @@ struct PoolOptions {
   std::vector<std::string> static_peers;  // host:port or unix:///path
   std::vector<std::string> dns_peers;     // name:port, re-resolved every refresh
   std::string peers_file;                 // one address per line ('#' comments)
+  // A peer.Peer/Notify server (Hubble's discovery API: a flowscope observer or relay, a Cilium
+  // agent) whose announced nodes are peers too, as Hubble's relay --peer-service.
+  std::string peer_service;
   absl::Duration refresh = absl::Seconds(1);
   absl::Duration dial_timeout = absl::Seconds(5);
   // Called (from the pool's thread) whenever the number of available peers changes.
@@ -81,6 +85,7 @@ class PeerPool {
   void Run();
 
   const PoolOptions options_;
+  std::unique_ptr<PeerNotifyClient> notify_;  // --peer-service
   mutable std::mutex discover_mu_;
   // The last answer of each DNS name and of the peers file.
   mutable std::map<std::string, std::vector<std::string>> last_good_;

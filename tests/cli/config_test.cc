@@ -12,6 +12,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "tests/testing/shell.h"
 
 namespace flowscope::cli {
@@ -247,6 +249,85 @@ TEST_F(ConfigTest, ABadConfigFileIsOneClearLineAndConfigCanStillRepairIt) {
   EXPECT_EQ(status, 0);
   EXPECT_THAT(Cli(absl::StrCat("observe --input-file ", flows_), &status), HasSubstr("DROPPED"));
   EXPECT_EQ(status, 0);
+}
+
+// The reference's examples (§3.4), each from the flags to the filters the CLI sends (printed
+// with --print-raw-filters) to the flows they select (the same filters on recorded flows).
+TEST_F(ConfigTest, HubbleExamplesFromFlagsToFiltersToFlows) {
+  const std::string file = (home_ / "cluster.json").string();
+  {
+    std::ofstream out(file);
+    const auto flow = [&](const char* uuid, const char* src, const char* dst, const char* verdict,
+                          bool reply) {
+      const auto ep = [](const char* pod) {
+        const std::string s(pod);
+        const size_t slash = s.find('/');
+        return absl::StrCat(R"({"namespace":")", s.substr(0, slash), R"(","pod_name":")",
+                            s.substr(slash + 1), R"("})");
+      };
+      out << R"({"flow":{"time":"2024-05-04T12:47:08.811Z","uuid":")" << uuid << R"(","verdict":")"
+          << verdict << R"(","source":)" << ep(src) << R"(,"destination":)" << ep(dst)
+          << R"(,"is_reply":)" << (reply ? "true" : "false")
+          << R"(},"time":"2024-05-04T12:47:08.811Z"})"
+          << "\n";
+    };
+    flow("f1", "default/xwing", "default/deathstar-1", "DROPPED", false);
+    flow("f2", "default/tiefighter", "default/deathstar-1", "FORWARDED", false);
+    flow("f3", "default/deathstar-1", "default/xwing", "FORWARDED", true);
+    flow("f4", "kube-system/coredns-1", "default/tiefighter", "FORWARDED", true);
+    flow("f5", "default/tiefighter", "kube-system/coredns-1", "FORWARDED", false);
+  }
+  struct {
+    const char* flags;
+    const char* filters;  // --print-raw-filters
+    const char* flows;    // uuids selected
+  } cases[] = {
+      {"--pod default/xwing",
+       "allowlist:\n"
+       "    - '{\"source_pod\":[\"default/xwing\"]}'\n"
+       "    - '{\"destination_pod\":[\"default/xwing\"]}'\n",
+       "f1 f3"},
+      {"--pod deathstar --verdict DROPPED",
+       "allowlist:\n"
+       "    - '{\"source_pod\":[\"deathstar\"],\"verdict\":[2]}'\n"
+       "    - '{\"destination_pod\":[\"deathstar\"],\"verdict\":[2]}'\n",
+       "f1"},
+      {"-n kube-system",
+       "allowlist:\n"
+       "    - '{\"source_pod\":[\"kube-system/\"]}'\n"
+       "    - '{\"destination_pod\":[\"kube-system/\"]}'\n",
+       "f4 f5"},
+      {"--not -n kube-system",
+       "denylist:\n"
+       "    - '{\"source_pod\":[\"kube-system/\"]}'\n"
+       "    - '{\"destination_pod\":[\"kube-system/\"]}'\n",
+       "f1 f2 f3"},
+      {"--from-pod xwing --from-pod tiefighter",  // a repeated flag ORs
+       "allowlist:\n"
+       "    - '{\"source_pod\":[\"xwing\",\"tiefighter\"]}'\n",
+       "f1 f2 f5"},
+      {R"(--allowlist '{"destination_pod":["kube-system/"]}' --to-pod default/deathstar)",
+       "allowlist:\n"
+       "    - '{\"destination_pod\":[\"default/deathstar\"]}'\n"
+       "    - '{\"destination_pod\":[\"kube-system/\"]}'\n",
+       "f1 f2 f5"},
+  };
+  for (const auto& c : cases) {
+    int status = -1;
+    EXPECT_EQ(Cli(absl::StrCat("observe --print-raw-filters ", c.flags), &status), c.filters)
+        << c.flags;
+    const std::string out =
+        Cli(absl::StrCat("observe -o json --input-file ", file, " ", c.flags), &status);
+    EXPECT_EQ(status, 0) << c.flags << ": " << out;
+    std::vector<std::string> uuids;
+    for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+      const size_t at = line.find(R"("uuid":")");
+      if (at != absl::string_view::npos) {
+        uuids.emplace_back(line.substr(at + 8, line.find('"', at + 8) - at - 8));
+      }
+    }
+    EXPECT_EQ(absl::StrJoin(uuids, " "), c.flows) << c.flags << ": " << out;
+  }
 }
 
 // Completion through bash itself: COMP_WORDS in, COMPREPLY out.

@@ -5,6 +5,7 @@
 // (stand-in) Kubernetes API server instead of a file, pod, service and node-label filters select
 // the same flows through the relay.
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -20,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "peer/peer.grpc.pb.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/kube_apiserver.h"
 #include "tests/testing/kube_fixtures.h"
@@ -128,6 +130,10 @@ class RelayE2eTest : public testing::NetnsTestBase {
                                      "--ring-buffer-bytes",
                                      "1048576"};
     args.insert(args.end(), names.begin(), names.end());
+    if (i == 0 && !kubernetes_) {
+      // node-1 knows node-2 (a static cluster source), for peer.Peer/Notify.
+      args.insert(args.end(), {"--cluster-nodes", "node-2=" + ObserverTarget(1)});
+    }
     auto p = testing::ObserverProcess::Start(FLOWSCOPE_OBSERVER_BINARY, net_->node(),
                                              ObserverDir(i), args);
     ASSERT_TRUE(p.ok()) << p.status();
@@ -175,6 +181,23 @@ class RelayE2eTest : public testing::NetnsTestBase {
       if (j.contains("flow")) flows.push_back(std::move(j["flow"]));
     }
     return flows;
+  }
+
+  // What `target`'s peer.Peer/Notify says first: "TYPE name address" for `n` notifications.
+  static std::vector<std::string> Announced(const std::string& target, int n) {
+    auto stub =
+        peer::Peer::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    auto reader = stub->Notify(&ctx, peer::NotifyRequest());
+    std::vector<std::string> out;
+    peer::ChangeNotification c;
+    while (static_cast<int>(out.size()) < n && reader->Read(&c)) {
+      out.push_back(absl::StrCat(peer::ChangeNotificationType_Name(c.type()), " ", c.name(), " ",
+                                 c.address()));
+    }
+    ctx.TryCancel();
+    return out;
   }
 
   bool relay_first_ = false;  // start the relay before any observer exists
@@ -503,6 +526,38 @@ TEST_F(RelayE2eTest, FlowsFromBeforeAnObserverRestartComeBackFromItsHistory) {
   EXPECT_THAT(status, HasSubstr("flows on 2 nodes")) << status;
 }
 
+// Hubble's discovery API both ways: an observer announces itself and the nodes it knows of, a
+// relay its peers; a relay given only --peer-service finds every node through it.
+TEST_F(RelayE2eTest, PeersAreAnnouncedAndDiscoveredThroughPeerNotify) {
+  EXPECT_THAT(Announced(ObserverTarget(0), 2),
+              ::testing::ElementsAre("PEER_ADDED node-1 " + ObserverTarget(0),
+                                     "PEER_ADDED node-2 " + ObserverTarget(1)));
+  EXPECT_THAT(Announced(ObserverTarget(1), 1),
+              ::testing::ElementsAre("PEER_ADDED node-2 " + ObserverTarget(1)));
+  EXPECT_THAT(Announced("unix://" + relay_socket_, 2),
+              ::testing::UnorderedElementsAre("PEER_ADDED node-1 " + ObserverTarget(0),
+                                              "PEER_ADDED node-2 " + ObserverTarget(1)));
+
+  const std::string socket = (dir_ / "relay2.sock").string();
+  auto relay2 = testing::NetnsProcess::Start(
+      "",
+      {FLOWSCOPE_RELAY_BINARY, "--peer-service", ObserverTarget(0), "--listen-address", "",
+       "--listen-socket", socket, "--node-name", "relay-2", "--http-address", ""},
+      (dir_ / "relay2.log").string());
+  ASSERT_TRUE(relay2.ok());
+  std::string status;
+  EXPECT_TRUE(testing::WaitUntil([&] {
+    status = testing::RunShell(
+        absl::StrCat(FLOWSCOPE_CLI_BINARY, " --server unix://", socket, " --timeout 2s status"));
+    return status.find("Connected Nodes: 2/2") != std::string::npos;
+  })) << status;
+  EXPECT_THAT(Announced("unix://" + socket, 2),
+              ::testing::UnorderedElementsAre("PEER_ADDED node-1 " + ObserverTarget(0),
+                                              "PEER_ADDED node-2 " + ObserverTarget(1)));
+  // A relay whose --peer-service stream is open stops cleanly.
+  (*relay2).reset();
+}
+
 class RelayKubernetesE2eTest : public RelayE2eTest {
  protected:
   RelayKubernetesE2eTest() { kubernetes_ = true; }
@@ -510,6 +565,19 @@ class RelayKubernetesE2eTest : public RelayE2eTest {
 
 // Both observers take their names from the API server; the CLI's Kubernetes filters select the
 // same flows through the relay as on each node, and follow the cluster's changes.
+// With the Kubernetes source, an observer announces the cluster's Nodes (their InternalIP;
+// Hubble's relay adds its default port) and itself.
+TEST_F(RelayKubernetesE2eTest, ObserversAnnounceTheClustersNodes) {
+  std::vector<std::string> got;
+  EXPECT_TRUE(testing::WaitUntil([&] {
+    got = Announced(ObserverTarget(0), 2);
+    return got.size() == 2 && got[1] == "PEER_ADDED node-2 192.168.50.2";
+  })) << ::testing::PrintToString(got);
+  EXPECT_THAT(got, ::testing::ElementsAre("PEER_ADDED node-1 192.168.50.1",
+                                          "PEER_ADDED node-2 192.168.50.2"))
+      << "the cluster source's address wins over the node's own socket";
+}
+
 TEST_F(RelayKubernetesE2eTest, PodServiceAndNodeLabelFiltersSelectFlowsThroughTheRelay) {
   const std::string pod = "default/tiefighter-7c9b6-x2x";
   auto nodes_of = [](const std::vector<nlohmann::json>& flows) {
