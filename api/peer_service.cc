@@ -21,60 +21,77 @@ peer::ChangeNotification Notification(const PeerEntry& e, peer::ChangeNotificati
 
 }  // namespace
 
-// One Notify call: notifications queue here and are written one at a time.
+// One Notify call: notifications queue here and are written one at a time. gRPC is never
+// called with mu_ held, and Finish waits for the write in flight.
 class PeerNotifyService::Stream final : public grpc::ServerWriteReactor<peer::ChangeNotification> {
  public:
   Stream(PeerNotifyService* service, size_t max_queued)
       : service_(service), max_queued_(max_queued) {}
 
   void Enqueue(peer::ChangeNotification n) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (finished_) return;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (closed_) return;
     if (queue_.size() >= max_queued_) {
       // A client that stopped reading is ended, not buffered for without bound.
-      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                "peer notifications not read: stream ended"));
+      CloseLocked(lock, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                     "peer notifications not read: stream ended"));
       return;
     }
     queue_.push_back(std::move(n));
-    if (!writing_) WriteNextLocked();
+    if (writing_) return;
+    writing_ = true;
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    StartWrite(&current_);
   }
 
   void End(const grpc::Status& status) {
-    std::lock_guard<std::mutex> lock(mu_);
-    FinishLocked(status);
+    std::unique_lock<std::mutex> lock(mu_);
+    CloseLocked(lock, status);
   }
 
   void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    writing_ = false;
-    if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "client gone"));
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!ok || closed_) {
+      writing_ = false;
+      if (!closed_) status_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, "client gone");
+      closed_ = true;
+      FinishLocked(lock);
       return;
     }
-    if (!finished_) WriteNextLocked();
+    if (queue_.empty()) {
+      writing_ = false;
+      return;
+    }
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    StartWrite(&current_);
   }
 
   void OnCancel() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    FinishLocked(grpc::Status::CANCELLED);
+    std::unique_lock<std::mutex> lock(mu_);
+    CloseLocked(lock, grpc::Status::CANCELLED);
   }
 
   // The service deletes it (under its own lock, so Poll never writes to a deleted stream).
   void OnDone() override { service_->Remove(this); }
 
  private:
-  void WriteNextLocked() {
-    if (queue_.empty()) return;
-    current_ = std::move(queue_.front());
-    queue_.pop_front();
-    writing_ = true;
-    StartWrite(&current_);
+  // No more writes; Finish now, or when the write in flight is done.
+  void CloseLocked(std::unique_lock<std::mutex>& lock, const grpc::Status& status) {
+    if (closed_) return;
+    closed_ = true;
+    status_ = status;
+    queue_.clear();
+    if (!writing_) FinishLocked(lock);
   }
-  void FinishLocked(const grpc::Status& status) {
+  void FinishLocked(std::unique_lock<std::mutex>& lock) {
     if (finished_) return;
     finished_ = true;
-    queue_.clear();
+    const grpc::Status status = status_;
+    lock.unlock();
     Finish(status);
   }
 
@@ -84,7 +101,9 @@ class PeerNotifyService::Stream final : public grpc::ServerWriteReactor<peer::Ch
   std::deque<peer::ChangeNotification> queue_;
   peer::ChangeNotification current_;
   bool writing_ = false;
+  bool closed_ = false;  // nothing more is written
   bool finished_ = false;
+  grpc::Status status_;
 };
 
 PeerNotifyService::PeerNotifyService(PeerSource source, absl::Duration poll, size_t max_queued)
@@ -245,6 +264,8 @@ void PeerNotifyClient::Run() {
         first = false;
       }
       connected_ = true;
+      answered_ = true;
+      wake_.notify_all();
       backoff = absl::Milliseconds(100);
       PeerEntry e{n.name(), WithDefaultPeerPort(n.address()), n.tls().server_name()};
       switch (n.type()) {
@@ -277,6 +298,13 @@ std::vector<PeerEntry> PeerNotifyClient::Peers() const {
   std::vector<PeerEntry> out;
   for (const auto& [name, e] : peers_) out.push_back(e);
   return out;
+}
+
+bool PeerNotifyClient::WaitForAnswer(absl::Duration timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return wake_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] {
+    return answered_ || stop_;
+  }) && answered_;
 }
 
 bool PeerNotifyClient::connected() const {

@@ -93,6 +93,8 @@ class PeerNotifyClient {
 
   // The nodes announced and not deleted since, by name.
   std::vector<PeerEntry> Peers() const;
+  // Waits until a stream has said something (true) or `timeout` passed (false).
+  bool WaitForAnswer(absl::Duration timeout) const;
   // Whether the stream is open now, and what broke it last ("" if nothing).
   bool connected() const;
   std::string last_error() const;
@@ -103,9 +105,10 @@ class PeerNotifyClient {
   const std::shared_ptr<grpc::Channel> channel_;
   const std::string target_;
   mutable std::mutex mu_;
-  std::condition_variable wake_;
+  mutable std::condition_variable wake_;  // stop, and each notification read
   bool stop_ = false;
   bool connected_ = false;
+  bool answered_ = false;
   std::string last_error_;
   grpc::ClientContext* ctx_ = nullptr;  // the open call's, to cancel it on Stop
   std::map<std::string, PeerEntry> peers_;

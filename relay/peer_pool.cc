@@ -112,9 +112,7 @@ void PeerPool::Start() {
         grpc::CreateCustomChannel(options_.peer_service, creds, args), options_.peer_service);
     notify_->Start();
     // Its first answer, if it comes quickly, so the first refresh already has the peers.
-    for (int i = 0; i < 50 && notify_->Peers().empty(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    notify_->WaitForAnswer(std::min(options_.dial_timeout, absl::Milliseconds(500)));
   }
   Refresh();
   thread_ = std::thread([this] { Run(); });

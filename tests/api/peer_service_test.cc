@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "api/grpc_server.h"
 #include "relay/peer_pool.h"
+#include "tests/testing/wait.h"
 
 namespace flowscope {
 namespace {
@@ -110,8 +111,7 @@ TEST_F(PeerServiceTest, AStreamStartsWithEveryNodeThenCarriesEachChange) {
   while (reader2->Read(&n)) {
   }
   EXPECT_EQ(reader2->Finish().error_code(), grpc::StatusCode::CANCELLED);
-  for (int i = 0; i < 100 && service_->streams() != 1; ++i) absl::SleepFor(absl::Milliseconds(10));
-  EXPECT_EQ(service_->streams(), 1u);
+  EXPECT_TRUE(testing::WaitUntil([&] { return service_->streams() == 1; }));
   service_->Shutdown();
   EXPECT_FALSE(reader->Read(&n)) << "nothing after the last change: " << Text(n);
   EXPECT_TRUE(reader->Finish().ok());
@@ -125,13 +125,12 @@ TEST_F(PeerServiceTest, TheClientKeepsTheAnnouncedSetAndReconnects) {
   // The peers once they are `names` (changes arrive one notification at a time).
   const auto wait_for = [&](std::vector<std::string> names) {
     std::vector<PeerEntry> peers;
-    for (int i = 0; i < 500; ++i) {
+    testing::WaitUntil([&] {
       peers = client.Peers();
       std::vector<std::string> now;
       for (const PeerEntry& p : peers) now.push_back(p.name);
-      if (now == names) break;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
+      return now == names;
+    });
     return peers;
   };
   EXPECT_THAT(wait_for({"node-1", "node-2"}),
@@ -146,8 +145,7 @@ TEST_F(PeerServiceTest, TheClientKeepsTheAnnouncedSetAndReconnects) {
 
   // The server goes away: the set stays; it comes back with other nodes: they replace it.
   StopServing();
-  for (int i = 0; i < 200 && client.connected(); ++i) absl::SleepFor(absl::Milliseconds(10));
-  EXPECT_FALSE(client.connected());
+  EXPECT_TRUE(testing::WaitUntil([&] { return !client.connected(); }));
   EXPECT_THAT(client.Peers(), ElementsAre(Field(&PeerEntry::name, "node-3")));
   Set({{"node-4", "fd00::4", ""}, {"node-5", "10.0.0.5:4244", ""}});
   Serve();
@@ -165,16 +163,12 @@ TEST_F(PeerServiceTest, TheRelaysPoolTakesTheAnnouncedNodesAsPeers) {
   o.dial_timeout = absl::Milliseconds(50);
   relay::PeerPool pool(o);
   pool.Start();
-  EXPECT_THAT(pool.Discover(),
-              ElementsAre("10.0.0.1:4244", "10.0.0.2:4244", "unix:///run/static.sock"));
+  std::vector<std::string> now;
+  testing::WaitUntil([&] { return (now = pool.Discover()).size() == 3; });
+  EXPECT_THAT(now, ElementsAre("10.0.0.1:4244", "10.0.0.2:4244", "unix:///run/static.sock"));
   Set({{"node-1", "10.0.0.1:4244", ""}});
   service_->Poll();
-  std::vector<std::string> now;
-  for (int i = 0; i < 200; ++i) {
-    now = pool.Discover();
-    if (now.size() == 2) break;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  testing::WaitUntil([&] { return (now = pool.Discover()).size() == 2; });
   EXPECT_THAT(now, ElementsAre("10.0.0.1:4244", "unix:///run/static.sock"));
   pool.Stop();
 }
