@@ -303,24 +303,38 @@ std::string YamlScalar(const std::string& s) {
   if (s.empty()) return "\"\"";
   bool control = false;
   for (unsigned char c : s) control |= c < 0x20 || c == 0x7f;
-  if (control) return absl::StrCat("\"", Quote(s), "\"");
+  if (control) {
+    // YAML's double-quoted style: its escapes for what a plain or single-quoted one cannot hold.
+    std::string out = "\"";
+    for (unsigned char c : s) {
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += static_cast<char>(c);
+      } else if (c == '\n') {
+        out += "\\n";
+      } else if (c == '\t') {
+        out += "\\t";
+      } else if (c < 0x20 || c == 0x7f) {
+        absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+      } else {
+        out += static_cast<char>(c);
+      }
+    }
+    return out + "\"";
+  }
   static const std::set<std::string> kTyped = {
       "~",  "null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE", "y",
       "Y",  "yes",  "Yes",  "YES",  "n",    "N",    "no",   "No",    "NO",    "on",    "On",
       "ON", "off",  "Off",  "OFF",  ".inf", ".Inf", ".INF", "-.inf", ".nan",  ".NaN",  ".NAN"};
   double d;
-  const bool needs_quotes = kTyped.count(s) > 0 || absl::SimpleAtod(s, &d) ||
-                            absl::StrContains("-?:,[]{}#&*!|>'\"%@`", s[0]) || s.front() == ' ' ||
-                            s.back() == ' ' || absl::StrContains(s, ": ") ||
-                            absl::StrContains(s, " #") || s.back() == ':';
-  if (!needs_quotes) return s;
-  // A leading "-" or "?" is plain YAML when a non-space follows (e.g. "-1h" is still quoted above
-  // only when it reads as a number).
-  if ((s[0] == '-' || s[0] == '?' || s[0] == ':') && s.size() > 1 && s[1] != ' ' &&
-      kTyped.count(s) == 0 && !absl::SimpleAtod(s, &d) && !absl::StrContains(s, ": ") &&
-      !absl::StrContains(s, " #") && s.back() != ' ' && s.back() != ':') {
-    return s;
-  }
+  // An indicator first ("-", "?" and ":" only when a space follows, as in "- x").
+  const bool indicator =
+      absl::StrContains(",[]{}#&*!|>'\"%@`", s[0]) ||
+      ((s[0] == '-' || s[0] == '?' || s[0] == ':') && (s.size() == 1 || s[1] == ' '));
+  const bool plain = kTyped.count(s) == 0 && !absl::SimpleAtod(s, &d) && !indicator &&
+                     s.front() != ' ' && s.back() != ' ' && s.back() != ':' &&
+                     !absl::StrContains(s, ": ") && !absl::StrContains(s, " #");
+  if (plain) return s;
   return absl::StrCat("'", absl::StrReplaceAll(s, {{"'", "''"}}), "'");
 }
 

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "cmd/cli/commands.h"
+#include "cmd/cli/config.h"
 
 namespace flowscope::cli {
 namespace {
@@ -157,4 +158,22 @@ TEST(RequestTest, EventsRequestsAsHubbleBuildsThem) {
 }
 
 }  // namespace
+// Config file values as Go's YAML encoder writes them: plain unless they would read back as
+// something else.
+TEST(YamlScalarTest, QuotesWhatWouldReadBackAsSomethingElse) {
+  EXPECT_EQ(YamlScalar(""), "\"\"");
+  EXPECT_EQ(YamlScalar("localhost:4245"), "localhost:4245");
+  EXPECT_EQ(YamlScalar("unix:///run/x.sock"), "unix:///run/x.sock");
+  EXPECT_EQ(YamlScalar("-1h"), "-1h");
+  EXPECT_EQ(YamlScalar("true"), "'true'");
+  EXPECT_EQ(YamlScalar("4245"), "'4245'");
+  EXPECT_EQ(YamlScalar("- x"), "'- x'");
+  EXPECT_EQ(YamlScalar(R"({"verdict":[2]})"), R"('{"verdict":[2]}')");
+  EXPECT_EQ(YamlScalar("it's"), "it's");
+  EXPECT_EQ(YamlScalar("'quoted'"), "'''quoted'''");
+  EXPECT_EQ(YamlScalar("a: b"), "'a: b'");
+  EXPECT_EQ(YamlScalar("tab\there"), "\"tab\\there\"");
+  EXPECT_EQ(YamlScalar("a\"\x01"), "\"a\\\"\\x01\"");
+}
+
 }  // namespace flowscope::cli
