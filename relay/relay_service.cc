@@ -18,6 +18,7 @@
 #include "api/grpc_util.h"
 #include "api/logging.h"
 #include "api/time_parse.h"
+#include "relay/fan_out.h"
 #include "relay/merge.h"
 
 namespace flowscope::relay {
@@ -718,37 +719,59 @@ grpc::ServerUnaryReactor* RelayService::ServerStatus(grpc::CallbackServerContext
   return AnswerOffThread(ctx, [this, resp] { FillStatus(resp); });
 }
 
+namespace {
+
+std::vector<const Peer*> Available(const std::vector<Peer>& peers) {
+  std::vector<const Peer*> out;
+  for (const Peer& p : peers) {
+    if (p.available) out.push_back(&p);
+  }
+  return out;
+}
+
+// ServerStatus of each peer, at once, within `timeout`.
+std::vector<PeerAnswer<::observer::ServerStatusResponse>> StatusOf(
+    const std::vector<const Peer*>& peers, absl::Duration timeout) {
+  static const ::observer::ServerStatusRequest kRequest;
+  std::vector<std::unique_ptr<::observer::Observer::Stub>> stubs;
+  return FanOut<::observer::ServerStatusResponse>(
+      peers, timeout,
+      [&](const Peer& p, grpc::ClientContext* ctx, ::observer::ServerStatusResponse* resp,
+          std::function<void(grpc::Status)> done) {
+        stubs.push_back(::observer::Observer::NewStub(p.channel));
+        stubs.back()->async()->ServerStatus(ctx, &kRequest, resp, std::move(done));
+      });
+}
+
+}  // namespace
+
+absl::Duration RelayService::unary_timeout() const {
+  // A stopped peer holds a status or list answer up for the peer timeout at most.
+  return std::min(options_.request_timeout, options_.peer_timeout);
+}
+
 void RelayService::FillStatus(::observer::ServerStatusResponse* resp) {
   const std::vector<Peer> peers = pool_.Snapshot();
-  std::vector<std::future<std::optional<::observer::ServerStatusResponse>>> calls;
   uint32_t connected = 0;
   std::vector<std::string> unavailable;
   for (const Peer& p : peers) {
-    if (!p.available) {
-      unavailable.push_back(p.name);
+    if (!p.available) unavailable.push_back(p.name);
+  }
+  for (const auto& a : StatusOf(Available(peers), unary_timeout())) {
+    if (!a.status.ok()) {
+      // Reachable but not answering (stopped, overloaded): not a connected node now.
+      unavailable.push_back(a.peer->name);
       continue;
     }
     ++connected;
-    calls.push_back(std::async(
-        std::launch::async, [p, this]() -> std::optional<::observer::ServerStatusResponse> {
-          auto stub = ::observer::Observer::NewStub(p.channel);
-          grpc::ClientContext c;
-          c.set_deadline(std::chrono::system_clock::now() +
-                         absl::ToChronoMilliseconds(options_.request_timeout));
-          ::observer::ServerStatusResponse s;
-          if (!stub->ServerStatus(&c, {}, &s).ok()) return std::nullopt;
-          return s;
-        }));
+    const ::observer::ServerStatusResponse& s = a.response;
+    resp->set_num_flows(resp->num_flows() + s.num_flows());
+    resp->set_max_flows(resp->max_flows() + s.max_flows());
+    resp->set_seen_flows(resp->seen_flows() + s.seen_flows());
+    resp->set_uptime_ns(std::max(resp->uptime_ns(), s.uptime_ns()));
+    resp->set_flows_rate(resp->flows_rate() + s.flows_rate());
   }
-  for (auto& f : calls) {
-    auto s = f.get();
-    if (!s) continue;  // counted as connected, contributes nothing
-    resp->set_num_flows(resp->num_flows() + s->num_flows());
-    resp->set_max_flows(resp->max_flows() + s->max_flows());
-    resp->set_seen_flows(resp->seen_flows() + s->seen_flows());
-    resp->set_uptime_ns(std::max(resp->uptime_ns(), s->uptime_ns()));
-    resp->set_flows_rate(resp->flows_rate() + s->flows_rate());
-  }
+  std::sort(unavailable.begin(), unavailable.end());
   resp->mutable_num_connected_nodes()->set_value(connected);
   resp->mutable_num_unavailable_nodes()->set_value(static_cast<uint32_t>(unavailable.size()));
   for (size_t i = 0; i < unavailable.size() && i < 10; ++i)
@@ -764,37 +787,37 @@ grpc::ServerUnaryReactor* RelayService::GetNodes(grpc::CallbackServerContext* ct
 
 void RelayService::FillNodes(::observer::GetNodesResponse* resp) {
   const std::vector<Peer> peers = pool_.Snapshot();
-  std::vector<std::future<::observer::Node>> calls;
+  std::map<const Peer*, const PeerAnswer<::observer::ServerStatusResponse>*> by_peer;
+  const auto answers = StatusOf(Available(peers), unary_timeout());
+  for (const auto& a : answers) by_peer[a.peer] = &a;
   for (const Peer& p : peers) {
-    calls.push_back(std::async(std::launch::async, [p, this] {
-      ::observer::Node n;
-      n.set_name(p.name);
-      n.set_address(p.address);
-      n.mutable_tls()->set_enabled(p.tls);
-      if (p.tls) n.mutable_tls()->set_server_name(p.tls_server_name);
-      if (!p.available) {
-        n.set_state(::relay::NODE_UNAVAILABLE);
-        return n;
-      }
-      auto stub = ::observer::Observer::NewStub(p.channel);
-      grpc::ClientContext c;
-      c.set_deadline(std::chrono::system_clock::now() +
-                     absl::ToChronoMilliseconds(options_.request_timeout));
-      ::observer::ServerStatusResponse s;
-      if (!stub->ServerStatus(&c, {}, &s).ok()) {
-        n.set_state(::relay::NODE_ERROR);
-        return n;
-      }
-      n.set_state(::relay::NODE_CONNECTED);
-      n.set_version(s.version());
-      n.set_uptime_ns(s.uptime_ns());
-      n.set_num_flows(s.num_flows());
-      n.set_max_flows(s.max_flows());
-      n.set_seen_flows(s.seen_flows());
-      return n;
-    }));
+    ::observer::Node* n = resp->add_nodes();
+    n->set_name(p.name);
+    n->set_address(p.address);
+    n->mutable_tls()->set_enabled(p.tls);
+    if (p.tls) n->mutable_tls()->set_server_name(p.tls_server_name);
+    auto it = by_peer.find(&p);
+    if (it == by_peer.end()) {
+      n->set_state(::relay::NODE_UNAVAILABLE);
+      continue;
+    }
+    const grpc::Status& st = it->second->status;
+    if (!st.ok()) {
+      // Unreachable, or no answer in time: unavailable; an answer that is an error: an error.
+      const bool silent = st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                          st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                          st.error_code() == grpc::StatusCode::CANCELLED;
+      n->set_state(silent ? ::relay::NODE_UNAVAILABLE : ::relay::NODE_ERROR);
+      continue;
+    }
+    const ::observer::ServerStatusResponse& s = it->second->response;
+    n->set_state(::relay::NODE_CONNECTED);
+    n->set_version(s.version());
+    n->set_uptime_ns(s.uptime_ns());
+    n->set_num_flows(s.num_flows());
+    n->set_max_flows(s.max_flows());
+    n->set_seen_flows(s.seen_flows());
   }
-  for (auto& f : calls) *resp->add_nodes() = f.get();
 }
 
 grpc::ServerUnaryReactor* RelayHistoryService::GetHistoryStatus(
@@ -804,25 +827,20 @@ grpc::ServerUnaryReactor* RelayHistoryService::GetHistoryStatus(
 }
 
 void RelayService::FillHistory(::flowscope::v1::HistoryStatusResponse* resp) {
-  std::vector<std::future<std::optional<::flowscope::v1::HistoryStatusResponse>>> calls;
-  for (const Peer& p : pool_.Snapshot()) {
-    if (!p.available) continue;
-    calls.push_back(std::async(
-        std::launch::async, [p, this]() -> std::optional<::flowscope::v1::HistoryStatusResponse> {
-          auto stub = ::flowscope::v1::History::NewStub(p.channel);
-          grpc::ClientContext c;
-          c.set_deadline(std::chrono::system_clock::now() +
-                         absl::ToChronoMilliseconds(options_.request_timeout));
-          ::flowscope::v1::HistoryStatusResponse r;
-          // A Hubble peer has no history service: it has no nodes to report.
-          if (!stub->GetHistoryStatus(&c, {}, &r).ok()) return std::nullopt;
-          return r;
-        }));
-  }
-  for (auto& f : calls) {
-    if (auto r = f.get()) {
-      for (auto& n : *r->mutable_nodes()) *resp->add_nodes() = std::move(n);
-    }
+  static const ::flowscope::v1::HistoryStatusRequest kRequest;
+  const std::vector<Peer> peers = pool_.Snapshot();
+  std::vector<std::unique_ptr<::flowscope::v1::History::Stub>> stubs;
+  const auto answers = FanOut<::flowscope::v1::HistoryStatusResponse>(
+      Available(peers), options_.request_timeout,
+      [&](const Peer& p, grpc::ClientContext* ctx, ::flowscope::v1::HistoryStatusResponse* r,
+          std::function<void(grpc::Status)> done) {
+        stubs.push_back(::flowscope::v1::History::NewStub(p.channel));
+        stubs.back()->async()->GetHistoryStatus(ctx, &kRequest, r, std::move(done));
+      });
+  for (const auto& a : answers) {
+    // A Hubble peer has no history service: it has no nodes to report.
+    if (!a.status.ok()) continue;
+    for (const auto& n : a.response.nodes()) *resp->add_nodes() = n;
   }
 }
 
@@ -833,25 +851,20 @@ grpc::ServerUnaryReactor* RelayService::GetNamespaces(grpc::CallbackServerContex
 }
 
 void RelayService::FillNamespaces(::observer::GetNamespacesResponse* resp) {
+  static const ::observer::GetNamespacesRequest kRequest;
+  const std::vector<Peer> peers = pool_.Snapshot();
+  std::vector<std::unique_ptr<::observer::Observer::Stub>> stubs;
+  const auto answers = FanOut<::observer::GetNamespacesResponse>(
+      Available(peers), unary_timeout(),
+      [&](const Peer& p, grpc::ClientContext* ctx, ::observer::GetNamespacesResponse* r,
+          std::function<void(grpc::Status)> done) {
+        stubs.push_back(::observer::Observer::NewStub(p.channel));
+        stubs.back()->async()->GetNamespaces(ctx, &kRequest, r, std::move(done));
+      });
   std::set<std::pair<std::string, std::string>> all;
-  std::vector<std::future<std::vector<std::pair<std::string, std::string>>>> calls;
-  for (const Peer& p : pool_.Snapshot()) {
-    if (!p.available) continue;
-    calls.push_back(std::async(std::launch::async, [p, this] {
-      std::vector<std::pair<std::string, std::string>> out;
-      auto stub = ::observer::Observer::NewStub(p.channel);
-      grpc::ClientContext c;
-      c.set_deadline(std::chrono::system_clock::now() +
-                     absl::ToChronoMilliseconds(options_.request_timeout));
-      ::observer::GetNamespacesResponse r;
-      if (stub->GetNamespaces(&c, {}, &r).ok()) {
-        for (const auto& n : r.namespaces()) out.emplace_back(n.cluster(), n.namespace_());
-      }
-      return out;
-    }));
-  }
-  for (auto& f : calls) {
-    for (auto& n : f.get()) all.insert(std::move(n));
+  for (const auto& a : answers) {
+    if (!a.status.ok()) continue;
+    for (const auto& n : a.response.namespaces()) all.emplace(n.cluster(), n.namespace_());
   }
   for (const auto& [cluster, ns] : all) {
     ::observer::Namespace* n = resp->add_namespaces();

@@ -123,6 +123,8 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
   grpc::ServerUnaryReactor* AnswerOffThread(grpc::CallbackServerContext* ctx,
                                             std::function<void()> fill);
   void FillStatus(::observer::ServerStatusResponse* resp);
+  // The one deadline of a status, nodes or namespaces fan-out.
+  absl::Duration unary_timeout() const;
   void FillNodes(::observer::GetNodesResponse* resp);
   void FillNamespaces(::observer::GetNamespacesResponse* resp);
   void FillHistory(::flowscope::v1::HistoryStatusResponse* resp);

@@ -459,6 +459,14 @@ TEST_F(RelayE2eTest, AFollowQueryKeepsFlowingWhileANodeHangs) {
   out = wait_for(want);
   EXPECT_THAT(out, HasSubstr(want)) << "node-1's flows must not wait for the hung node-2";
   EXPECT_TRUE((*follow)->Running()) << out;
+  // Status and the node list answer without it (within the peer timeout), counting it
+  // unavailable: its channel is up, but it does not answer.
+  const std::string status = Cli("status");
+  EXPECT_THAT(status, HasSubstr("Connected Nodes: 1/2")) << status;
+  EXPECT_THAT(status, HasSubstr("Unavailable Nodes: 1")) << status;
+  const std::string nodes = Cli("list nodes");
+  EXPECT_THAT(nodes, ::testing::ContainsRegex("node-2 +Unavailable")) << nodes;
+  EXPECT_THAT(nodes, ::testing::ContainsRegex("node-1 +Connected")) << nodes;
 
   // node-2 wakes up: its flows are part of the stream again.
   kill(hung, SIGCONT);
