@@ -1,24 +1,26 @@
-// FanOut: one unary call to each of a set of peers at once, through gRPC's callback API (no
-// thread per peer), with one deadline for all: what a peer has not answered by then is
-// cancelled and reported as not answered, so a stopped peer costs the caller the timeout, not
-// the call's. Called from any thread; returns once every call has completed.
+// FanOut: one unary call to each of a set of peers at once, through gRPC's callback API — no
+// thread per peer, and none waiting — with one deadline for all (gRPC ends a call that has not
+// answered by then with DEADLINE_EXCEEDED). `finish` gets every answer once the last call has
+// completed, on that call's callback thread (or the caller's, for no peers), so a stopped peer
+// costs the answer the timeout at most. Any thread.
 //
-//   auto answers = FanOut<::observer::ServerStatusResponse>(
+//   FanOut<::observer::ServerStatusResponse>(
 //       peers, absl::Seconds(2),
 //       [](const Peer& p, grpc::ClientContext* ctx, ::observer::ServerStatusResponse* resp,
-//          std::function<void(grpc::Status)> done) {
-//         ::observer::Observer::NewStub(p.channel)->async()->ServerStatus(
-//             ctx, &kStatusRequest, resp, std::move(done));
-//       });
+//          std::function<void(grpc::Status)> done) -> std::shared_ptr<void> {
+//         auto stub = ::observer::Observer::NewStub(p.channel);
+//         stub->async()->ServerStatus(ctx, &kRequest, resp, std::move(done));
+//         return stub;  // kept until the calls are done
+//       },
+//       [reactor](std::vector<PeerAnswer<::observer::ServerStatusResponse>>& answers) { … });
 #ifndef FLOWSCOPE_RELAY_FAN_OUT_H_
 #define FLOWSCOPE_RELAY_FAN_OUT_H_
 
 #include <grpcpp/grpcpp.h>
 
-#include <condition_variable>
+#include <atomic>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -28,48 +30,47 @@ namespace flowscope::relay {
 
 template <typename Response>
 struct PeerAnswer {
-  const Peer* peer = nullptr;
-  grpc::Status status;  // DEADLINE_EXCEEDED or CANCELLED when it did not answer in time
+  const Peer* peer = nullptr;  // valid while `finish` runs
+  grpc::Status status;         // DEADLINE_EXCEEDED when it did not answer in time
   Response response;
 };
 
-// `start(peer, ctx, response, done)` begins the call (ctx and response live until done runs).
+// `start(peer, ctx, response, done)` begins one call (ctx and response live until done runs)
+// and returns what must live as long (the stub).
 template <typename Response, typename Start>
-std::vector<PeerAnswer<Response>> FanOut(const std::vector<const Peer*>& peers,
-                                         absl::Duration timeout, Start start) {
-  struct Call {
-    grpc::ClientContext ctx;
-    bool done = false;
+void FanOut(const std::vector<const Peer*>& peers, absl::Duration timeout, Start start,
+            std::function<void(std::vector<PeerAnswer<Response>>&)> finish) {
+  struct State {
+    std::vector<Peer> peers;
+    std::vector<PeerAnswer<Response>> answers;
+    std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+    std::vector<std::shared_ptr<void>> keep;
+    std::atomic<size_t> pending{0};
+    std::function<void(std::vector<PeerAnswer<Response>>&)> finish;
   };
-  std::vector<PeerAnswer<Response>> answers(peers.size());
-  std::vector<std::unique_ptr<Call>> calls;
-  std::mutex mu;
-  std::condition_variable cv;
-  size_t pending = peers.size();
+  auto state = std::make_shared<State>();
+  state->finish = std::move(finish);
+  for (const Peer* p : peers) state->peers.push_back(*p);
+  const size_t n = state->peers.size();
+  state->answers.resize(n);
+  state->pending.store(n + 1);  // +1: the starting loop, so `finish` cannot run inside it
   const auto deadline = std::chrono::system_clock::now() + absl::ToChronoNanoseconds(timeout);
-  for (size_t i = 0; i < peers.size(); ++i) {
-    answers[i].peer = peers[i];
-    calls.push_back(std::make_unique<Call>());
-    calls[i]->ctx.set_deadline(deadline);
+  const auto one_done = [](const std::shared_ptr<State>& s) {
+    if (s->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) s->finish(s->answers);
+  };
+  for (size_t i = 0; i < n; ++i) {
+    state->answers[i].peer = &state->peers[i];
+    state->contexts.push_back(std::make_unique<grpc::ClientContext>());
+    state->contexts[i]->set_deadline(deadline);
   }
-  for (size_t i = 0; i < peers.size(); ++i) {
-    start(*peers[i], &calls[i]->ctx, &answers[i].response, [&, i](grpc::Status s) {
-      std::lock_guard<std::mutex> lock(mu);
-      answers[i].status = std::move(s);
-      calls[i]->done = true;
-      if (--pending == 0) cv.notify_all();
-    });
+  for (size_t i = 0; i < n; ++i) {
+    state->keep.push_back(start(state->peers[i], state->contexts[i].get(),
+                                &state->answers[i].response, [state, i, one_done](grpc::Status s) {
+                                  state->answers[i].status = std::move(s);
+                                  one_done(state);
+                                }));
   }
-  std::unique_lock<std::mutex> lock(mu);
-  if (!cv.wait_until(lock, deadline, [&] { return pending == 0; })) {
-    // The deadline cancels them in gRPC too; this only makes it certain and prompt.
-    for (auto& c : calls) {
-      if (!c->done) c->ctx.TryCancel();
-    }
-  }
-  // Every callback runs before the state it touches goes away.
-  cv.wait(lock, [&] { return pending == 0; });
-  return answers;
+  one_done(state);
 }
 
 }  // namespace flowscope::relay

@@ -120,14 +120,8 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
  private:
   friend class RelayBatchService;
   friend class RelayHistoryService;
-  grpc::ServerUnaryReactor* AnswerOffThread(grpc::CallbackServerContext* ctx,
-                                            std::function<void()> fill);
-  void FillStatus(::observer::ServerStatusResponse* resp);
-  // The one deadline of a status, nodes or namespaces fan-out.
+  // The one deadline of a status, nodes or namespaces fan-out (relay/fan_out.h: no thread).
   absl::Duration unary_timeout() const;
-  void FillNodes(::observer::GetNodesResponse* resp);
-  void FillNamespaces(::observer::GetNamespacesResponse* resp);
-  void FillHistory(::flowscope::v1::HistoryStatusResponse* resp);
   template <bool kBatched>
   grpc::ServerWriteReactor<grpc::ByteBuffer>* OpenStream(const grpc::ByteBuffer* request);
 
