@@ -98,21 +98,37 @@ std::vector<std::string> PeerPool::Discover() const {
   return {all.begin(), all.end()};
 }
 
+bool PeerPool::UsesTls(const std::string& address) const {
+  return options_.tls.has_value() && !absl::StartsWith(address, "unix:");
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerPool::Connect(const std::string& address) const {
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  grpc::ChannelArguments args;
+  if (UsesTls(address)) {
+    auto tls = ClientTlsCredentials(*options_.tls);
+    if (!tls.ok()) {  // checked at start-up; a file may have gone since: never plaintext
+      return absl::UnavailableError(
+          absl::StrCat("TLS towards ", address, ": ", tls.status().message()));
+    }
+    creds = tls->credentials;
+    args = tls->args;
+  }
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  return grpc::CreateCustomChannel(address, creds, args);
+}
+
 void PeerPool::Start() {
   if (!options_.peer_service.empty()) {
-    std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-    grpc::ChannelArguments args;
-    if (options_.tls && !absl::StartsWith(options_.peer_service, "unix:")) {
-      if (auto tls = ClientTlsCredentials(*options_.tls); tls.ok()) {
-        creds = tls->credentials;
-        args = tls->args;
-      }
+    if (auto channel = Connect(options_.peer_service); channel.ok()) {
+      notify_ = std::make_unique<PeerNotifyClient>(*channel, options_.peer_service);
+      notify_->Start();
+      // Its first answer, if it comes quickly, so the first refresh already has the peers.
+      notify_->WaitForAnswer(std::min(options_.dial_timeout, absl::Milliseconds(500)));
+    } else {
+      FLOWSCOPE_LOG_ERROR("peer service: {}", std::string(channel.status().message()));
     }
-    notify_ = std::make_unique<PeerNotifyClient>(
-        grpc::CreateCustomChannel(options_.peer_service, creds, args), options_.peer_service);
-    notify_->Start();
-    // Its first answer, if it comes quickly, so the first refresh already has the peers.
-    notify_->WaitForAnswer(std::min(options_.dial_timeout, absl::Milliseconds(500)));
   }
   Refresh();
   thread_ = std::thread([this] { Run(); });
@@ -164,22 +180,14 @@ void PeerPool::Refresh() {
     } else {
       p.address = address;
       p.name = address;
-      std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
-      grpc::ChannelArguments args;
-      if (options_.tls && !absl::StartsWith(address, "unix:")) {
-        auto tls = ClientTlsCredentials(*options_.tls);
-        if (!tls.ok()) {  // checked at start-up; a file may have gone since: never plaintext
-          FLOWSCOPE_LOG_ERROR("TLS towards {}: {}", address, std::string(tls.status().message()));
-          continue;
-        }
-        creds = tls->credentials;
-        args = tls->args;
-        p.tls = true;
-        p.tls_server_name = options_.tls->server_name;
+      auto channel = Connect(address);
+      if (!channel.ok()) {
+        FLOWSCOPE_LOG_ERROR("{}", std::string(channel.status().message()));
+        continue;
       }
-      args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
-      args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
-      p.channel = grpc::CreateCustomChannel(address, creds, args);
+      p.channel = *std::move(channel);
+      p.tls = UsesTls(address);
+      if (p.tls) p.tls_server_name = options_.tls->server_name;
     }
     // READY, or able to become ready within a short wait (an idle channel reconnects at once;
     // one that never connected stays CONNECTING / TRANSIENT_FAILURE and is not available).

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "api/peer_service.h"
@@ -83,6 +84,10 @@ class PeerPool {
  private:
   void Refresh();
   void Run();
+  // TLS (options_.tls) towards TCP addresses, plaintext to unix sockets; an error rather than
+  // plaintext when the TLS files cannot be read.
+  bool UsesTls(const std::string& address) const;
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const std::string& address) const;
 
   const PoolOptions options_;
   std::unique_ptr<PeerNotifyClient> notify_;  // --peer-service
