@@ -4,6 +4,7 @@
 #include <google/protobuf/wire_format_lite.h>
 
 #include <algorithm>
+#include <iterator>
 
 #include "api/grpc_util.h"
 
@@ -53,56 +54,65 @@ Response ToRaw(const ::observer::GetFlowsResponse& r) {
 
 // --- historical --------------------------------------------------------------------------------
 
+void HistoricalMerge::Add(Response r) {
+  bytes_ += ResponseBytes(r);
+  Item item{ResponseTime(r), seq_++, std::move(r)};
+  if (!IsFlow(item.response)) {
+    others_.push_back(std::move(item));
+    return;
+  }
+  flows_.push(std::move(item));
+  if (number_ != 0 && flows_.size() > number_) {
+    bytes_ -= ResponseBytes(flows_.top().response);
+    flows_.pop();
+    cut_ = true;
+  }
+}
+
 void HistoricalMerge::AddStream(std::vector<Response> stream) {
-  streams_.push_back(std::move(stream));
+  for (Response& r : stream) Add(std::move(r));
 }
 
 std::vector<Response> HistoricalMerge::Take() {
-  // k-way merge with a heap of stream heads; ties keep stream order.
-  struct Head {
-    absl::Time time;
-    size_t stream;
-    size_t index;
-  };
-  auto later = [](const Head& a, const Head& b) {
-    return a.time != b.time ? a.time > b.time : a.stream > b.stream;
-  };
-  std::priority_queue<Head, std::vector<Head>, decltype(later)> heap(later);
-  for (size_t s = 0; s < streams_.size(); ++s) {
-    if (!streams_[s].empty()) heap.push({ResponseTime(streams_[s][0]), s, 0});
+  std::vector<Item> items;
+  items.reserve(flows_.size() + others_.size());
+  while (!flows_.empty()) {
+    items.push_back(std::move(const_cast<Item&>(flows_.top())));
+    flows_.pop();
   }
+  const auto older = [](const Item& a, const Item& b) {
+    return a.time != b.time ? a.time < b.time : a.seq < b.seq;
+  };
+  std::sort(items.begin(), items.end(), older);
+  // Notices outside the kept flows' span went with the flows given up.
+  const bool have_flows = !items.empty();
+  const Item lo = have_flows ? Item{items.front().time, items.front().seq, {}} : Item{};
+  const Item hi = have_flows ? Item{items.back().time, items.back().seq, {}} : Item{};
+  for (Item& o : others_) {
+    if (cut_ && have_flows && (first_ ? older(hi, o) : older(o, lo))) continue;
+    items.push_back(std::move(o));
+  }
+  others_.clear();
+  bytes_ = 0;
+  std::stable_sort(items.begin(), items.end(), older);
   std::vector<Response> merged;
-  uint64_t flows = 0;
-  while (!heap.empty()) {
-    if (first_ && number_ != 0 && flows == number_) break;  // the oldest N are out
-    Head h = heap.top();
-    heap.pop();
-    Response& r = streams_[h.stream][h.index];
-    if (IsFlow(r)) ++flows;
-    merged.push_back(std::move(r));
-    if (h.index + 1 < streams_[h.stream].size()) {
-      heap.push({ResponseTime(streams_[h.stream][h.index + 1]), h.stream, h.index + 1});
-    }
-  }
-  streams_.clear();
-  if (!first_ && number_ != 0 && flows > number_) {
-    // The newest N across all nodes: drop the oldest flows (and what came before them).
-    uint64_t drop = flows - number_;
-    size_t cut = 0;
-    while (drop > 0 && cut < merged.size()) {
-      if (IsFlow(merged[cut])) --drop;
-      ++cut;
-    }
-    while (cut < merged.size() && !IsFlow(merged[cut])) ++cut;  // older than what is kept
-    merged.erase(merged.begin(), merged.begin() + static_cast<std::ptrdiff_t>(cut));
-  }
+  merged.reserve(items.size());
+  for (Item& i : items) merged.push_back(std::move(i.response));
+  cut_ = false;
   return merged;
 }
 
 // --- watermark ---------------------------------------------------------------------------------
 
 void WatermarkMerge::AddPeer(const std::string& peer, absl::Time now) {
-  peers_.emplace(peer, Peer{std::nullopt, now, std::nullopt});
+  auto [it, added] = peers_.try_emplace(peer);
+  Peer& p = it->second;
+  if (!added && !p.removed) return;
+  // New, or back while what it sent before is still waiting: a fresh start either way.
+  p.watermark.reset();
+  p.last_heard = now;
+  p.lag.reset();
+  p.removed = false;
 }
 
 void WatermarkMerge::AssumeLag(const std::string& peer, absl::Duration lag) {
@@ -110,13 +120,33 @@ void WatermarkMerge::AssumeLag(const std::string& peer, absl::Duration lag) {
   if (it != peers_.end()) it->second.lag = lag;
 }
 
-void WatermarkMerge::RemovePeer(const std::string& peer) { peers_.erase(peer); }
-
-void WatermarkMerge::Push(const std::string& peer, Response r, absl::Time now) {
+void WatermarkMerge::RemovePeer(const std::string& peer) {
   auto it = peers_.find(peer);
-  if (it != peers_.end()) it->second.last_heard = now;
+  if (it == peers_.end()) return;
+  it->second.removed = true;
+  Forget(it);
+}
+
+void WatermarkMerge::Forget(std::map<std::string, Peer>::iterator it) {
+  if (it->second.removed && it->second.load.responses == 0) peers_.erase(it);
+}
+
+bool WatermarkMerge::Push(const std::string& peer, Response r, absl::Time now) {
   const absl::Time t = ResponseTime(r);
-  heap_.push({t, seq_++, std::move(r)});
+  if (t < floor_) {
+    ++late_[peer];
+    return false;
+  }
+  auto [it, added] = peers_.try_emplace(peer);
+  Peer& p = it->second;
+  if (added) p.removed = true;  // not taking part: it holds nothing back
+  p.last_heard = now;
+  const size_t bytes = ResponseBytes(r);
+  p.load.responses += 1;
+  p.load.bytes += bytes;
+  bytes_ += bytes;
+  heap_.push({t, seq_++, std::move(r), &p});
+  return true;
 }
 
 void WatermarkMerge::Watermark(const std::string& peer, absl::Time watermark, absl::Time now) {
@@ -132,24 +162,37 @@ void WatermarkMerge::Watermark(const std::string& peer, absl::Time watermark, ab
 std::vector<std::string> WatermarkMerge::Stalled(absl::Time now) const {
   std::vector<std::string> out;
   for (const auto& [name, p] : peers_) {
-    if (IsStalled(p, now)) out.push_back(name);
+    if (!p.removed && IsStalled(p, now)) out.push_back(name);
   }
   return out;
 }
 
-std::vector<Response> WatermarkMerge::Release(absl::Time now) {
+std::vector<Response> WatermarkMerge::Release(absl::Time now, size_t limit) {
   // The smallest promise among peers that are alive; with none alive, everything goes.
   low_.reset();
   for (const auto& [name, p] : peers_) {
-    if (IsStalled(p, now)) continue;  // not waited for
+    if (p.removed || IsStalled(p, now)) continue;  // not waited for
     absl::Time w = p.watermark.value_or(absl::InfinitePast());
     if (p.lag) w = std::max(w, now - *p.lag);
     if (!low_ || w < *low_) low_ = w;
   }
   std::vector<Response> out;
-  while (!heap_.empty() && (!low_ || heap_.top().time <= *low_ || heap_.size() > max_buffered_)) {
-    out.push_back(std::move(const_cast<Item&>(heap_.top()).response));
+  while (!heap_.empty() && out.size() < limit &&
+         (!low_ || heap_.top().time <= *low_ || heap_.size() > max_buffered_)) {
+    Item& top = const_cast<Item&>(heap_.top());
+    floor_ = std::max(floor_, top.time);
+    const size_t bytes = ResponseBytes(top.response);
+    top.peer->load.responses -= 1;
+    top.peer->load.bytes -= bytes;
+    bytes_ -= bytes;
+    out.push_back(std::move(top.response));
     heap_.pop();
+  }
+  // Removed peers whose last responses just went.
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    auto next = std::next(it);
+    Forget(it);
+    it = next;
   }
   return out;
 }

@@ -538,7 +538,7 @@ TEST_F(WatermarkRelayTest, StreamsBeyondTheCapAreResourceExhausted) {
   }
   // The follower is gone: its slot is free again.
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (relay_->service->active_streams().load() > 0 && absl::Now() < deadline) {
+  while (relay_->service->open_streams() > 0 && absl::Now() < deadline) {
     std::this_thread::yield();
   }
   EXPECT_TRUE(last5(&messages).ok());
