@@ -342,7 +342,9 @@ class Stream final : public QueuedWriter,
         continue;
       }
       if (ReopenAsHubble(item, address)) continue;
-      if (!item.status.ok() && item.status.error_code() != grpc::StatusCode::CANCELLED) {
+      // Calls the stream cancels itself are dropped before their end comes: any failure here,
+      // CANCELLED too (a node shutting down cancels its streams), is the node's.
+      if (!item.status.ok()) {
         PeerFailed(address, item.status);
         EmitStatus(NodeStatus(::relay::NODE_ERROR, {(*info)->second.name},
                               DescribeGrpcError(item.status), me));
@@ -443,6 +445,7 @@ class Stream final : public QueuedWriter,
       if (!item.ended) {
         if (peer.joining) {
           peer.joining = false;
+          failed_.erase(peer.name);
           EmitStatus(NodeStatus(::relay::NODE_CONNECTED, {peer.name}, "", me));
         }
         for (Response& r : item.message.events) merge_.Push(address, std::move(r), now);
@@ -459,9 +462,14 @@ class Stream final : public QueuedWriter,
       stalled_.erase(address);
       const std::string name = peer.name;
       ForgetPeer(item.id, address);  // picked up again when it is back
-      if (!item.status.ok() && item.status.error_code() != grpc::StatusCode::CANCELLED) {
-        PeerFailed(address, item.status);
-        EmitStatus(NodeStatus(::relay::NODE_ERROR, {name}, DescribeGrpcError(item.status), me));
+      // Not cancelled by the stream (those calls are dropped before their end comes): a follow
+      // stream ends only when the node goes (shutting down, it cancels its streams).
+      PeerFailed(address, item.status);
+      // Said once: retries of a node that stays down are not news until it is back.
+      if (failed_.insert(name).second) {
+        EmitStatus(NodeStatus(
+            ::relay::NODE_ERROR, {name},
+            item.status.ok() ? "the node ended its stream" : DescribeGrpcError(item.status), me));
       }
     }
     ReportStalls(merge_.Stalled(now));
@@ -659,6 +667,7 @@ class Stream final : public QueuedWriter,
   HistoricalMerge newest_;
   std::map<std::string, PeerInfo> peers_;  // by address: the ones taking part
   std::set<std::string> stalled_;          // follow: reported as stalled
+  std::set<std::string> failed_;           // follow: reported failed, not back yet
   absl::Time next_peer_check_ = absl::InfinitePast();
   bool hubble_peers_ = false;
   uint64_t flows_out_ = 0;

@@ -109,6 +109,61 @@ TEST(WatermarkMergeTest, ASilentPeerStopsHoldingOthersBackAndRejoins) {
       << "a peer that leaves holds nothing back";
 }
 
+TEST(WatermarkMergeTest, WhatComesBackAfterAStallOlderThanTheOutputIsCountedNotSent) {
+  WatermarkMerge m(absl::Seconds(2), 1000);
+  m.AddPeer("a", kT0);
+  m.AddPeer("stopped", kT0);
+  m.Push("stopped", Flow("stopped", 10), kT0);
+  m.Watermark("stopped", kT0 + absl::Milliseconds(10), kT0);
+  const absl::Time later = kT0 + absl::Seconds(3);
+  m.Push("a", Flow("a", 20), later);
+  m.Push("a", Flow("a", 2900), later);
+  m.Watermark("a", kT0 + absl::Milliseconds(2900), later);
+  EXPECT_THAT(Labels(m.Release(later)), ElementsAre("stopped@10", "a@20", "a@2900"))
+      << "the stopped peer is not waited for; what it sent before still goes in order";
+  EXPECT_EQ(m.floor(), kT0 + absl::Milliseconds(2900));
+  // It comes back with what it saw while stopped: older than the output — dropped, counted.
+  EXPECT_FALSE(m.Push("stopped", Flow("stopped", 1000), later));
+  EXPECT_FALSE(m.Push("stopped", Flow("stopped", 2000), later));
+  EXPECT_TRUE(m.Push("stopped", Flow("stopped", 3000), later));
+  EXPECT_THAT(m.TakeLate(), ElementsAre(std::pair<const std::string, uint64_t>("stopped", 2)));
+  EXPECT_TRUE(m.TakeLate().empty()) << "taken once";
+  m.Watermark("stopped", kT0 + absl::Milliseconds(3000), later);
+  m.Watermark("a", kT0 + absl::Milliseconds(3000), later);
+  EXPECT_THAT(Labels(m.Release(later)), ElementsAre("stopped@3000"));
+  // A promise passed on downstream moves the floor as well.
+  m.Promise(kT0 + absl::Milliseconds(3500));
+  EXPECT_FALSE(m.Push("a", Flow("a", 3400), later));
+}
+
+TEST(WatermarkMergeTest, LoadIsCountedPerPeerAndReleaseIsBounded) {
+  WatermarkMerge m(absl::Seconds(2), 1000);
+  m.AddPeer("a", kT0);
+  m.AddPeer("b", kT0);
+  for (int i = 0; i < 10; ++i) m.Push("a", Flow("a", i), kT0);
+  m.Push("b", Flow("b", 3), kT0);
+  EXPECT_EQ(m.load("a").responses, 10u);
+  EXPECT_EQ(m.load("b").responses, 1u);
+  EXPECT_GT(m.load("a").bytes, m.load("b").bytes);
+  EXPECT_EQ(m.buffered_bytes(), m.load("a").bytes + m.load("b").bytes);
+  m.RemovePeer("a");
+  m.RemovePeer("b");
+  EXPECT_EQ(m.Release(kT0, 4).size(), 4u) << "at most the limit at a time";
+  EXPECT_EQ(m.load("a").responses, 6u) << "a@0..a@3 went (a@3 before b@3: it came first)";
+  EXPECT_EQ(m.Release(kT0).size(), 7u);
+  EXPECT_EQ(m.buffered_bytes(), 0u);
+  EXPECT_EQ(m.load("a").responses, 0u) << "a peer that left is forgotten once emptied";
+}
+
+TEST(HistoricalMergeTest, TheNewestNAreKeptInNResponsesWhateverTheNodes) {
+  HistoricalMerge m(3, false);
+  for (int node = 0; node < 100; ++node) {
+    for (int i = 0; i < 10; ++i) m.Add(Flow("n" + std::to_string(node), node + i * 100));
+    EXPECT_LE(m.size(), 3u);
+  }
+  EXPECT_THAT(Labels(m.Take()), ElementsAre("n97@997", "n98@998", "n99@999"));
+}
+
 TEST(WatermarkMergeTest, HubblePeersAreASortBufferDrainedAfterTheirLag) {
   WatermarkMerge m(absl::Seconds(2), 3);
   m.AddPeer("flowscope", kT0);

@@ -485,6 +485,30 @@ TEST_F(RelayE2eTest, AFollowQueryKeepsFlowingWhileANodeHangs) {
   }
   out = log_text();
   EXPECT_TRUE(back) << "node-2 rejoins the stream after it answers again:\n" << out;
+  // What node-2 saw while it was stopped came after the stream had gone past it: never out of
+  // order — the stream stays strictly ordered, and says how many of node-2's flows it lost.
+  absl::Time previous = absl::InfinitePast();
+  int flows = 0;
+  uint64_t lost_from_node2 = 0;
+  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+    if (!absl::StartsWith(line, "{")) continue;  // node states, on stderr
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    if (j.contains("lost_events") && j.value("node_name", "") == "node-2") {
+      const nlohmann::json& n = j["lost_events"]["num_events_lost"];  // uint64: a JSON string
+      lost_from_node2 += n.is_string() ? std::stoull(n.get<std::string>()) : n.get<uint64_t>();
+    }
+    if (!j.contains("flow")) continue;
+    absl::Time t;
+    std::string err;
+    ASSERT_TRUE(absl::ParseTime(absl::RFC3339_full, j["time"].get<std::string>(), &t, &err))
+        << err << ": " << line;
+    EXPECT_GE(t, previous) << "out of order: " << line;
+    previous = std::max(previous, t);
+    ++flows;
+  }
+  EXPECT_GT(flows, 0);
+  EXPECT_GT(lost_from_node2, 0u) << "node-2's flows from while it was stopped are late:\n" << out;
   const absl::StatusOr<int> exit = (*follow)->Signal(SIGINT, absl::Seconds(5));
   ASSERT_TRUE(exit.ok()) << exit.status();
   EXPECT_EQ(*exit, 0) << "Ctrl-C ends a follow query cleanly:\n" << log_text();

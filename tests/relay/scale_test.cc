@@ -1,0 +1,285 @@
+// The relay at scale, against flowscope-simnodes (tests/sim): a thousand real observer
+// endpoints from one process. Status, the node list, the global newest N and a strictly
+// ordered follow over 1,000 peers; a tenth of them going down and coming back mid-follow; 100
+// concurrent clients; the relay shutting down under all that (clean under ASan: the sanitizer
+// pass runs this with sanitized binaries, whose errors make the relay exit non-zero).
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "observer/observer.grpc.pb.h"
+#include "tests/testing/netns.h"
+#include "tests/testing/shell.h"
+#include "tests/testing/wait.h"
+
+namespace flowscope {
+namespace {
+
+using ::testing::HasSubstr;
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+// Sanitized processes take several times the memory and CPU.
+constexpr int kManyNodes = 250;
+constexpr int kFollowRate = 1000;
+#else
+constexpr int kManyNodes = 1000;
+constexpr int kFollowRate = 5000;
+#endif
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+class ScaleTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           absl::StrCat("fs-scale-", getpid(), "-",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override {
+    relay_.reset();
+    sim_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // `nodes` simulated observers; extra flags for flowscope-simnodes.
+  void StartSim(int nodes, std::vector<std::string> extra) {
+    nodes_ = nodes;
+    std::vector<std::string> argv = {FLOWSCOPE_SIMNODES_BINARY, "--nodes", std::to_string(nodes),
+                                     "--dir", dir_.string()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto p = testing::NetnsProcess::Start("", argv, Path("sim.log"));
+    ASSERT_TRUE(p.ok()) << p.status();
+    sim_ = std::move(p).value();
+    ASSERT_TRUE(testing::WaitUntil(
+        [&] { return absl::StrContains(ReadFile(Path("sim.log")), "ready"); }, absl::Seconds(120)))
+        << ReadFile(Path("sim.log"));
+  }
+
+  void StartRelay(const std::string& peer_timeout = "2s") {
+    auto p = testing::NetnsProcess::Start(
+        "",
+        {FLOWSCOPE_RELAY_BINARY, "--peers-file", Path("peers"), "--listen-socket",
+         Path("relay.sock"), "--listen-address", "", "--http-address", "", "--node-name", "relay",
+         "--peer-timeout", peer_timeout, "--log-level", "warn"},
+        Path("relay.log"));
+    ASSERT_TRUE(p.ok()) << p.status();
+    relay_ = std::move(p).value();
+    const std::string want = absl::StrCat("Connected Nodes: ", nodes_, "/", nodes_);
+    std::string out;
+    ASSERT_TRUE(testing::WaitUntil([&] { return absl::StrContains(out = Cli("status"), want); },
+                                   absl::Seconds(120)))
+        << out << ReadFile(Path("relay.log"));
+  }
+
+  std::string Cli(const std::string& args, int* status = nullptr) {
+    return testing::RunShell(absl::StrCat(FLOWSCOPE_CLI_BINARY, " --server unix://",
+                                          Path("relay.sock"), " --timeout 10s ", args),
+                             status);
+  }
+
+  std::unique_ptr<::observer::Observer::Stub> Stub() {
+    return ::observer::Observer::NewStub(
+        grpc::CreateChannel("unix://" + Path("relay.sock"), grpc::InsecureChannelCredentials()));
+  }
+
+  std::filesystem::path dir_;
+  int nodes_ = 0;
+  std::unique_ptr<testing::NetnsProcess> sim_;
+  std::unique_ptr<testing::NetnsProcess> relay_;
+};
+
+// Source port of a flow printed by -o json (the simulator numbers its flows by it).
+int SourcePort(const nlohmann::json& flow) { return flow["l4"]["UDP"].value("source_port", -1); }
+
+TEST_F(ScaleTest, StatusNodesAndTheGlobalNewestNOverAThousandPeers) {
+  constexpr int kFlows = 5000;
+  StartSim(kManyNodes, {"--rate", "20000", "--flows", std::to_string(kFlows)});
+  StartRelay();
+  const std::string status = Cli("status");
+  EXPECT_THAT(status, HasSubstr(absl::StrCat("Connected Nodes: ", nodes_, "/", nodes_)));
+  const std::string nodes = Cli("list nodes");
+  int connected = 0;
+  for (absl::string_view line : absl::StrSplit(nodes, '\n')) {
+    connected += absl::StrContains(line, " Connected ");
+  }
+  EXPECT_EQ(connected, nodes_) << nodes;
+  // Every flow written: the newest 100 are the last 100 the simulator wrote, whichever nodes
+  // they went to.
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] { return absl::StrContains(Cli("status"), "Current/Max Flows: 5,000/"); },
+      absl::Seconds(30)));
+  const std::string out = Cli("observe --last 100 -o json");
+  std::vector<int> ports;
+  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    if (j.contains("flow")) ports.push_back(SourcePort(j["flow"]));
+  }
+  ASSERT_EQ(ports.size(), 100u) << out;
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(ports[static_cast<size_t>(i)], 1024 + kFlows - 100 + i)
+        << "the cluster's newest 100, oldest first";
+  }
+}
+
+TEST_F(ScaleTest, AFollowOverAThousandPeersStaysOrderedWhileATenthGoDownAndComeBack) {
+  const int toggled = kManyNodes / 10;
+  StartSim(kManyNodes,
+           {"--rate", std::to_string(kFollowRate), "--toggle", std::to_string(toggled)});
+  StartRelay();
+  // Flows (stdout) and node notices (stderr) apart: the notices are read often.
+  const std::string log = Path("follow.json");
+  const std::string notices = Path("notices.log");
+  auto follow = testing::NetnsProcess::Start(
+      "",
+      {"/bin/sh", "-c",
+       absl::StrCat("exec ", FLOWSCOPE_CLI_BINARY, " --server unix://", Path("relay.sock"),
+                    " observe --follow -o json --debug 2>", notices)},
+      log);
+  ASSERT_TRUE(follow.ok()) << follow.status();
+  auto bytes = [&] {
+    std::error_code ec;
+    const uintmax_t n = std::filesystem::file_size(log, ec);
+    return ec ? uintmax_t{0} : n;
+  };
+  ASSERT_TRUE(testing::WaitUntil([&] { return bytes() > 200'000; }, absl::Seconds(30)))
+      << ReadFile(notices);
+
+  // Which of the toggled nodes a kind of notice named.
+  auto named = [&](absl::string_view notice) {
+    std::set<std::string> out;
+    for (absl::string_view line : absl::StrSplit(ReadFile(notices), '\n')) {
+      if (!absl::StrContains(line, notice)) continue;
+      const size_t at = line.find("nodes: ");
+      if (at == absl::string_view::npos) continue;
+      for (absl::string_view n : absl::StrSplit(line.substr(at + 7), ", ")) {
+        int number = 0;
+        if (absl::ConsumePrefix(&n, "sim-node-") && absl::SimpleAtoi(n, &number) &&
+            number <= toggled) {
+          out.insert(std::string(n));
+        }
+      }
+    }
+    return out;
+  };
+  ASSERT_EQ(kill(sim_->pid(), SIGUSR1), 0);
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] { return named("Error").size() == static_cast<size_t>(toggled); }, absl::Seconds(30)))
+      << "every node that went down is reported: " << named("Error").size();
+  const size_t connected_before = named("Receiving flows from").size();
+  ASSERT_EQ(kill(sim_->pid(), SIGUSR2), 0);
+  EXPECT_TRUE(testing::WaitUntil(
+      [&] { return named("Receiving flows from").size() == static_cast<size_t>(toggled); },
+      absl::Seconds(30)))
+      << "every node that came back is announced: " << named("Receiving flows from").size()
+      << " (before: " << connected_before << ")";
+  EXPECT_TRUE(follow.value()->Running()) << "the stream goes on";
+  const uintmax_t before_end = bytes();
+  ASSERT_TRUE(testing::WaitUntil([&] { return bytes() > before_end + 200'000; }, absl::Seconds(30)))
+      << "flows go on after the nodes are back";
+  const absl::StatusOr<int> exit = follow.value()->Signal(SIGINT, absl::Seconds(10));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(*exit, 0);
+
+  // Strictly ordered throughout.
+  absl::Time previous = absl::InfinitePast();
+  size_t flows = 0;
+  for (absl::string_view line : absl::StrSplit(ReadFile(log), '\n', absl::SkipEmpty())) {
+    if (!absl::StartsWith(line, "{")) continue;
+    const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded()) continue;  // the last line, cut by Ctrl-C
+    if (!j.contains("flow")) continue;
+    absl::Time t;
+    std::string err;
+    ASSERT_TRUE(absl::ParseTime(absl::RFC3339_full, j["time"].get<std::string>(), &t, &err));
+    ASSERT_GE(t, previous) << "out of order: " << line;
+    previous = t;
+    ++flows;
+  }
+  EXPECT_GT(flows, 1000u);
+}
+
+TEST_F(ScaleTest, AHundredConcurrentClientsOverAHundredPeersAndAShutdownUnderLoad) {
+  StartSim(100, {"--rate", "2000"});
+  // 10,000 peer calls at once on two cores: the peers are slow to answer, not silent.
+  StartRelay("30s");
+  // 100 history clients at once (each the cluster's newest 20), while 20 follow streams run.
+  std::vector<std::thread> followers;
+  std::vector<std::unique_ptr<grpc::ClientContext>> follow_contexts;
+  std::atomic<int> follow_messages{0};
+  std::atomic<int> follows_ended{0};
+  for (int i = 0; i < 20; ++i) {
+    follow_contexts.push_back(std::make_unique<grpc::ClientContext>());
+    grpc::ClientContext* ctx = follow_contexts.back().get();
+    followers.emplace_back([&, ctx] {
+      auto stub = Stub();
+      ::observer::GetFlowsRequest req;
+      req.set_follow(true);
+      auto reader = stub->GetFlows(ctx, req);
+      ::observer::GetFlowsResponse r;
+      while (reader->Read(&r)) follow_messages.fetch_add(1);
+      reader->Finish();
+      follows_ended.fetch_add(1);
+    });
+  }
+  std::atomic<int> complete{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 100; ++i) {
+    clients.emplace_back([&] {
+      auto stub = Stub();
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+      ::observer::GetFlowsRequest req;
+      req.set_number(20);
+      auto reader = stub->GetFlows(&ctx, req);
+      ::observer::GetFlowsResponse r;
+      int flows = 0;
+      while (reader->Read(&r)) flows += r.has_flow();
+      const grpc::Status s = reader->Finish();
+      EXPECT_TRUE(s.ok()) << s.error_message();
+      EXPECT_EQ(flows, 20);
+      if (s.ok() && flows == 20) complete.fetch_add(1);
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(complete.load(), 100);
+  EXPECT_TRUE(testing::WaitUntil([&] { return follow_messages.load() > 2000; }, absl::Seconds(30)));
+  EXPECT_EQ(follows_ended.load(), 0);
+
+  // Shut down with 20 follows open: the relay ends them and exits cleanly, promptly.
+  const absl::StatusOr<int> exit = relay_->Signal(SIGTERM, absl::Seconds(20));
+  ASSERT_TRUE(exit.ok()) << exit.status() << ReadFile(Path("relay.log"));
+  EXPECT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0) << "exit status " << *exit << "\n"
+                                                           << ReadFile(Path("relay.log"));
+  for (auto& t : followers) t.join();
+  EXPECT_EQ(follows_ended.load(), 20);
+}
+
+}  // namespace
+}  // namespace flowscope
