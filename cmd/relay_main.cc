@@ -45,6 +45,8 @@ int main(int argc, char** argv) {
   std::string http_address = ":9966";
   bool http_tls = false;
   int max_streams = 1024;
+  size_t stream_memory_mib = 512;
+  int workers = 2;
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   std::string name = host;
@@ -83,6 +85,16 @@ int main(int argc, char** argv) {
                  "client flow streams served at once; more are refused with RESOURCE_EXHAUSTED")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--stream-memory-budget", stream_memory_mib,
+                 "MiB all client streams together may buffer (peer messages, merges, write "
+                 "queues); beyond it peers are read only as the merges need them and new streams "
+                 "are refused with RESOURCE_EXHAUSTED")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{16}, size_t{1} << 20));
+  app.add_option("--workers", workers,
+                 "threads that merge client streams, whatever the number of streams and peers")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   app.add_option("--http-address", http_address,
                  "address of /metrics, /healthz and /readyz ('' for none)")
       ->capture_default_str();
@@ -192,6 +204,8 @@ int main(int argc, char** argv) {
   ro.sort_buffer_drain = *drain_d;
   ro.peer_timeout = *peer_timeout_d;
   ro.max_streams = max_streams;
+  ro.stream_memory_budget = stream_memory_mib << 20;
+  ro.workers = workers;
   flowscope::relay::RelayService service(pool, ro);
   flowscope::ListenOptions listen(listen_socket, listen_address, tls_creds);
   listen.headers = {{flowscope::kRelayVersionHeader, std::string(flowscope::kVersionNumber)}};

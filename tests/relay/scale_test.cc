@@ -24,6 +24,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "observer/observer.grpc.pb.h"
@@ -279,6 +280,87 @@ TEST_F(ScaleTest, AHundredConcurrentClientsOverAHundredPeersAndAShutdownUnderLoa
                                                            << ReadFile(Path("relay.log"));
   for (auto& t : followers) t.join();
   EXPECT_EQ(follows_ended.load(), 20);
+}
+
+// A relay whose peers are relays (flowscope's FlowStream through each): 2 × 2 nodes under a top
+// relay. Node names come through; status and the node list count the nodes, not the relays.
+TEST_F(ScaleTest, ARelayOfRelaysServesTheirNodesInOrder) {
+  std::vector<std::unique_ptr<testing::NetnsProcess>> keep;
+  std::vector<std::string> mids;
+  for (const std::string group : {"a", "b"}) {
+    const std::string sub = Path(group);
+    std::filesystem::create_directories(sub);
+    auto sim =
+        testing::NetnsProcess::Start("",
+                                     {FLOWSCOPE_SIMNODES_BINARY, "--nodes", "2", "--dir", sub,
+                                      "--rate", "400", "--name-prefix", "node-" + group + "-"},
+                                     sub + "/sim.log");
+    ASSERT_TRUE(sim.ok()) << sim.status();
+    keep.push_back(std::move(sim).value());
+    ASSERT_TRUE(testing::WaitUntil(
+        [&] { return absl::StrContains(ReadFile(sub + "/sim.log"), "ready"); }, absl::Seconds(60)));
+    auto mid = testing::NetnsProcess::Start(
+        "",
+        {FLOWSCOPE_RELAY_BINARY, "--peers-file", sub + "/peers", "--listen-socket",
+         sub + "/relay.sock", "--listen-address", "", "--http-address", "", "--node-name",
+         "relay-" + group, "--log-level", "warn"},
+        sub + "/relay.log");
+    ASSERT_TRUE(mid.ok()) << mid.status();
+    keep.push_back(std::move(mid).value());
+    mids.push_back("unix://" + sub + "/relay.sock");
+  }
+  {
+    std::ofstream peers(Path("peers"));
+    for (const std::string& m : mids) peers << m << "\n";
+  }
+  nodes_ = 4;
+  StartRelay();  // waits for "Connected Nodes: 4/4"
+  const std::string nodes = Cli("list nodes");
+  for (const char* n : {"node-a-0001", "node-a-0002", "node-b-0001", "node-b-0002"}) {
+    EXPECT_THAT(nodes, ::testing::ContainsRegex(absl::StrCat(n, " +Connected"))) << nodes;
+  }
+  EXPECT_THAT(nodes, ::testing::Not(HasSubstr("relay-a"))) << "the nodes, not the relays";
+
+  auto ordered_nodes = [](const std::string& out, size_t* flows) {
+    std::set<std::string> names;
+    absl::Time previous = absl::InfinitePast();
+    *flows = 0;
+    for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+      if (!absl::StartsWith(line, "{")) continue;
+      const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+      if (j.is_discarded() || !j.contains("flow")) continue;
+      absl::Time t;
+      std::string err;
+      EXPECT_TRUE(absl::ParseTime(absl::RFC3339_full, j["time"].get<std::string>(), &t, &err));
+      EXPECT_GE(t, previous) << line;
+      previous = t;
+      names.insert(j["flow"]["node_name"].get<std::string>());
+      ++*flows;
+    }
+    return names;
+  };
+  size_t flows = 0;
+  const std::set<std::string> all = {"node-a-0001", "node-a-0002", "node-b-0001", "node-b-0002"};
+  // Enough flows in the four rings for the newest 200 to be a choice.
+  ASSERT_TRUE(testing::WaitUntil(
+      [&] {
+        const std::string status = Cli("status");
+        const size_t at = status.find("Current/Max Flows: ");
+        int64_t current = 0;
+        return at != std::string::npos &&
+               absl::SimpleAtoi(
+                   absl::StrReplaceAll(status.substr(at + 19, status.find('/', at + 19) - at - 19),
+                                       {{",", ""}}),
+                   &current) &&
+               current >= 1000;
+      },
+      absl::Seconds(30)));
+  const std::string last = Cli("observe --last 200 -o json");
+  EXPECT_EQ(ordered_nodes(last, &flows), all) << last;
+  EXPECT_EQ(flows, 200u) << "the newest 200 of all four nodes, in order:\n" << last;
+  const std::string followed = Cli("observe --follow -o json & sleep 3; kill $!");
+  EXPECT_EQ(ordered_nodes(followed, &flows), all) << followed.substr(0, 2000);
+  EXPECT_GT(flows, 100u);
 }
 
 }  // namespace
