@@ -36,11 +36,12 @@ class QueuedWriter : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   QueuedWriter(Limits limits, WriterCounters* counters) : limits_(limits), counters_(counters) {}
 
   // Queues `message`, which holds `events` responses. When full: dropped and counted
-  // (drop_when_full), else queued all the same (the producer looks at Full() first).
-  void Enqueue(grpc::ByteBuffer message, uint64_t events) {
+  // (drop_when_full) unless `keep` (node notices: few, and the client must hear them), else
+  // queued all the same (the producer looks at Full() first).
+  void Enqueue(grpc::ByteBuffer message, uint64_t events, bool keep = false) {
     std::unique_lock<std::mutex> lock(mu_);
     if (gone_ || finished_) return;
-    if (limits_.drop_when_full && FullLocked()) {
+    if (limits_.drop_when_full && !keep && FullLocked()) {
       dropped_ += events;
       counters_->dropped.fetch_add(events, std::memory_order_relaxed);
       return;

@@ -615,8 +615,9 @@ class Stream final : public QueuedWriter,
   void EmitStatus(Response r) {
     if (batched_) {
       *pending_.add_events() = std::move(r);
+      pending_notices_ = true;
     } else {
-      Enqueue(Encode(r), 1);
+      Enqueue(Encode(r), 1, /*keep=*/true);
     }
   }
 
@@ -637,8 +638,9 @@ class Stream final : public QueuedWriter,
 
   void SendBatch(absl::Time now) {
     *pending_.mutable_watermark() = ToTimestamp(watermark_);
-    Enqueue(Encode(pending_), static_cast<uint64_t>(pending_.events_size()));
+    Enqueue(Encode(pending_), static_cast<uint64_t>(pending_.events_size()), pending_notices_);
     pending_.Clear();
+    pending_notices_ = false;
     last_batch_ = now;
   }
 
@@ -673,6 +675,7 @@ class Stream final : public QueuedWriter,
   uint64_t flows_out_ = 0;
   uint64_t late_total_ = 0;
   Batch pending_;
+  bool pending_notices_ = false;  // the batch carries node notices: never dropped
   absl::Time watermark_ = absl::UnixEpoch();
   absl::Time last_batch_ = absl::InfinitePast();
 

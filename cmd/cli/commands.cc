@@ -13,6 +13,8 @@
 #include <limits>
 #include <optional>
 #include <thread>
+#include <type_traits>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -205,32 +207,54 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
   }
   auto channel = Dial(server);
   if (!channel.ok()) return Fail(err, std::string(channel.status().message()));
-  auto stub = ::observer::Observer::NewStub(*channel);
-  grpc::ClientContext ctx;
-  Authorize(&ctx, server);
-  CancelOnInterrupt canceller(&ctx, interrupted);
   PrinterOptions po = o.printer;
   po.flush_each_line = o.follow;  // otherwise buffered, and flushed at the end
   Printer printer(po, out, err);
-  auto reader = stub->GetFlows(&ctx, *req);
-  ::observer::GetFlowsResponse resp;
   bool pipe_closed = false;
-  bool warned = false;
-  while (reader->Read(&resp)) {
-    if (!warned) WarnIfServerIsNewer(ctx, err);
-    warned = true;
-    if (!printer.Write(resp)) {
-      pipe_closed = true;
-      ctx.TryCancel();
-      break;
+  // One call: every response printed as it comes (`each` hands them over), until the end, the
+  // interrupt or a closed pipe. Returns the call's status and whether anything came.
+  const auto run = [&](auto type, auto open, auto each) {
+    grpc::ClientContext ctx;
+    Authorize(&ctx, server);
+    CancelOnInterrupt canceller(&ctx, interrupted);
+    auto reader = open(&ctx);
+    typename decltype(type)::type msg;
+    bool any = false;
+    while (reader->Read(&msg)) {
+      if (!any) WarnIfServerIsNewer(ctx, err);
+      any = true;
+      if (pipe_closed) continue;  // read to the end of what was cancelled
+      if (!each(msg, [&](const ::observer::GetFlowsResponse& r) { return printer.Write(r); })) {
+        pipe_closed = true;
+        ctx.TryCancel();
+      }
     }
-  }
-  if (pipe_closed) {
-    while (reader->Read(&resp)) {
+    grpc::Status status = reader->Finish();
+    if (!any && !pipe_closed && status.error_code() != grpc::StatusCode::UNIMPLEMENTED) {
+      WarnIfServerIsNewer(ctx, err);
     }
+    return std::make_pair(status, any);
+  };
+  // flowscope's batched stream (many flows per message: a large dump is not held to gRPC's
+  // per-message cost), and Hubble's GetFlows from a server that does not have it.
+  auto batches = ::flowscope::v1::FlowStream::NewStub(*channel);
+  auto [status, any] = run(
+      std::type_identity<::flowscope::v1::FlowBatch>{},
+      [&](grpc::ClientContext* ctx) { return batches->GetFlowBatches(ctx, *req); },
+      [](const ::flowscope::v1::FlowBatch& b, auto write) {
+        for (const ::observer::GetFlowsResponse& r : b.events()) {
+          if (!write(r)) return false;
+        }
+        return true;
+      });
+  if (!any && status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    auto stub = ::observer::Observer::NewStub(*channel);
+    status = run(
+                 std::type_identity<::observer::GetFlowsResponse>{},
+                 [&](grpc::ClientContext* ctx) { return stub->GetFlows(ctx, *req); },
+                 [](const ::observer::GetFlowsResponse& r, auto write) { return write(r); })
+                 .first;
   }
-  const grpc::Status status = reader->Finish();
-  if (!warned && !pipe_closed) WarnIfServerIsNewer(ctx, err);
   if (pipe_closed) return 0;
   printer.Finish();
   if (status.ok() || status.error_code() == grpc::StatusCode::CANCELLED) return 0;

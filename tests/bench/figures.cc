@@ -10,6 +10,7 @@ std::vector<Figure> AllFigures() {
   for (auto& f : CliFigures()) figures.push_back(std::move(f));
   for (auto& f : KubeFigures()) figures.push_back(std::move(f));
   for (auto& f : HistoryFigures()) figures.push_back(std::move(f));
+  for (auto& f : ScaleFigures()) figures.push_back(std::move(f));
   return figures;
 }
 

@@ -31,6 +31,7 @@ std::vector<Figure> CliFigures();
 std::vector<Figure> RelayFigures();
 std::vector<Figure> KubeFigures();
 std::vector<Figure> HistoryFigures();
+std::vector<Figure> ScaleFigures();
 
 }  // namespace flowscope::bench
 
