@@ -147,7 +147,14 @@ class Stream final : public QueuedWriter,
       more = !ShouldPauseLocked(slot);
       slot.paused = !more;
     }
-    Wake();
+    // A follow stream over many peers hears from each every heartbeat: a step per message would
+    // cost more than it brings. Within kMinStepGap of the last step, the tick (or the step
+    // already asked for) takes it; a paused peer always asks.
+    const int64_t now_ns = absl::ToUnixNanos(absl::Now());
+    if (!follow_ || !more ||
+        now_ns - last_step_ns_.load(std::memory_order_relaxed) >= kMinStepGapNs) {
+      Wake();
+    }
     return more;
   }
 
@@ -179,6 +186,7 @@ class Stream final : public QueuedWriter,
 
   void Run() {
     for (;;) {
+      last_step_ns_.store(absl::ToUnixNanos(absl::Now()), std::memory_order_relaxed);
       Step();
       int s = kQueued;
       if (sched_.compare_exchange_strong(s, kIdle, std::memory_order_acq_rel)) return;
@@ -661,6 +669,8 @@ class Stream final : public QueuedWriter,
   bool oldest_ = false;
   bool streamed_ = true;
   std::atomic<int> sched_{kIdle};
+  std::atomic<int64_t> last_step_ns_{0};  // wall clock, when the last step began
+  static constexpr int64_t kMinStepGapNs = 5'000'000;
 
   // Strand state (one step at a time).
   bool started_ = false;
