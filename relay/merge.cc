@@ -83,11 +83,15 @@ std::vector<Response> HistoricalMerge::Take() {
   const auto older = [](const Item& a, const Item& b) {
     return a.time != b.time ? a.time < b.time : a.seq < b.seq;
   };
-  std::sort(items.begin(), items.end(), older);
   // Notices outside the kept flows' span went with the flows given up.
   const bool have_flows = !items.empty();
-  const Item lo = have_flows ? Item{items.front().time, items.front().seq, {}} : Item{};
-  const Item hi = have_flows ? Item{items.back().time, items.back().seq, {}} : Item{};
+  // The span's ends as keys (the notices go into `items`, which may move).
+  Item lo{}, hi{};
+  if (have_flows) {
+    const auto [min, max] = std::minmax_element(items.begin(), items.end(), older);
+    lo = Item{min->time, min->seq, {}};
+    hi = Item{max->time, max->seq, {}};
+  }
   for (Item& o : others_) {
     if (cut_ && have_flows && (first_ ? older(hi, o) : older(o, lo))) continue;
     items.push_back(std::move(o));
