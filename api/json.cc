@@ -80,9 +80,7 @@ void AppendJsonString(absl::string_view s, std::string* out) {
   out->push_back('"');
 }
 
-namespace {
-
-void AppendDouble(double v, std::string* out) {
+void AppendJsonDouble(double v, std::string* out) {
   if (std::isnan(v)) {
     out->append("\"NaN\"");
   } else if (std::isinf(v)) {
@@ -94,11 +92,7 @@ void AppendDouble(double v, std::string* out) {
   }
 }
 
-void AppendTimestamp(const pb::Message& m, std::string* out) {
-  const pb::Reflection* r = m.GetReflection();
-  const pb::Descriptor* d = m.GetDescriptor();
-  const int64_t seconds = r->GetInt64(m, d->FindFieldByNumber(1));
-  const int32_t nanos = r->GetInt32(m, d->FindFieldByNumber(2));
+void AppendJsonTimestamp(int64_t seconds, int32_t nanos, std::string* out) {
   const absl::CivilSecond c =
       absl::ToCivilSecond(absl::FromUnixSeconds(seconds), absl::UTCTimeZone());
   char buf[40];
@@ -135,6 +129,15 @@ void AppendTimestamp(const pb::Message& m, std::string* out) {
   *p++ = 'Z';
   *p++ = '"';
   out->append(buf, static_cast<size_t>(p - buf));
+}
+
+namespace {
+
+void AppendTimestamp(const pb::Message& m, std::string* out) {
+  const pb::Reflection* r = m.GetReflection();
+  const pb::Descriptor* d = m.GetDescriptor();
+  AppendJsonTimestamp(r->GetInt64(m, d->FindFieldByNumber(1)),
+                      r->GetInt32(m, d->FindFieldByNumber(2)), out);
 }
 
 void AppendValue(const pb::Message& m, const pb::FieldDescriptor* f, int index, bool enum_numbers,
@@ -226,10 +229,10 @@ void AppendValue(const pb::Message& m, const pb::FieldDescriptor* f, int i, bool
       absl::StrAppend(out, "\"", rep ? r->GetRepeatedUInt64(m, f, i) : r->GetUInt64(m, f), "\"");
       break;
     case pb::FieldDescriptor::CPPTYPE_DOUBLE:
-      AppendDouble(rep ? r->GetRepeatedDouble(m, f, i) : r->GetDouble(m, f), out);
+      AppendJsonDouble(rep ? r->GetRepeatedDouble(m, f, i) : r->GetDouble(m, f), out);
       break;
     case pb::FieldDescriptor::CPPTYPE_FLOAT:
-      AppendDouble(rep ? r->GetRepeatedFloat(m, f, i) : r->GetFloat(m, f), out);
+      AppendJsonDouble(rep ? r->GetRepeatedFloat(m, f, i) : r->GetFloat(m, f), out);
       break;
     case pb::FieldDescriptor::CPPTYPE_BOOL:
       out->append((rep ? r->GetRepeatedBool(m, f, i) : r->GetBool(m, f)) ? "true" : "false");

@@ -10,6 +10,7 @@
 
 #include <google/protobuf/message.h>
 
+#include <cstdint>
 #include <string>
 
 #include "absl/strings/string_view.h"
@@ -18,6 +19,11 @@ namespace flowscope {
 
 // Appends `s` as a JSON string, escaped as Go's encoder does.
 void AppendJsonString(absl::string_view s, std::string* out);
+
+// A double as protojson writes it (NaN and the infinities as strings), and a Timestamp's
+// seconds and nanos as its RFC3339 string (0, 3, 6 or 9 fractional digits), quotes included.
+void AppendJsonDouble(double v, std::string* out);
+void AppendJsonTimestamp(int64_t seconds, int32_t nanos, std::string* out);
 
 // Appends `m` as one compact JSON object.
 void AppendJson(const google::protobuf::Message& m, std::string* out);

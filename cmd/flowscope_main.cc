@@ -53,6 +53,9 @@ const std::map<std::string, std::string>& ShortNames() {
 int main(int argc, char** argv) {
   using namespace flowscope::cli;
   signal(SIGPIPE, SIG_IGN);
+  // std::cout with its own buffer: through stdio, every << is an fwrite of its own (a large
+  // dump spent a fifth of its time there). Nothing here writes to stdout through stdio.
+  std::ios::sync_with_stdio(false);
   signal(SIGINT, OnInterrupt);
   signal(SIGTERM, OnInterrupt);
 

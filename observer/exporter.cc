@@ -1,7 +1,6 @@
 #include "observer/exporter.h"
 
 #include <fcntl.h>
-#include <google/protobuf/util/field_mask_util.h>
 #include <google/protobuf/util/json_util.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,9 +14,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "api/field_mask.h"
 #include "api/json.h"
 #include "api/logging.h"
 #include "api/text.h"
+#include "observer/flow_trim.h"
 #include "observer/observer.pb.h"
 
 namespace flowscope::observer {
@@ -284,7 +285,9 @@ absl::Status FlowExporter::Start() {
   }
   predicate_ = std::make_unique<FlowPredicate>(*std::move(predicate));
   for (const std::string& path : config_.field_mask) {
-    if (!google::protobuf::util::FieldMaskUtil::IsValidPath<flow::Flow>(path)) {
+    google::protobuf::FieldMask one;
+    one.add_paths(path);
+    if (!CompiledFieldMask::Compile(one, flow::Flow::descriptor()).ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "exporter ", config_.name, ": field mask: no Flow field \"", Quote(path), "\""));
     }
@@ -348,8 +351,11 @@ void FlowExporter::WriteLost(uint64_t n) {
 }
 
 void FlowExporter::Run(uint64_t from) {
-  google::protobuf::FieldMask mask;
-  for (const std::string& p : config_.field_mask) mask.add_paths(p);
+  google::protobuf::FieldMask paths;
+  for (const std::string& p : config_.field_mask) paths.add_paths(p);
+  // Checked in Start(): every path names a Flow field.
+  const FlowTrimmer mask(
+      CompiledFieldMask::Compile(paths, flow::Flow::descriptor()).value_or(CompiledFieldMask()));
   ringbuf::RingReader<FlowRecord> reader(ring_, from);
   PollPause pause;
   FlowRecord r;
@@ -369,9 +375,7 @@ void FlowExporter::Run(uint64_t from) {
           builder_.Build(r, position, f);
           e.set_node_name(f->node_name());
           *e.mutable_time() = f->time();
-          if (mask.paths_size() > 0) {
-            google::protobuf::util::FieldMaskUtil::TrimMessage(mask, f);
-          }
+          mask.Trim(f);
           line.clear();
           AppendJson(e, &line);
           Write(line, true);

@@ -34,8 +34,23 @@ PointInfo Point(uint8_t obs) {
 }
 
 std::string AddrString(uint8_t family, const uint32_t addr[4]) {
+  if (family == FS_FAMILY_IPV4) {
+    // Dotted quad by hand: glibc's inet_ntop formats IPv4 through sprintf, a tenth of the
+    // observer's time per flow sent.
+    const auto* b = reinterpret_cast<const uint8_t*>(addr);
+    char buf[16];
+    char* p = buf;
+    for (int i = 0; i < 4; ++i) {
+      if (i > 0) *p++ = '.';
+      const unsigned v = b[i];
+      if (v >= 100) *p++ = static_cast<char>('0' + v / 100);
+      if (v >= 10) *p++ = static_cast<char>('0' + v / 10 % 10);
+      *p++ = static_cast<char>('0' + v % 10);
+    }
+    return std::string(buf, static_cast<size_t>(p - buf));
+  }
   char buf[INET6_ADDRSTRLEN] = {};
-  inet_ntop(family == FS_FAMILY_IPV4 ? AF_INET : AF_INET6, addr, buf, sizeof buf);
+  inet_ntop(AF_INET6, addr, buf, sizeof buf);
   return buf;
 }
 

@@ -13,6 +13,7 @@
 #include "api/grpc_util.h"
 #include "api/logging.h"
 #include "api/status_macros.h"
+#include "observer/flow_trim.h"
 
 namespace flowscope::observer {
 // --- streams over the ring ----------------------------------------------------------------------
@@ -73,9 +74,8 @@ class RingStreamReactor : public grpc::ServerWriteReactor<Out>, public StreamPum
 // observer.Observer/GetFlows: one flow (or lost-event notice) per message.
 class FlowStreamReactor final : public RingStreamReactor<::observer::GetFlowsResponse> {
  public:
-  FlowStreamReactor(ObserverService* service, FlowQuery query,
-                    std::optional<google::protobuf::FieldMask> mask)
-      : RingStreamReactor(service, std::move(query)), mask_(std::move(mask)) {
+  FlowStreamReactor(ObserverService* service, FlowQuery query, const CompiledFieldMask& mask)
+      : RingStreamReactor(service, std::move(query)), mask_(mask) {
     Pump();
   }
 
@@ -91,7 +91,7 @@ class FlowStreamReactor final : public RingStreamReactor<::observer::GetFlowsRes
       case FlowQuery::Step::kFlow: {
         ::observer::GetFlowsResponse* resp = NewMessage();
         service_->builder_.BuildResponse(item_.record, item_.position, resp, item_.run);
-        if (mask_) google::protobuf::util::FieldMaskUtil::TrimMessage(*mask_, resp->mutable_flow());
+        mask_.Trim(resp->mutable_flow());
         return Produced::kMessage;
       }
       case FlowQuery::Step::kLost:
@@ -101,16 +101,15 @@ class FlowStreamReactor final : public RingStreamReactor<::observer::GetFlowsRes
     return Produced::kEnd;
   }
 
-  const std::optional<google::protobuf::FieldMask> mask_;  // flow fields the client wants
+  const FlowTrimmer mask_;  // flow fields the client wants
 };
 
 // flowscope.v1.FlowStream/GetFlowBatches: up to max_batch_events per message, each batch
 // stamped with the watermark; an empty batch when idle for a heartbeat.
 class BatchStreamReactor final : public RingStreamReactor<::flowscope::v1::FlowBatch> {
  public:
-  BatchStreamReactor(ObserverService* service, FlowQuery query,
-                     std::optional<google::protobuf::FieldMask> mask)
-      : RingStreamReactor(service, std::move(query)), mask_(std::move(mask)) {
+  BatchStreamReactor(ObserverService* service, FlowQuery query, const CompiledFieldMask& mask)
+      : RingStreamReactor(service, std::move(query)), mask_(mask) {
     service_->notifier_.AddHeartbeatStream();
     Pump();
   }
@@ -143,7 +142,7 @@ class BatchStreamReactor final : public RingStreamReactor<::flowscope::v1::FlowB
       ::observer::GetFlowsResponse* resp = batch->add_events();
       if (step == FlowQuery::Step::kFlow) {
         service_->builder_.BuildResponse(item_.record, item_.position, resp, item_.run);
-        if (mask_) google::protobuf::util::FieldMaskUtil::TrimMessage(*mask_, resp->mutable_flow());
+        mask_.Trim(resp->mutable_flow());
         // The ring is in time order: nothing after this record is older.
         watermark_ = std::max(watermark_, item_.record.time_ns);
       } else {
@@ -165,7 +164,7 @@ class BatchStreamReactor final : public RingStreamReactor<::flowscope::v1::FlowB
     return Produced::kMessage;
   }
 
-  const std::optional<google::protobuf::FieldMask> mask_;
+  const FlowTrimmer mask_;
   uint64_t watermark_ = 0;  // UTC ns promised so far
   absl::Time last_sent_ = absl::InfinitePast();
   bool ended_ = false;
@@ -187,8 +186,8 @@ ObserverService::~ObserverService() { Shutdown(); }
 
 void ObserverService::Shutdown() { notifier_.Stop(); }
 
-absl::StatusOr<FlowQuery> ObserverService::OpenQuery(
-    const ::observer::GetFlowsRequest& req, std::optional<google::protobuf::FieldMask>* mask) {
+absl::StatusOr<FlowQuery> ObserverService::OpenQuery(const ::observer::GetFlowsRequest& req,
+                                                     CompiledFieldMask* mask) {
   FLOWSCOPE_RETURN_IF_ERROR(CheckFlowsRequest(req));
   QueryOptions q;
   q.number = req.number();
@@ -206,7 +205,9 @@ absl::StatusOr<FlowQuery> ObserverService::OpenQuery(
           absl::StrCat("invalid fieldmask: ", absl::StrJoin(req.field_mask().paths(), ","),
                        " (paths must name flow.Flow fields)"));
     }
-    *mask = req.field_mask();
+    auto compiled = CompiledFieldMask::Compile(req.field_mask(), flow::Flow::descriptor());
+    if (!compiled.ok()) return compiled.status();
+    *mask = *std::move(compiled);
   }
   auto predicate = FlowPredicate::Compile(req.whitelist(), req.blacklist(), table_, builder_);
   if (!predicate.ok()) return predicate.status();
@@ -222,8 +223,8 @@ absl::Status ObserverService::ReserveStream() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<FlowQuery> ObserverService::OpenStream(
-    const ::observer::GetFlowsRequest& req, std::optional<google::protobuf::FieldMask>* mask) {
+absl::StatusOr<FlowQuery> ObserverService::OpenStream(const ::observer::GetFlowsRequest& req,
+                                                      CompiledFieldMask* mask) {
   FLOWSCOPE_RETURN_IF_ERROR(ReserveStream());
   auto query = OpenQuery(req, mask);
   if (!query.ok()) active_streams_.fetch_sub(1);
@@ -232,7 +233,7 @@ absl::StatusOr<FlowQuery> ObserverService::OpenStream(
 
 grpc::ServerWriteReactor<::observer::GetFlowsResponse>* ObserverService::GetFlows(
     grpc::CallbackServerContext*, const ::observer::GetFlowsRequest* req) {
-  std::optional<google::protobuf::FieldMask> mask;
+  CompiledFieldMask mask;
   auto query = OpenStream(*req, &mask);
   if (!query.ok()) {
     return new FinishNow<::observer::GetFlowsResponse>(ToGrpcStatus(query.status()));
@@ -242,7 +243,7 @@ grpc::ServerWriteReactor<::observer::GetFlowsResponse>* ObserverService::GetFlow
 
 grpc::ServerWriteReactor<::flowscope::v1::FlowBatch>* FlowBatchService::GetFlowBatches(
     grpc::CallbackServerContext*, const ::observer::GetFlowsRequest* req) {
-  std::optional<google::protobuf::FieldMask> mask;
+  CompiledFieldMask mask;
   auto query = observer_->OpenStream(*req, &mask);
   if (!query.ok()) {
     return new FinishNow<::flowscope::v1::FlowBatch>(ToGrpcStatus(query.status()));

@@ -16,6 +16,7 @@
 
 #include "absl/time/time.h"
 #include "api/clock.h"
+#include "api/field_mask.h"
 #include "api/version.h"
 #include "flowscope/v1/flowscope.grpc.pb.h"
 #include "observer/endpoint_table.h"
@@ -123,12 +124,12 @@ class ObserverService final : public ::observer::Observer::CallbackService {
 
   // Validates a request and opens its query (and the field mask it asks for).
   absl::StatusOr<FlowQuery> OpenQuery(const ::observer::GetFlowsRequest& req,
-                                      std::optional<google::protobuf::FieldMask>* mask);
+                                      CompiledFieldMask* mask);
   // A stream slot (ResourceExhausted beyond max_streams) and the query; the stream's reactor
   // gives the slot back when it goes.
   absl::Status ReserveStream();
   absl::StatusOr<FlowQuery> OpenStream(const ::observer::GetFlowsRequest& req,
-                                       std::optional<google::protobuf::FieldMask>* mask);
+                                       CompiledFieldMask* mask);
 
   const Ring& ring_;
   const EndpointTable& table_;

@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <yaml-cpp/yaml.h>
 
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -11,7 +12,9 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <mutex>
 #include <optional>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -189,6 +192,64 @@ int ObserveFile(const ObserveOptions& o, const ::observer::GetFlowsRequest& req,
 
 }  // namespace
 
+// A stream read on a thread of its own, a few messages ahead of the printing: gRPC's sync API
+// reads the socket only inside Read(), so a large dump printed between reads held the server
+// back (both processes took turns instead of running side by side). Without a thread (none to
+// be had), it reads in the caller's.
+template <typename M>
+class ReadAhead {
+ public:
+  explicit ReadAhead(grpc::ClientReaderInterface<M>* reader) : reader_(reader) {
+    try {
+      thread_ = std::thread([this] { Run(); });
+    } catch (const std::system_error&) {
+      inline_ = true;
+    }
+  }
+  ~ReadAhead() { Join(); }
+
+  // The next message; false at the end of the stream.
+  bool Next(M* out) {
+    if (inline_) return reader_->Read(out);
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !queue_.empty() || ended_; });
+    if (queue_.empty()) return false;
+    *out = std::move(queue_.front());
+    queue_.pop_front();
+    cv_.notify_all();
+    return true;
+  }
+
+  // After Next() returned false: the reading thread is done.
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  static constexpr size_t kDepth = 8;
+
+  void Run() {
+    M m;
+    while (reader_->Read(&m)) {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return queue_.size() < kDepth; });
+      queue_.push_back(std::move(m));
+      cv_.notify_all();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    ended_ = true;
+    cv_.notify_all();
+  }
+
+  grpc::ClientReaderInterface<M>* const reader_;
+  bool inline_ = false;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<M> queue_;
+  bool ended_ = false;
+  std::thread thread_;
+};
+
 int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters& filters,
             std::ostream& out, std::ostream& err, std::atomic<bool>* interrupted) {
   auto req = BuildRequest(o, filters, absl::Now());
@@ -220,7 +281,8 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
     auto reader = open(&ctx);
     typename decltype(type)::type msg;
     bool any = false;
-    while (reader->Read(&msg)) {
+    ReadAhead<typename decltype(type)::type> ahead(reader.get());
+    while (ahead.Next(&msg)) {
       if (!any) WarnIfServerIsNewer(ctx, err);
       any = true;
       if (pipe_closed) continue;  // read to the end of what was cancelled
@@ -229,6 +291,7 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
         ctx.TryCancel();
       }
     }
+    ahead.Join();
     grpc::Status status = reader->Finish();
     if (!any && !pipe_closed && status.error_code() != grpc::StatusCode::UNIMPLEMENTED) {
       WarnIfServerIsNewer(ctx, err);
@@ -237,13 +300,19 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
   };
   // flowscope's batched stream (many flows per message: a large dump is not held to gRPC's
   // per-message cost), and Hubble's GetFlows from a server that does not have it.
-  auto batches = ::flowscope::v1::FlowStream::NewStub(*channel);
+  // The batches are read with their events left encoded: -o json is written from the bytes.
+  static const grpc::internal::RpcMethod kGetFlowBatches(
+      "/flowscope.v1.FlowStream/GetFlowBatches", grpc::internal::RpcMethod::SERVER_STREAMING);
   auto [status, any] = run(
-      std::type_identity<::flowscope::v1::FlowBatch>{},
-      [&](grpc::ClientContext* ctx) { return batches->GetFlowBatches(ctx, *req); },
-      [](const ::flowscope::v1::FlowBatch& b, auto write) {
-        for (const ::observer::GetFlowsResponse& r : b.events()) {
-          if (!write(r)) return false;
+      std::type_identity<::flowscope::v1::EncodedFlowBatch>{},
+      [&](grpc::ClientContext* ctx) {
+        return std::unique_ptr<grpc::ClientReader<::flowscope::v1::EncodedFlowBatch>>(
+            grpc::internal::ClientReaderFactory<::flowscope::v1::EncodedFlowBatch>::Create(
+                channel->get(), kGetFlowBatches, ctx, *req));
+      },
+      [&printer](const ::flowscope::v1::EncodedFlowBatch& b, auto) {
+        for (const std::string& event : b.events()) {
+          if (!printer.WriteEncoded(event)) return false;
         }
         return true;
       });

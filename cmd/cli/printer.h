@@ -10,6 +10,9 @@
 #ifndef FLOWSCOPE_CMD_CLI_PRINTER_H_
 #define FLOWSCOPE_CMD_CLI_PRINTER_H_
 
+#include <google/protobuf/arena.h>
+
+#include <memory>
 #include <ostream>
 #include <string>
 #include <utility>
@@ -53,6 +56,10 @@ class Printer {
   // Prints (or, for the table, keeps) one response. Returns false if `out` failed (a closed
   // pipe), so the caller can stop quietly.
   bool Write(const ::observer::GetFlowsResponse& resp);
+  // The same for a response still encoded (a FlowStream batch's event): `-o json` is written
+  // straight from the bytes; other formats decode it. Bytes that do not decode are reported on
+  // `err` and skipped.
+  bool WriteEncoded(absl::string_view wire);
 
   // `observe agent-events` and `observe debug-events`, in the same formats as Hubble prints
   // them (one printer prints one kind of response).
@@ -93,6 +100,12 @@ class Printer {
   std::vector<std::string> table_header_;  // when not the flows' header
   std::vector<std::vector<std::string>> table_;
   std::string line_;  // reused for -o json
+  // WriteEncoded decodes into an arena inside one block, reset every few responses: no malloc
+  // and free per field, and no memory handed back and forth with the kernel.
+  static constexpr size_t kArenaBlock = 256 << 10;
+  std::unique_ptr<char[]> arena_block_{new char[kArenaBlock]};
+  google::protobuf::Arena arena_{arena_block_.get(), kArenaBlock};
+  int arena_uses_ = 0;
 };
 
 // Go's text/tabwriter with Hubble's settings (minwidth 2, padding 3, spaces): every cell but

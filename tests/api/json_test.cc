@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "api/json_wire.h"
 #include "observer/observer.pb.h"
 
 namespace flowscope {
@@ -25,6 +26,10 @@ void ExpectSameAsProtobuf(const std::string& text) {
   ASSERT_TRUE(google::protobuf::util::MessageToJsonString(m, &theirs, o).ok());
   EXPECT_EQ(nlohmann::json::parse(ours), nlohmann::json::parse(theirs)) << ours << "\n" << theirs;
   EXPECT_EQ(ours.find('\n'), std::string::npos);
+  // And the same bytes straight from the wire.
+  std::string wire;
+  ASSERT_TRUE(AppendJsonFromWire(M::descriptor(), m.SerializeAsString(), &wire));
+  EXPECT_EQ(wire, ours);
   // And it reads back into the same message.
   M back;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(ours, &back).ok()) << ours;

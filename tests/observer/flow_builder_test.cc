@@ -107,6 +107,16 @@ TEST_F(FlowBuilderTest, UdpToAPodAsHubbleShowsIt) {
   EXPECT_NE(other.flow().uuid(), f.uuid()) << "uuids differ per record";
 }
 
+TEST_F(FlowBuilderTest, Ipv4AddressesAsInetNtopWritesThem) {
+  for (const char* addr : {"0.0.0.0", "255.255.255.255", "1.20.100.9", "10.0.9.99", "200.2.30.0"}) {
+    FlowRecord r = Record(addr, "100.10.1.0", IPPROTO_UDP);
+    flow::Flow f;
+    builder_.Build(r, 1, &f);
+    EXPECT_EQ(f.ip().source(), addr);
+    EXPECT_EQ(f.ip().destination(), "100.10.1.0");
+  }
+}
+
 TEST_F(FlowBuilderTest, TcpFlagsInHubblesOrder) {
   struct {
     uint16_t flags;

@@ -1,0 +1,484 @@
+#include "api/json_wire.h"
+
+#include <google/protobuf/dynamic_message.h>
+#include <google/protobuf/message.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/synchronization/mutex.h"
+#include "api/json.h"
+
+namespace flowscope {
+namespace {
+
+namespace pb = google::protobuf;
+using Type = pb::FieldDescriptor::Type;
+
+enum WireType : uint8_t { kVarint = 0, kFixed64 = 1, kLen = 2, kFixed32 = 5 };
+
+struct Layout;
+
+// One field of a message type, with what writing it needs.
+struct Field {
+  const pb::FieldDescriptor* descriptor;
+  std::string key;  // "name":
+  Type type;
+  bool repeated;
+  bool presence;  // written even when it holds its default (messages, oneofs, optional)
+  const Layout* message = nullptr;
+};
+
+// How a message type is written: its own fields, or one of protobuf's well-known types.
+struct Layout {
+  enum Kind { kFields, kTimestamp, kWrapper, kDecode };
+  const pb::Descriptor* descriptor;
+  Kind kind = kFields;
+  std::vector<Field> fields;                // by declaration index
+  absl::flat_hash_map<int, int> by_number;  // field number -> index
+};
+
+class Layouts {
+ public:
+  static Layouts& Get() {
+    static auto* layouts = new Layouts();
+    return *layouts;
+  }
+
+  const Layout* For(const pb::Descriptor* d) {
+    absl::MutexLock lock(&mu_);
+    return BuildLocked(d);
+  }
+
+ private:
+  const Layout* BuildLocked(const pb::Descriptor* d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = layouts_.find(d);
+    if (it != layouts_.end()) return it->second.get();
+    auto owned = std::make_unique<Layout>();
+    Layout* layout = owned.get();
+    layouts_.emplace(d, std::move(owned));  // before the fields: types may refer to themselves
+    layout->descriptor = d;
+    if (d->full_name() == "google.protobuf.Timestamp") {
+      layout->kind = Layout::kTimestamp;
+    } else if (d->file()->name() == "google/protobuf/wrappers.proto") {
+      layout->kind = Layout::kWrapper;
+    } else if (d->file()->package() == "google.protobuf") {
+      layout->kind = Layout::kDecode;
+      return layout;
+    }
+    for (int i = 0; i < d->field_count(); ++i) {
+      const pb::FieldDescriptor* f = d->field(i);
+      Field field{f,
+                  "",
+                  f->type(),
+                  f->is_repeated(),
+                  f->has_presence() || f->containing_oneof() != nullptr,
+                  nullptr};
+      AppendJsonString(f->name(), &field.key);
+      field.key.push_back(':');
+      if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+        if (f->is_map()) {  // not in the APIs written here; decoded instead
+          layout->kind = Layout::kDecode;
+          layout->fields.clear();
+          layout->by_number.clear();
+          return layout;
+        }
+        field.message = BuildLocked(f->message_type());
+      }
+      layout->by_number.emplace(f->number(), i);
+      layout->fields.push_back(std::move(field));
+    }
+    return layout;
+  }
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<const pb::Descriptor*, std::unique_ptr<Layout>> layouts_ ABSL_GUARDED_BY(mu_);
+};
+
+// One field as it appears on the wire.
+struct Occurrence {
+  int index;  // the field's declaration index
+  WireType wire;
+  uint64_t value;             // varint and fixed
+  absl::string_view payload;  // length-delimited
+};
+
+class Reader {
+ public:
+  explicit Reader(absl::string_view s)
+      : p_(reinterpret_cast<const uint8_t*>(s.data())), end_(p_ + s.size()) {}
+  bool done() const { return p_ == end_; }
+
+  bool Varint(uint64_t* v) {
+    uint64_t out = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (p_ == end_) return false;
+      const uint8_t b = *p_++;
+      out |= static_cast<uint64_t>(b & 0x7F) << shift;
+      if ((b & 0x80) == 0) {
+        *v = out;
+        return true;
+      }
+    }
+    return false;
+  }
+  bool Fixed(int bytes, uint64_t* v) {
+    if (end_ - p_ < bytes) return false;
+    uint64_t out = 0;
+    for (int i = bytes - 1; i >= 0; --i) out = (out << 8) | p_[i];
+    p_ += bytes;
+    *v = out;
+    return true;
+  }
+  bool Bytes(absl::string_view* s) {
+    uint64_t len = 0;
+    if (!Varint(&len) || len > static_cast<uint64_t>(end_ - p_)) return false;
+    *s = absl::string_view(reinterpret_cast<const char*>(p_), len);
+    p_ += len;
+    return true;
+  }
+
+ private:
+  const uint8_t* p_;
+  const uint8_t* end_;
+};
+
+WireType ScalarWire(Type t) {
+  switch (t) {
+    case Type::TYPE_DOUBLE:
+    case Type::TYPE_FIXED64:
+    case Type::TYPE_SFIXED64:
+      return kFixed64;
+    case Type::TYPE_FLOAT:
+    case Type::TYPE_FIXED32:
+    case Type::TYPE_SFIXED32:
+      return kFixed32;
+    case Type::TYPE_STRING:
+    case Type::TYPE_BYTES:
+    case Type::TYPE_MESSAGE:
+    case Type::TYPE_GROUP:
+      return kLen;
+    default:
+      return kVarint;
+  }
+}
+
+void AppendUnsigned(uint64_t v, bool quoted, std::string* out) {
+  char buf[24];
+  char* end = absl::numbers_internal::FastIntToBuffer(v, buf);
+  if (quoted) out->push_back('"');
+  out->append(buf, static_cast<size_t>(end - buf));
+  if (quoted) out->push_back('"');
+}
+
+void AppendSigned(int64_t v, bool quoted, std::string* out) {
+  char buf[24];
+  char* end = absl::numbers_internal::FastIntToBuffer(v, buf);
+  if (quoted) out->push_back('"');
+  out->append(buf, static_cast<size_t>(end - buf));
+  if (quoted) out->push_back('"');
+}
+
+bool AppendMessage(const Layout& layout, absl::string_view wire, std::string* out, int depth);
+
+// A scalar held in `v` (varint or fixed bits), as the decoded field would be written.
+void AppendScalar(const Field& f, uint64_t v, std::string* out) {
+  switch (f.type) {
+    case Type::TYPE_INT32:
+    case Type::TYPE_SFIXED32:
+      AppendSigned(static_cast<int32_t>(v), false, out);
+      break;
+    case Type::TYPE_SINT32:
+      AppendSigned(static_cast<int32_t>((static_cast<uint32_t>(v) >> 1) ^
+                                        (~(static_cast<uint32_t>(v) & 1) + 1)),
+                   false, out);
+      break;
+    case Type::TYPE_UINT32:
+    case Type::TYPE_FIXED32:
+      AppendUnsigned(static_cast<uint32_t>(v), false, out);
+      break;
+    case Type::TYPE_INT64:
+    case Type::TYPE_SFIXED64:
+      AppendSigned(static_cast<int64_t>(v), true, out);
+      break;
+    case Type::TYPE_SINT64:
+      AppendSigned(static_cast<int64_t>((v >> 1) ^ (~(v & 1) + 1)), true, out);
+      break;
+    case Type::TYPE_UINT64:
+    case Type::TYPE_FIXED64:
+      AppendUnsigned(v, true, out);
+      break;
+    case Type::TYPE_BOOL:
+      out->append(v != 0 ? "true" : "false");
+      break;
+    case Type::TYPE_ENUM: {
+      const int n = static_cast<int32_t>(v);
+      const pb::EnumValueDescriptor* e = f.descriptor->enum_type()->FindValueByNumber(n);
+      if (e != nullptr) {
+        AppendJsonString(e->name(), out);
+      } else {
+        AppendSigned(n, false, out);
+      }
+      break;
+    }
+    case Type::TYPE_DOUBLE: {
+      double d;
+      std::memcpy(&d, &v, sizeof d);
+      AppendJsonDouble(d, out);
+      break;
+    }
+    case Type::TYPE_FLOAT: {
+      float x;
+      const uint32_t bits = static_cast<uint32_t>(v);
+      std::memcpy(&x, &bits, sizeof x);
+      AppendJsonDouble(x, out);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+// One value of a field (a scalar's bits, or a length-delimited payload).
+bool AppendValue(const Field& f, const Occurrence& o, std::string* out, int depth) {
+  switch (f.type) {
+    case Type::TYPE_STRING:
+      AppendJsonString(o.payload, out);
+      return true;
+    case Type::TYPE_BYTES:
+      AppendJsonString(absl::Base64Escape(o.payload), out);
+      return true;
+    case Type::TYPE_MESSAGE:
+      return AppendMessage(*f.message, o.payload, out, depth + 1);
+    default:
+      AppendScalar(f, o.value, out);
+      return true;
+  }
+}
+
+bool IsDefault(const Occurrence& o) { return o.wire == kLen ? o.payload.empty() : o.value == 0; }
+
+// The elements of a packed run of scalars.
+template <typename Fn>
+bool ForEachPacked(Type t, absl::string_view payload, Fn fn) {
+  Reader r(payload);
+  const WireType w = ScalarWire(t);
+  while (!r.done()) {
+    uint64_t v = 0;
+    const bool ok = w == kVarint ? r.Varint(&v) : r.Fixed(w == kFixed64 ? 8 : 4, &v);
+    if (!ok) return false;
+    fn(v);
+  }
+  return true;
+}
+
+bool AppendWrapper(const Layout& layout, absl::string_view wire, std::string* out) {
+  if (layout.fields.empty()) return false;
+  const Field& value = layout.fields[0];
+  Reader r(wire);
+  std::optional<Occurrence> last;
+  while (!r.done()) {
+    uint64_t tag = 0;
+    if (!r.Varint(&tag)) return false;
+    const int number = static_cast<int>(tag >> 3);
+    const WireType w = static_cast<WireType>(tag & 7);
+    Occurrence o{0, w, 0, {}};
+    bool ok = false;
+    switch (w) {
+      case kVarint:
+        ok = r.Varint(&o.value);
+        break;
+      case kFixed64:
+        ok = r.Fixed(8, &o.value);
+        break;
+      case kFixed32:
+        ok = r.Fixed(4, &o.value);
+        break;
+      case kLen:
+        ok = r.Bytes(&o.payload);
+        break;
+      default:
+        return false;
+    }
+    if (!ok) return false;
+    if (number == value.descriptor->number()) {
+      if (w != ScalarWire(value.type)) return false;
+      last = o;
+    }
+  }
+  if (last) return AppendValue(value, *last, out, 0);
+  // A present wrapper holding the default value.
+  switch (value.type) {
+    case Type::TYPE_BOOL:
+      out->append("false");
+      break;
+    case Type::TYPE_STRING:
+    case Type::TYPE_BYTES:
+      out->append("\"\"");
+      break;
+    case Type::TYPE_INT64:
+    case Type::TYPE_UINT64:
+      out->append("\"0\"");
+      break;
+    default:
+      out->append("0");
+  }
+  return true;
+}
+
+bool AppendDecoded(const pb::Descriptor* d, absl::string_view wire, std::string* out) {
+  const pb::Message* prototype = pb::MessageFactory::generated_factory()->GetPrototype(d);
+  if (prototype == nullptr) return false;
+  std::unique_ptr<pb::Message> m(prototype->New());
+  if (!m->ParseFromArray(wire.data(), static_cast<int>(wire.size()))) return false;
+  AppendJson(*m, out);
+  return true;
+}
+
+bool AppendMessage(const Layout& layout, absl::string_view wire, std::string* out, int depth) {
+  if (depth > 64) return false;
+  switch (layout.kind) {
+    case Layout::kTimestamp: {
+      Reader r(wire);
+      int64_t seconds = 0;
+      int32_t nanos = 0;
+      while (!r.done()) {
+        uint64_t tag = 0, v = 0;
+        if (!r.Varint(&tag) || (tag & 7) != kVarint || !r.Varint(&v)) return false;
+        if ((tag >> 3) == 1) seconds = static_cast<int64_t>(v);
+        if ((tag >> 3) == 2) nanos = static_cast<int32_t>(v);
+      }
+      AppendJsonTimestamp(seconds, nanos, out);
+      return true;
+    }
+    case Layout::kWrapper:
+      return AppendWrapper(layout, wire, out);
+    case Layout::kDecode:
+      return AppendDecoded(layout.descriptor, wire, out);
+    case Layout::kFields:
+      break;
+  }
+  absl::InlinedVector<Occurrence, 32> seen;
+  Reader r(wire);
+  while (!r.done()) {
+    uint64_t tag = 0;
+    if (!r.Varint(&tag)) return false;
+    const uint64_t number = tag >> 3;
+    const WireType w = static_cast<WireType>(tag & 7);
+    if (number == 0 || number > (1u << 29)) return false;
+    Occurrence o{-1, w, 0, {}};
+    bool ok = false;
+    switch (w) {
+      case kVarint:
+        ok = r.Varint(&o.value);
+        break;
+      case kFixed64:
+        ok = r.Fixed(8, &o.value);
+        break;
+      case kFixed32:
+        ok = r.Fixed(4, &o.value);
+        break;
+      case kLen:
+        ok = r.Bytes(&o.payload);
+        break;
+      default:
+        return false;  // groups: not in proto3
+    }
+    if (!ok) return false;
+    auto it = layout.by_number.find(static_cast<int>(number));
+    if (it == layout.by_number.end()) continue;  // unknown fields are not written
+    const Field& f = layout.fields[static_cast<size_t>(it->second)];
+    const WireType want = ScalarWire(f.type);
+    // Repeated scalars come packed (length-delimited) or one by one.
+    if (w != want && !(f.repeated && w == kLen && want != kLen)) return false;
+    o.index = it->second;
+    seen.push_back(o);
+  }
+  std::stable_sort(seen.begin(), seen.end(),
+                   [](const Occurrence& a, const Occurrence& b) { return a.index < b.index; });
+  const size_t mark = out->size();
+  out->push_back('{');
+  bool first = true;
+  for (size_t i = 0; i < seen.size();) {
+    size_t j = i + 1;
+    while (j < seen.size() && seen[j].index == seen[i].index) ++j;
+    const Field& f = layout.fields[static_cast<size_t>(seen[i].index)];
+    const size_t before = out->size();
+    if (!first) out->push_back(',');
+    out->append(f.key);
+    if (!f.repeated) {
+      // A scalar given twice: the last counts. A message given twice is merged by a decoder.
+      if (j - i > 1 && f.type == Type::TYPE_MESSAGE) {
+        out->resize(mark);
+        return false;
+      }
+      const Occurrence& o = seen[j - 1];
+      if (!f.presence && IsDefault(o)) {
+        out->resize(before);
+      } else {
+        if (!AppendValue(f, o, out, depth)) {
+          out->resize(mark);
+          return false;
+        }
+        first = false;
+      }
+    } else {
+      out->push_back('[');
+      size_t n = 0;
+      for (size_t k = i; k < j; ++k) {
+        const Occurrence& o = seen[k];
+        if (o.wire == kLen && ScalarWire(f.type) != kLen) {
+          const bool ok = ForEachPacked(f.type, o.payload, [&](uint64_t v) {
+            if (n++ > 0) out->push_back(',');
+            AppendScalar(f, v, out);
+          });
+          if (!ok) {
+            out->resize(mark);
+            return false;
+          }
+          continue;
+        }
+        if (n++ > 0) out->push_back(',');
+        if (!AppendValue(f, o, out, depth)) {
+          out->resize(mark);
+          return false;
+        }
+      }
+      if (n == 0) {
+        out->resize(before);  // an empty packed run: nothing
+      } else {
+        out->push_back(']');
+        first = false;
+      }
+    }
+    i = j;
+  }
+  out->push_back('}');
+  return true;
+}
+
+}  // namespace
+
+bool AppendJsonFromWire(const pb::Descriptor* type, absl::string_view wire, std::string* out) {
+  thread_local const pb::Descriptor* last_type = nullptr;
+  thread_local const Layout* last_layout = nullptr;
+  if (type != last_type) {
+    last_layout = Layouts::Get().For(type);
+    last_type = type;
+  }
+  const size_t mark = out->size();
+  if (AppendMessage(*last_layout, wire, out, 0)) return true;
+  out->resize(mark);
+  return false;
+}
+
+}  // namespace flowscope
