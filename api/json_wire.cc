@@ -43,8 +43,17 @@ struct Layout {
   enum Kind { kFields, kTimestamp, kWrapper, kDecode };
   const pb::Descriptor* descriptor;
   Kind kind = kFields;
-  std::vector<Field> fields;                // by declaration index
-  absl::flat_hash_map<int, int> by_number;  // field number -> index
+  std::vector<Field> fields;  // by declaration index
+  // Field number -> declaration index: small numbers in a table, the rest in a map.
+  static constexpr int kDirect = 128;
+  std::vector<int> direct = std::vector<int>(kDirect, -1);
+  absl::flat_hash_map<int, int> by_number;
+
+  int IndexOf(uint64_t number) const {
+    if (number < kDirect) return direct[number];
+    auto it = by_number.find(static_cast<int>(number));
+    return it == by_number.end() ? -1 : it->second;
+  }
 };
 
 class Layouts {
@@ -89,12 +98,17 @@ class Layouts {
         if (f->is_map()) {  // not in the APIs written here; decoded instead
           layout->kind = Layout::kDecode;
           layout->fields.clear();
+          layout->direct.assign(Layout::kDirect, -1);
           layout->by_number.clear();
           return layout;
         }
         field.message = BuildLocked(f->message_type());
       }
-      layout->by_number.emplace(f->number(), i);
+      if (f->number() < Layout::kDirect) {
+        layout->direct[static_cast<size_t>(f->number())] = i;
+      } else {
+        layout->by_number.emplace(f->number(), i);
+      }
       layout->fields.push_back(std::move(field));
     }
     return layout;
@@ -394,17 +408,23 @@ bool AppendMessage(const Layout& layout, absl::string_view wire, std::string* ou
         return false;  // groups: not in proto3
     }
     if (!ok) return false;
-    auto it = layout.by_number.find(static_cast<int>(number));
-    if (it == layout.by_number.end()) continue;  // unknown fields are not written
-    const Field& f = layout.fields[static_cast<size_t>(it->second)];
+    const int index = layout.IndexOf(number);
+    if (index < 0) continue;  // unknown fields are not written
+    const Field& f = layout.fields[static_cast<size_t>(index)];
     const WireType want = ScalarWire(f.type);
     // Repeated scalars come packed (length-delimited) or one by one.
     if (w != want && !(f.repeated && w == kLen && want != kLen)) return false;
-    o.index = it->second;
+    o.index = index;
     seen.push_back(o);
   }
-  std::stable_sort(seen.begin(), seen.end(),
-                   [](const Occurrence& a, const Occurrence& b) { return a.index < b.index; });
+  // Into declaration order, keeping the wire order of a field's occurrences: an insertion sort
+  // (a few dozen fields, mostly in order already; std::stable_sort would allocate).
+  for (size_t i = 1; i < seen.size(); ++i) {
+    const Occurrence o = seen[i];
+    size_t j = i;
+    for (; j > 0 && seen[j - 1].index > o.index; --j) seen[j] = seen[j - 1];
+    seen[j] = o;
+  }
   const size_t mark = out->size();
   out->push_back('{');
   bool first = true;

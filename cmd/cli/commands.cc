@@ -1,6 +1,8 @@
 #include "cmd/cli/commands.h"
 
+#include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/wire_format_lite.h>
 #include <grpcpp/grpcpp.h>
 #include <yaml-cpp/yaml.h>
 
@@ -192,6 +194,27 @@ int ObserveFile(const ObserveOptions& o, const ::observer::GetFlowsRequest& req,
 
 }  // namespace
 
+// Each event of an encoded flowscope.v1.FlowBatch (field 1, GetFlowsResponse bytes), in order,
+// until `fn` returns false. Returns false if the batch is malformed.
+template <typename Fn>
+bool ForEachBatchEvent(absl::string_view batch, Fn fn) {
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(batch.data()),
+                                            static_cast<int>(batch.size()));
+  while (const uint32_t tag = in.ReadTag()) {
+    using google::protobuf::internal::WireFormatLite;
+    if (tag != WireFormatLite::MakeTag(1, WireFormatLite::WIRETYPE_LENGTH_DELIMITED)) {
+      if (!WireFormatLite::SkipField(&in, tag)) return false;
+      continue;
+    }
+    uint32_t len = 0;
+    if (!in.ReadVarint32(&len) || len > batch.size()) return false;
+    const int start = in.CurrentPosition();
+    if (!in.Skip(static_cast<int>(len))) return false;
+    if (!fn(batch.substr(static_cast<size_t>(start), len))) return true;
+  }
+  return in.CurrentPosition() == static_cast<int>(batch.size());
+}
+
 // A stream read on a thread of its own, a few messages ahead of the printing: gRPC's sync API
 // reads the socket only inside Read(), so a large dump printed between reads held the server
 // back (both processes took turns instead of running side by side). Without a thread (none to
@@ -300,21 +323,31 @@ int Observe(const ServerOptions& server, const ObserveOptions& o, const Filters&
   };
   // flowscope's batched stream (many flows per message: a large dump is not held to gRPC's
   // per-message cost), and Hubble's GetFlows from a server that does not have it.
-  // The batches are read with their events left encoded: -o json is written from the bytes.
+  // The batches are read as bytes, their events left encoded (a FlowBatch's field 1): -o json is
+  // written from them, and nothing is copied per event.
   static const grpc::internal::RpcMethod kGetFlowBatches(
       "/flowscope.v1.FlowStream/GetFlowBatches", grpc::internal::RpcMethod::SERVER_STREAMING);
+  std::string flat;
   auto [status, any] = run(
-      std::type_identity<::flowscope::v1::EncodedFlowBatch>{},
+      std::type_identity<grpc::ByteBuffer>{},
       [&](grpc::ClientContext* ctx) {
-        return std::unique_ptr<grpc::ClientReader<::flowscope::v1::EncodedFlowBatch>>(
-            grpc::internal::ClientReaderFactory<::flowscope::v1::EncodedFlowBatch>::Create(
+        return std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>>(
+            grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(
                 channel->get(), kGetFlowBatches, ctx, *req));
       },
-      [&printer](const ::flowscope::v1::EncodedFlowBatch& b, auto) {
-        for (const std::string& event : b.events()) {
-          if (!printer.WriteEncoded(event)) return false;
+      [&](const grpc::ByteBuffer& b, auto) {
+        std::vector<grpc::Slice> slices;
+        flat.clear();
+        if (b.Dump(&slices).ok()) {
+          for (const grpc::Slice& slice : slices) {
+            flat.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+          }
         }
-        return true;
+        bool open = true;
+        const bool whole = ForEachBatchEvent(
+            flat, [&](absl::string_view event) { return open = printer.WriteEncoded(event); });
+        if (!whole) err << "skipping the rest of a batch that does not decode\n";
+        return open;
       });
   if (!any && status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
     auto stub = ::observer::Observer::NewStub(*channel);
