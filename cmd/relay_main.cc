@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   int max_streams = 1024;
   size_t stream_memory_mib = 512;
   int workers = 2;
+  int min_task_headroom = 16;
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   std::string name = host;
@@ -95,6 +96,11 @@ int main(int argc, char** argv) {
                  "threads that merge client streams, whatever the number of streams and peers")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  app.add_option("--min-task-headroom", min_task_headroom,
+                 "new calls are refused with RESOURCE_EXHAUSTED while fewer tasks than this are "
+                 "left under the process's pids cgroup limit (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
   app.add_option("--http-address", http_address,
                  "address of /metrics, /healthz and /readyz ('' for none)")
       ->capture_default_str();
@@ -206,6 +212,7 @@ int main(int argc, char** argv) {
   ro.max_streams = max_streams;
   ro.stream_memory_budget = stream_memory_mib << 20;
   ro.workers = workers;
+  ro.min_task_headroom = min_task_headroom;
   flowscope::relay::RelayService service(pool, ro);
   flowscope::ListenOptions listen(listen_socket, listen_address, tls_creds);
   listen.headers = {{flowscope::kRelayVersionHeader, std::string(flowscope::kVersionNumber)}};

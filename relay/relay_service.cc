@@ -9,6 +9,7 @@
 #include "api/grpc_status.h"
 #include "api/grpc_util.h"
 #include "api/logging.h"
+#include "api/task_limit.h"
 #include "relay/flow_stream.h"
 
 namespace flowscope::relay {
@@ -94,6 +95,18 @@ void RelayService::WakeStreams() {
   // `open` may hold the last reference of a stream: it goes here, outside the lock.
 }
 
+std::optional<grpc::Status> RelayService::Refusal() const {
+  if (options_.min_task_headroom <= 0) return std::nullopt;
+  const std::optional<TaskUse> use = TightestTaskLimit();
+  if (!use || use->headroom() >= options_.min_task_headroom) return std::nullopt;
+  FLOWSCOPE_LOG_WARN("refusing a call: {} of {} tasks in use under {} (keeping {} free)",
+                     use->current, use->max, use->cgroup, options_.min_task_headroom);
+  return grpc::Status(
+      grpc::StatusCode::RESOURCE_EXHAUSTED,
+      absl::StrCat("the relay is near its task limit (", use->current, " of ", use->max,
+                   " tasks in use under ", use->cgroup, "); try again later"));
+}
+
 grpc::ServerWriteReactor<grpc::ByteBuffer>* RelayService::OpenStream(
     const grpc::ByteBuffer* request, bool batched) {
   ::observer::GetFlowsRequest req;
@@ -116,6 +129,9 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* RelayService::OpenStream(
   if (!workers_.running()) {
     return refuse(absl::StrCat("the relay could not start its workers (", workers_.error(),
                                "); try again later"));
+  }
+  if (std::optional<grpc::Status> refused = Refusal()) {
+    return new FinishNow<grpc::ByteBuffer>(*std::move(refused));
   }
   if (buffered_bytes() > static_cast<int64_t>(options_.stream_memory_budget)) {
     return refuse(absl::StrCat("the relay's memory budget for client streams (",

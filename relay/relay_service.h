@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "absl/time/time.h"
@@ -57,6 +58,9 @@ struct RelayOptions {
   size_t stream_memory_budget = size_t{512} << 20;
   // Threads that merge the client streams (whatever their number and their peers').
   int workers = 2;
+  // New calls get RESOURCE_EXHAUSTED while fewer tasks than this are left under the process's
+  // pids cgroup limit: gRPC starts threads as load grows, and one it cannot start loses work.
+  int min_task_headroom = 16;
   const Clock* clock = nullptr;  // the real one when unset
 };
 
@@ -166,6 +170,8 @@ class RelayService final : public ::observer::Observer::WithRawCallbackMethod_Ge
   friend class RelayHistoryService;
   // The one deadline of a status, nodes or namespaces fan-out (relay/fan_out.h: no thread).
   absl::Duration unary_timeout() const;
+  // Why a new call is refused for lack of resources (threads under the pids limit), if it is.
+  std::optional<grpc::Status> Refusal() const;
   grpc::ServerWriteReactor<grpc::ByteBuffer>* OpenStream(const grpc::ByteBuffer* request,
                                                          bool batched);
   void WakeStreams();

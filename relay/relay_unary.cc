@@ -97,6 +97,10 @@ grpc::ServerUnaryReactor* RelayService::ServerStatus(grpc::CallbackServerContext
                                                      const ::observer::ServerStatusRequest*,
                                                      ::observer::ServerStatusResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (std::optional<grpc::Status> refused = Refusal()) {
+    reactor->Finish(*std::move(refused));
+    return reactor;
+  }
   const std::vector<Peer> peers = pool_.Snapshot();
   std::vector<std::string> unavailable;
   for (const Peer& p : peers) {
@@ -144,6 +148,10 @@ grpc::ServerUnaryReactor* RelayService::GetNodes(grpc::CallbackServerContext* ct
                                                  const ::observer::GetNodesRequest*,
                                                  ::observer::GetNodesResponse* resp) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (std::optional<grpc::Status> refused = Refusal()) {
+    reactor->Finish(*std::move(refused));
+    return reactor;
+  }
   const std::vector<Peer> peers = pool_.Snapshot();
   const absl::Time deadline = absl::Now() + unary_timeout();
   StatusOf(Available(peers), unary_timeout(),
@@ -185,6 +193,10 @@ grpc::ServerUnaryReactor* RelayHistoryService::GetHistoryStatus(
     ::flowscope::v1::HistoryStatusResponse* resp) {
   static const ::flowscope::v1::HistoryStatusRequest kRequest;
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (std::optional<grpc::Status> refused = relay_->Refusal()) {
+    reactor->Finish(*std::move(refused));
+    return reactor;
+  }
   FanOut<::flowscope::v1::HistoryStatusResponse>(
       Available(relay_->pool().Snapshot()), relay_->options().request_timeout,
       [](const Peer& p, grpc::ClientContext* c, ::flowscope::v1::HistoryStatusResponse* r,
@@ -210,6 +222,10 @@ grpc::ServerUnaryReactor* RelayService::GetNamespaces(grpc::CallbackServerContex
                                                       ::observer::GetNamespacesResponse* resp) {
   static const ::observer::GetNamespacesRequest kRequest;
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  if (std::optional<grpc::Status> refused = Refusal()) {
+    reactor->Finish(*std::move(refused));
+    return reactor;
+  }
   FanOut<::observer::GetNamespacesResponse>(
       Available(pool_.Snapshot()), unary_timeout(),
       [](const Peer& p, grpc::ClientContext* c, ::observer::GetNamespacesResponse* r,

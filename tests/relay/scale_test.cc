@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "observer/observer.grpc.pb.h"
 #include "tests/testing/netns.h"
@@ -36,6 +37,7 @@ namespace flowscope {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 // Sanitized processes take several times the memory and CPU.
@@ -385,6 +387,94 @@ TEST_F(ScaleTest, ARelayOfRelaysServesTheirNodesInOrder) {
   const std::string followed = ReadFile(log);
   EXPECT_EQ(ordered_nodes(followed, &flows), all) << followed.substr(0, 2000);
   EXPECT_GT(flows, 100u);
+}
+
+// A pids cgroup around the relay (cgroup v1's pids controller, as on this machine), removed
+// afterwards: its tasks go back to the root first.
+class PidsCgroup {
+ public:
+  static constexpr char kRoot[] = "/sys/fs/cgroup/pids";
+  PidsCgroup() : dir_(absl::StrCat(kRoot, "/fs-test-", getpid())) {
+    std::error_code ec;
+    ok_ = std::filesystem::create_directory(dir_, ec) && !ec;
+  }
+  ~PidsCgroup() {
+    if (!ok_) return;
+    for (absl::string_view pid : absl::StrSplit(ReadFile(dir_ + "/cgroup.procs"), '\n')) {
+      if (!pid.empty()) Write(absl::StrCat(kRoot, "/cgroup.procs"), std::string(pid));
+    }
+    rmdir(dir_.c_str());
+  }
+  bool ok() const { return ok_; }
+  bool Add(pid_t pid) { return Write(dir_ + "/cgroup.procs", std::to_string(pid)); }
+  bool SetMax(const std::string& max) { return Write(dir_ + "/pids.max", max); }
+  int64_t Current() const {
+    int64_t n = -1;
+    return absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(dir_ + "/pids.current")), &n) ? n
+                                                                                              : -1;
+  }
+
+ private:
+  static bool Write(const std::string& path, const std::string& value) {
+    std::ofstream out(path);
+    out << value << std::flush;
+    return static_cast<bool>(out);
+  }
+  std::string dir_;
+  bool ok_ = false;
+};
+
+// Near its task limit the relay refuses new calls with RESOURCE_EXHAUSTED — never a crash, and
+// never the starved gRPC executors that lose work when a thread cannot start (a relay that
+// answered nothing any more, even after the limit went) — and serves again once there is room.
+TEST_F(ScaleTest, NearAPidsLimitNewCallsAreRefusedAndTheRelayServesAgainAfter) {
+  PidsCgroup cgroup;
+  if (!cgroup.ok()) GTEST_SKIP() << "no writable pids cgroup at " << PidsCgroup::kRoot;
+  StartSim(10, {"--rate", "1000"});
+  StartRelay();
+  ASSERT_TRUE(cgroup.Add(relay_->pid()));
+  const int64_t tasks = cgroup.Current();
+  ASSERT_GT(tasks, 0);
+  ASSERT_TRUE(cgroup.SetMax(std::to_string(tasks + 4)));  // under the relay's 16 kept free
+
+  std::vector<std::thread> clients;
+  std::vector<std::string> outs(10);
+  for (size_t i = 0; i < outs.size(); ++i) {
+    // (Bounded: a relay whose executors starved would keep them waiting.)
+    clients.emplace_back([&, i] {
+      outs[i] =
+          testing::RunShell(absl::StrCat("timeout 20 ", FLOWSCOPE_CLI_BINARY, " --server unix://",
+                                         Path("relay.sock"), " observe --follow -o compact"));
+    });
+  }
+  for (auto& c : clients) c.join();
+  for (const std::string& out : outs) {
+    EXPECT_THAT(out, HasSubstr("ResourceExhausted"));
+    EXPECT_THAT(out, HasSubstr("near its task limit"));
+  }
+  int rc = 0;
+  EXPECT_THAT(Cli("status", &rc), HasSubstr("near its task limit"));
+  EXPECT_NE(rc, 0);
+  ASSERT_EQ(kill(relay_->pid(), 0), 0) << "the relay died:\n" << ReadFile(Path("relay.log"));
+
+  // Room again: every node, and flows.
+  ASSERT_TRUE(cgroup.SetMax("max"));
+  const std::string want = absl::StrCat("Connected Nodes: ", nodes_, "/", nodes_);
+  std::string status;
+  ASSERT_TRUE(testing::WaitUntil([&] { return absl::StrContains(status = Cli("status"), want); },
+                                 absl::Seconds(30)))
+      << status << ReadFile(Path("relay.log"));
+  std::vector<std::thread> followers;
+  std::vector<std::string> flows(10);
+  for (size_t i = 0; i < flows.size(); ++i) {
+    followers.emplace_back([&, i] { flows[i] = Cli("observe --last 20 -o compact"); });
+  }
+  for (auto& f : followers) f.join();
+  for (const std::string& out : flows) {
+    EXPECT_GE(std::count(out.begin(), out.end(), '\n'), 20) << out;
+    EXPECT_THAT(out, Not(HasSubstr("rpc error"))) << out;
+  }
+  EXPECT_THAT(Cli("status"), HasSubstr(want));
 }
 
 }  // namespace
