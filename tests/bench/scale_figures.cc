@@ -229,10 +229,14 @@ std::vector<FigureResult> RunB16(const Options& options) {
     }
   }
   double big_threads = 0;
+  double rss_per_query_kib = 0;
   {
+    const double idle_kb = big.relay->Status("VmRSS");
     Followers ten(*big.stub, 10);
     absl::SleepFor(absl::Seconds(3));
     big_threads = big.relay->Status("Threads");
+    // Each follow query over 1,000 peers: its 1,000 peer calls, merge and write queue.
+    rss_per_query_kib = (big.relay->Status("VmRSS") - idle_kb) / 10;
   }
   return {
       MakeFigure("B16", "relay_status_ms_1000_peers", "ms", status_ms, {},
@@ -243,6 +247,8 @@ std::vector<FigureResult> RunB16(const Options& options) {
                  {Target::AtMost(2000, "ms")}),
       MakeFigure("B16", "relay_follow_p99_ms_1000_peers_10k_per_s", "ms", p99_ms, {},
                  {Target::AtMost(200, "ms")}),
+      MakeFigure("B16", "relay_rss_per_follow_query_1000_peers", "KiB", {rss_per_query_kib}, {},
+                 {}),
       MakeFigure("B16", "relay_threads_1000_peers_x10_clients", "threads", {big_threads},
                  std::vector<double>{small_threads}, {Target::AtMostTimesBaseline(1.5)}),
   };
