@@ -36,6 +36,7 @@ struct Field {
   bool repeated;
   bool presence;  // written even when it holds its default (messages, oneofs, optional)
   const Layout* message = nullptr;
+  int oneof = -1;  // the index of its (real) oneof
 };
 
 // How a message type is written: its own fields, or one of protobuf's well-known types.
@@ -91,7 +92,8 @@ class Layouts {
                   f->type(),
                   f->is_repeated(),
                   f->has_presence() || f->containing_oneof() != nullptr,
-                  nullptr};
+                  nullptr,
+                  f->real_containing_oneof() != nullptr ? f->real_containing_oneof()->index() : -1};
       AppendJsonString(f->name(), &field.key);
       field.key.push_back(':');
       if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
@@ -415,8 +417,27 @@ bool AppendMessage(const Layout& layout, absl::string_view wire, std::string* ou
     // Repeated scalars come packed (length-delimited) or one by one.
     if (w != want && !(f.repeated && w == kLen && want != kLen)) return false;
     o.index = index;
+    if (f.oneof >= 0) {
+      // Setting one member of a oneof clears the others (and what this one held before them):
+      // only the occurrences since the last other member count.
+      for (Occurrence& earlier : seen) {
+        if (earlier.index >= 0 &&
+            layout.fields[static_cast<size_t>(earlier.index)].oneof == f.oneof &&
+            earlier.index != index) {
+          for (Occurrence& e : seen) {
+            if (e.index >= 0 && layout.fields[static_cast<size_t>(e.index)].oneof == f.oneof) {
+              e.index = -1;
+            }
+          }
+          break;
+        }
+      }
+    }
     seen.push_back(o);
   }
+  seen.erase(
+      std::remove_if(seen.begin(), seen.end(), [](const Occurrence& o) { return o.index < 0; }),
+      seen.end());
   // Into declaration order, keeping the wire order of a field's occurrences: an insertion sort
   // (a few dozen fields, mostly in order already; std::stable_sort would allocate).
   for (size_t i = 1; i < seen.size(); ++i) {

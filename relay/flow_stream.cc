@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -336,17 +337,23 @@ class Stream final : public QueuedWriter,
       const std::string address = (*info)->first;
       if (!item.ended) {
         (*info)->second.answered = true;
-        if (item.message.events.empty()) continue;
-        // Each node answers in time order: nothing older than its last event will follow.
-        const absl::Time last = ResponseTime(item.message.events.back());
+        std::optional<absl::Time> last;
         for (Response& r : item.message.events) {
+          if (!r.node_status().empty()) {
+            // A relay below tells of its nodes: passed on as it comes, outside the order (it is
+            // stamped with when it was said, not with a place among the flows that follow).
+            EmitStatus(std::move(r));
+            continue;
+          }
+          last = ResponseTime(r);
           if (streamed_) {
             merge_.Push(address, std::move(r), now);
           } else {
             newest_.Add(std::move(r));
           }
         }
-        if (streamed_) merge_.Watermark(address, last, now);
+        // Each node answers in time order: nothing older than its last event will follow.
+        if (streamed_ && last) merge_.Watermark(address, *last, now);
         continue;
       }
       if (ReopenAsHubble(item, address)) continue;

@@ -94,6 +94,21 @@ TEST(JsonWireTest, UnpackedAndPackedRepeatedScalarsAndUnknownFields) {
   ExpectSameAsDecoded<flow::FlowFilter>(packed);
 }
 
+TEST(JsonWireTest, TheLastMemberOfAOneofSetIsTheOneWritten) {
+  ::observer::GetFlowsResponse flow, lost;
+  flow.mutable_flow()->set_uuid("a");
+  lost.mutable_lost_events()->set_num_events_lost(3);
+  // flow, then lost_events, then flow again: the last flow alone (not merged with the first).
+  ::observer::GetFlowsResponse again;
+  again.mutable_flow()->set_node_name("b");
+  for (const std::string& wire :
+       {flow.SerializeAsString() + lost.SerializeAsString(),
+        lost.SerializeAsString() + flow.SerializeAsString(),
+        flow.SerializeAsString() + lost.SerializeAsString() + again.SerializeAsString()}) {
+    ExpectSameAsDecoded<::observer::GetFlowsResponse>(wire);
+  }
+}
+
 TEST(JsonWireTest, MalformedBytesAreRefusedNeverMisread) {
   ::observer::GetFlowsResponse m;
   testing::FillEveryField(m.mutable_flow(), 3);

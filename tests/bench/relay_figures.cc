@@ -128,11 +128,17 @@ uint64_t ReadAllBatches(const std::string& target) {
   ::flowscope::v1::RawFlowBatch batch;
   while (reader->Read(&bb)) {
     if (!grpc::SerializationTraits<::flowscope::v1::RawFlowBatch>::Deserialize(&bb, &batch).ok()) {
+      std::cerr << "flowscope-bench: FlowStream from " << target << ": a batch does not decode\n";
+      ctx.TryCancel();
       break;
     }
     for (const auto& e : batch.events()) n += !e.flow().empty();
   }
-  reader->Finish();
+  const grpc::Status status = reader->Finish();
+  if (!status.ok()) {
+    std::cerr << "flowscope-bench: FlowStream from " << target << ": " << status.error_message()
+              << "\n";
+  }
   return n;
 }
 
