@@ -155,6 +155,10 @@ class Reader {
     *v = out;
     return true;
   }
+  // The next field: its number and its value (by wire type). False at malformed bytes or a
+  // group (not in proto3).
+  bool Next(uint64_t* number, Occurrence* o);
+
   bool Bytes(absl::string_view* s) {
     uint64_t len = 0;
     if (!Varint(&len) || len > static_cast<uint64_t>(end_ - p_)) return false;
@@ -167,6 +171,24 @@ class Reader {
   const uint8_t* p_;
   const uint8_t* end_;
 };
+
+bool Reader::Next(uint64_t* number, Occurrence* o) {
+  uint64_t tag = 0;
+  if (!Varint(&tag)) return false;
+  *number = tag >> 3;
+  o->wire = static_cast<WireType>(tag & 7);
+  switch (o->wire) {
+    case kVarint:
+      return Varint(&o->value);
+    case kFixed64:
+      return Fixed(8, &o->value);
+    case kFixed32:
+      return Fixed(4, &o->value);
+    case kLen:
+      return Bytes(&o->payload);
+  }
+  return false;
+}
 
 WireType ScalarWire(Type t) {
   switch (t) {
@@ -303,31 +325,11 @@ bool AppendWrapper(const Layout& layout, absl::string_view wire, std::string* ou
   Reader r(wire);
   std::optional<Occurrence> last;
   while (!r.done()) {
-    uint64_t tag = 0;
-    if (!r.Varint(&tag)) return false;
-    const int number = static_cast<int>(tag >> 3);
-    const WireType w = static_cast<WireType>(tag & 7);
-    Occurrence o{0, w, 0, {}};
-    bool ok = false;
-    switch (w) {
-      case kVarint:
-        ok = r.Varint(&o.value);
-        break;
-      case kFixed64:
-        ok = r.Fixed(8, &o.value);
-        break;
-      case kFixed32:
-        ok = r.Fixed(4, &o.value);
-        break;
-      case kLen:
-        ok = r.Bytes(&o.payload);
-        break;
-      default:
-        return false;
-    }
-    if (!ok) return false;
-    if (number == value.descriptor->number()) {
-      if (w != ScalarWire(value.type)) return false;
+    uint64_t number = 0;
+    Occurrence o{0, kVarint, 0, {}};
+    if (!r.Next(&number, &o)) return false;
+    if (number == static_cast<uint64_t>(value.descriptor->number())) {
+      if (o.wire != ScalarWire(value.type)) return false;
       last = o;
     }
   }
@@ -386,36 +388,15 @@ bool AppendMessage(const Layout& layout, absl::string_view wire, std::string* ou
   absl::InlinedVector<Occurrence, 32> seen;
   Reader r(wire);
   while (!r.done()) {
-    uint64_t tag = 0;
-    if (!r.Varint(&tag)) return false;
-    const uint64_t number = tag >> 3;
-    const WireType w = static_cast<WireType>(tag & 7);
-    if (number == 0 || number > (1u << 29)) return false;
-    Occurrence o{-1, w, 0, {}};
-    bool ok = false;
-    switch (w) {
-      case kVarint:
-        ok = r.Varint(&o.value);
-        break;
-      case kFixed64:
-        ok = r.Fixed(8, &o.value);
-        break;
-      case kFixed32:
-        ok = r.Fixed(4, &o.value);
-        break;
-      case kLen:
-        ok = r.Bytes(&o.payload);
-        break;
-      default:
-        return false;  // groups: not in proto3
-    }
-    if (!ok) return false;
+    uint64_t number = 0;
+    Occurrence o{-1, kVarint, 0, {}};
+    if (!r.Next(&number, &o) || number == 0 || number > (1u << 29)) return false;
     const int index = layout.IndexOf(number);
     if (index < 0) continue;  // unknown fields are not written
     const Field& f = layout.fields[static_cast<size_t>(index)];
     const WireType want = ScalarWire(f.type);
     // Repeated scalars come packed (length-delimited) or one by one.
-    if (w != want && !(f.repeated && w == kLen && want != kLen)) return false;
+    if (o.wire != want && !(f.repeated && o.wire == kLen && want != kLen)) return false;
     o.index = index;
     if (f.oneof >= 0) {
       // Setting one member of a oneof clears the others (and what this one held before them):

@@ -78,29 +78,6 @@ TEST(CompiledFieldMaskTest, TrimsAsProtobufDoes) {
   ExpectSameAsProtobuf({"source", "source.identity"});
   ExpectSameAsProtobuf({"l4.TCP.flags", "IP.source"});
   ExpectSameAsProtobuf({"is_reply", "event_type.type", "egress_denied_by"});
-  // The CLI's compact mask.
-  ExpectSameAsProtobuf({"time",
-                        "verdict",
-                        "ethernet",
-                        "IP",
-                        "l4",
-                        "source.identity",
-                        "source.namespace",
-                        "source.pod_name",
-                        "destination.identity",
-                        "destination.namespace",
-                        "destination.pod_name",
-                        "Type",
-                        "node_name",
-                        "l7",
-                        "event_type",
-                        "source_service",
-                        "destination_service",
-                        "is_reply",
-                        "Summary",
-                        "ip_trace_id",
-                        "traffic_direction",
-                        "policy_match_type"});
 }
 
 TEST(CompiledFieldMaskTest, AnEmptyMaskKeepsEverything) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cmd/cli/request.h"
 #include "tests/testing/fill_message.h"
 
 namespace flowscope::observer {
@@ -70,7 +71,7 @@ TEST(FlowTrimmerTest, TrimsAsProtobufDoes) {
                                                 Summary: "x"
                                               )pb",
                                               &sparse));
-  const std::vector<std::vector<std::string>> masks = {
+  std::vector<std::vector<std::string>> masks = {
       {"time"},
       {"verdict", "IP", "l4"},
       {"source.identity", "source.namespace", "destination.pod_name"},
@@ -79,30 +80,11 @@ TEST(FlowTrimmerTest, TrimsAsProtobufDoes) {
       {"l4.TCP.flags", "IP.source", "event_type.type"},
       {"source.workloads", "source.labels", "destination.ID", "destination.cluster_name"},
       {"is_reply", "egress_denied_by", "extensions", "aggregate", "Summary"},
-      // The CLI's compact mask.
-      {"time",
-       "verdict",
-       "ethernet",
-       "IP",
-       "l4",
-       "source.identity",
-       "source.namespace",
-       "source.pod_name",
-       "destination.identity",
-       "destination.namespace",
-       "destination.pod_name",
-       "Type",
-       "node_name",
-       "l7",
-       "event_type",
-       "source_service",
-       "destination_service",
-       "is_reply",
-       "Summary",
-       "ip_trace_id",
-       "traffic_direction",
-       "policy_match_type"},
   };
+  // The CLI's compact mask, with what it adds to Hubble's.
+  std::vector<std::string> compact = cli::DefaultFieldMask();
+  compact.insert(compact.end(), {"traffic_direction", "policy_match_type"});
+  masks.push_back(compact);
   for (const auto& paths : masks) {
     ExpectSameAsProtobuf(full, paths);
     ExpectSameAsProtobuf(sparse, paths);
