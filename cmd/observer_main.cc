@@ -11,6 +11,7 @@
 #include <iostream>
 #include <string>
 
+#include "absl/synchronization/mutex.h"
 #include "api/listener.h"
 #include "api/logging.h"
 #include "api/time_parse.h"
@@ -27,6 +28,9 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian builds Abseil without NDEBUG, so every absl::Mutex (gRPC's too) would keep a lock
+  // graph for deadlock detection: a cost on every lock and unlock, for a debugging aid.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   using flowscope::observer::DaemonOptions;
   DaemonOptions o;
   char host[256] = {};
