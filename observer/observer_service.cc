@@ -180,7 +180,7 @@ ObserverService::ObserverService(const Ring& ring, const EndpointTable& table,
       options_(std::move(options)),
       clock_(options_.clock ? *options_.clock : Clock::Real()),
       start_(clock_.Now()),
-      notifier_(ring, options_.heartbeat, clock_) {}
+      notifier_(ring, options_.heartbeat, clock_, options_.notifier_driver) {}
 
 ObserverService::~ObserverService() { Shutdown(); }
 

@@ -44,6 +44,9 @@ struct ObserverOptions {
   // Flow streams (GetFlows and batch streams) open at once; more get RESOURCE_EXHAUSTED.
   int max_streams = 1024;
   const Clock* clock = nullptr;  // the real one when unset
+  // Runs the streams' wake-ups (new flows, heartbeats) on its thread instead of one of the
+  // service's own: for many services in one process (flowscope-simnodes). Outlives the service.
+  NotifierDriver* notifier_driver = nullptr;
   // The on-disk history and its writer (history.h): queries reach past the ring. Null: off.
   const HistoryStore* history = nullptr;
   const HistoryWriter* history_writer = nullptr;

@@ -1,6 +1,9 @@
 #include "observer/stream_pump.h"
 
+#include <algorithm>
 #include <vector>
+
+#include "absl/time/clock.h"
 
 namespace flowscope::observer {
 
@@ -62,8 +65,21 @@ void StreamPump::Done() {
 
 // --- notifier ----------------------------------------------------------------------------------
 
-StreamNotifier::StreamNotifier(const Ring& ring, absl::Duration heartbeat, const Clock& clock)
-    : ring_(ring), heartbeat_(heartbeat), clock_(clock), thread_([this] { Run(); }) {}
+StreamNotifier::StreamNotifier(const Ring& ring, absl::Duration heartbeat, const Clock& clock,
+                               NotifierDriver* driver)
+    : ring_(ring),
+      heartbeat_(heartbeat),
+      clock_(clock),
+      driver_(driver),
+      seen_(ring.EndPosition()),
+      next_tick_(clock.Now() + absl::Seconds(1)),
+      next_beat_(clock.Now() + heartbeat) {
+  if (driver_ != nullptr) {
+    driver_->Add(this);
+  } else {
+    thread_ = std::thread([this] { Run(); });
+  }
+}
 
 StreamNotifier::~StreamNotifier() { Stop(); }
 
@@ -71,6 +87,10 @@ void StreamNotifier::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
+  }
+  if (driver_ != nullptr) {
+    driver_->Remove(this);
+    return;
   }
   ring_.Interrupt();
   if (thread_.joinable()) thread_.join();
@@ -97,55 +117,81 @@ size_t StreamNotifier::parked() const {
 }
 
 void StreamNotifier::AddHeartbeatStream() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (heartbeat_streams_++ > 0) return;
-  }
+  if (heartbeat_streams_.fetch_add(1) > 0) return;
   ring_.Interrupt();  // the notifier may be in a long wait: let it shorten it
 }
 
-void StreamNotifier::RemoveHeartbeatStream() {
-  std::lock_guard<std::mutex> lock(mu_);
-  --heartbeat_streams_;
-}
+void StreamNotifier::RemoveHeartbeatStream() { heartbeat_streams_.fetch_sub(1); }
 
 void StreamNotifier::Run() {
-  uint64_t seen = ring_.EndPosition();
-  absl::Time next_tick = clock_.Now() + absl::Seconds(1);
-  absl::Time next_beat = clock_.Now() + heartbeat_;
+  absl::Time due = clock_.Now();
   while (true) {
-    bool beating;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) return;
-      beating = heartbeat_streams_ > 0;
     }
-    const absl::Time due = beating ? std::min(next_tick, next_beat) : next_tick;
-    ring_.WaitFor(seen, absl::Now() + WaitSlice(clock_, due, absl::Milliseconds(200)));
-    const uint64_t end = ring_.EndPosition();
-    const absl::Time now = clock_.Now();
-    const bool tick = now >= next_tick;  // lets pending lost-event notices go out
-    const bool beat = now >= next_beat;
-    if (beat) next_beat = now + heartbeat_;
-    if (end == seen && !tick && !beat) continue;
-    const bool everyone = end != seen || tick;
-    seen = end;
-    if (tick) next_tick = now + absl::Seconds(1);
-    std::vector<ParkedStream*> wake;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stop_) return;
-      for (auto it = parked_.begin(); it != parked_.end();) {
-        if (everyone || (*it)->wants_heartbeat()) {
-          wake.push_back(*it);
-          it = parked_.erase(it);
-        } else {
-          ++it;
-        }
+    ring_.WaitFor(seen_, absl::Now() + WaitSlice(clock_, due, absl::Milliseconds(200)));
+    due = Poll();
+  }
+}
+
+absl::Time StreamNotifier::Poll() {
+  const uint64_t end = ring_.EndPosition();
+  const absl::Time now = clock_.Now();
+  const bool beating = heartbeat_streams_.load() > 0;
+  const bool tick = now >= next_tick_;  // lets pending lost-event notices go out
+  const bool beat = now >= next_beat_;
+  if (beat) next_beat_ = now + heartbeat_;
+  if (tick) next_tick_ = now + absl::Seconds(1);
+  const bool everyone = end != seen_ || tick;
+  seen_ = end;
+  const absl::Time due = beating ? std::min(next_tick_, next_beat_) : next_tick_;
+  if (!everyone && !(beat && beating)) return due;
+  std::vector<ParkedStream*> wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return absl::InfiniteFuture();
+    for (auto it = parked_.begin(); it != parked_.end();) {
+      if (everyone || (*it)->wants_heartbeat()) {
+        wake.push_back(*it);
+        it = parked_.erase(it);
+      } else {
+        ++it;
       }
     }
-    // Each parked stream holds a reference for us; Resume() releases it.
-    for (ParkedStream* r : wake) r->Resume();
+  }
+  // Each parked stream holds a reference for us; Resume() releases it.
+  for (ParkedStream* r : wake) r->Resume();
+  return due;
+}
+
+// --- driver ------------------------------------------------------------------------------------
+
+NotifierDriver::NotifierDriver(absl::Duration period)
+    : period_(period), thread_([this] { Run(); }) {}
+
+NotifierDriver::~NotifierDriver() {
+  stop_ = true;
+  thread_.join();
+}
+
+void NotifierDriver::Add(StreamNotifier* n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  notifiers_.push_back(n);
+}
+
+void NotifierDriver::Remove(StreamNotifier* n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  notifiers_.erase(std::remove(notifiers_.begin(), notifiers_.end(), n), notifiers_.end());
+}
+
+void NotifierDriver::Run() {
+  while (!stop_.load()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (StreamNotifier* n : notifiers_) n->Poll();
+    }
+    absl::SleepFor(period_);
   }
 }
 

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -29,6 +30,31 @@
 #include "observer/flow_query.h"
 
 namespace flowscope::observer {
+
+class StreamNotifier;
+
+// One thread that runs many notifiers' wake-ups instead of a thread each: the simulator's
+// thousand nodes in one process (a node's observer has one notifier, on its own thread). It
+// looks at every notifier each `period`, so a publish is noticed within it.
+class NotifierDriver {
+ public:
+  explicit NotifierDriver(absl::Duration period = absl::Milliseconds(2));
+  NotifierDriver(const NotifierDriver&) = delete;
+  NotifierDriver& operator=(const NotifierDriver&) = delete;
+  ~NotifierDriver();
+  // After Remove() returns, the notifier is not run any more.
+  void Add(StreamNotifier* n);
+  void Remove(StreamNotifier* n);
+
+ private:
+  void Run();
+
+  const absl::Duration period_;
+  std::mutex mu_;  // held while the notifiers run
+  std::vector<StreamNotifier*> notifiers_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
 
 // A stream that caught up and waits for the ring.
 class ParkedStream {
@@ -42,7 +68,9 @@ class ParkedStream {
 
 class StreamNotifier {
  public:
-  StreamNotifier(const Ring& ring, absl::Duration heartbeat, const Clock& clock = Clock::Real());
+  // With a `driver`, the driver's thread runs it; else a thread of its own.
+  StreamNotifier(const Ring& ring, absl::Duration heartbeat, const Clock& clock = Clock::Real(),
+                 NotifierDriver* driver = nullptr);
   ~StreamNotifier();
   // Parks `r`, which has read the ring up to `position` (taken before the call). Returns false,
   // with `r` not parked, when records at or after `position` were published meanwhile: the
@@ -60,15 +88,24 @@ class StreamNotifier {
   void Stop();
 
  private:
+  friend class NotifierDriver;
   void Run();
+  // Resumes the streams due (published records, the once-a-second tick, heartbeats) and returns
+  // when it is next due if nothing is published meanwhile. One caller at a time.
+  absl::Time Poll();
 
   const Ring& ring_;
   const absl::Duration heartbeat_;
   const Clock& clock_;
+  NotifierDriver* const driver_;
   mutable std::mutex mu_;
   std::set<ParkedStream*> parked_;
-  int heartbeat_streams_ = 0;
+  std::atomic<int> heartbeat_streams_{0};
   bool stop_ = false;
+  // Poll()'s.
+  uint64_t seen_;
+  absl::Time next_tick_;
+  absl::Time next_beat_;
   std::thread thread_;
 };
 

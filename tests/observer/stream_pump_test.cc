@@ -74,12 +74,18 @@ struct Outcome {
   bool finished = false;
   bool finished_ok = false;
   bool destroyed = false;
+  uint64_t waits = 0;  // times the stream found nothing to send (each park and each wake-up)
 };
 
 class TestStream final : public StreamPump {
  public:
-  TestStream(StreamNotifier& notifier, Transport& transport, FlowQuery query, Outcome& out)
-      : StreamPump(notifier), transport_(transport), query_(std::move(query)), out_(out) {}
+  TestStream(StreamNotifier& notifier, Transport& transport, FlowQuery query, Outcome& out,
+             bool heartbeat = false)
+      : StreamPump(notifier),
+        transport_(transport),
+        query_(std::move(query)),
+        out_(out),
+        heartbeat_(heartbeat) {}
   ~TestStream() override {
     std::lock_guard<std::mutex> lock(out_.mu);
     out_.destroyed = true;
@@ -92,7 +98,7 @@ class TestStream final : public StreamPump {
   void RequestCancel() {
     transport_.Post([this] { Cancel(); });
   }
-  bool wants_heartbeat() const override { return false; }
+  bool wants_heartbeat() const override { return heartbeat_; }
 
  private:
   Produced Produce() override {
@@ -101,8 +107,12 @@ class TestStream final : public StreamPump {
         return Produced::kMessage;
       case FlowQuery::Step::kLost:
         return Produced::kMessage;
-      case FlowQuery::Step::kWait:
+      case FlowQuery::Step::kWait: {
+        std::lock_guard<std::mutex> lock(out_.mu);
+        ++out_.waits;
+        out_.cv.notify_all();
         return Produced::kWait;
+      }
       case FlowQuery::Step::kEnd:
         return Produced::kEnd;
     }
@@ -133,6 +143,7 @@ class TestStream final : public StreamPump {
   FlowQuery query_;
   FlowQuery::Item item_;
   Outcome& out_;
+  const bool heartbeat_;
   uint16_t expected_ = 0;
 };
 
@@ -149,29 +160,31 @@ class StreamPumpTest : public ::testing::Test {
     table_.Update({tie});
   }
 
-  FlowQuery Follow() {
+  FlowQuery Follow(Ring& ring) {
     QueryOptions q;
     q.follow = true;
     auto pred = FlowPredicate::Compile({}, {}, table_, builder_);
     EXPECT_TRUE(pred.ok());
-    auto query = FlowQuery::Create(*ring_, q, *std::move(pred));
+    auto query = FlowQuery::Create(ring, q, *std::move(pred));
     EXPECT_TRUE(query.ok());
     return *std::move(query);
   }
+  FlowQuery Follow() { return Follow(*ring_); }
 
   // Writes `n` records with source ports 0..n-1, publishing every `batch`.
-  void Write(uint16_t n, int batch) {
+  void Write(Ring& ring, uint16_t n, int batch) {
     EndpointTable::Resolver res(table_);
     const uint64_t base = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
     for (uint16_t i = 0; i < n; ++i) {
-      ring_->Write(testing::DnsQueryRecord(base + i, "10.0.1.5", "10.0.3.2", i, res));
+      ring.Write(testing::DnsQueryRecord(base + i, "10.0.1.5", "10.0.3.2", i, res));
       if ((i + 1) % batch == 0) {
-        ring_->Publish();
+        ring.Publish();
         std::this_thread::yield();  // let parked streams catch up and park again
       }
     }
-    ring_->Publish();
+    ring.Publish();
   }
+  void Write(uint16_t n, int batch) { Write(*ring_, n, batch); }
 
   static bool WaitFor(Outcome& o, const std::function<bool()>& done) {
     std::unique_lock<std::mutex> lock(o.mu);
@@ -247,6 +260,75 @@ TEST_F(StreamPumpTest, StreamsCancelledMidFlightFinishAndFreeThemselves) {
       EXPECT_EQ(o.out_of_order, 0u) << "stream " << i;
     }
     notifier.Stop();
+  }
+}
+
+// The simulator's way: many rings, each with its notifier, all run by one driver thread. Every
+// follower of every ring sees its ring's records once and in order; heartbeat streams are woken
+// while the rings are idle; a stopped notifier is never run again.
+TEST_F(StreamPumpTest, OneDriverRunsTheNotifiersOfManyRings) {
+  constexpr int kRings = 4;
+  constexpr int kPerRing = 2;
+  constexpr uint16_t kRecords = 5000;
+  std::vector<std::unique_ptr<Ring>> rings;
+  for (int r = 0; r < kRings; ++r) rings.push_back(std::move(Ring::Create(16383)).value());
+  std::vector<Outcome> outcomes(kRings * kPerRing);
+  Outcome beat;
+  {
+    NotifierDriver driver(absl::Milliseconds(1));
+    Transport transport;
+    std::vector<std::unique_ptr<StreamNotifier>> notifiers;
+    std::vector<TestStream*> streams;
+    for (int r = 0; r < kRings; ++r) {
+      notifiers.push_back(std::make_unique<StreamNotifier>(*rings[r], absl::Milliseconds(5),
+                                                           Clock::Real(), &driver));
+      for (int i = 0; i < kPerRing; ++i) {
+        streams.push_back(new TestStream(*notifiers[r], transport, Follow(*rings[r]),
+                                         outcomes[r * kPerRing + i]));
+      }
+    }
+    for (TestStream* s : streams) s->Start();
+    std::vector<std::thread> writers;
+    for (int r = 0; r < kRings; ++r)
+      writers.emplace_back([&, r] { Write(*rings[r], kRecords, 5); });
+    for (std::thread& w : writers) w.join();
+    for (size_t i = 0; i < outcomes.size(); ++i) {
+      Outcome& o = outcomes[i];
+      EXPECT_TRUE(WaitFor(o, [&] { return o.received >= kRecords; }))
+          << "stream " << i << " got " << o.received << " of " << kRecords;
+    }
+
+    // A heartbeat stream on an idle ring: the driver wakes it every beat.
+    notifiers[0]->AddHeartbeatStream();
+    auto* beating = new TestStream(*notifiers[0], transport, Follow(*rings[0]), beat, true);
+    beating->Start();
+    EXPECT_TRUE(WaitFor(beat, [&] { return beat.waits >= 10; })) << "woken " << beat.waits;
+
+    // Stopped: the driver no longer runs it, so its parked stream stays parked.
+    notifiers[0]->Stop();
+    uint64_t waits;
+    {
+      std::lock_guard<std::mutex> lock(beat.mu);
+      waits = beat.waits;
+    }
+    absl::SleepFor(absl::Milliseconds(50));  // ten beats
+    {
+      std::lock_guard<std::mutex> lock(beat.mu);
+      EXPECT_EQ(beat.waits, waits) << "a stopped notifier was run";
+    }
+    notifiers[0]->RemoveHeartbeatStream();
+    streams.push_back(beating);
+    for (TestStream* s : streams) s->RequestCancel();
+    for (size_t i = 0; i < outcomes.size(); ++i) {
+      Outcome& o = outcomes[i];
+      EXPECT_TRUE(WaitFor(o, [&] { return o.destroyed; })) << "stream " << i << " never done";
+    }
+    EXPECT_TRUE(WaitFor(beat, [&] { return beat.destroyed; }));
+    for (auto& n : notifiers) n->Stop();
+  }
+  for (size_t i = 0; i < outcomes.size(); ++i) {
+    EXPECT_EQ(outcomes[i].received, kRecords) << "stream " << i;
+    EXPECT_EQ(outcomes[i].out_of_order, 0u) << "stream " << i;
   }
 }
 
