@@ -247,6 +247,12 @@ std::string FlowBuilder::Uuid(uint64_t position, uint32_t run) const {
 std::string FlowBuilder::Uuid(uint64_t position) const { return UuidOf(run_id_, position); }
 
 std::string FlowBuilder::UuidOf(uint64_t run_id, uint64_t position) {
+  std::string out(36, '-');
+  UuidInto(run_id, position, out.data());
+  return out;
+}
+
+void FlowBuilder::UuidInto(uint64_t run_id, uint64_t position, char out[36]) {
   // A version-4-shaped UUID from the run and the ring position: unique per record.
   uint64_t hi = run_id ^ (position * 0x9E3779B97F4A7C15ULL);
   uint64_t lo = ((position + 1) * 0xBF58476D1CE4E5B9ULL) ^ (run_id >> 7);
@@ -254,21 +260,19 @@ std::string FlowBuilder::UuidOf(uint64_t run_id, uint64_t position) {
   lo = (lo & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;
   // 8-4-4-4-12 hex digits, without printf (this runs once per flow sent).
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(36, '-');
   size_t at = 0;
   auto put = [&](uint64_t v, int digits) {
     for (int i = digits - 1; i >= 0; --i) out[at++] = kHex[(v >> (4 * i)) & 0xF];
   };
   put(hi >> 32, 8);
-  ++at;
+  out[at++] = '-';
   put((hi >> 16) & 0xFFFF, 4);
-  ++at;
+  out[at++] = '-';
   put(hi & 0xFFFF, 4);
-  ++at;
+  out[at++] = '-';
   put(lo >> 48, 4);
-  ++at;
+  out[at++] = '-';
   put(lo & 0xFFFFFFFFFFFFULL, 12);
-  return out;
 }
 
 FlowBuilder::FlowBuilder(const EndpointTable& table, std::string node_name,
@@ -410,6 +414,210 @@ void FlowBuilder::BuildResponse(const FlowRecord& r, uint64_t position,
   Build(r, position, out->mutable_flow(), run);
   out->set_node_name(node_name_);
   *out->mutable_time() = out->flow().time();
+}
+
+namespace {
+
+// --- encoding straight to the wire ------------------------------------------------------------
+
+// Appends protobuf wire format as the generated serializer writes it for proto3 messages:
+// fields in number order, scalars left out at their default, present messages always written.
+class Wire {
+ public:
+  explicit Wire(std::string* out) : out_(*out) {}
+
+  void Varint(uint64_t v) {
+    char buf[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+      buf[n++] = static_cast<char>(v | 0x80);
+      v >>= 7;
+    }
+    buf[n++] = static_cast<char>(v);
+    out_.append(buf, n);
+  }
+  void Tag(uint32_t field, uint32_t wire_type) { Varint((uint64_t{field} << 3) | wire_type); }
+  // uint32, uint64, bool and enums (never negative here); int32/int64 sign-extend.
+  void U64(uint32_t field, uint64_t v) {
+    if (v == 0) return;
+    Tag(field, 0);
+    Varint(v);
+  }
+  void I64(uint32_t field, int64_t v) { U64(field, static_cast<uint64_t>(v)); }
+  void Bytes(uint32_t field, absl::string_view v) {  // a repeated element: even when empty
+    Tag(field, 2);
+    Varint(v.size());
+    out_.append(v.data(), v.size());
+  }
+  void Str(uint32_t field, absl::string_view v) {
+    if (!v.empty()) Bytes(field, v);
+  }
+  // A nested message: Open() before its fields, Close() after (the length goes in front).
+  size_t Open(uint32_t field) {
+    Tag(field, 2);
+    out_.push_back('\0');  // one byte of length; Close() makes room for more
+    return out_.size();
+  }
+  void Close(size_t start) {
+    const size_t len = out_.size() - start;
+    if (len < 0x80) {
+      out_[start - 1] = static_cast<char>(len);
+      return;
+    }
+    char buf[10];
+    size_t n = 0;
+    for (uint64_t v = len; v != 0; v >>= 7) buf[n++] = static_cast<char>((v & 0x7F) | 0x80);
+    buf[n - 1] = static_cast<char>(buf[n - 1] & 0x7F);
+    out_.replace(start - 1, 1, buf, n);
+  }
+  void Timestamp(uint32_t field, uint64_t ns) {
+    const size_t at = Open(field);
+    I64(1, static_cast<int64_t>(ns / 1'000'000'000));
+    I64(2, static_cast<int64_t>(ns % 1'000'000'000));
+    Close(at);
+  }
+
+ private:
+  std::string& out_;
+};
+
+}  // namespace
+
+void FlowBuilder::EncodeEndpoint(uint32_t field, uint32_t id, std::string* out) const {
+  const std::shared_ptr<const Endpoint> held = table_.Get(id);
+  const Endpoint& e = *held;
+  Wire w(out);
+  const size_t at = w.Open(field);
+  if (!e.reserved) w.U64(1, e.id);
+  w.U64(2, e.identity);
+  w.Str(3, e.namespace_name);
+  for (const std::string& l : e.labels) w.Bytes(4, l);
+  w.Str(5, e.pod_name);
+  if (!e.workload_name.empty()) {
+    const size_t wl = w.Open(6);
+    w.Str(1, e.workload_name);
+    w.Str(2, e.workload_kind);
+    w.Close(wl);
+  }
+  if (!e.reserved) w.Str(7, e.cluster_name);
+  w.Close(at);
+}
+
+void FlowBuilder::EncodeService(uint32_t field, uint32_t id, std::string* out) const {
+  if (id == 0) return;
+  std::shared_ptr<const Service> svc = table_.GetService(id);
+  if (svc == nullptr) return;
+  Wire w(out);
+  const size_t at = w.Open(field);
+  w.Str(1, svc->name);
+  w.Str(2, svc->namespace_name);
+  w.Close(at);
+}
+
+void FlowBuilder::EncodeResponse(const FlowRecord& r, uint64_t position, std::string* out,
+                                 uint32_t run) const {
+  Wire w(out);
+  const size_t flow_at = w.Open(1);  // GetFlowsResponse.flow
+  w.Timestamp(1, r.time_ns);
+  const bool dropped = r.verdict == FS_VERDICT_DROPPED;
+  w.U64(2, dropped ? flow::DROPPED : flow::FORWARDED);
+  if (dropped) w.U64(3, r.drop_reason);
+  {
+    const size_t at = w.Open(5);  // IP
+    w.Str(1, AddrString(r.family, r.saddr));
+    w.Str(2, AddrString(r.family, r.daddr));
+    w.U64(3, r.family == FS_FAMILY_IPV4 ? flow::IPv4 : flow::IPv6);
+    w.Close(at);
+  }
+  auto ports = [&](uint32_t field, uint32_t a, uint32_t b) {
+    const size_t at = w.Open(field);
+    w.U64(1, a);
+    w.U64(2, b);
+    return at;
+  };
+  switch (r.protocol) {
+    case IPPROTO_TCP: {
+      const size_t l4 = w.Open(6);
+      const size_t tcp = ports(1, r.sport, r.dport);
+      if (r.tcp_flags != 0) {
+        const size_t f = w.Open(3);
+        static constexpr uint16_t kBits[] = {FS_TCP_FIN, FS_TCP_SYN, FS_TCP_RST,
+                                             FS_TCP_PSH, FS_TCP_ACK, FS_TCP_URG,
+                                             FS_TCP_ECE, FS_TCP_CWR, FS_TCP_NS};
+        for (uint32_t i = 0; i < 9; ++i) w.U64(i + 1, (r.tcp_flags & kBits[i]) != 0);
+        w.Close(f);
+      }
+      w.Close(tcp);
+      w.Close(l4);
+      break;
+    }
+    case IPPROTO_UDP:
+    case IPPROTO_SCTP:
+    case IPPROTO_ICMP:
+    case IPPROTO_ICMPV6: {
+      const bool icmp = r.protocol == IPPROTO_ICMP || r.protocol == IPPROTO_ICMPV6;
+      const uint32_t field = r.protocol == IPPROTO_UDP    ? 2
+                             : r.protocol == IPPROTO_SCTP ? 5
+                             : r.protocol == IPPROTO_ICMP ? 3
+                                                          : 4;
+      const size_t l4 = w.Open(6);
+      w.Close(icmp ? ports(field, r.icmp_type, r.icmp_code) : ports(field, r.sport, r.dport));
+      w.Close(l4);
+      break;
+    }
+    default:
+      break;
+  }
+  EncodeEndpoint(8, r.src_endpoint, out);
+  EncodeEndpoint(9, r.dst_endpoint, out);
+  w.U64(10, flow::L3_L4);
+  w.Str(11, node_name_);
+  const bool reply = r.is_reply == FS_REPLY_YES;
+  if (r.is_reply != FS_REPLY_UNKNOWN) w.U64(16, reply);
+  {
+    const size_t at = w.Open(19);  // event_type
+    w.I64(1, MonitorType(r));
+    w.I64(2, MonitorSubType(r));
+    w.Close(at);
+  }
+  EncodeService(20, r.src_service, out);
+  EncodeService(21, r.dst_service, out);
+  const flow::TrafficDirection direction = TrafficDirectionOf(r);
+  w.U64(22, direction);
+  std::shared_ptr<const PolicyName> policy;
+  if (r.policy != 0 && dropped) policy = table_.GetPolicy(r.policy);
+  if (policy != nullptr && r.emit_reason == FS_EMIT_POLICY_VERDICT) {
+    w.U64(23, static_cast<uint32_t>(policy->match_type));
+  }
+  if (!dropped) w.U64(24, Point(r.obs_point).proto);
+  if (dropped) w.U64(25, r.drop_reason);
+  if (r.is_reply != FS_REPLY_UNKNOWN) {
+    const size_t at = w.Open(26);  // is_reply
+    w.U64(1, reply);
+    w.Close(at);
+  }
+  {
+    const size_t at = w.Open(28);  // interface
+    w.U64(1, r.ifindex);
+    w.Str(2, InterfaceName(r.ifindex, run));
+    w.Close(at);
+  }
+  char uuid[36];
+  UuidInto(run == 0 || run == current_run_ || runs_ == nullptr ? run_id_ : runs_->RunId(run),
+           position, uuid);
+  w.Bytes(34, absl::string_view(uuid, sizeof uuid));
+  if (policy != nullptr) {
+    // The named rule that denied it, on the side of the flow's direction.
+    const size_t at = w.Open(direction == flow::EGRESS ? 21004 : 21005);
+    w.Str(1, policy->name);
+    w.Str(2, policy->namespace_name);
+    w.Str(5, policy->kind);
+    w.Close(at);
+  }
+  w.Str(100000, FlowSummary(r));
+  w.Close(flow_at);
+  w.Str(1000, node_name_);
+  w.Timestamp(1001, r.time_ns);
 }
 
 }  // namespace flowscope::observer

@@ -89,6 +89,10 @@ class FlowBuilder {
   void Build(const FlowRecord& r, uint64_t position, flow::Flow* out, uint32_t run = 0) const;
   void BuildResponse(const FlowRecord& r, uint64_t position, ::observer::GetFlowsResponse* out,
                      uint32_t run = 0) const;
+  // Appends the encoded GetFlowsResponse that BuildResponse() fills, byte for byte what its
+  // serializer writes, without building the message (the streams' path for a full flow).
+  void EncodeResponse(const FlowRecord& r, uint64_t position, std::string* out,
+                      uint32_t run = 0) const;
 
   const std::string& node_name() const { return node_name_; }
   std::string InterfaceName(uint32_t ifindex) const;
@@ -96,10 +100,13 @@ class FlowBuilder {
   std::string Uuid(uint64_t position) const;
   std::string Uuid(uint64_t position, uint32_t run) const;
   static std::string UuidOf(uint64_t run_id, uint64_t position);
+  static void UuidInto(uint64_t run_id, uint64_t position, char out[36]);
 
  private:
   void FillEndpoint(uint32_t id, flow::Endpoint* out) const;
   void FillService(uint32_t id, flow::Flow* out, bool source) const;
+  void EncodeEndpoint(uint32_t field, uint32_t id, std::string* out) const;
+  void EncodeService(uint32_t field, uint32_t id, std::string* out) const;
 
   const EndpointTable& table_;
   const std::string node_name_;

@@ -20,6 +20,8 @@ class FlowTrimmer {
   explicit FlowTrimmer(const CompiledFieldMask& mask);
 
   void Trim(flow::Flow* f) const;
+  // Whether it removes anything (a mask was given).
+  bool active() const { return active_; }
 
   // The generated clear functions by field number (for the test that checks them).
   using FlowClear = void (*)(flow::Flow*);

@@ -36,6 +36,8 @@ class RingStreamReactor : public grpc::ServerWriteReactor<Out>, public StreamPum
   // One write in flight; no buffer hint: a buffered write would only complete when a later
   // unbuffered one flushes it, and the next write waits for this one.
   void StartWriting() override { this->StartWrite(msg_); }
+  // What the next write sends, when it is not built by NewMessage().
+  void SetMessage(Out* m) { msg_ = m; }
   void FinishStream(const absl::Status& status) override { this->Finish(ToGrpcStatus(status)); }
 
   // Each message is built in an arena that starts in a block inside the reactor and is reset
@@ -105,12 +107,15 @@ class FlowStreamReactor final : public RingStreamReactor<::observer::GetFlowsRes
 };
 
 // flowscope.v1.FlowStream/GetFlowBatches: up to max_batch_events per message, each batch
-// stamped with the watermark; an empty batch when idle for a heartbeat.
-class BatchStreamReactor final : public RingStreamReactor<::flowscope::v1::FlowBatch> {
+// stamped with the watermark; an empty batch when idle for a heartbeat. Written encoded: a full
+// flow goes straight from its record to the wire (FlowBuilder::EncodeResponse); one the client
+// trims, and lost-event notices, are built and serialized.
+class BatchStreamReactor final : public RingStreamReactor<grpc::ByteBuffer> {
  public:
   BatchStreamReactor(ObserverService* service, FlowQuery query, const CompiledFieldMask& mask)
       : RingStreamReactor(service, std::move(query)), mask_(mask) {
     service_->notifier_.AddHeartbeatStream();
+    SetMessage(&buffer_);
     Pump();
   }
   ~BatchStreamReactor() override { service_->notifier_.RemoveHeartbeatStream(); }
@@ -120,7 +125,9 @@ class BatchStreamReactor final : public RingStreamReactor<::flowscope::v1::FlowB
  private:
   Produced Produce() override {
     const absl::Time now = service_->clock_.Now();
-    ::flowscope::v1::FlowBatch* batch = nullptr;
+    int events = 0;
+    batch_.clear();
+    scratch_.Reset();
     while (true) {
       if (ended_) return Produced::kEnd;
       // Loaded before the ring is looked at: records published after it are not older.
@@ -133,41 +140,73 @@ class BatchStreamReactor final : public RingStreamReactor<::flowscope::v1::FlowB
         if (step == FlowQuery::Step::kWait) watermark_ = std::max(watermark_, promised);
         // Half the interval: the notifier's beats are not exact.
         const bool heartbeat_due = now - last_sent_ >= service_->options_.heartbeat / 2;
-        if (batch == nullptr && (ended_ || !heartbeat_due)) {
+        if (events == 0 && (ended_ || !heartbeat_due)) {
           return ended_ ? Produced::kEnd : Produced::kWait;
         }
-        return Send(batch == nullptr ? NewMessage() : batch, now);
+        return Send(now);
       }
-      if (batch == nullptr) batch = NewMessage();
-      ::observer::GetFlowsResponse* resp = batch->add_events();
+      event_.clear();
       if (step == FlowQuery::Step::kFlow) {
-        service_->builder_.BuildResponse(item_.record, item_.position, resp, item_.run);
-        mask_.Trim(resp->mutable_flow());
+        if (mask_.active()) {
+          auto* resp =
+              google::protobuf::Arena::CreateMessage<::observer::GetFlowsResponse>(&scratch_);
+          service_->builder_.BuildResponse(item_.record, item_.position, resp, item_.run);
+          mask_.Trim(resp->mutable_flow());
+          resp->AppendToString(&event_);
+        } else {
+          service_->builder_.EncodeResponse(item_.record, item_.position, &event_, item_.run);
+        }
         // The ring is in time order: nothing after this record is older.
         watermark_ = std::max(watermark_, item_.record.time_ns);
       } else {
+        auto* resp =
+            google::protobuf::Arena::CreateMessage<::observer::GetFlowsResponse>(&scratch_);
         FillLost(item_, resp);
         // Keep the stream's times non-decreasing: the notice goes where it is noticed.
         if (absl::ToUnixNanos(item_.lost.last) < static_cast<int64_t>(watermark_)) {
           *resp->mutable_time() =
               ToTimestamp(absl::FromUnixNanos(static_cast<int64_t>(watermark_)));
         }
+        resp->AppendToString(&event_);
       }
-      if (batch->events_size() >= service_->options_.max_batch_events) return Send(batch, now);
+      AppendField(1, event_);  // FlowBatch.events
+      if (++events >= service_->options_.max_batch_events) return Send(now);
     }
   }
 
-  Produced Send(::flowscope::v1::FlowBatch* batch, absl::Time now) {
-    *batch->mutable_watermark() =
+  Produced Send(absl::Time now) {
+    ::google::protobuf::Timestamp watermark =
         ToTimestamp(absl::FromUnixNanos(static_cast<int64_t>(watermark_)));
+    event_.clear();
+    watermark.AppendToString(&event_);
+    AppendField(2, event_);  // FlowBatch.watermark
+    grpc::Slice slice(batch_.data(), batch_.size());
+    buffer_ = grpc::ByteBuffer(&slice, 1);
     last_sent_ = now;
     return Produced::kMessage;
+  }
+
+  // A length-delimited field of the batch.
+  void AppendField(uint32_t field, const std::string& bytes) {
+    uint64_t v = (uint64_t{field} << 3) | 2;
+    for (int i = 0; i < 2; ++i, v = bytes.size()) {
+      while (v >= 0x80) {
+        batch_.push_back(static_cast<char>(v | 0x80));
+        v >>= 7;
+      }
+      batch_.push_back(static_cast<char>(v));
+    }
+    batch_.append(bytes);
   }
 
   const FlowTrimmer mask_;
   uint64_t watermark_ = 0;  // UTC ns promised so far
   absl::Time last_sent_ = absl::InfinitePast();
   bool ended_ = false;
+  std::string batch_;  // the batch being built (its capacity kept from one to the next)
+  std::string event_;
+  google::protobuf::Arena scratch_;  // trimmed flows and notices, reset per batch
+  grpc::ByteBuffer buffer_;          // what is being written
 };
 
 // --- service -----------------------------------------------------------------------------------
@@ -241,12 +280,18 @@ grpc::ServerWriteReactor<::observer::GetFlowsResponse>* ObserverService::GetFlow
   return new FlowStreamReactor(this, *std::move(query), std::move(mask));
 }
 
-grpc::ServerWriteReactor<::flowscope::v1::FlowBatch>* FlowBatchService::GetFlowBatches(
-    grpc::CallbackServerContext*, const ::observer::GetFlowsRequest* req) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* FlowBatchService::GetFlowBatches(
+    grpc::CallbackServerContext*, const grpc::ByteBuffer* request) {
+  ::observer::GetFlowsRequest req;
+  grpc::ByteBuffer copy(*request);
+  if (!grpc::SerializationTraits<::observer::GetFlowsRequest>::Deserialize(&copy, &req).ok()) {
+    return new FinishNow<grpc::ByteBuffer>(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, std::string(kUndecodableRequest)));
+  }
   CompiledFieldMask mask;
-  auto query = observer_->OpenStream(*req, &mask);
+  auto query = observer_->OpenStream(req, &mask);
   if (!query.ok()) {
-    return new FinishNow<::flowscope::v1::FlowBatch>(ToGrpcStatus(query.status()));
+    return new FinishNow<grpc::ByteBuffer>(ToGrpcStatus(query.status()));
   }
   return new BatchStreamReactor(observer_, *std::move(query), std::move(mask));
 }

@@ -67,11 +67,14 @@ class HistoryStatusService final : public ::flowscope::v1::History::CallbackServ
 };
 
 // flowscope.v1.FlowStream over the same ring: what relays read.
-class FlowBatchService final : public ::flowscope::v1::FlowStream::CallbackService {
+// Raw: batches are written as encoded bytes, full flows encoded straight from their records.
+class FlowBatchService final
+    : public ::flowscope::v1::FlowStream::WithRawCallbackMethod_GetFlowBatches<
+          ::flowscope::v1::FlowStream::CallbackService> {
  public:
   explicit FlowBatchService(ObserverService* observer) : observer_(observer) {}
-  grpc::ServerWriteReactor<::flowscope::v1::FlowBatch>* GetFlowBatches(
-      grpc::CallbackServerContext* ctx, const ::observer::GetFlowsRequest* req) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* GetFlowBatches(
+      grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) override;
 
  private:
   ObserverService* observer_;

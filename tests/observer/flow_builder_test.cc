@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <array>
+#include <random>
+
 #include "bpf/flow_event.h"
 
 namespace flowscope::observer {
@@ -301,6 +304,134 @@ TEST(InterfaceNamesTest, NamesOfRemovedInterfacesGoOnceTheRingHasMovedPastThem) 
   EXPECT_EQ(names.Get(7), "eth0");
   EXPECT_EQ(names.Get(10'099), "lxc-new");
   EXPECT_EQ(names.size(), 2u);
+}
+
+}  // namespace
+}  // namespace flowscope::observer
+
+namespace flowscope::observer {
+namespace {
+
+// Earlier runs as the history keeps them: their uuid seeds and interface names.
+class TwoRuns final : public RunArchive {
+ public:
+  uint64_t RunId(uint32_t run) const override { return 1000 + run; }
+  std::string InterfaceName(uint32_t run, uint32_t ifindex) const override {
+    return ifindex % 2 == 0 ? "" : "run" + std::to_string(run) + "-if" + std::to_string(ifindex);
+  }
+};
+
+// EncodeResponse writes what BuildResponse's message serializes to, byte for byte, over records
+// of every shape: each protocol (and one without L4), verdicts, emit reasons, reply states,
+// observation points, TCP flags, named and unnamed deny rules, services, endpoints with and
+// without labels, workloads and cluster names (some longer than a one-byte length), interfaces
+// with and without names, this run and earlier ones.
+TEST(FlowEncodeTest, WritesWhatTheBuiltMessageSerializesTo) {
+  EndpointTable table("cluster-a");
+  std::vector<EndpointInfo> endpoints;
+  for (int i = 0; i < 6; ++i) {
+    EndpointInfo e;
+    e.ips = {"10.1.0." + std::to_string(i + 1), "fd00::" + std::to_string(i + 1)};
+    e.namespace_name = i == 0 ? "" : "ns-" + std::to_string(i);
+    e.pod_name = i == 1 ? "" : "pod-" + std::to_string(i);
+    for (int l = 0; l < i * 4; ++l) {
+      e.labels.push_back("k8s:app.kubernetes.io/label-" + std::to_string(l) + "=value-" +
+                         std::to_string(i));
+    }
+    if (i % 2 == 0) {
+      e.workload_name = "wl-" + std::to_string(i);
+      e.workload_kind = i == 4 ? "" : "Deployment";
+    }
+    if (i == 3) e.cluster_name = "cluster-b";
+    if (i == 5) e.identity = 0;
+    endpoints.push_back(e);
+  }
+  table.Update(endpoints);
+  ServiceInfo svc;
+  svc.namespace_name = "default";
+  svc.name = "deathstar";
+  svc.ips = {"10.96.0.20"};
+  svc.ports = {80};
+  ServiceInfo unnamed;
+  unnamed.ips = {"10.96.0.21"};
+  unnamed.ports = {81};
+  table.UpdateServices({svc, unnamed});
+  const uint8_t deny = table.InternPolicy(PolicyName{0, "no-web", "default", "FlowscopePolicy", 2});
+  const uint8_t odd = table.InternPolicy(PolicyName{0, "", "", "", -1});
+  InterfaceNames names;
+  names.Set(3, "lxc3");
+  names.Set(4, std::string(200, 'i'));
+  TwoRuns runs;
+  FlowBuilder builder(table, "node-1", &names, 77);
+  builder.AttachRuns(&runs, 5);
+
+  EndpointTable::Resolver res(table);
+  std::vector<uint32_t> ids, services = {0, 12345};
+  for (int i = 0; i < 6; ++i) {
+    auto a = ParseAddr("10.1.0." + std::to_string(i + 1));
+    ids.push_back(res.Lookup(a->family, a->words.data()));
+  }
+  ids.push_back(kWorldEndpointId);
+  for (const char* ip : {"10.96.0.20", "10.96.0.21"}) {
+    auto a = ParseAddr(ip);
+    services.push_back(res.LookupService(a->family, a->words.data(), ip[9] == '0' ? 80 : 81));
+  }
+  ASSERT_NE(services[2], 0u);
+
+  std::mt19937_64 rng(7);
+  auto pick = [&](auto... v) {
+    const std::array<uint64_t, sizeof...(v)> all{static_cast<uint64_t>(v)...};
+    return all[rng() % all.size()];
+  };
+  int checked = 0;
+  for (int i = 0; i < 20000; ++i) {
+    FlowRecord r;
+    r.time_ns = pick(0, 999'999'999, 1'000'000'000, 1'714'826'828'811'000'000ULL) + rng() % 1000;
+    r.family = static_cast<uint8_t>(pick(FS_FAMILY_IPV4, FS_FAMILY_IPV6));
+    for (int w = 0; w < 4; ++w) {
+      r.saddr[w] = static_cast<uint32_t>(rng());
+      r.daddr[w] = static_cast<uint32_t>(pick(0, rng()));
+    }
+    r.protocol = static_cast<uint8_t>(
+        pick(IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP, IPPROTO_ICMP, IPPROTO_ICMPV6, 47));
+    r.sport = static_cast<uint16_t>(pick(0, 53, rng()));
+    r.dport = static_cast<uint16_t>(pick(0, 80, rng()));
+    r.tcp_flags =
+        static_cast<uint16_t>(pick(0, FS_TCP_SYN, FS_TCP_SYN | FS_TCP_ACK, rng() & 0x1FF));
+    r.icmp_type = static_cast<uint8_t>(pick(0, 3, 8, rng()));
+    r.icmp_code = static_cast<uint8_t>(pick(0, 3, rng()));
+    r.obs_point =
+        static_cast<uint8_t>(pick(FS_OBS_UNKNOWN, FS_OBS_FROM_ENDPOINT, FS_OBS_TO_ENDPOINT,
+                                  FS_OBS_FROM_NETWORK, FS_OBS_TO_NETWORK));
+    r.verdict = static_cast<uint8_t>(pick(FS_VERDICT_FORWARDED, FS_VERDICT_DROPPED));
+    r.drop_reason = static_cast<uint8_t>(pick(0, FS_DROP_POLICY_DENIED, rng()));
+    r.is_reply = static_cast<uint8_t>(pick(FS_REPLY_UNKNOWN, FS_REPLY_NO, FS_REPLY_YES));
+    r.emit_reason = static_cast<uint8_t>(pick(FS_EMIT_DROP, FS_EMIT_POLICY_VERDICT, 0));
+    r.policy = static_cast<uint8_t>(pick(0, deny, odd, 200));
+    r.src_endpoint = ids[rng() % ids.size()];
+    r.dst_endpoint = ids[rng() % ids.size()];
+    r.src_service = static_cast<uint32_t>(services[rng() % services.size()]);
+    r.dst_service = static_cast<uint32_t>(services[rng() % services.size()]);
+    r.ifindex = static_cast<uint32_t>(pick(0, 3, 4, 9, rng()));
+    const uint64_t position = pick(0, 1, rng());
+    const uint32_t run = static_cast<uint32_t>(pick(0, 5, 2));
+
+    ::observer::GetFlowsResponse built;
+    builder.BuildResponse(r, position, &built, run);
+    std::string expected;
+    ASSERT_TRUE(built.SerializeToString(&expected));
+    std::string encoded = "prefix";  // appended to what is there
+    builder.EncodeResponse(r, position, &encoded, run);
+    ASSERT_EQ(encoded.substr(0, 6), "prefix");
+    if (encoded.substr(6) != expected) {
+      ::observer::GetFlowsResponse got;
+      got.ParseFromString(encoded.substr(6));
+      FAIL() << "record " << i << " encodes differently\nbuilt:   " << built.ShortDebugString()
+             << "\nencoded: " << got.ShortDebugString();
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 20000);
 }
 
 }  // namespace
