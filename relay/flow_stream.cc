@@ -26,29 +26,17 @@
 namespace flowscope::relay {
 namespace {
 
-using Batch = ::flowscope::v1::RawFlowBatch;
-
-// Encodes a message for a raw write.
-template <typename M>
-grpc::ByteBuffer Encode(const M& m) {
-  grpc::ByteBuffer bb;
-  bool own = false;
-  (void)grpc::SerializationTraits<M>::Serialize(m, &bb, &own);
-  return bb;
-}
-
 Response MakeNodeStatus(::relay::NodeState state, const std::vector<std::string>& names,
                         const std::string& message, const std::string& relay_name,
                         absl::Time time) {
-  ::relay::NodeStatusEvent s;
-  s.set_state_change(state);
-  for (const std::string& n : names) s.add_node_names(n);
-  if (!message.empty()) s.set_message(message);
-  Response r;
-  s.SerializeToString(r.mutable_node_status());
+  ::observer::GetFlowsResponse r;
+  ::relay::NodeStatusEvent* s = r.mutable_node_status();
+  s->set_state_change(state);
+  for (const std::string& n : names) s->add_node_names(n);
+  if (!message.empty()) s->set_message(message);
   r.set_node_name(relay_name);
   *r.mutable_time() = ToTimestamp(time);
-  return r;
+  return ToRaw(r);
 }
 
 Response MakeLost(uint64_t count, const std::string& node, absl::Time time) {
@@ -321,7 +309,7 @@ class Stream final : public QueuedWriter,
     done_ = true;
     service_->ForgetMergeLag(this);
     CancelPeers();
-    if (batched_ && pending_.events_size() > 0) SendBatch(Now());
+    if (batched_ && pending_events_ > 0) SendBatch(Now());
     Close(status);
   }
 
@@ -339,7 +327,7 @@ class Stream final : public QueuedWriter,
         (*info)->second.answered = true;
         std::optional<absl::Time> last;
         for (Response& r : item.message.events) {
-          if (!r.node_status().empty()) {
+          if (r.is_node_status()) {
             // A relay below tells of its nodes: passed on as it comes, outside the order (it is
             // stamped with when it was said, not with a place among the flows that follow).
             EmitStatus(std::move(r));
@@ -629,32 +617,34 @@ class Stream final : public QueuedWriter,
   // A notice: goes out now, or with the next batch.
   void EmitStatus(Response r) {
     if (batched_) {
-      *pending_.add_events() = std::move(r);
+      AppendBatchEvent(&pending_, r.bytes());
+      ++pending_events_;
       pending_notices_ = true;
     } else {
-      Enqueue(Encode(r), 1, /*keep=*/true);
+      Enqueue(ToByteBuffer(r.bytes()), 1, /*keep=*/true);
     }
   }
 
   // Merged responses in time order, and what the merge can promise after them.
   void Emit(std::vector<Response> rs, absl::Time watermark, absl::Time now) {
     if (!batched_) {
-      for (Response& r : rs) Enqueue(Encode(r), 1);
+      for (const Response& r : rs) Enqueue(ToByteBuffer(r.bytes()), 1);
       return;
     }
-    for (Response& r : rs) {
+    for (const Response& r : rs) {
       watermark_ = std::max(watermark_, ResponseTime(r));
-      *pending_.add_events() = std::move(r);
-      if (pending_.events_size() >= kMaxBatchEvents) SendBatch(now);
+      AppendBatchEvent(&pending_, r.bytes());
+      if (++pending_events_ >= kMaxBatchEvents) SendBatch(now);
     }
     watermark_ = std::max(watermark_, watermark);
-    if (pending_.events_size() > 0 || now - last_batch_ >= kHeartbeat) SendBatch(now);
+    if (pending_events_ > 0 || now - last_batch_ >= kHeartbeat) SendBatch(now);
   }
 
   void SendBatch(absl::Time now) {
-    *pending_.mutable_watermark() = ToTimestamp(watermark_);
-    Enqueue(Encode(pending_), static_cast<uint64_t>(pending_.events_size()), pending_notices_);
-    pending_.Clear();
+    AppendBatchWatermark(&pending_, watermark_);
+    Enqueue(ToByteBuffer(pending_), static_cast<uint64_t>(pending_events_), pending_notices_);
+    pending_.clear();
+    pending_events_ = 0;
     pending_notices_ = false;
     last_batch_ = now;
   }
@@ -691,7 +681,8 @@ class Stream final : public QueuedWriter,
   bool hubble_peers_ = false;
   uint64_t flows_out_ = 0;
   uint64_t late_total_ = 0;
-  Batch pending_;
+  std::string pending_;  // the encoded batch being built
+  int pending_events_ = 0;
   bool pending_notices_ = false;  // the batch carries node notices: never dropped
   absl::Time watermark_ = absl::UnixEpoch();
   absl::Time last_batch_ = absl::InfinitePast();

@@ -1,54 +1,18 @@
 #include "relay/merge.h"
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/wire_format_lite.h>
-
 #include <algorithm>
 #include <iterator>
 
-#include "api/grpc_util.h"
-
 namespace flowscope::relay {
 
-namespace {
-
-// flow.Flow's `time` (field 1), read from the encoded flow without decoding the rest.
-google::protobuf::Timestamp EncodedFlowTime(const std::string& flow) {
-  google::protobuf::Timestamp ts;
-  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(flow.data()),
-                                            static_cast<int>(flow.size()));
-  while (const uint32_t tag = in.ReadTag()) {
-    using google::protobuf::internal::WireFormatLite;
-    if (WireFormatLite::GetTagFieldNumber(tag) == 1 &&
-        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
-      uint32_t len = 0;
-      std::string bytes;
-      if (!in.ReadVarint32(&len) || !in.ReadString(&bytes, static_cast<int>(len))) break;
-      ts.ParseFromString(bytes);
-      break;
-    }
-    if (!WireFormatLite::SkipField(&in, tag)) break;
-  }
-  return ts;
-}
-
-}  // namespace
-
-absl::Time ResponseTime(const Response& r) {
-  if (r.has_time()) return FromTimestamp(r.time());
-  if (IsFlow(r)) return FromTimestamp(EncodedFlowTime(r.flow()));
-  return absl::UnixEpoch();
-}
-
 Response ToRaw(const ::observer::GetFlowsResponse& r) {
-  Response raw;
-  raw.ParseFromString(r.SerializeAsString());
-  return raw;
+  std::optional<Response> raw = RawEvent::Parse(r.SerializeAsString());
+  return raw ? *std::move(raw) : Response();
 }
 
 ::observer::GetFlowsResponse Decode(const Response& r) {
   ::observer::GetFlowsResponse out;
-  out.ParseFromString(r.SerializeAsString());
+  out.ParseFromArray(r.bytes().data(), static_cast<int>(r.bytes().size()));
   return out;
 }
 

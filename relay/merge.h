@@ -29,22 +29,19 @@
 #include <vector>
 
 #include "absl/time/time.h"
-#include "flowscope/v1/flowscope.pb.h"
 #include "observer/observer.pb.h"
+#include "relay/raw_event.h"
 
 namespace flowscope::relay {
 
-// The relay orders and forwards events without decoding their flows: a GetFlowsResponse seen
-// through its wire-identical raw view.
-using Response = ::flowscope::v1::RawFlowsResponse;
+// The relay orders and forwards events without decoding them (raw_event.h).
+using Response = RawEvent;
 
 // The time a response is ordered by (its envelope time; the flow's if that is unset).
-absl::Time ResponseTime(const Response& r);
-inline bool IsFlow(const Response& r) { return !r.flow().empty(); }
+inline absl::Time ResponseTime(const Response& r) { return r.time(); }
+inline bool IsFlow(const Response& r) { return r.is_flow(); }
 // Roughly what a response holds in memory (for the relay's budgets).
-inline size_t ResponseBytes(const Response& r) {
-  return 64 + r.flow().size() + r.node_status().size() + r.lost_events().size();
-}
+inline size_t ResponseBytes(const Response& r) { return 64 + r.bytes().size(); }
 
 // Between the raw view and the decoded message (for the relay's own notices, and tests).
 Response ToRaw(const ::observer::GetFlowsResponse& r);

@@ -8,33 +8,27 @@
 namespace flowscope::relay {
 namespace {
 
-using Batch = ::flowscope::v1::RawFlowBatch;
-
 constexpr char kGetFlows[] = "/observer.Observer/GetFlows";
 constexpr char kGetFlowBatches[] = "/flowscope.v1.FlowStream/GetFlowBatches";
 
-PeerMessage Take(Batch& b) {
+// A message's events (and a batch's watermark), left encoded; none when it is malformed.
+std::optional<PeerMessage> Take(const grpc::ByteBuffer& bb, bool batch) {
+  auto bytes = std::make_shared<const std::string>(FlattenByteBuffer(bb));
   PeerMessage m;
-  m.events.reserve(static_cast<size_t>(b.events_size()));
-  for (Response& r : *b.mutable_events()) {
-    m.bytes += ResponseBytes(r);
-    m.events.push_back(std::move(r));
+  if (batch) {
+    if (!ParseRawBatch(bytes, &m.events, &m.watermark)) return std::nullopt;
+  } else {
+    std::optional<Response> e = RawEvent::Parse(bytes, *bytes);
+    if (!e) return std::nullopt;
+    m.events.push_back(*std::move(e));
   }
-  if (b.has_watermark()) m.watermark = FromTimestamp(b.watermark());
-  b.Clear();
+  for (const Response& r : m.events) m.bytes += ResponseBytes(r);
   return m;
 }
 
-PeerMessage Take(Response& r) {
-  PeerMessage m;
-  m.bytes = ResponseBytes(r);
-  m.events.push_back(std::move(r));
-  r.Clear();
-  return m;
-}
+// Answers are read as bytes: their events stay encoded (raw_event.h).
+using Message = grpc::ByteBuffer;
 
-// `Message`: what the method's answers are read as (raw views: the flows stay encoded).
-template <typename Message>
 class Reader final : public PeerStream, public grpc::ClientReadReactor<Message> {
  public:
   Reader(std::shared_ptr<PeerSink> sink, uint64_t id, const Peer& peer,
@@ -47,7 +41,8 @@ class Reader final : public PeerStream, public grpc::ClientReadReactor<Message> 
         kGetFlowBatches, grpc::internal::RpcMethod::SERVER_STREAMING);
     static const grpc::internal::RpcMethod kFlowsMethod(
         kGetFlows, grpc::internal::RpcMethod::SERVER_STREAMING);
-    const grpc::internal::RpcMethod& rpc = method == kGetFlows ? kFlowsMethod : kBatchesMethod;
+    batches_ = method != kGetFlows;
+    const grpc::internal::RpcMethod& rpc = batches_ ? kBatchesMethod : kFlowsMethod;
     grpc::internal::ClientCallbackReaderFactory<Message>::Create(channel_.get(), rpc, &ctx_,
                                                                  &request_, this);
     // Held while a read may be started from outside a reaction (Resume): released when reads
@@ -73,15 +68,27 @@ class Reader final : public PeerStream, public grpc::ClientReadReactor<Message> 
       return;
     }
     any_ = true;
-    PeerMessage m = Take(message_);
+    std::optional<PeerMessage> m = Take(message_, batches_);
+    message_.Clear();
+    if (!m) {
+      // Not what the method answers: the call ends here, with that as its error.
+      malformed_ = true;
+      ctx_.TryCancel();
+      this->RemoveHold();
+      return;
+    }
     paused_.store(true, std::memory_order_release);
-    if (sink_->OnPeerMessage(id_, std::move(m))) Resume();
+    if (sink_->OnPeerMessage(id_, *std::move(m))) Resume();
   }
 
   void OnDone(const grpc::Status& status) override {
     std::shared_ptr<Reader> self = std::move(self_);  // this goes with the last reference
     std::shared_ptr<PeerSink> sink = std::move(sink_);
-    sink->OnPeerEnded(id_, status, any_);
+    sink->OnPeerEnded(id_,
+                      malformed_ ? grpc::Status(grpc::StatusCode::INTERNAL,
+                                                "the peer sent a message that does not decode")
+                                 : status,
+                      any_);
   }
 
   std::shared_ptr<PeerSink> sink_;
@@ -91,16 +98,17 @@ class Reader final : public PeerStream, public grpc::ClientReadReactor<Message> 
   grpc::ClientContext ctx_;
   Message message_;
   std::atomic<bool> paused_{false};
+  bool batches_ = true;
   bool any_ = false;
+  bool malformed_ = false;
   std::shared_ptr<Reader> self_;
 };
 
-template <typename Message>
 std::shared_ptr<PeerStream> StartReader(std::shared_ptr<PeerSink> sink, uint64_t id,
                                         const Peer& peer,
                                         const ::observer::GetFlowsRequest& request,
                                         const char* method) {
-  auto reader = std::make_shared<Reader<Message>>(std::move(sink), id, peer, request);
+  auto reader = std::make_shared<Reader>(std::move(sink), id, peer, request);
   reader->Begin(reader, method);
   return reader;
 }
@@ -111,9 +119,8 @@ std::shared_ptr<PeerStream> PeerStream::Start(std::shared_ptr<PeerSink> sink, ui
                                               const Peer& peer,
                                               const ::observer::GetFlowsRequest& request,
                                               Method method) {
-  if (method == kBatches)
-    return StartReader<Batch>(std::move(sink), id, peer, request, kGetFlowBatches);
-  return StartReader<Response>(std::move(sink), id, peer, request, kGetFlows);
+  return StartReader(std::move(sink), id, peer, request,
+                     method == kBatches ? kGetFlowBatches : kGetFlows);
 }
 
 }  // namespace flowscope::relay
