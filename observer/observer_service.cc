@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "api/byte_buffer.h"
 #include "api/flows_request.h"
 #include "api/grpc_status.h"
 #include "api/grpc_util.h"
@@ -180,8 +181,7 @@ class BatchStreamReactor final : public RingStreamReactor<grpc::ByteBuffer> {
     event_.clear();
     watermark.AppendToString(&event_);
     AppendField(2, event_);  // FlowBatch.watermark
-    grpc::Slice slice(batch_.data(), batch_.size());
-    buffer_ = grpc::ByteBuffer(&slice, 1);
+    buffer_ = TakeByteBuffer(&batch_);
     last_sent_ = now;
     return Produced::kMessage;
   }
@@ -203,7 +203,7 @@ class BatchStreamReactor final : public RingStreamReactor<grpc::ByteBuffer> {
   uint64_t watermark_ = 0;  // UTC ns promised so far
   absl::Time last_sent_ = absl::InfinitePast();
   bool ended_ = false;
-  std::string batch_;  // the batch being built (its capacity kept from one to the next)
+  std::string batch_;  // the batch being built (with room for as much as the last one)
   std::string event_;
   google::protobuf::Arena scratch_;  // trimmed flows and notices, reset per batch
   grpc::ByteBuffer buffer_;          // what is being written

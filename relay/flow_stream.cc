@@ -642,8 +642,7 @@ class Stream final : public QueuedWriter,
 
   void SendBatch(absl::Time now) {
     AppendBatchWatermark(&pending_, watermark_);
-    Enqueue(ToByteBuffer(pending_), static_cast<uint64_t>(pending_events_), pending_notices_);
-    pending_.clear();
+    Enqueue(TakeByteBuffer(&pending_), static_cast<uint64_t>(pending_events_), pending_notices_);
     pending_events_ = 0;
     pending_notices_ = false;
     last_batch_ = now;

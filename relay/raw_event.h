@@ -26,6 +26,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "api/byte_buffer.h"
 
 namespace flowscope::relay {
 
@@ -68,7 +69,8 @@ bool ParseRawBatch(const std::shared_ptr<const std::string>& batch, std::vector<
 void AppendBatchEvent(std::string* batch, absl::string_view event);
 void AppendBatchWatermark(std::string* batch, absl::Time watermark);
 
-// The bytes of a gRPC message, in one piece; and a message from bytes.
+// The bytes of a gRPC message, in one piece; and a message from bytes (copied; TakeByteBuffer
+// in api/byte_buffer.h takes a string over instead).
 std::string FlattenByteBuffer(const grpc::ByteBuffer& bb);
 grpc::ByteBuffer ToByteBuffer(absl::string_view bytes);
 

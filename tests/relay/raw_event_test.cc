@@ -144,6 +144,11 @@ TEST(RawEventTest, ByteBuffersFlattenInOnePiece) {
                          grpc::Slice(bytes.data() + 11, bytes.size() - 11)};
   EXPECT_EQ(FlattenByteBuffer(grpc::ByteBuffer(parts, 3)), bytes);
   EXPECT_EQ(FlattenByteBuffer(ToByteBuffer(bytes)), bytes);
+  std::string taken = bytes;
+  const grpc::ByteBuffer bb = TakeByteBuffer(&taken);
+  EXPECT_TRUE(taken.empty());
+  EXPECT_GE(taken.capacity(), bytes.size()) << "room for the next one";
+  EXPECT_EQ(FlattenByteBuffer(bb), bytes);
 }
 
 }  // namespace
