@@ -14,6 +14,8 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <thread>
 
 #include "api/grpc_server.h"
@@ -21,6 +23,7 @@
 #include "observer/observer_service.h"
 #include "observer/watermark.h"
 #include "relay/peer_pool.h"
+#include "relay/raw_event.h"
 #include "relay/relay_service.h"
 #include "tests/bench/figures.h"
 #include "tests/bench/observer_fill.h"
@@ -112,7 +115,7 @@ uint64_t ReadAll(::observer::Observer::Stub& stub) {
 }
 
 // Flows read from flowscope's FlowStream (batches) of every stored flow, oldest first: the
-// batches are walked encoded, as the CLI and a parent relay take them.
+// batches are walked encoded, as the CLI and a parent relay take them (relay/raw_event.h).
 uint64_t ReadAllBatches(const std::string& target) {
   static const grpc::internal::RpcMethod kMethod("/flowscope.v1.FlowStream/GetFlowBatches",
                                                  grpc::internal::RpcMethod::SERVER_STREAMING);
@@ -125,14 +128,17 @@ uint64_t ReadAllBatches(const std::string& target) {
                                                                     req));
   grpc::ByteBuffer bb;
   uint64_t n = 0;
-  ::flowscope::v1::RawFlowBatch batch;
+  std::vector<relay::RawEvent> events;
+  std::optional<absl::Time> watermark;
   while (reader->Read(&bb)) {
-    if (!grpc::SerializationTraits<::flowscope::v1::RawFlowBatch>::Deserialize(&bb, &batch).ok()) {
+    events.clear();
+    if (!relay::ParseRawBatch(std::make_shared<const std::string>(relay::FlattenByteBuffer(bb)),
+                              &events, &watermark)) {
       std::cerr << "flowscope-bench: FlowStream from " << target << ": a batch does not decode\n";
       ctx.TryCancel();
       break;
     }
-    for (const auto& e : batch.events()) n += !e.flow().empty();
+    for (const relay::RawEvent& e : events) n += e.is_flow();
   }
   const grpc::Status status = reader->Finish();
   if (!status.ok()) {
