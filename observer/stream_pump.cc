@@ -191,6 +191,7 @@ void NotifierDriver::Run() {
       std::lock_guard<std::mutex> lock(mu_);
       for (StreamNotifier* n : notifiers_) n->Poll();
     }
+    rounds_.fetch_add(1);
     absl::SleepFor(period_);
   }
 }

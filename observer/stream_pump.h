@@ -45,11 +45,14 @@ class NotifierDriver {
   // After Remove() returns, the notifier is not run any more.
   void Add(StreamNotifier* n);
   void Remove(StreamNotifier* n);
+  // Rounds over the notifiers so far (each at least `period` after the one before).
+  uint64_t rounds() const { return rounds_.load(); }
 
  private:
   void Run();
 
   const absl::Duration period_;
+  std::atomic<uint64_t> rounds_{0};
   std::mutex mu_;  // held while the notifiers run
   std::vector<StreamNotifier*> notifiers_;
   std::atomic<bool> stop_{false};

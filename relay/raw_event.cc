@@ -9,28 +9,36 @@ namespace {
 
 enum WireType { kVarint = 0, kFixed64 = 1, kLen = 2, kFixed32 = 5 };
 
+// One field of a message: its number and wire type, the value of a varint, the bytes of a
+// length-delimited one.
+struct Field {
+  uint32_t number = 0;
+  int type = 0;
+  uint64_t value = 0;
+  absl::string_view bytes;
+};
+
 // Walks the fields of one message level.
 class FieldReader {
  public:
   explicit FieldReader(absl::string_view b) : p_(b.data()), end_(b.data() + b.size()) {}
   bool done() const { return p_ == end_; }
 
-  // The next field: its number and wire type, the value of a varint, the bytes of a
-  // length-delimited one. False when the bytes end early or are not a field.
-  bool Next(uint32_t* number, int* type, uint64_t* value, absl::string_view* bytes) {
+  // The next field; false when the bytes end early or are not a field.
+  bool Next(Field* f) {
     uint64_t key = 0;
     if (!Varint(&key) || (key >> 3) == 0 || (key >> 3) > 0x1FFFFFFF) return false;
-    *number = static_cast<uint32_t>(key >> 3);
-    *type = static_cast<int>(key & 7);
-    switch (*type) {
+    f->number = static_cast<uint32_t>(key >> 3);
+    f->type = static_cast<int>(key & 7);
+    switch (f->type) {
       case kVarint:
-        return Varint(value);
+        return Varint(&f->value);
       case kFixed64:
         return Skip(8);
       case kLen: {
         uint64_t len = 0;
         if (!Varint(&len) || len > static_cast<uint64_t>(end_ - p_)) return false;
-        *bytes = absl::string_view(p_, static_cast<size_t>(len));
+        f->bytes = absl::string_view(p_, static_cast<size_t>(len));
         p_ += len;
         return true;
       }
@@ -70,14 +78,11 @@ class FieldReader {
 bool MergeTimestamp(absl::string_view b, int64_t* seconds, int32_t* nanos) {
   FieldReader r(b);
   while (!r.done()) {
-    uint32_t number;
-    int type;
-    uint64_t value = 0;
-    absl::string_view bytes;
-    if (!r.Next(&number, &type, &value, &bytes)) return false;
-    if (type != kVarint) continue;
-    if (number == 1) *seconds = static_cast<int64_t>(value);
-    if (number == 2) *nanos = static_cast<int32_t>(value);
+    Field f;
+    if (!r.Next(&f)) return false;
+    if (f.type != kVarint) continue;
+    if (f.number == 1) *seconds = static_cast<int64_t>(f.value);
+    if (f.number == 2) *nanos = static_cast<int32_t>(f.value);
   }
   return true;
 }
@@ -94,12 +99,9 @@ absl::Time EncodedFlowTime(absl::string_view flow) {
   int32_t nanos = 0;
   bool any = false;
   while (!r.done()) {
-    uint32_t number;
-    int type;
-    uint64_t value = 0;
-    absl::string_view bytes;
-    if (!r.Next(&number, &type, &value, &bytes)) break;
-    if (number == 1 && type == kLen) any = MergeTimestamp(bytes, &seconds, &nanos) || any;
+    Field f;
+    if (!r.Next(&f)) break;
+    if (f.number == 1 && f.type == kLen) any = MergeTimestamp(f.bytes, &seconds, &nanos) || any;
   }
   return any ? TimeOf(seconds, nanos) : absl::UnixEpoch();
 }
@@ -129,30 +131,27 @@ std::optional<RawEvent> RawEvent::Parse(std::shared_ptr<const std::string> hold,
   int64_t seconds = 0;
   int32_t nanos = 0;
   while (!r.done()) {
-    uint32_t number;
-    int type;
-    uint64_t value = 0;
-    absl::string_view field;
-    if (!r.Next(&number, &type, &value, &field)) return std::nullopt;
-    switch (number) {
+    Field f;
+    if (!r.Next(&f)) return std::nullopt;
+    switch (f.number) {
       case 1:  // the response_types oneof: the last one given is the one
       case 2:
       case 3:
       case 4:
       case 5:
-        if (type != kLen) return std::nullopt;
-        e.kind_ = number == 1   ? Kind::kFlow
-                  : number == 2 ? Kind::kNodeStatus
-                  : number == 3 ? Kind::kLost
-                                : Kind::kOther;
-        e.flow_ = number == 1 ? field : absl::string_view();
+        if (f.type != kLen) return std::nullopt;
+        e.kind_ = f.number == 1   ? Kind::kFlow
+                  : f.number == 2 ? Kind::kNodeStatus
+                  : f.number == 3 ? Kind::kLost
+                                  : Kind::kOther;
+        e.flow_ = f.number == 1 ? f.bytes : absl::string_view();
         break;
       case 1000:  // node_name
-        if (type != kLen) return std::nullopt;
-        e.node_name_ = field;
+        if (f.type != kLen) return std::nullopt;
+        e.node_name_ = f.bytes;
         break;
       case 1001:  // time
-        if (type != kLen || !MergeTimestamp(field, &seconds, &nanos)) return std::nullopt;
+        if (f.type != kLen || !MergeTimestamp(f.bytes, &seconds, &nanos)) return std::nullopt;
         has_time = true;
         break;
       default:
@@ -181,18 +180,15 @@ bool ParseRawBatch(const std::shared_ptr<const std::string>& batch, std::vector<
   int64_t seconds = 0;
   int32_t nanos = 0;
   while (!r.done()) {
-    uint32_t number;
-    int type;
-    uint64_t value = 0;
-    absl::string_view field;
-    if (!r.Next(&number, &type, &value, &field)) return false;
-    if (number == 1) {  // events
-      if (type != kLen) return false;
-      std::optional<RawEvent> e = RawEvent::Parse(batch, field);
+    Field f;
+    if (!r.Next(&f)) return false;
+    if (f.number == 1) {  // events
+      if (f.type != kLen) return false;
+      std::optional<RawEvent> e = RawEvent::Parse(batch, f.bytes);
       if (!e) return false;
       events->push_back(*std::move(e));
-    } else if (number == 2) {  // watermark
-      if (type != kLen || !MergeTimestamp(field, &seconds, &nanos)) return false;
+    } else if (f.number == 2) {  // watermark
+      if (f.type != kLen || !MergeTimestamp(f.bytes, &seconds, &nanos)) return false;
       has_watermark = true;
     }
   }

@@ -311,7 +311,13 @@ TEST_F(StreamPumpTest, OneDriverRunsTheNotifiersOfManyRings) {
       std::lock_guard<std::mutex> lock(beat.mu);
       waits = beat.waits;
     }
-    absl::SleepFor(absl::Milliseconds(50));  // ten beats
+    // Twenty rounds of the driver: at least 20 ms, four beats.
+    const uint64_t from = driver.rounds();
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (driver.rounds() < from + 20 && absl::Now() < deadline) {
+      std::this_thread::yield();
+    }
+    ASSERT_GE(driver.rounds(), from + 20) << "the driver stopped going round";
     {
       std::lock_guard<std::mutex> lock(beat.mu);
       EXPECT_EQ(beat.waits, waits) << "a stopped notifier was run";
