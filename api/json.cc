@@ -6,8 +6,10 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -20,9 +22,16 @@ namespace {
 
 namespace pb = google::protobuf;
 
-bool NeedsEscape(unsigned char c) {
-  return c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c == 0xE2;
-}
+// The bytes Go's encoder escapes (or looks at twice: 0xE2 may start U+2028/U+2029).
+constexpr std::array<bool, 256> kNeedsEscape = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 0x20; ++c) t[static_cast<size_t>(c)] = true;
+  for (unsigned char c : {'"', '\\', '<', '>', '&'}) t[c] = true;
+  t[0xE2] = true;
+  return t;
+}();
+
+bool NeedsEscape(unsigned char c) { return kNeedsEscape[c]; }
 
 }  // namespace
 
@@ -93,37 +102,52 @@ void AppendJsonDouble(double v, std::string* out) {
 }
 
 void AppendJsonTimestamp(int64_t seconds, int32_t nanos, std::string* out) {
-  const absl::CivilSecond c =
-      absl::ToCivilSecond(absl::FromUnixSeconds(seconds), absl::UTCTimeZone());
-  char buf[40];
-  char* p = buf;
-  auto put = [&p](int64_t v, int width) {
+  // Flows come in time order, many within one second: its "YYYY-MM-DDTHH:MM:SS is kept.
+  struct Second {
+    int64_t seconds = 0;
+    bool valid = false;
+    char text[24];
+    size_t size = 0;
+  };
+  thread_local Second last;
+  auto put = [](char* p, int64_t v, int width) {
     for (int k = width - 1; k >= 0; --k) {
       p[k] = static_cast<char>('0' + v % 10);
       v /= 10;
     }
-    p += width;
+    return p + width;
   };
-  *p++ = '"';
-  put(c.year(), 4);
-  *p++ = '-';
-  put(c.month(), 2);
-  *p++ = '-';
-  put(c.day(), 2);
-  *p++ = 'T';
-  put(c.hour(), 2);
-  *p++ = ':';
-  put(c.minute(), 2);
-  *p++ = ':';
-  put(c.second(), 2);
+  if (!last.valid || last.seconds != seconds) {
+    const absl::CivilSecond c =
+        absl::ToCivilSecond(absl::FromUnixSeconds(seconds), absl::UTCTimeZone());
+    char* p = last.text;
+    *p++ = '"';
+    p = put(p, c.year(), 4);
+    *p++ = '-';
+    p = put(p, c.month(), 2);
+    *p++ = '-';
+    p = put(p, c.day(), 2);
+    *p++ = 'T';
+    p = put(p, c.hour(), 2);
+    *p++ = ':';
+    p = put(p, c.minute(), 2);
+    *p++ = ':';
+    p = put(p, c.second(), 2);
+    last.size = static_cast<size_t>(p - last.text);
+    last.seconds = seconds;
+    last.valid = true;
+  }
+  char buf[40];
+  std::memcpy(buf, last.text, last.size);
+  char* p = buf + last.size;
   if (nanos != 0) {
     *p++ = '.';
     if (nanos % 1'000'000 == 0) {
-      put(nanos / 1'000'000, 3);
+      p = put(p, nanos / 1'000'000, 3);
     } else if (nanos % 1'000 == 0) {
-      put(nanos / 1'000, 6);
+      p = put(p, nanos / 1'000, 6);
     } else {
-      put(nanos, 9);
+      p = put(p, nanos, 9);
     }
   }
   *p++ = 'Z';

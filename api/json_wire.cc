@@ -31,12 +31,14 @@ struct Layout;
 // One field of a message type, with what writing it needs.
 struct Field {
   const pb::FieldDescriptor* descriptor;
-  std::string key;  // "name":
+  std::string key;  // ,"name": (the comma left off before a message's first field)
   Type type;
   bool repeated;
   bool presence;  // written even when it holds its default (messages, oneofs, optional)
   const Layout* message = nullptr;
   int oneof = -1;  // the index of its (real) oneof
+  // An enum's values 0..n as quoted JSON names (empty where the number has no name).
+  std::vector<std::string> enum_names;
 };
 
 // How a message type is written: its own fields, or one of protobuf's well-known types.
@@ -93,9 +95,20 @@ class Layouts {
                   f->is_repeated(),
                   f->has_presence() || f->containing_oneof() != nullptr,
                   nullptr,
-                  f->real_containing_oneof() != nullptr ? f->real_containing_oneof()->index() : -1};
+                  f->real_containing_oneof() != nullptr ? f->real_containing_oneof()->index() : -1,
+                  {}};
+      field.key.push_back(',');
       AppendJsonString(f->name(), &field.key);
       field.key.push_back(':');
+      if (f->type() == Type::TYPE_ENUM) {
+        const pb::EnumDescriptor* e = f->enum_type();
+        for (int v = 0; v < 256; ++v) {
+          const pb::EnumValueDescriptor* value = e->FindValueByNumber(v);
+          if (value == nullptr) continue;
+          field.enum_names.resize(static_cast<size_t>(v) + 1);
+          AppendJsonString(value->name(), &field.enum_names[static_cast<size_t>(v)]);
+        }
+      }
       if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
         if (f->is_map()) {  // not in the APIs written here; decoded instead
           layout->kind = Layout::kDecode;
@@ -260,6 +273,11 @@ void AppendScalar(const Field& f, uint64_t v, std::string* out) {
       break;
     case Type::TYPE_ENUM: {
       const int n = static_cast<int32_t>(v);
+      if (n >= 0 && static_cast<size_t>(n) < f.enum_names.size() &&
+          !f.enum_names[static_cast<size_t>(n)].empty()) {
+        out->append(f.enum_names[static_cast<size_t>(n)]);
+        break;
+      }
       const pb::EnumValueDescriptor* e = f.descriptor->enum_type()->FindValueByNumber(n);
       if (e != nullptr) {
         AppendJsonString(e->name(), out);
@@ -435,8 +453,7 @@ bool AppendMessage(const Layout& layout, absl::string_view wire, std::string* ou
     while (j < seen.size() && seen[j].index == seen[i].index) ++j;
     const Field& f = layout.fields[static_cast<size_t>(seen[i].index)];
     const size_t before = out->size();
-    if (!first) out->push_back(',');
-    out->append(f.key);
+    out->append(f.key, first ? 1 : 0);
     if (!f.repeated) {
       // A scalar given twice: the last counts. A message given twice is merged by a decoder.
       if (j - i > 1 && f.type == Type::TYPE_MESSAGE) {

@@ -27,6 +27,7 @@
 #include "api/version.h"
 #include "cmd/cli/commands.h"
 #include "cmd/cli/config.h"
+#include "cmd/cli/fd_output.h"
 #include "cmd/cli/filters.h"
 #include "cmd/cli/port_forward.h"
 
@@ -58,8 +59,10 @@ int main(int argc, char** argv) {
   using namespace flowscope::cli;
   signal(SIGPIPE, SIG_IGN);
   // std::cout with its own buffer: through stdio, every << is an fwrite of its own (a large
-  // dump spent a fifth of its time there). Nothing here writes to stdout through stdio.
+  // dump spent a fifth of its time there), and unsynchronized it writes every 8 KiB. Nothing
+  // here writes to stdout through stdio. The buffer lives to the end: std::cout is flushed last.
   std::ios::sync_with_stdio(false);
+  std::cout.rdbuf(new FdOutputBuffer(STDOUT_FILENO, 256 << 10));
   signal(SIGINT, OnInterrupt);
   signal(SIGTERM, OnInterrupt);
 

@@ -194,20 +194,71 @@ absl::StatusOr<Format> ParseFormat(absl::string_view name) {
       "invalid output format \"", name, "\": expected compact, dict, json, jsonpb or table"));
 }
 
+namespace {
+
+// A layout as the whole seconds (absl::FormatTime's format), a fraction and a suffix, so the
+// seconds are formatted once for all the flows of one second.
+struct TimeLayout {
+  const char* seconds = "%b %e %H:%M:%S";  // StampMilli, also for unknown names
+  int fraction = 3;                        // digits, truncated; -1: up to 9, trailing zeros cut
+  const char* suffix = "";
+};
+
+TimeLayout ResolveTimeLayout(absl::string_view layout) {
+  const std::string name = absl::AsciiStrToLower(layout);
+  if (name == "yearmonthday") return {"%Y-%m-%d", 0, ""};
+  if (name == "yearmonthdayhour") return {"%Y-%m-%dT%HZ", 0, ""};
+  if (name == "yearmonthdayhourminute") return {"%Y-%m-%dT%H:%MZ", 0, ""};
+  if (name == "rfc3339") return {"%Y-%m-%dT%H:%M:%S", 0, "Z"};
+  if (name == "rfc3339milli") return {"%Y-%m-%dT%H:%M:%S", 3, "Z"};
+  if (name == "rfc3339micro") return {"%Y-%m-%dT%H:%M:%S", 6, "Z"};
+  if (name == "rfc3339nano") return {"%Y-%m-%dT%H:%M:%S", -1, "Z"};
+  if (name == "rfc1123z") return {"%a, %d %b %Y %H:%M:%S +0000", 0, ""};
+  return {};
+}
+
+}  // namespace
+
 std::string FormatTime(const google::protobuf::Timestamp* ts, absl::string_view layout) {
   if (ts == nullptr || ts->nanos() < 0 || ts->nanos() >= 1'000'000'000) return "N/A";
-  const absl::Time t = FromTimestamp(*ts);
-  const std::string name = absl::AsciiStrToLower(layout);
-  const char* fmt = "%b %e %H:%M:%E3S";  // StampMilli, also for unknown names
-  if (name == "yearmonthday") fmt = "%Y-%m-%d";
-  if (name == "yearmonthdayhour") fmt = "%Y-%m-%dT%HZ";
-  if (name == "yearmonthdayhourminute") fmt = "%Y-%m-%dT%H:%MZ";
-  if (name == "rfc3339") fmt = "%Y-%m-%dT%H:%M:%SZ";
-  if (name == "rfc3339milli") fmt = "%Y-%m-%dT%H:%M:%E3SZ";
-  if (name == "rfc3339micro") fmt = "%Y-%m-%dT%H:%M:%E6SZ";
-  if (name == "rfc3339nano") fmt = "%Y-%m-%dT%H:%M:%E*SZ";
-  if (name == "rfc1123z") fmt = "%a, %d %b %Y %H:%M:%S +0000";
-  return absl::FormatTime(fmt, t, absl::UTCTimeZone());
+  struct Cache {
+    std::string layout;
+    TimeLayout resolved;
+    bool valid = false;
+    int64_t seconds = 0;
+    std::string text;  // the whole seconds in `resolved.seconds`
+  };
+  thread_local Cache cache;
+  if (!cache.valid || cache.layout != layout) {
+    cache.layout = std::string(layout);
+    cache.resolved = ResolveTimeLayout(layout);
+    cache.valid = false;
+  }
+  if (!cache.valid || cache.seconds != ts->seconds()) {
+    cache.text = absl::FormatTime(cache.resolved.seconds, absl::FromUnixSeconds(ts->seconds()),
+                                  absl::UTCTimeZone());
+    cache.seconds = ts->seconds();
+    cache.valid = true;
+  }
+  std::string out = cache.text;
+  const int digits = cache.resolved.fraction;
+  if (digits != 0 && !(digits < 0 && ts->nanos() == 0)) {
+    char frac[10];
+    int32_t n = ts->nanos();
+    for (int k = 8; k >= 0; --k) {
+      frac[k] = static_cast<char>('0' + n % 10);
+      n /= 10;
+    }
+    int len = digits;
+    if (digits < 0) {
+      len = 9;
+      while (frac[len - 1] == '0') --len;
+    }
+    out.push_back('.');
+    out.append(frac, static_cast<size_t>(len));
+  }
+  out.append(cache.resolved.suffix);
+  return out;
 }
 
 std::string FlowType(const flow::Flow& f) {
@@ -374,10 +425,11 @@ void Printer::WriteFlowCompact(const ::observer::GetFlowsResponse& resp) {
     arrow = f.is_reply().value() ? "<-" : "->";
     if (f.is_reply().value()) std::swap(src, dst);
   }
-  out_ << FormatTime(f.has_time() ? &f.time() : nullptr, options_.time_format);
-  if (options_.print_node_name) out_ << " [" << Sanitize(f.node_name()) << "]";
-  out_ << ": " << src << " " << arrow << " " << dst << " " << FlowType(f) << " "
-       << PaintedVerdict(f) << " (" << Summary(f) << ")\n";
+  line_ = FormatTime(f.has_time() ? &f.time() : nullptr, options_.time_format);
+  if (options_.print_node_name) absl::StrAppend(&line_, " [", Sanitize(f.node_name()), "]");
+  absl::StrAppend(&line_, ": ", src, " ", arrow, " ", dst, " ", FlowType(f), " ");
+  absl::StrAppend(&line_, PaintedVerdict(f), " (", Summary(f), ")\n");
+  out_ << line_;  // one write into the stream per line
 }
 
 void Printer::WriteFlowDict(const ::observer::GetFlowsResponse& resp) {

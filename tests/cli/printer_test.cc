@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "absl/time/time.h"
+
 namespace flowscope::cli {
 namespace {
 
@@ -342,6 +344,34 @@ TEST(PrinterTest, TimeFormats) {
   EXPECT_EQ(FormatTime(&ts, "RFC1123Z"), "Sat, 04 May 2024 12:47:08 +0000");
   EXPECT_EQ(FormatTime(&ts, "no-such-format"), "May  4 12:47:08.811");
   EXPECT_EQ(FormatTime(nullptr, "StampMilli"), "N/A");
+}
+
+// The seconds are formatted once per second and layout: the result is what absl::FormatTime
+// gives for the whole time, whatever came before (same second, other layouts, other seconds).
+TEST(PrinterTest, TimeFormatsAgreeWithAbslAcrossSecondsAndLayouts) {
+  const std::vector<std::pair<std::string, std::string>> layouts = {
+      {"StampMilli", "%b %e %H:%M:%E3S"},         {"RFC3339", "%Y-%m-%dT%H:%M:%SZ"},
+      {"RFC3339Milli", "%Y-%m-%dT%H:%M:%E3SZ"},   {"RFC3339Micro", "%Y-%m-%dT%H:%M:%E6SZ"},
+      {"RFC3339Nano", "%Y-%m-%dT%H:%M:%E*SZ"},    {"YearMonthDayHourMinute", "%Y-%m-%dT%H:%MZ"},
+      {"RFC1123Z", "%a, %d %b %Y %H:%M:%S +0000"}};
+  uint64_t x = 88172645463325252ULL;
+  auto next = [&x] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  google::protobuf::Timestamp ts;
+  for (int i = 0; i < 20000; ++i) {
+    if (i % 7 == 0) ts.set_seconds(static_cast<int64_t>(next() % 4'000'000'000ULL) - 100'000'000);
+    const int32_t nanos_choices[] = {0, 1, 999'999'999, 500'000'000, 123'000, 42};
+    ts.set_nanos(i % 3 == 0 ? nanos_choices[next() % 6]
+                            : static_cast<int32_t>(next() % 1'000'000'000));
+    const auto& [layout, fmt] = layouts[next() % layouts.size()];
+    const absl::Time t = absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+    ASSERT_EQ(FormatTime(&ts, layout), absl::FormatTime(fmt, t, absl::UTCTimeZone()))
+        << layout << " " << ts.ShortDebugString();
+  }
 }
 
 TEST(PrinterTest, FormatNames) {
