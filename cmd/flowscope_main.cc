@@ -22,6 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "api/memory.h"
 #include "api/text.h"
 #include "api/time_parse.h"
 #include "api/version.h"
@@ -56,6 +57,7 @@ int main(int argc, char** argv) {
   // Debian builds Abseil without NDEBUG, so every absl::Mutex (gRPC's too) would keep a lock
   // graph for deadlock detection: a cost on every lock and unlock, for a debugging aid.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  flowscope::TuneAllocatorForStreams();
   using namespace flowscope::cli;
   signal(SIGPIPE, SIG_IGN);
   // std::cout with its own buffer: through stdio, every << is an fwrite of its own (a large

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "api/listener.h"
 #include "api/logging.h"
+#include "api/memory.h"
 #include "api/time_parse.h"
 #include "api/version.h"
 #include "observer/daemon.h"
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
   // Debian builds Abseil without NDEBUG, so every absl::Mutex (gRPC's too) would keep a lock
   // graph for deadlock detection: a cost on every lock and unlock, for a debugging aid.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  flowscope::TuneAllocatorForStreams();
   using flowscope::observer::DaemonOptions;
   DaemonOptions o;
   char host[256] = {};

@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   // Debian builds Abseil without NDEBUG, so every absl::Mutex (gRPC's too) would keep a lock
   // graph for deadlock detection: a cost on every lock and unlock, for a debugging aid.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  flowscope::TuneAllocatorForStreams();
   std::string peers, peer_dns, peers_file, listen_address = "0.0.0.0:4245", listen_socket;
   std::string dial_timeout = "5s", drain = "1s", peer_timeout = "2s", log_level = "info";
   std::string http_address = ":9966";

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 
 #include <array>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -452,23 +453,26 @@ class Wire {
   void Str(uint32_t field, absl::string_view v) {
     if (!v.empty()) Bytes(field, v);
   }
-  // A nested message: Open() before its fields, Close() after (the length goes in front).
-  size_t Open(uint32_t field) {
+  // A nested message: Open() before its fields, Close() after (the length goes in front, in
+  // `room` bytes kept for it: 1 for small messages, 2 for a flow, which is mostly 128 bytes to
+  // 16 KiB; Close() moves the message when its length takes another size).
+  size_t Open(uint32_t field, size_t room = 1) {
     Tag(field, 2);
-    out_.push_back('\0');  // one byte of length; Close() makes room for more
+    out_.append(room, '\0');
     return out_.size();
   }
-  void Close(size_t start) {
+  void Close(size_t start, size_t room = 1) {
     const size_t len = out_.size() - start;
-    if (len < 0x80) {
-      out_[start - 1] = static_cast<char>(len);
-      return;
-    }
     char buf[10];
     size_t n = 0;
-    for (uint64_t v = len; v != 0; v >>= 7) buf[n++] = static_cast<char>((v & 0x7F) | 0x80);
-    buf[n - 1] = static_cast<char>(buf[n - 1] & 0x7F);
-    out_.replace(start - 1, 1, buf, n);
+    uint64_t v = len;
+    for (; v >= 0x80; v >>= 7) buf[n++] = static_cast<char>((v & 0x7F) | 0x80);
+    buf[n++] = static_cast<char>(v);
+    if (n == room) {
+      std::memcpy(&out_[start - room], buf, n);
+    } else {
+      out_.replace(start - room, room, buf, n);
+    }
   }
   void Timestamp(uint32_t field, uint64_t ns) {
     const size_t at = Open(field);
@@ -483,11 +487,14 @@ class Wire {
 
 }  // namespace
 
-void FlowBuilder::EncodeEndpoint(uint32_t field, uint32_t id, std::string* out) const {
+size_t OpenLengthDelimited(uint32_t field, std::string* out) { return Wire(out).Open(field, 2); }
+
+void CloseLengthDelimited(size_t start, std::string* out) { Wire(out).Close(start, 2); }
+
+void FlowBuilder::EncodeEndpointBody(uint32_t id, std::string* out) const {
   const std::shared_ptr<const Endpoint> held = table_.Get(id);
   const Endpoint& e = *held;
   Wire w(out);
-  const size_t at = w.Open(field);
   if (!e.reserved) w.U64(1, e.id);
   w.U64(2, e.identity);
   w.Str(3, e.namespace_name);
@@ -500,7 +507,35 @@ void FlowBuilder::EncodeEndpoint(uint32_t field, uint32_t id, std::string* out) 
     w.Close(wl);
   }
   if (!e.reserved) w.Str(7, e.cluster_name);
-  w.Close(at);
+}
+
+void FlowBuilder::EncodeEndpoint(uint32_t field, uint32_t id, std::string* out,
+                                 EndpointCache* cache) const {
+  Wire w(out);
+  if (cache == nullptr) {
+    const size_t at = w.Open(field);
+    EncodeEndpointBody(id, out);
+    w.Close(at);
+    return;
+  }
+  w.Bytes(field, cache->Body(*this, id));
+}
+
+absl::string_view FlowBuilder::EndpointCache::Body(const FlowBuilder& builder, uint32_t id) {
+  auto it = bodies_.find(id);
+  if (it != bodies_.end()) return it->second;
+  if (bodies_.size() >= kMaxEntries) bodies_.clear();
+  std::string body;
+  builder.EncodeEndpointBody(id, &body);
+  return bodies_.emplace(id, std::move(body)).first->second;
+}
+
+void FlowBuilder::EndpointCache::Refresh(const EndpointTable& table) {
+  const uint64_t version = table.version();
+  if (version != version_) {
+    bodies_.clear();
+    version_ = version;
+  }
 }
 
 void FlowBuilder::EncodeService(uint32_t field, uint32_t id, std::string* out) const {
@@ -515,9 +550,9 @@ void FlowBuilder::EncodeService(uint32_t field, uint32_t id, std::string* out) c
 }
 
 void FlowBuilder::EncodeResponse(const FlowRecord& r, uint64_t position, std::string* out,
-                                 uint32_t run) const {
+                                 uint32_t run, EndpointCache* cache) const {
   Wire w(out);
-  const size_t flow_at = w.Open(1);  // GetFlowsResponse.flow
+  const size_t flow_at = w.Open(1, 2);  // GetFlowsResponse.flow
   w.Timestamp(1, r.time_ns);
   const bool dropped = r.verdict == FS_VERDICT_DROPPED;
   w.U64(2, dropped ? flow::DROPPED : flow::FORWARDED);
@@ -568,8 +603,8 @@ void FlowBuilder::EncodeResponse(const FlowRecord& r, uint64_t position, std::st
     default:
       break;
   }
-  EncodeEndpoint(8, r.src_endpoint, out);
-  EncodeEndpoint(9, r.dst_endpoint, out);
+  EncodeEndpoint(8, r.src_endpoint, out, cache);
+  EncodeEndpoint(9, r.dst_endpoint, out, cache);
   w.U64(10, flow::L3_L4);
   w.Str(11, node_name_);
   const bool reply = r.is_reply == FS_REPLY_YES;
@@ -615,7 +650,7 @@ void FlowBuilder::EncodeResponse(const FlowRecord& r, uint64_t position, std::st
     w.Close(at);
   }
   w.Str(100000, FlowSummary(r));
-  w.Close(flow_at);
+  w.Close(flow_at, 2);
   w.Str(1000, node_name_);
   w.Timestamp(1001, r.time_ns);
 }

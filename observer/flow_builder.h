@@ -74,6 +74,12 @@ class RunArchive {
   virtual std::string InterfaceName(uint32_t run, uint32_t ifindex) const = 0;
 };
 
+// A length-delimited field appended to `out` in place: Open before its bytes are appended,
+// Close after (the length goes in front, minimal as protobuf writes it; room is kept for two
+// bytes of it).
+size_t OpenLengthDelimited(uint32_t field, std::string* out);
+void CloseLengthDelimited(size_t start, std::string* out);
+
 class FlowBuilder {
  public:
   // `run_id` makes flow uuids unique across observer restarts.
@@ -89,10 +95,26 @@ class FlowBuilder {
   void Build(const FlowRecord& r, uint64_t position, flow::Flow* out, uint32_t run = 0) const;
   void BuildResponse(const FlowRecord& r, uint64_t position, ::observer::GetFlowsResponse* out,
                      uint32_t run = 0) const;
+  // One stream's encoded endpoints, reused from flow to flow (an entry's content never changes
+  // under its id; the cache is emptied when the table changes all the same). One thread at a
+  // time; Refresh() before each batch.
+  class EndpointCache {
+   public:
+    void Refresh(const EndpointTable& table);
+
+   private:
+    friend class FlowBuilder;
+    static constexpr size_t kMaxEntries = 4096;
+    absl::string_view Body(const FlowBuilder& builder, uint32_t id);
+    uint64_t version_ = ~uint64_t{0};
+    absl::flat_hash_map<uint32_t, std::string> bodies_;
+  };
+
   // Appends the encoded GetFlowsResponse that BuildResponse() fills, byte for byte what its
-  // serializer writes, without building the message (the streams' path for a full flow).
-  void EncodeResponse(const FlowRecord& r, uint64_t position, std::string* out,
-                      uint32_t run = 0) const;
+  // serializer writes, without building the message (the streams' path for a full flow); the
+  // endpoints from `cache` when given.
+  void EncodeResponse(const FlowRecord& r, uint64_t position, std::string* out, uint32_t run = 0,
+                      EndpointCache* cache = nullptr) const;
 
   const std::string& node_name() const { return node_name_; }
   std::string InterfaceName(uint32_t ifindex) const;
@@ -105,7 +127,8 @@ class FlowBuilder {
  private:
   void FillEndpoint(uint32_t id, flow::Endpoint* out) const;
   void FillService(uint32_t id, flow::Flow* out, bool source) const;
-  void EncodeEndpoint(uint32_t field, uint32_t id, std::string* out) const;
+  void EncodeEndpoint(uint32_t field, uint32_t id, std::string* out, EndpointCache* cache) const;
+  void EncodeEndpointBody(uint32_t id, std::string* out) const;
   void EncodeService(uint32_t field, uint32_t id, std::string* out) const;
 
   const EndpointTable& table_;

@@ -129,6 +129,7 @@ class BatchStreamReactor final : public RingStreamReactor<grpc::ByteBuffer> {
     int events = 0;
     batch_.clear();
     scratch_.Reset();
+    endpoints_.Refresh(service_->table_);
     while (true) {
       if (ended_) return Produced::kEnd;
       // Loaded before the ring is looked at: records published after it are not older.
@@ -148,17 +149,21 @@ class BatchStreamReactor final : public RingStreamReactor<grpc::ByteBuffer> {
       }
       event_.clear();
       if (step == FlowQuery::Step::kFlow) {
-        if (mask_.active()) {
-          auto* resp =
-              google::protobuf::Arena::CreateMessage<::observer::GetFlowsResponse>(&scratch_);
-          service_->builder_.BuildResponse(item_.record, item_.position, resp, item_.run);
-          mask_.Trim(resp->mutable_flow());
-          resp->AppendToString(&event_);
-        } else {
-          service_->builder_.EncodeResponse(item_.record, item_.position, &event_, item_.run);
-        }
         // The ring is in time order: nothing after this record is older.
         watermark_ = std::max(watermark_, item_.record.time_ns);
+        if (!mask_.active()) {  // encoded in place, as FlowBatch.events
+          const size_t at = OpenLengthDelimited(1, &batch_);
+          service_->builder_.EncodeResponse(item_.record, item_.position, &batch_, item_.run,
+                                            &endpoints_);
+          CloseLengthDelimited(at, &batch_);
+          if (++events >= service_->options_.max_batch_events) return Send(now);
+          continue;
+        }
+        auto* resp =
+            google::protobuf::Arena::CreateMessage<::observer::GetFlowsResponse>(&scratch_);
+        service_->builder_.BuildResponse(item_.record, item_.position, resp, item_.run);
+        mask_.Trim(resp->mutable_flow());
+        resp->AppendToString(&event_);
       } else {
         auto* resp =
             google::protobuf::Arena::CreateMessage<::observer::GetFlowsResponse>(&scratch_);
@@ -205,8 +210,9 @@ class BatchStreamReactor final : public RingStreamReactor<grpc::ByteBuffer> {
   bool ended_ = false;
   std::string batch_;  // the batch being built (with room for as much as the last one)
   std::string event_;
-  google::protobuf::Arena scratch_;  // trimmed flows and notices, reset per batch
-  grpc::ByteBuffer buffer_;          // what is being written
+  observer::FlowBuilder::EndpointCache endpoints_;  // this stream's encoded endpoints
+  google::protobuf::Arena scratch_;                 // trimmed flows and notices, reset per batch
+  grpc::ByteBuffer buffer_;                         // what is being written
 };
 
 // --- service -----------------------------------------------------------------------------------

@@ -642,7 +642,10 @@ class Stream final : public QueuedWriter,
 
   void SendBatch(absl::Time now) {
     AppendBatchWatermark(&pending_, watermark_);
+    if (pending_events_ >= kMaxBatchEvents) full_batch_bytes_ = pending_.size();
     Enqueue(TakeByteBuffer(&pending_), static_cast<uint64_t>(pending_events_), pending_notices_);
+    // Room for a whole batch when the last whole one was recent: grown once, not doubled up.
+    if (pending_.capacity() < full_batch_bytes_) pending_.reserve(full_batch_bytes_);
     pending_events_ = 0;
     pending_notices_ = false;
     last_batch_ = now;
@@ -680,7 +683,8 @@ class Stream final : public QueuedWriter,
   bool hubble_peers_ = false;
   uint64_t flows_out_ = 0;
   uint64_t late_total_ = 0;
-  std::string pending_;  // the encoded batch being built
+  std::string pending_;          // the encoded batch being built
+  size_t full_batch_bytes_ = 0;  // the size of the last batch of kMaxBatchEvents
   int pending_events_ = 0;
   bool pending_notices_ = false;  // the batch carries node notices: never dropped
   absl::Time watermark_ = absl::UnixEpoch();

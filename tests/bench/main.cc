@@ -12,12 +12,14 @@
 
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "api/memory.h"
 #include "tests/bench/figures.h"
 
 int main(int argc, char** argv) {
   // Debian builds Abseil without NDEBUG, so every absl::Mutex (gRPC's too) would keep a lock
   // graph for deadlock detection: a cost on every lock and unlock, for a debugging aid.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  flowscope::TuneAllocatorForStreams();
   CLI::App app{"flowscope-bench: measure flowscope against in-run baselines"};
   std::string json_path;
   std::string only;

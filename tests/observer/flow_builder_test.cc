@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -344,6 +346,7 @@ TEST(FlowEncodeTest, WritesWhatTheBuiltMessageSerializesTo) {
     }
     if (i == 3) e.cluster_name = "cluster-b";
     if (i == 5) e.identity = 0;
+    if (i == 2) e.labels.push_back("k8s:big=" + std::string(20000, 'v'));  // 3-byte lengths
     endpoints.push_back(e);
   }
   table.Update(endpoints);
@@ -384,7 +387,13 @@ TEST(FlowEncodeTest, WritesWhatTheBuiltMessageSerializesTo) {
     return all[rng() % all.size()];
   };
   int checked = 0;
+  FlowBuilder::EndpointCache cache;  // used for half the records, kept across them
   for (int i = 0; i < 20000; ++i) {
+    if (i == 10000) {  // the table changes (ids keep their content): the cache starts over
+      endpoints.push_back(EndpointInfo{.ips = {"10.9.9.9"}, .pod_name = "late"});
+      table.Update(endpoints);
+    }
+    cache.Refresh(table);
     FlowRecord r;
     r.time_ns = pick(0, 999'999'999, 1'000'000'000, 1'714'826'828'811'000'000ULL) + rng() % 1000;
     r.family = static_cast<uint8_t>(pick(FS_FAMILY_IPV4, FS_FAMILY_IPV6));
@@ -421,7 +430,7 @@ TEST(FlowEncodeTest, WritesWhatTheBuiltMessageSerializesTo) {
     std::string expected;
     ASSERT_TRUE(built.SerializeToString(&expected));
     std::string encoded = "prefix";  // appended to what is there
-    builder.EncodeResponse(r, position, &encoded, run);
+    builder.EncodeResponse(r, position, &encoded, run, i % 2 == 0 ? &cache : nullptr);
     ASSERT_EQ(encoded.substr(0, 6), "prefix");
     if (encoded.substr(6) != expected) {
       ::observer::GetFlowsResponse got;
@@ -432,6 +441,27 @@ TEST(FlowEncodeTest, WritesWhatTheBuiltMessageSerializesTo) {
     ++checked;
   }
   EXPECT_EQ(checked, 20000);
+}
+
+// A length-delimited field written in place has the minimal length protobuf writes, whatever
+// the length's size (two bytes are kept for it).
+TEST(FlowEncodeTest, LengthDelimitedFieldsInPlaceAreMinimal) {
+  for (size_t len : {0, 1, 127, 128, 300, 16383, 16384, 70000, (1 << 21) + 5}) {
+    std::string out = "ab";
+    const size_t at = OpenLengthDelimited(3, &out);
+    out.append(len, 'x');
+    CloseLengthDelimited(at, &out);
+    std::string expected;
+    {
+      google::protobuf::io::StringOutputStream raw(&expected);
+      google::protobuf::io::CodedOutputStream coded(&raw);
+      coded.WriteRaw("ab", 2);
+      coded.WriteTag((3 << 3) | 2);
+      coded.WriteVarint32(static_cast<uint32_t>(len));
+      coded.WriteString(std::string(len, 'x'));
+    }
+    EXPECT_EQ(out, expected) << len;
+  }
 }
 
 }  // namespace

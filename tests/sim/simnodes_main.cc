@@ -33,6 +33,7 @@
 #include "api/grpc_server.h"
 #include "api/listener.h"
 #include "api/logging.h"
+#include "api/memory.h"
 #include "api/time_parse.h"
 #include "observer/endpoint_table.h"
 #include "observer/flow_builder.h"
@@ -85,6 +86,7 @@ int main(int argc, char** argv) {
   // Debian builds Abseil without NDEBUG, so every absl::Mutex (gRPC's too) would keep a lock
   // graph for deadlock detection: a cost on every lock and unlock, for a debugging aid.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  flowscope::TuneAllocatorForStreams();
   CLI::App app{"flowscope-simnodes: N simulated observer endpoints with synthetic flows"};
   int nodes = 100;
   std::string dir = "/tmp/flowscope-sim";
