@@ -156,7 +156,7 @@ class BatchStreamReactor final : public RingStreamReactor<grpc::ByteBuffer> {
           service_->builder_.EncodeResponse(item_.record, item_.position, &batch_, item_.run,
                                             &endpoints_);
           CloseLengthDelimited(at, &batch_);
-          if (++events >= service_->options_.max_batch_events) return Send(now);
+          if (++events >= service_->options_.max_batch_events || BatchFull()) return Send(now);
           continue;
         }
         auto* resp =
@@ -176,9 +176,11 @@ class BatchStreamReactor final : public RingStreamReactor<grpc::ByteBuffer> {
         resp->AppendToString(&event_);
       }
       AppendField(1, event_);  // FlowBatch.events
-      if (++events >= service_->options_.max_batch_events) return Send(now);
+      if (++events >= service_->options_.max_batch_events || BatchFull()) return Send(now);
     }
   }
+
+  bool BatchFull() const { return batch_.size() >= service_->options_.max_batch_bytes; }
 
   Produced Send(absl::Time now) {
     ::google::protobuf::Timestamp watermark =

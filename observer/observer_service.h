@@ -37,9 +37,11 @@ struct ObserverOptions {
   // the time of the newest record it has read.
   const IngestWatermark* watermark = nullptr;
   // Flow batch streams: an empty batch carrying the watermark at least this often when idle,
-  // and at most this many events per batch.
+  // and at most this many events per batch, closed once it holds this many bytes (well under
+  // gRPC's 4 MiB default for what a client receives, whatever the flows' labels).
   absl::Duration heartbeat = absl::Milliseconds(25);
-  int max_batch_events = 1024;
+  int max_batch_events = 4096;
+  size_t max_batch_bytes = size_t{1} << 20;
   bool tls = false;  // the TCP listener uses TLS (GetNodes says so)
   // Flow streams (GetFlows and batch streams) open at once; more get RESOURCE_EXHAUSTED.
   int max_streams = 1024;

@@ -634,7 +634,9 @@ class Stream final : public QueuedWriter,
     for (const Response& r : rs) {
       watermark_ = std::max(watermark_, ResponseTime(r));
       AppendBatchEvent(&pending_, r.bytes());
-      if (++pending_events_ >= kMaxBatchEvents) SendBatch(now);
+      if (++pending_events_ >= kMaxBatchEvents || pending_.size() >= kMaxBatchBytes) {
+        SendBatch(now);
+      }
     }
     watermark_ = std::max(watermark_, watermark);
     if (pending_events_ > 0 || now - last_batch_ >= kHeartbeat) SendBatch(now);
@@ -642,16 +644,20 @@ class Stream final : public QueuedWriter,
 
   void SendBatch(absl::Time now) {
     AppendBatchWatermark(&pending_, watermark_);
-    if (pending_events_ >= kMaxBatchEvents) full_batch_bytes_ = pending_.size();
+    if (pending_events_ >= kMaxBatchEvents || pending_.size() >= kMaxBatchBytes) {
+      full_batch_bytes_ = pending_.size() + pending_.size() / 8;
+    }
     Enqueue(TakeByteBuffer(&pending_), static_cast<uint64_t>(pending_events_), pending_notices_);
-    // Room for a whole batch when the last whole one was recent: grown once, not doubled up.
+    // Room for a whole batch (and some) once one was sent: grown once, not doubled up.
     if (pending_.capacity() < full_batch_bytes_) pending_.reserve(full_batch_bytes_);
     pending_events_ = 0;
     pending_notices_ = false;
     last_batch_ = now;
   }
 
-  static constexpr int kMaxBatchEvents = 1024;
+  // A batch closes at this many events or bytes (well under gRPC's 4 MiB receive default).
+  static constexpr int kMaxBatchEvents = 4096;
+  static constexpr size_t kMaxBatchBytes = size_t{1} << 20;
   static constexpr size_t kMaxReleasePerStep = 8192;
   // Responses one peer may have waiting in a stream before its reads pause (and resume below
   // the low mark).

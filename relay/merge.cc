@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <utility>
 
 namespace flowscope::relay {
 
@@ -113,7 +114,16 @@ bool WatermarkMerge::Push(const std::string& peer, Response r, absl::Time now) {
   p.load.responses += 1;
   p.load.bytes += bytes;
   bytes_ += bytes;
-  heap_.push({t, seq_++, std::move(r), &p});
+  uint32_t slot;
+  if (free_.empty()) {
+    slot = static_cast<uint32_t>(held_.size());
+    held_.push_back({std::move(r), &p});
+  } else {
+    slot = free_.back();
+    free_.pop_back();
+    held_[slot] = {std::move(r), &p};
+  }
+  heap_.push({t, seq_++, slot});
   return true;
 }
 
@@ -147,14 +157,21 @@ std::vector<Response> WatermarkMerge::Release(absl::Time now, size_t limit) {
   std::vector<Response> out;
   while (!heap_.empty() && out.size() < limit &&
          (!low_ || heap_.top().time <= *low_ || heap_.size() > max_buffered_)) {
-    Item& top = const_cast<Item&>(heap_.top());
+    const Item& top = heap_.top();
     floor_ = std::max(floor_, top.time);
-    const size_t bytes = ResponseBytes(top.response);
-    top.peer->load.responses -= 1;
-    top.peer->load.bytes -= bytes;
+    Held& held = held_[top.slot];
+    const size_t bytes = ResponseBytes(held.response);
+    held.peer->load.responses -= 1;
+    held.peer->load.bytes -= bytes;
     bytes_ -= bytes;
-    out.push_back(std::move(top.response));
+    out.push_back(std::exchange(held.response, Response()));
+    held.peer = nullptr;
+    free_.push_back(top.slot);
     heap_.pop();
+  }
+  if (heap_.empty()) {  // nothing waits: slots start over from the first
+    held_.clear();
+    free_.clear();
   }
   // Removed peers whose last responses just went.
   for (auto it = peers_.begin(); it != peers_.end();) {

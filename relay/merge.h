@@ -154,11 +154,16 @@ class WatermarkMerge {
     bool removed = false;  // kept while it has responses waiting
     Load load;
   };
+  // The heap orders small keys; the responses wait in held_ (slots reused through free_), so
+  // sifting moves 32 bytes, not a response.
   struct Item {
     absl::Time time;
-    uint64_t seq;  // arrival order breaks ties, keeping each peer's order
+    uint64_t seq;   // arrival order breaks ties, keeping each peer's order
+    uint32_t slot;  // in held_
+  };
+  struct Held {
     Response response;
-    Peer* peer;  // map nodes are stable
+    Peer* peer = nullptr;  // map nodes are stable
   };
   struct Later {
     bool operator()(const Item& a, const Item& b) const {
@@ -175,6 +180,8 @@ class WatermarkMerge {
   size_t max_buffered_;
   std::map<std::string, Peer> peers_;
   std::priority_queue<Item, std::vector<Item>, Later> heap_;
+  std::vector<Held> held_;
+  std::vector<uint32_t> free_;
   uint64_t seq_ = 0;
   size_t bytes_ = 0;
   std::optional<absl::Time> low_;

@@ -452,6 +452,43 @@ TEST_F(ObserverServiceTest, BatchesCarryHistoryInOrderAndEnd) {
   EXPECT_THAT(status.error_message(), HasSubstr("not-an-ip"));
 }
 
+// A batch closes at max_batch_bytes as well as at max_batch_events (large flows stay well
+// under what a gRPC client accepts in one message).
+TEST_F(ObserverServiceTest, BatchesCloseAtTheirByteLimit) {
+  Write(1000);
+  ObserverService small(*ring_, *table_, *builder_,
+                        ObserverOptions{.node_name = "node-1",
+                                        .address = "unix://" + (dir_ / "small.sock").string(),
+                                        .watermark = &watermark_,
+                                        .max_batch_events = 256,
+                                        .max_batch_bytes = 8192,
+                                        .clock = clock_});
+  auto server =
+      GrpcServer::Start({&small, small.batch_service()}, {(dir_ / "small.sock").string(), ""});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = ::flowscope::v1::FlowStream::NewStub(
+      grpc::CreateChannel((*server)->target(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  ::observer::GetFlowsRequest req;
+  req.set_first(true);
+  auto reader = stub->GetFlowBatches(&ctx, req);
+  ::flowscope::v1::FlowBatch batch;
+  size_t flows = 0, batches = 0, largest_event = 0;
+  while (reader->Read(&batch)) {
+    ++batches;
+    for (const auto& e : batch.events()) largest_event = std::max(largest_event, e.ByteSizeLong());
+    EXPECT_LE(batch.ByteSizeLong(), 8192 + largest_event + 64) << "closed once past the limit";
+    EXPECT_LE(batch.events_size(), 256);
+    flows += static_cast<size_t>(batch.events_size());
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(flows, 1000u);
+  EXPECT_GE(batches, 1000 * largest_event / (8192 + largest_event)) << "cut by bytes, not count";
+  EXPECT_GT(batches, 4u);
+  (*server)->Shutdown(absl::Milliseconds(100));
+}
+
 TEST_F(ObserverServiceTest, IdleFollowBatchesCarryTheDrainWatermark) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
