@@ -128,6 +128,7 @@ class Stream final : public QueuedWriter,
       Slot& slot = it->second;
       slot.last_heard_ns = absl::ToUnixNanos(Now());
       slot.inbox_responses += m.events.size();
+      slot.inbox_bytes += m.bytes;
       inbox_bytes_ += m.bytes;
       accounted_bytes_ += static_cast<int64_t>(m.bytes);
       service_->counters().buffered_bytes.fetch_add(static_cast<int64_t>(m.bytes),
@@ -190,6 +191,8 @@ class Stream final : public QueuedWriter,
     std::shared_ptr<PeerStream> call;
     size_t inbox_responses = 0;
     size_t merge_responses = 0;
+    size_t inbox_bytes = 0;
+    size_t merge_bytes = 0;
     int64_t last_heard_ns = 0;
     bool paused = false;
     bool ended = false;
@@ -214,7 +217,7 @@ class Stream final : public QueuedWriter,
   // memory budget — or while the merge has nothing of it (it may be the one waited for).
   bool ShouldPauseLocked(const Slot& slot) const {
     const size_t waiting = slot.inbox_responses + slot.merge_responses;
-    if (waiting >= kPeerHigh) return true;
+    if (waiting >= kPeerHigh || slot.inbox_bytes + slot.merge_bytes >= kPeerHighBytes) return true;
     return waiting > 0 && OverBudget();
   }
   bool OverBudget() const {
@@ -251,7 +254,10 @@ class Stream final : public QueuedWriter,
     std::lock_guard<std::mutex> lock(mu_);
     items.swap(inbox_);
     inbox_bytes_ = 0;
-    for (auto& [id, slot] : slots_) slot.inbox_responses = 0;
+    for (auto& [id, slot] : slots_) {
+      slot.inbox_responses = 0;
+      slot.inbox_bytes = 0;
+    }
     return items;
   }
 
@@ -261,13 +267,17 @@ class Stream final : public QueuedWriter,
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (auto& [id, slot] : slots_) {
-        slot.merge_responses = merge_.load(slot.address).responses;
+        const WatermarkMerge::Load load = merge_.load(slot.address);
+        slot.merge_responses = load.responses;
+        slot.merge_bytes = load.bytes;
         if (!slot.paused) continue;
         // Held back by us, not silent: alive for the merge and the timeouts.
         slot.last_heard_ns = absl::ToUnixNanos(now);
         if (follow_) merge_.Touch(slot.address, now);
         const size_t waiting = slot.inbox_responses + slot.merge_responses;
-        if (waiting == 0 || (waiting < kPeerLow && !OverBudget())) {
+        if (waiting == 0 ||
+            (waiting < kPeerLow && slot.inbox_bytes + slot.merge_bytes < kPeerHighBytes / 2 &&
+             !OverBudget())) {
           slot.paused = false;
           if (slot.call) resume.push_back(slot.call);
         }
@@ -663,6 +673,7 @@ class Stream final : public QueuedWriter,
   // the low mark).
   static constexpr size_t kPeerHigh = 4096;
   static constexpr size_t kPeerLow = kPeerHigh / 2;
+  static constexpr size_t kPeerHighBytes = size_t{1} << 20;  // and bytes
   static constexpr absl::Duration kHeartbeat = absl::Milliseconds(25);
   // Responses a follow merge may hold while waiting for promises.
   static constexpr size_t kMaxBuffered = 1 << 18;

@@ -97,7 +97,14 @@ void WatermarkMerge::RemovePeer(const std::string& peer) {
 }
 
 void WatermarkMerge::Forget(std::map<std::string, Peer>::iterator it) {
-  if (it->second.removed && it->second.load.responses == 0) peers_.erase(it);
+  const Peer& p = it->second;
+  if (p.removed && p.load.responses == 0 && p.heap_entries == 0) peers_.erase(it);
+}
+
+void WatermarkMerge::PushHead(Peer& p) {
+  const Queued& q = p.queue[p.head];
+  heap_.push({q.time, q.seq, &p, ++p.version});
+  ++p.heap_entries;
 }
 
 bool WatermarkMerge::Push(const std::string& peer, Response r, absl::Time now) {
@@ -114,16 +121,22 @@ bool WatermarkMerge::Push(const std::string& peer, Response r, absl::Time now) {
   p.load.responses += 1;
   p.load.bytes += bytes;
   bytes_ += bytes;
-  uint32_t slot;
-  if (free_.empty()) {
-    slot = static_cast<uint32_t>(held_.size());
-    held_.push_back({std::move(r), &p});
+  ++buffered_;
+  const uint64_t seq = seq_++;
+  std::vector<Queued>& q = p.queue;
+  const bool was_empty = p.head == q.size();
+  if (was_empty || !(t < q.back().time)) {
+    q.push_back({t, seq, std::move(r)});
+    if (was_empty) PushHead(p);
   } else {
-    slot = free_.back();
-    free_.pop_back();
-    held_[slot] = {std::move(r), &p};
+    // Older than what it sent before (a Hubble peer's ring is not quite in time order): after
+    // the waiting ones of its time or older.
+    auto at = std::upper_bound(q.begin() + static_cast<ptrdiff_t>(p.head), q.end(), t,
+                               [](absl::Time a, const Queued& b) { return a < b.time; });
+    const bool new_head = at == q.begin() + static_cast<ptrdiff_t>(p.head);
+    q.insert(at, {t, seq, std::move(r)});
+    if (new_head) PushHead(p);  // its earlier entry is stale now
   }
-  heap_.push({t, seq_++, slot});
   return true;
 }
 
@@ -155,23 +168,40 @@ std::vector<Response> WatermarkMerge::Release(absl::Time now, size_t limit) {
     if (!low_ || w < *low_) low_ = w;
   }
   std::vector<Response> out;
-  while (!heap_.empty() && out.size() < limit &&
-         (!low_ || heap_.top().time <= *low_ || heap_.size() > max_buffered_)) {
-    const Item& top = heap_.top();
-    floor_ = std::max(floor_, top.time);
-    Held& held = held_[top.slot];
-    const size_t bytes = ResponseBytes(held.response);
-    held.peer->load.responses -= 1;
-    held.peer->load.bytes -= bytes;
-    bytes_ -= bytes;
-    out.push_back(std::exchange(held.response, Response()));
-    held.peer = nullptr;
-    free_.push_back(top.slot);
+  while (!heap_.empty() && out.size() < limit) {
+    const Head top = heap_.top();
+    Peer& p = *top.peer;
+    if (top.version != p.version) {  // stale: the peer has a newer entry
+      heap_.pop();
+      --p.heap_entries;
+      continue;
+    }
+    if (low_ && top.time > *low_ && buffered_ <= max_buffered_) break;
     heap_.pop();
-  }
-  if (heap_.empty()) {  // nothing waits: slots start over from the first
-    held_.clear();
-    free_.clear();
+    --p.heap_entries;
+    floor_ = std::max(floor_, top.time);
+    Queued& q = p.queue[p.head++];
+    const size_t bytes = ResponseBytes(q.response);
+    p.load.responses -= 1;
+    p.load.bytes -= bytes;
+    bytes_ -= bytes;
+    --buffered_;
+    out.push_back(std::move(q.response));
+    if (p.head == p.queue.size()) {
+      // Drained: a long queue's memory goes (a thousand idle peers keep nothing).
+      if (p.queue.capacity() > kKeptQueue) {
+        std::vector<Queued>().swap(p.queue);
+      } else {
+        p.queue.clear();
+      }
+      p.head = 0;
+      continue;
+    }
+    if (p.head >= 1024 && p.head * 2 >= p.queue.size()) {  // the gone ones make up half
+      p.queue.erase(p.queue.begin(), p.queue.begin() + static_cast<ptrdiff_t>(p.head));
+      p.head = 0;
+    }
+    PushHead(p);
   }
   // Removed peers whose last responses just went.
   for (auto it = peers_.begin(); it != peers_.end();) {

@@ -134,7 +134,7 @@ class WatermarkMerge {
   std::vector<std::string> Stalled(absl::Time now) const;
 
   void set_max_buffered(size_t n) { max_buffered_ = n; }
-  size_t buffered() const { return heap_.size(); }
+  size_t buffered() const { return buffered_; }
   // What one peer has waiting in the merge: responses and their encoded bytes (roughly).
   struct Load {
     size_t responses = 0;
@@ -147,30 +147,42 @@ class WatermarkMerge {
   size_t buffered_bytes() const { return bytes_; }
 
  private:
+  // A response waiting, with its place in the output: by time, then arrival (which keeps each
+  // peer's order among equal times).
+  struct Queued {
+    absl::Time time;
+    uint64_t seq;
+    Response response;
+  };
   struct Peer {
     std::optional<absl::Time> watermark;
     absl::Time last_heard;
     std::optional<absl::Duration> lag;
     bool removed = false;  // kept while it has responses waiting
     Load load;
+    // Its responses waiting, in output order from `head` (a peer's stream is mostly in time
+    // order already: appended; an older one is put in its place).
+    std::vector<Queued> queue;
+    size_t head = 0;
+    uint64_t version = 0;     // of its current entry in the heap; older entries are stale
+    size_t heap_entries = 0;  // stale ones included: the peer is kept while any remain
   };
-  // The heap orders small keys; the responses wait in held_ (slots reused through free_), so
-  // sifting moves 32 bytes, not a response.
-  struct Item {
+  // The heap orders the peers by their oldest response (a k-way merge: log(peers) per
+  // response, moving 32-byte entries).
+  struct Head {
     absl::Time time;
-    uint64_t seq;   // arrival order breaks ties, keeping each peer's order
-    uint32_t slot;  // in held_
-  };
-  struct Held {
-    Response response;
-    Peer* peer = nullptr;  // map nodes are stable
+    uint64_t seq;
+    Peer* peer;  // map nodes are stable
+    uint64_t version;
   };
   struct Later {
-    bool operator()(const Item& a, const Item& b) const {
+    bool operator()(const Head& a, const Head& b) const {
       return a.time != b.time ? a.time > b.time : a.seq > b.seq;
     }
   };
 
+  void PushHead(Peer& p);
+  static constexpr size_t kKeptQueue = 256;  // a drained queue keeps room for this many
   bool IsStalled(const Peer& p, absl::Time now) const {
     return !p.lag && now - p.last_heard > timeout_;
   }
@@ -179,9 +191,8 @@ class WatermarkMerge {
   absl::Duration timeout_;
   size_t max_buffered_;
   std::map<std::string, Peer> peers_;
-  std::priority_queue<Item, std::vector<Item>, Later> heap_;
-  std::vector<Held> held_;
-  std::vector<uint32_t> free_;
+  std::priority_queue<Head, std::vector<Head>, Later> heap_;
+  size_t buffered_ = 0;
   uint64_t seq_ = 0;
   size_t bytes_ = 0;
   std::optional<absl::Time> low_;

@@ -151,5 +151,27 @@ TEST(RawEventTest, ByteBuffersFlattenInOnePiece) {
   EXPECT_EQ(FlattenByteBuffer(bb), bytes);
 }
 
+// A full batch is taken over; a few bytes in a large room are copied, so a message waiting for a
+// slow reader holds its size, not the room of a full batch (which the string keeps).
+TEST(RawEventTest, TakenByteBuffersHoldTheirSizeNotTheirRoom) {
+  std::string full(256 << 10, 'x');
+  const char* const full_data = full.data();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(TakeByteBuffer(&full).Dump(&slices).ok());
+  ASSERT_EQ(slices.size(), 1u);
+  EXPECT_EQ(slices[0].begin(), reinterpret_cast<const uint8_t*>(full_data)) << "not copied";
+
+  std::string small;
+  small.reserve(1 << 20);
+  small = "a few bytes";
+  const char* const room = small.data();
+  const grpc::ByteBuffer bb = TakeByteBuffer(&small);
+  EXPECT_EQ(FlattenByteBuffer(bb), "a few bytes");
+  ASSERT_TRUE(bb.Dump(&slices).ok());
+  EXPECT_NE(slices[0].begin(), reinterpret_cast<const uint8_t*>(room)) << "copied";
+  EXPECT_TRUE(small.empty());
+  EXPECT_EQ(small.data(), room) << "the room is kept for the next batch";
+}
+
 }  // namespace
 }  // namespace flowscope::relay
