@@ -1,6 +1,7 @@
 #include "api/flows_request.h"
 
 #include "absl/strings/str_cat.h"
+#include "flowscope/v1/flowscope.pb.h"
 
 namespace flowscope {
 namespace {
@@ -52,11 +53,30 @@ absl::Status CheckFlowsRequest(const ::observer::GetFlowsRequest& req) {
   if (req.has_until()) {
     if (absl::Status s = CheckTimestamp(req.until(), "until"); !s.ok()) return s;
   }
+  if (req.has_extensions() && req.extensions().Is<flowscope::v1::GetFlowsOptions>()) {
+    flowscope::v1::GetFlowsOptions options;
+    if (!req.extensions().UnpackTo(&options)) {
+      return absl::InvalidArgumentError(
+          "malformed extensions: the flowscope.v1.GetFlowsOptions in it does not decode");
+    }
+  }
   auto nanos = [](bool has, const google::protobuf::Timestamp& ts) {
     return has ? std::optional<uint64_t>(TimestampNanos(ts)) : std::nullopt;
   };
   return CheckQueryWindow(req.first(), req.follow(), nanos(req.has_since(), req.since()),
                           nanos(req.has_until(), req.until()));
+}
+
+bool WantsFlowExtensions(const ::observer::GetFlowsRequest& req) {
+  flowscope::v1::GetFlowsOptions options;
+  return req.has_extensions() && req.extensions().Is<flowscope::v1::GetFlowsOptions>() &&
+         req.extensions().UnpackTo(&options) && options.flow_extensions();
+}
+
+void RequestFlowExtensions(::observer::GetFlowsRequest* req) {
+  flowscope::v1::GetFlowsOptions options;
+  options.set_flow_extensions(true);
+  req->mutable_extensions()->PackFrom(options);
 }
 
 }  // namespace flowscope

@@ -26,8 +26,17 @@ absl::Status CheckTimestamp(const google::protobuf::Timestamp& ts, absl::string_
 // is 0 and after 2554 is the largest time, which compares as it should.
 uint64_t TimestampNanos(const google::protobuf::Timestamp& ts);
 
-// first with follow, invalid since/until, until before since: InvalidArgument.
+// first with follow, invalid since/until, until before since, flowscope options that do not
+// decode: InvalidArgument.
 absl::Status CheckFlowsRequest(const ::observer::GetFlowsRequest& req);
+
+// Whether the client asked for flowscope's types in Flow.extensions (GetFlowsRequest.extensions
+// holding a flowscope.v1.GetFlowsOptions with flow_extensions). An Any of another type is not
+// flowscope's business and is ignored, as Hubble ignores it.
+bool WantsFlowExtensions(const ::observer::GetFlowsRequest& req);
+
+// Marks `req` as coming from a client that understands flowscope's flow extensions.
+void RequestFlowExtensions(::observer::GetFlowsRequest* req);
 
 // The part of it that holds for any query, by whatever it was asked (the ring's own queries
 // too): first with follow, until before since.

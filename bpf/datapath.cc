@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
@@ -11,12 +12,14 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bpf/drop_reasons.h"
 #include "bpf/ip_prefix.h"
 #include "bpf/ip_protocol.h"
 // bpftool embeds the BPF object as one long string literal, which clang's -Wpedantic names.
@@ -63,6 +66,50 @@ absl::Status ParsePrefix(absl::string_view text, absl::string_view what, __u32 n
   std::memcpy(mask, p->mask, 16);
   *family = p->family;
   return absl::OkStatus();
+}
+
+// The running kernel's enum skb_drop_reason from its BTF: flowscope's id per value, and the values
+// that are not drops. Fails with the reason kernel drops cannot be reported.
+struct KernelReasons {
+  std::vector<uint8_t> ids;
+  uint32_t not_dropped_yet = ~0U;
+  uint32_t consumed = ~0U;
+  std::array<uint64_t, 4> ignored{};  // bit per value < 256
+};
+
+absl::StatusOr<KernelReasons> ReadKernelReasons(const std::vector<std::string>& ignored) {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (vmlinux == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("the kernel has no BTF (/sys/kernel/btf/vmlinux: ", std::strerror(errno),
+                     "); kernel drops need CONFIG_DEBUG_INFO_BTF"));
+  }
+  KernelReasons out;
+  const __s32 id = btf__find_by_name_kind(vmlinux, "skb_drop_reason", BTF_KIND_ENUM);
+  const btf_type* t = id > 0 ? btf__type_by_id(vmlinux, static_cast<__u32>(id)) : nullptr;
+  if (t == nullptr) {
+    btf__free(vmlinux);
+    return absl::UnavailableError(
+        "the kernel has no enum skb_drop_reason: kernel drops need Linux 5.17 or later");
+  }
+  const struct btf_enum* e = btf_enum(t);
+  for (uint16_t i = 0; i < btf_vlen(t); ++i) {
+    const absl::string_view name = btf__name_by_offset(vmlinux, e[i].name_off);
+    const uint32_t value = static_cast<uint32_t>(e[i].val);
+    if (name == "SKB_NOT_DROPPED_YET") out.not_dropped_yet = value;
+    if (name == "SKB_CONSUMED") out.consumed = value;
+    if (value > 0xfffe) continue;  // subsystem masks and the like
+    if (value >= out.ids.size()) out.ids.resize(value + 1, kKernelReasonUnknown);
+    out.ids[value] = KernelDropReasonIdOfEnumerator(name);
+    for (const std::string& n : ignored) {
+      if (value < 256 && out.ids[value] != kKernelReasonUnknown &&
+          KernelDropReasonId(n) == out.ids[value]) {
+        out.ignored[value / 64] |= uint64_t{1} << (value % 64);
+      }
+    }
+  }
+  btf__free(vmlinux);
+  return out;
 }
 
 }  // namespace
@@ -138,21 +185,66 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   setrlimit(RLIMIT_MEMLOCK, &unlimited);
 
   std::unique_ptr<Datapath> dp(new Datapath(options));
-  dp->skel_ = flowscope_bpf__open();
-  if (dp->skel_ == nullptr) return absl::ErrnoToStatus(errno, "opening the BPF datapath");
-  flowscope_bpf* s = dp->skel_;
-  s->rodata->aggregation = static_cast<__u8>(options.aggregation);
-  s->rodata->report_interval_ns =
-      static_cast<__u64>(absl::ToInt64Nanoseconds(options.report_interval));
-  s->rodata->wakeup_bytes = options.wakeup_bytes;
-  bpf_map__set_max_entries(s->maps.events, options.ring_buffer_bytes);
-  bpf_map__set_max_entries(s->maps.flows, options.flow_table_entries);
-
   std::string log;
+  if (options.kernel_drops) {
+    for (const std::string& n : options.ignored_kernel_reasons) {
+      if (!KernelDropReasonId(n).has_value()) {
+        return absl::InvalidArgumentError(absl::StrCat("unknown kernel drop reason \"",
+                                                       n.substr(0, 100),
+                                                       "\" to ignore: expected a name such "
+                                                       "as QUEUE_PURGE or NETFILTER_DROP"));
+      }
+    }
+    auto reasons = ReadKernelReasons(options.ignored_kernel_reasons);
+    if (!reasons.ok()) {
+      dp->kernel_drops_unavailable_ = std::string(reasons.status().message());
+    } else {
+      dp->kernel_reason_ids_ = std::move(reasons->ids);
+      absl::Status s = dp->LoadSkeleton(
+          KernelReasonFilter{reasons->not_dropped_yet, reasons->consumed, reasons->ignored}, &log);
+      if (s.ok()) return dp;
+      if (s.code() == absl::StatusCode::kPermissionDenied) return s;
+      // The tc programs do not need the tracepoint: load them alone and say why.
+      // The verifier's log can be long: its first lines say enough.
+      dp->kernel_drops_unavailable_ = absl::StrCat("the kernel refused the skb:kfree_skb program: ",
+                                                   s.message().substr(0, 600));
+      dp->kernel_reason_ids_.clear();
+      if (dp->skel_ != nullptr) {
+        flowscope_bpf__destroy(dp->skel_);
+        dp->skel_ = nullptr;
+      }
+      log.clear();
+    }
+  } else {
+    dp->kernel_drops_unavailable_ = "kernel drops are turned off";
+  }
+  if (absl::Status s = dp->LoadSkeleton(std::nullopt, &log); !s.ok()) return s;
+  return dp;
+}
+
+absl::Status Datapath::LoadSkeleton(std::optional<KernelReasonFilter> kernel_drops,
+                                    std::string* log) {
+  const bool with_kernel_drops = kernel_drops.has_value();
+  skel_ = flowscope_bpf__open();
+  if (skel_ == nullptr) return absl::ErrnoToStatus(errno, "opening the BPF datapath");
+  flowscope_bpf* s = skel_;
+  s->rodata->aggregation = static_cast<__u8>(options_.aggregation);
+  s->rodata->report_interval_ns =
+      static_cast<__u64>(absl::ToInt64Nanoseconds(options_.report_interval));
+  s->rodata->wakeup_bytes = options_.wakeup_bytes;
+  bpf_map__set_max_entries(s->maps.events, options_.ring_buffer_bytes);
+  bpf_map__set_max_entries(s->maps.flows, options_.flow_table_entries);
+  bpf_program__set_autoload(s->progs.flowscope_kfree_skb, with_kernel_drops);
+  if (kernel_drops) {
+    s->rodata->reason_not_dropped_yet = kernel_drops->not_dropped_yet;
+    s->rodata->reason_consumed = kernel_drops->consumed;
+    for (size_t i = 0; i < 4; ++i) s->rodata->ignored_reasons[i] = kernel_drops->ignored[i];
+  }
+
   int err;
   {
     std::lock_guard<std::mutex> lock(log_mu);
-    log_sink = &log;
+    log_sink = log;
   }
   libbpf_print_fn_t previous = libbpf_set_print(CollectLibbpfLog);
   err = flowscope_bpf__load(s);
@@ -170,9 +262,19 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
     }
     return absl::InternalError(absl::StrCat("the kernel rejected the BPF datapath (",
                                             std::strerror(e), ")",
-                                            log.empty() ? "" : "; verifier log:\n", log));
+                                            log->empty() ? "" : "; verifier log:\n", *log));
   }
-  return dp;
+  if (with_kernel_drops) {
+    bpf_link* link = bpf_program__attach(s->progs.flowscope_kfree_skb);
+    if (link == nullptr) {
+      kernel_drops_unavailable_ =
+          absl::StrCat("attaching to skb:kfree_skb failed: ", std::strerror(errno));
+      kernel_reason_ids_.clear();
+    } else {
+      s->links.flowscope_kfree_skb = link;
+    }
+  }
+  return absl::OkStatus();
 }
 
 Datapath::~Datapath() {
@@ -223,6 +325,56 @@ absl::Status Datapath::SetDenyRules(const std::vector<DenyRule>& rules) {
   return absl::OkStatus();
 }
 
+int Datapath::kfree_skb_prog_fd() const {
+  return kernel_drops_unavailable_.empty() ? bpf_program__fd(skel_->progs.flowscope_kfree_skb) : -1;
+}
+
+absl::Status Datapath::SetWatchedAddresses(const std::vector<watch_key>& addresses) {
+  const int fd = bpf_map__fd(skel_->maps.watched_addrs);
+  auto less = [](const watch_key& a, const watch_key& b) {
+    return std::memcmp(&a, &b, sizeof a) < 0;
+  };
+  std::vector<watch_key> want(addresses);
+  for (watch_key& k : want) std::memset(k.pad, 0, sizeof k.pad);
+  std::sort(want.begin(), want.end(), less);
+  want.erase(std::unique(want.begin(), want.end(),
+                         [](const watch_key& a, const watch_key& b) {
+                           return std::memcmp(&a, &b, sizeof a) == 0;
+                         }),
+             want.end());
+  size_t left_out = 0;
+  if (want.size() > FS_MAX_WATCHED_ADDRS) {
+    left_out = want.size() - FS_MAX_WATCHED_ADDRS;
+    want.resize(FS_MAX_WATCHED_ADDRS);
+  }
+  // Removed first, so the map never needs room for both sets.
+  std::vector<watch_key> gone;
+  std::set_difference(watched_.begin(), watched_.end(), want.begin(), want.end(),
+                      std::back_inserter(gone), less);
+  for (const watch_key& k : gone) bpf_map_delete_elem(fd, &k);
+  const __u8 one = 1;
+  std::vector<watch_key> kept;
+  absl::Status status;
+  for (const watch_key& k : want) {
+    if (std::binary_search(watched_.begin(), watched_.end(), k, less) ||
+        bpf_map_update_elem(fd, &k, &one, BPF_ANY) == 0) {
+      kept.push_back(k);
+    } else if (status.ok()) {
+      status = absl::ErrnoToStatus(errno, "watching an address for kernel drops");
+    }
+  }
+  watched_ = std::move(kept);
+  __atomic_store_n(&skel_->bss->watched_count, static_cast<__u32>(watched_.size()),
+                   __ATOMIC_RELEASE);
+  if (!status.ok()) return status;
+  if (left_out != 0) {
+    return absl::ResourceExhaustedError(absl::StrCat("kernel drops are reported for at most ",
+                                                     FS_MAX_WATCHED_ADDRS, " addresses: ", left_out,
+                                                     " left out"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<DatapathStats> Datapath::ReadStats() const {
   const int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) return absl::ErrnoToStatus(-cpus, "libbpf_num_possible_cpus");
@@ -241,6 +393,8 @@ absl::StatusOr<DatapathStats> Datapath::ReadStats() const {
   st.malformed = sums[FS_STAT_MALFORMED];
   st.not_ip = sums[FS_STAT_NOT_IP];
   st.policy_drops = sums[FS_STAT_POLICY_DROPS];
+  st.kernel_drops = sums[FS_STAT_KERNEL_DROPS];
+  st.kernel_drops_suppressed = sums[FS_STAT_KERNEL_DROPS_SUPPRESSED];
   return st;
 }
 
@@ -296,6 +450,7 @@ absl::StatusOr<std::vector<MapUsage>> Datapath::ReadMapUsage() const {
   out.push_back({"if_config", *n, bpf_map__max_entries(ifs)});
   out.push_back({"deny_rules", __atomic_load_n(&skel_->bss->deny_rule_count, __ATOMIC_ACQUIRE),
                  FS_MAX_DENY_RULES});
+  out.push_back({"watched_addrs", watched_.size(), FS_MAX_WATCHED_ADDRS});
   return out;
 }
 

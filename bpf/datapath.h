@@ -16,6 +16,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,13 @@ struct DatapathOptions {
   uint32_t flow_table_entries = 65536;
   // 0: the kernel wakes the consumer adaptively; N: only once N bytes wait (poll with a timeout).
   uint32_t wakeup_bytes = 0;
+  // Report the kernel's drops of packets from or to watched addresses (skb:kfree_skb, a
+  // BTF-enabled tracepoint: Linux >= 5.17 with BTF). Where the kernel cannot, the datapath loads
+  // without it and kernel_drops_unavailable() says why.
+  bool kernel_drops = true;
+  // Kernel reasons not reported (names as bpf/drop_reasons.h spells them). The default leaves
+  // out what a closing socket purges from its queues: data nobody read, not a network drop.
+  std::vector<std::string> ignored_kernel_reasons = {"QUEUE_PURGE"};
 };
 
 // A deny rule: source and destination prefixes, protocol and destination port; empty or zero
@@ -60,6 +68,8 @@ struct DatapathStats {
   uint64_t malformed = 0;
   uint64_t not_ip = 0;
   uint64_t policy_drops = 0;
+  uint64_t kernel_drops = 0;             // kernel drops of watched addresses
+  uint64_t kernel_drops_suppressed = 0;  // of those, not reported (one per flow per interval)
 };
 
 // How full one of the datapath's maps is (Cilium's cilium_bpf_map_pressure is entries/max).
@@ -91,6 +101,18 @@ class Datapath {
   // Replaces every deny rule (at most FS_MAX_DENY_RULES).
   absl::Status SetDenyRules(const std::vector<DenyRule>& rules);
 
+  // Replaces the addresses whose kernel drops are reported (at most FS_MAX_WATCHED_ADDRS;
+  // the rest are left out and counted in the returned error).
+  absl::Status SetWatchedAddresses(const std::vector<watch_key>& addresses);
+
+  // Why kernel drops are not reported ("" when they are).
+  const std::string& kernel_drops_unavailable() const { return kernel_drops_unavailable_; }
+  // The running kernel's skb_drop_reason values mapped to flowscope's ids (bpf/drop_reasons.h),
+  // indexed by value; empty when kernel drops are unavailable.
+  const std::vector<uint8_t>& kernel_reason_ids() const { return kernel_reason_ids_; }
+  // The kfree_skb program's fd (-1 when unavailable), for its run-time statistics.
+  int kfree_skb_prog_fd() const;
+
   // Counters summed over CPUs.
   absl::StatusOr<DatapathStats> ReadStats() const;
 
@@ -103,8 +125,21 @@ class Datapath {
  private:
   explicit Datapath(const DatapathOptions& options) : options_(options) {}
 
+  // The running kernel's values the kfree_skb program leaves out.
+  struct KernelReasonFilter {
+    uint32_t not_dropped_yet = ~0U;
+    uint32_t consumed = ~0U;
+    std::array<uint64_t, 4> ignored{};  // a bit per value < 256
+  };
+  // Opens and loads the skeleton into skel_ (left for the caller to destroy on failure), with
+  // the kfree_skb program when given its filter.
+  absl::Status LoadSkeleton(std::optional<KernelReasonFilter> kernel_drops, std::string* log);
+
   DatapathOptions options_;
   flowscope_bpf* skel_ = nullptr;
+  std::string kernel_drops_unavailable_;
+  std::vector<uint8_t> kernel_reason_ids_;
+  std::vector<watch_key> watched_;  // what watched_addrs holds
 };
 
 }  // namespace flowscope::bpf

@@ -4,15 +4,19 @@
 // headers), TCP/UDP/SCTP/ICMPv4/ICMPv6; keeps per-flow state in an LRU hash (both directions of
 // a flow at one interface share an entry, which remembers who originated it); drops packets
 // that match a deny rule; and reports flows into a BPF ring buffer, as often as the aggregation
-// level asks. The event layout and every map key and value live in bpf/flow_event.h.
+// level asks. A third program, on the skb:kfree_skb tracepoint, reports the packets the kernel
+// drops (with its reason) when they come from or go to a watched address. The event layout and
+// every map key and value live in bpf/flow_event.h.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/pkt_cls.h>
 
 // After the kernel headers, which define the types they use.
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
 
 #include "bpf/flow_event.h"
 
@@ -27,8 +31,18 @@ const volatile __u32 wakeup_bytes = 0;
 const volatile __u8 default_ingress_point = FS_OBS_FROM_ENDPOINT;
 const volatile __u8 default_egress_point = FS_OBS_TO_ENDPOINT;
 
+// The running kernel's enum skb_drop_reason values that are not drops (set from its BTF at load;
+// ~0 where the kernel has no such value).
+const volatile __u32 reason_not_dropped_yet = ~0U;
+const volatile __u32 reason_consumed = ~0U;
+// Reasons (< 256) not reported, a bit each: frees the kernel calls drops that are not news, such
+// as a closing socket purging what it had queued (QUEUE_PURGE).
+const volatile __u64 ignored_reasons[4] = {};
+
 // Number of valid entries in deny_rules; written by user space.
 __u32 deny_rule_count = 0;
+// Number of entries in watched_addrs; 0 turns the kfree_skb program into an early return.
+__u32 watched_count = 0;
 
 // --- maps --------------------------------------------------------------------------------------
 
@@ -65,6 +79,21 @@ struct {
   __type(key, __u32);
   __type(value, struct deny_rule);
 } deny_rules SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, FS_MAX_WATCHED_ADDRS);
+  __type(key, struct watch_key);
+  __type(value, __u8);
+} watched_addrs SEC(".maps");
+
+// Last report time per dropped flow and reason.
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 16384);
+  __type(key, struct kernel_drop_key);
+  __type(value, __u64);
+} kernel_drops SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -308,9 +337,10 @@ static __always_inline int sender_originates(const struct pkt* p, __u8* known) {
 
 // --- events ------------------------------------------------------------------------------------
 
-static __always_inline void emit(struct __sk_buff* skb, const struct pkt* p, __u8 obs_point,
+static __always_inline void emit(__u32 ifindex, __u32 len, const struct pkt* p, __u8 obs_point,
                                  __u8 verdict, __u8 drop_reason, __u8 is_reply, __u8 reason,
-                                 __u8 policy, __u64 now, const struct flow_state* st) {
+                                 __u8 policy, __u16 kernel_reason, __u64 now,
+                                 const struct flow_state* st) {
   struct flow_event* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
   if (!e) {
     __u32 key = 0;
@@ -320,11 +350,11 @@ static __always_inline void emit(struct __sk_buff* skb, const struct pkt* p, __u
   }
   e->ktime_ns = now;
   e->flow_packets = st ? st->packets : 1;
-  e->flow_bytes = st ? st->bytes : skb->len;
+  e->flow_bytes = st ? st->bytes : len;
   __builtin_memcpy(e->saddr, p->saddr, 16);
   __builtin_memcpy(e->daddr, p->daddr, 16);
-  e->ifindex = skb->ifindex;
-  e->pkt_len = skb->len;
+  e->ifindex = ifindex;
+  e->pkt_len = len;
   e->sport = p->sport;
   e->dport = p->dport;
   e->tcp_flags = p->tcp_flags;
@@ -339,6 +369,7 @@ static __always_inline void emit(struct __sk_buff* skb, const struct pkt* p, __u
   e->icmp_code = p->icmp_code;
   e->emit_reason = reason;
   e->policy = policy;
+  e->kernel_reason = kernel_reason;
   __builtin_memset(e->pad, 0, sizeof(e->pad));
   stat_inc(FS_STAT_EVENTS);
 
@@ -382,10 +413,11 @@ static __always_inline int handle(struct __sk_buff* skb, int ingress) {
       is_reply = (src_is_a == st->origin_is_a) ? FS_REPLY_NO : FS_REPLY_YES;
     stat_inc(FS_STAT_POLICY_DROPS);
     const __u8 policy = (__u8)(deny - 1);
-    emit(skb, &p, obs_point, FS_VERDICT_DROPPED, FS_DROP_POLICY_DENIED, is_reply, FS_EMIT_DROP,
-         policy, now, st);
-    emit(skb, &p, obs_point, FS_VERDICT_DROPPED, FS_DROP_POLICY_DENIED, is_reply,
-         FS_EMIT_POLICY_VERDICT, policy, now, st);
+    emit(skb->ifindex, skb->len, &p, obs_point, FS_VERDICT_DROPPED, FS_DROP_POLICY_DENIED, is_reply,
+         FS_EMIT_DROP, policy, 0, now, st);
+    emit(skb->ifindex, skb->len, &p, obs_point, FS_VERDICT_DROPPED, FS_DROP_POLICY_DENIED, is_reply,
+         FS_EMIT_POLICY_VERDICT, policy, 0, now, st);
+    skb->mark = FS_DROP_MARK;  // reported: the kernel's own drop event for it is not
     return TC_ACT_SHOT;
   }
 
@@ -449,7 +481,8 @@ static __always_inline int handle(struct __sk_buff* skb, int ingress) {
       st->last_report_ns[0] = now;
     }
     const __u8 is_reply = !st->origin_known ? FS_REPLY_UNKNOWN : (dir ? FS_REPLY_YES : FS_REPLY_NO);
-    emit(skb, &p, obs_point, FS_VERDICT_FORWARDED, 0, is_reply, reason, 0, now, st);
+    emit(skb->ifindex, skb->len, &p, obs_point, FS_VERDICT_FORWARDED, 0, is_reply, reason, 0, 0,
+         now, st);
   }
   return TC_ACT_OK;
 }
@@ -459,5 +492,124 @@ int flowscope_ingress(struct __sk_buff* skb) { return handle(skb, 1); }
 
 SEC("tc")
 int flowscope_egress(struct __sk_buff* skb) { return handle(skb, 0); }
+
+// --- kernel drops ------------------------------------------------------------------------------
+
+// The fields of the kernel's struct sk_buff this program reads, relocated against the running
+// kernel's BTF at load (CO-RE): the build never needs the kernel's headers.
+struct sk_buff {
+  unsigned int len;
+  __u32 mark;
+  __u16 transport_header;
+  __u16 network_header;
+  __be16 protocol;
+  unsigned char* head;
+} __attribute__((preserve_access_index));
+
+// Reads the L4 header of a dropped packet at `l4`.
+static __always_inline void read_l4(const unsigned char* l4, struct pkt* p) {
+  __u8 b[14];
+  switch (p->protocol) {
+    case IPPROTO_TCP:
+      if (bpf_probe_read_kernel(b, 14, l4) < 0) return;
+      p->sport = ((__u16)b[0] << 8) | b[1];
+      p->dport = ((__u16)b[2] << 8) | b[3];
+      p->tcp_flags = b[13] | ((__u16)(b[12] & 1) << 8);
+      return;
+    case IPPROTO_UDP:
+    case IPPROTO_SCTP:
+      if (bpf_probe_read_kernel(b, 4, l4) < 0) return;
+      p->sport = ((__u16)b[0] << 8) | b[1];
+      p->dport = ((__u16)b[2] << 8) | b[3];
+      return;
+    case IPPROTO_ICMP:
+    case IPPROTO_ICMPV6:
+      if (bpf_probe_read_kernel(b, 2, l4) < 0) return;
+      p->icmp_type = b[0];
+      p->icmp_code = b[1];
+      return;
+    default:
+      return;
+  }
+}
+
+static __always_inline int watched(const struct pkt* p) {
+  struct watch_key k = {};
+  k.family = p->family;
+  __builtin_memcpy(k.addr, p->saddr, 16);
+  if (bpf_map_lookup_elem(&watched_addrs, &k)) return 1;
+  __builtin_memcpy(k.addr, p->daddr, 16);
+  return bpf_map_lookup_elem(&watched_addrs, &k) != 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(flowscope_kfree_skb, struct sk_buff* skb, void* location, int reason) {
+  if (!watched_count) return 0;
+  const __u32 why = (__u32)reason;
+  if (why == reason_not_dropped_yet || why == reason_consumed) return 0;
+  if (why < 256 && (ignored_reasons[why / 64] >> (why % 64)) & 1) return 0;
+
+  if (BPF_CORE_READ(skb, mark) == FS_DROP_MARK) return 0;  // a deny rule's, reported already
+
+  const unsigned char* head = BPF_CORE_READ(skb, head);
+  const __u16 nh = BPF_CORE_READ(skb, network_header);
+  if (!head || nh == (__u16)~0U) return 0;  // no network header set: not an IP packet yet
+  const unsigned char* l3 = head + nh;
+  __u8 ip[40];
+  if (bpf_probe_read_kernel(ip, 20, l3) < 0) return 0;
+  struct pkt p = {};
+  const unsigned char* l4;
+  const __u8 version = ip[0] >> 4;
+  const __be16 proto = BPF_CORE_READ(skb, protocol);
+  if (version == 4 && (proto == bpf_htons(ETH_P_IP) || proto == 0)) {
+    const __u8 ihl = ip[0] & 0x0f;
+    if (ihl < 5) return 0;
+    p.family = FS_FAMILY_IPV4;
+    p.protocol = ip[9];
+    __builtin_memcpy(&p.saddr[0], &ip[12], 4);
+    __builtin_memcpy(&p.daddr[0], &ip[16], 4);
+    l4 = l3 + ihl * 4;
+    if (((((__u16)(ip[6] & 0x1f) << 8) | ip[7])) != 0) l4 = 0;  // a non-first fragment
+  } else if (version == 6 && (proto == bpf_htons(ETH_P_IPV6) || proto == 0)) {
+    if (bpf_probe_read_kernel(ip, 40, l3) < 0) return 0;
+    p.family = FS_FAMILY_IPV6;
+    p.protocol = ip[6];  // extension headers are not followed: their packets carry no ports
+    __builtin_memcpy(p.saddr, &ip[8], 16);
+    __builtin_memcpy(p.daddr, &ip[24], 16);
+    l4 = l3 + 40;
+  } else {
+    return 0;
+  }
+  if (!watched(&p)) return 0;
+  if (l4) read_l4(l4, &p);
+  stat_inc(FS_STAT_KERNEL_DROPS);
+
+  const __u64 now = bpf_ktime_get_ns();
+  const __u16 why16 = why > 0xffff ? 0xffff : (__u16)why;
+  if (aggregation != FS_AGG_NONE) {
+    struct kernel_drop_key k = {};
+    __builtin_memcpy(k.saddr, p.saddr, 16);
+    __builtin_memcpy(k.daddr, p.daddr, 16);
+    k.sport = p.sport;
+    k.dport = p.dport;
+    k.reason = why16;
+    k.protocol = p.protocol;
+    k.family = p.family;
+    __u64* last = bpf_map_lookup_elem(&kernel_drops, &k);
+    if (last && now - *last < report_interval_ns) {
+      stat_inc(FS_STAT_KERNEL_DROPS_SUPPRESSED);
+      return 0;
+    }
+    if (last) {
+      *last = now;
+    } else {
+      bpf_map_update_elem(&kernel_drops, &k, &now, BPF_ANY);
+    }
+  }
+  const unsigned int len = BPF_CORE_READ(skb, len);
+  emit(0, len, &p, FS_OBS_UNKNOWN, FS_VERDICT_DROPPED, 0, FS_REPLY_UNKNOWN, FS_EMIT_KERNEL_DROP, 0,
+       why16, now, 0);
+  return 0;
+}
 
 char LICENSE[] SEC("license") = "GPL";

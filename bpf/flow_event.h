@@ -27,6 +27,9 @@ enum fs_verdict {
   FS_VERDICT_DROPPED = 2,
 };
 
+/* skb->mark of a packet the tc programs drop: the kfree_skb program does not report it again. */
+#define FS_DROP_MARK 0x5c0fd20fU
+
 /* Drop reasons use Hubble's numbering (flow.DropReason). */
 #define FS_DROP_POLICY_DENIED 133
 
@@ -47,6 +50,8 @@ enum fs_emit_reason {
   FS_EMIT_DROP = 6,           /* the packet was dropped */
   FS_EMIT_POLICY_VERDICT = 7, /* the policy verdict on a denied packet (beside its drop event),
                                  as Cilium's policy-verdict notification */
+  FS_EMIT_KERNEL_DROP = 8,    /* the kernel freed the packet as dropped (skb:kfree_skb): no
+                                 observation point or interface, kernel_reason says why */
 };
 
 /* TCP flags as in byte 13 of the TCP header, plus NS (the low bit of byte 12) as bit 8. */
@@ -88,9 +93,11 @@ struct flow_event {
   __u8 is_reply;        /* enum fs_reply */
   __u8 icmp_type;
   __u8 icmp_code;
-  __u8 emit_reason; /* enum fs_emit_reason */
-  __u8 policy;      /* drops by a deny rule: the rule's policy name id (0: unnamed) */
-  __u8 pad[6];
+  __u8 emit_reason;    /* enum fs_emit_reason */
+  __u8 policy;         /* drops by a deny rule: the rule's policy name id (0: unnamed) */
+  __u16 kernel_reason; /* FS_EMIT_KERNEL_DROP: the running kernel's enum skb_drop_reason value
+                          (0xffff: a subsystem's reason); user space names it */
+  __u8 pad[4];
 };
 
 /* Flow table key: both directions of a flow at one interface share it. Endpoint "a" is the
@@ -143,6 +150,26 @@ struct deny_rule {
   __u8 pad[3];
 };
 
+/* An address whose kernel drops are reported (map watched_addrs): the observed endpoints'. */
+#define FS_MAX_WATCHED_ADDRS 65536
+struct watch_key {
+  __u32 addr[4]; /* network byte order; IPv4 in addr[0], the rest zero */
+  __u8 family;   /* FS_FAMILY_* */
+  __u8 pad[3];
+};
+
+/* Kernel drops are reported once per report interval per flow and reason (map kernel_drops);
+ * the drops in between are counted (FS_STAT_KERNEL_DROPS_SUPPRESSED). */
+struct kernel_drop_key {
+  __u32 saddr[4];
+  __u32 daddr[4];
+  __u16 sport;
+  __u16 dport;
+  __u16 reason;
+  __u8 protocol;
+  __u8 family;
+};
+
 /* Counters in the per-CPU array datapath_stats. */
 enum fs_stat {
   FS_STAT_PACKETS = 0,   /* packets the hooks saw */
@@ -150,7 +177,9 @@ enum fs_stat {
   FS_STAT_MALFORMED = 2, /* IP packets too short or malformed to describe (no event) */
   FS_STAT_NOT_IP = 3,    /* non-IP frames, passed through */
   FS_STAT_POLICY_DROPS = 4,
-  FS_STAT_MAX = 5,
+  FS_STAT_KERNEL_DROPS = 5,            /* kernel drops of watched addresses */
+  FS_STAT_KERNEL_DROPS_SUPPRESSED = 6, /* of those, not reported (rate limit per flow) */
+  FS_STAT_MAX = 7,
 };
 
 #ifdef __cplusplus
@@ -158,11 +187,15 @@ static_assert(sizeof(struct flow_event) == 88, "flow_event layout");
 static_assert(sizeof(struct flow_key) == 44, "flow_key layout");
 static_assert(sizeof(struct flow_state) == 56, "flow_state layout");
 static_assert(sizeof(struct deny_rule) == 72, "deny_rule layout");
+static_assert(sizeof(struct watch_key) == 20, "watch_key layout");
+static_assert(sizeof(struct kernel_drop_key) == 40, "kernel_drop_key layout");
 #else
 _Static_assert(sizeof(struct flow_event) == 88, "flow_event layout");
 _Static_assert(sizeof(struct flow_key) == 44, "flow_key layout");
 _Static_assert(sizeof(struct flow_state) == 56, "flow_state layout");
 _Static_assert(sizeof(struct deny_rule) == 72, "deny_rule layout");
+_Static_assert(sizeof(struct watch_key) == 20, "watch_key layout");
+_Static_assert(sizeof(struct kernel_drop_key) == 40, "kernel_drop_key layout");
 #endif
 
 #endif /* FLOWSCOPE_BPF_FLOW_EVENT_H_ */

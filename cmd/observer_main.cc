@@ -77,6 +77,13 @@ int main(int argc, char** argv) {
   app.add_option("--flow-table-entries", o.datapath.flow_table_entries,
                  "BPF flow table (LRU) entries")
       ->capture_default_str();
+  app.add_option("--kernel-drops", o.datapath.kernel_drops,
+                 "report the kernel's drops of this node's endpoints' packets (skb:kfree_skb)")
+      ->capture_default_str();
+  app.add_option("--kernel-drops-ignore", o.datapath.ignored_kernel_reasons,
+                 "kernel drop reasons not reported (comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--listen-socket", o.listen_socket, "unix socket to serve on ('' for none)")
       ->capture_default_str();
   app.add_option("--listen-address", o.listen_address, "TCP address to serve on, e.g. :4244");

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <random>
 
@@ -142,7 +143,14 @@ absl::Status ObserverDaemon::Start() {
     if (absl::Status s = ApplyPolicy(); !s.ok()) return s;
   }
 
+  if (datapath_->kernel_drops_unavailable().empty()) {
+    FLOWSCOPE_LOG_INFO("kernel drops: reported for the endpoints' addresses (skb:kfree_skb)");
+  } else {
+    FLOWSCOPE_LOG_WARN("kernel drops are not reported: {}", datapath_->kernel_drops_unavailable());
+  }
   parser_ = std::make_unique<EventParser>(*table_);
+  parser_->SetKernelReasons(datapath_->kernel_reason_ids());
+  WatchEndpointAddresses();
   auto consumer =
       ringbuf::RingBufferConsumer::Create(datapath_->events_fd(), datapath_->lost_events_fd(),
                                           sizeof(flow_event), [this](absl::Span<const uint8_t> ev) {
@@ -373,6 +381,30 @@ void ObserverDaemon::Maintain() {
     if (history_writer_) oldest = std::min(oldest, history_writer_->persisted());
     table_->Expire(drain_passes_.load(std::memory_order_acquire), ring_->Written(), oldest);
     if (!options_.policy_file.empty()) MaintainPolicy();
+    WatchEndpointAddresses();
+  }
+}
+
+void ObserverDaemon::WatchEndpointAddresses() {
+  if (!datapath_->kernel_drops_unavailable().empty()) return;
+  const uint64_t version = table_->version();
+  if (version == watched_table_version_) return;
+  watched_table_version_ = version;
+  // The addresses of the endpoints this node hosts (all of them when endpoints name no node): a
+  // drop of their packets, in either direction, happened in this node's kernel. Not the node's
+  // own addresses (the host entry): those would report the host's drops.
+  std::vector<watch_key> keys;
+  for (const auto& [addr, id] : table_->Addresses()) {
+    if (id == kHostEndpointId || id == kWorldEndpointId) continue;
+    const std::shared_ptr<const Endpoint> e = table_->Get(id);
+    if (e == nullptr || (!e->node_name.empty() && e->node_name != options_.node_name)) continue;
+    watch_key k{};
+    std::memcpy(k.addr, addr.words.data(), sizeof k.addr);
+    k.family = addr.family;
+    keys.push_back(k);
+  }
+  if (absl::Status s = datapath_->SetWatchedAddresses(keys); !s.ok()) {
+    FLOWSCOPE_LOG_WARN("kernel drops: {}", std::string(s.message()));
   }
 }
 
@@ -425,6 +457,20 @@ void ObserverDaemon::CollectMetrics(MetricsWriter& w) const {
   }
   if (flow_metrics_) flow_metrics_->Collect(w);
 
+  if (datapath_) {
+    if (auto st = datapath_->ReadStats(); st.ok()) {
+      w.Counter("flowscope_kernel_drops_total",
+                "Packets of watched endpoints the kernel dropped (skb:kfree_skb)");
+      w.Sample(static_cast<double>(st->kernel_drops));
+      w.Counter("flowscope_kernel_drops_suppressed_total",
+                "Kernel drops not reported as flows: the same flow and reason was reported less "
+                "than a report interval before");
+      w.Sample(static_cast<double>(st->kernel_drops_suppressed));
+    }
+    w.Gauge("flowscope_kernel_drops_enabled",
+            "1 when the kernel's drops are reported (skb:kfree_skb with BTF)");
+    w.Sample(datapath_->kernel_drops_unavailable().empty() ? 1 : 0);
+  }
   w.Gauge("flowscope_build_info", "flowscope's version");
   w.Sample({{"version", FLOWSCOPE_VERSION}, {"component", "observer"}}, 1);
   w.Gauge("flowscope_ready", "1 when /readyz answers 200");

@@ -152,6 +152,9 @@ class ObserverDaemon {
   std::atomic<uint64_t> kernel_lost_{0};
   std::string policy_signature_;
   uint64_t policy_table_version_ = 0;
+  // Keeps the datapath's watched addresses (kernel drops) those of the table's endpoints.
+  void WatchEndpointAddresses();
+  uint64_t watched_table_version_ = ~uint64_t{0};  // the table version they were taken from
   mutable std::mutex policy_mu_;
   std::vector<PolicyRule> policy_ ABSL_GUARDED_BY(policy_mu_);
   std::string policy_error_ ABSL_GUARDED_BY(policy_mu_);

@@ -18,12 +18,17 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "api/text.h"
+#include "bpf/drop_reasons.h"
 #include "bpf/flow_event.h"
 #include "bpf/ip_prefix.h"
 #include "bpf/ip_protocol.h"
+#include "flowscope/v1/flowscope.pb.h"
 
 namespace flowscope::observer {
 namespace {
+
+// A kernel reason in a drop_reason_desc filter that this build does not know (no record has it).
+constexpr int kNoKernelReason = -2;
 
 absl::Status Invalid(absl::string_view field, absl::string_view value, absl::string_view why) {
   return absl::InvalidArgumentError(
@@ -175,6 +180,7 @@ class CompiledFilter {
     }
     flow::TrafficDirection direction() const { return TrafficDirectionOf(r); }
     int drop_reason() const { return dropped() ? r.drop_reason : 0; }
+    int kernel_reason() const { return IsKernelDrop(r) ? r.policy : -1; }
     uint32_t ifindex() const { return r.ifindex; }
     std::string interface_name() const { return c.builder_->InterfaceName(r.ifindex); }
     std::string uuid() const { return c.builder_->Uuid(position); }
@@ -206,8 +212,8 @@ class CompiledFilter {
     };
     return !never_ && plain(src_) && plain(dst_) && verdicts_.none() && ip_versions_.empty() &&
            protocols_.empty() && event_types_.empty() && tcp_flags_.empty() && reply_.empty() &&
-           directions_.empty() && drop_reasons_.empty() && interfaces_.empty() &&
-           encrypted_.empty() && uuids_.empty();
+           directions_.empty() && drop_reasons_.empty() && kernel_reasons_.empty() &&
+           interfaces_.empty() && encrypted_.empty() && uuids_.empty();
   }
   bool SideAccepts(uint32_t endpoint, bool source) const {
     const Side& side = source ? src_ : dst_;
@@ -259,11 +265,15 @@ class CompiledFilter {
         std::find(directions_.begin(), directions_.end(), x.direction()) == directions_.end()) {
       return false;
     }
-    // Only drops have a drop reason to match (a forwarded flow's 0 is not DROP_REASON_UNKNOWN).
-    if (!drop_reasons_.empty() &&
-        (x.verdict() != flow::DROPPED || std::find(drop_reasons_.begin(), drop_reasons_.end(),
-                                                   x.drop_reason()) == drop_reasons_.end())) {
-      return false;
+    // Only drops have a drop reason to match (a forwarded flow's 0 is not DROP_REASON_UNKNOWN);
+    // Hubble's codes and the kernel's reasons in one filter are alternatives.
+    if (!drop_reasons_.empty() || !kernel_reasons_.empty()) {
+      const bool hubble = x.verdict() == flow::DROPPED &&
+                          std::find(drop_reasons_.begin(), drop_reasons_.end(), x.drop_reason()) !=
+                              drop_reasons_.end();
+      const bool kernel = std::find(kernel_reasons_.begin(), kernel_reasons_.end(),
+                                    x.kernel_reason()) != kernel_reasons_.end();
+      if (!hubble && !kernel) return false;
     }
     if (!interfaces_.empty()) {
       const std::string name = x.interface_name();
@@ -321,6 +331,7 @@ class CompiledFilter {
   std::vector<bool> reply_;
   std::vector<flow::TrafficDirection> directions_;
   std::vector<int> drop_reasons_;
+  std::vector<int> kernel_reasons_;  // flowscope's ids; kNoKernelReason for ones it does not know
   std::vector<flow::NetworkInterface> interfaces_;
   std::vector<bool> encrypted_;
   std::vector<std::string> uuids_;
@@ -513,7 +524,17 @@ absl::StatusOr<std::unique_ptr<CompiledFilter>> CompiledFilter::Compile(
   for (int d : f.traffic_direction()) {
     c->directions_.push_back(static_cast<flow::TrafficDirection>(d));
   }
-  for (int d : f.drop_reason_desc()) c->drop_reasons_.push_back(d);
+  for (int d : f.drop_reason_desc()) {
+    // flowscope's kernel reasons sit above Hubble's codes (bpf/drop_reasons.h).
+    if (d >= bpf::kKernelDropReasonFilterBase) {
+      const int id = d - bpf::kKernelDropReasonFilterBase;
+      const bool known = id < bpf::kKernelReasonUnknown &&
+                         bpf::KernelDropReasonName(static_cast<uint8_t>(id)) != "UNKNOWN";
+      c->kernel_reasons_.push_back(known ? id : kNoKernelReason);
+    } else {
+      c->drop_reasons_.push_back(d);
+    }
+  }
   for (int v : f.ip_version()) c->ip_versions_.push_back(static_cast<flow::IPVersion>(v));
   for (const auto& i : f.interface()) c->interfaces_.push_back(i);
   for (bool e : f.encrypted()) c->encrypted_.push_back(e);
@@ -765,6 +786,12 @@ bool CompiledFilter::MatchFlow(const flow::Flow& f) const {
     }
     flow::TrafficDirection direction() const { return f.traffic_direction(); }
     int drop_reason() const { return f.drop_reason_desc(); }
+    int kernel_reason() const {
+      flowscope::v1::KernelDrop drop;
+      if (f.verdict() != flow::DROPPED || !f.extensions().UnpackTo(&drop)) return -1;
+      const std::optional<uint8_t> id = bpf::KernelDropReasonId(drop.reason());
+      return id ? *id : bpf::kKernelReasonUnknown;
+    }
     uint32_t ifindex() const { return f.interface().index(); }
     std::string interface_name() const { return f.interface().name(); }
     std::string uuid() const { return absl::AsciiStrToLower(f.uuid()); }

@@ -9,7 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "bpf/drop_reasons.h"
 #include "bpf/flow_event.h"
+#include "flowscope/v1/flowscope.pb.h"
 
 namespace flowscope::observer {
 namespace {
@@ -168,6 +170,8 @@ size_t InterfaceNames::size() const {
 }
 
 std::string FlowSummary(const FlowRecord& r) {
+  // What Hubble's CLI prints in parentheses after the verdict: "DROPPED (NETFILTER_DROP)".
+  if (IsKernelDrop(r)) return std::string(bpf::KernelDropReasonName(r.policy));
   switch (r.protocol) {
     case IPPROTO_TCP: {
       // Hubble's order.
@@ -306,8 +310,8 @@ void FlowBuilder::FillService(uint32_t id, flow::Flow* out, bool source) const {
   s->set_namespace_(svc->namespace_name);
 }
 
-void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out,
-                        uint32_t run) const {
+void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out, uint32_t run,
+                        bool extensions) const {
   out->mutable_time()->set_seconds(static_cast<int64_t>(r.time_ns / 1'000'000'000));
   out->mutable_time()->set_nanos(static_cast<int32_t>(r.time_ns % 1'000'000'000));
 
@@ -381,7 +385,7 @@ void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out,
   out->clear_egress_denied_by();
   out->clear_ingress_denied_by();
   out->set_policy_match_type(0);
-  if (r.policy != 0 && dropped) {
+  if (PolicyIdOf(r) != 0) {
     // The named rule that denied it, on the side of the flow's direction (as Hubble's
     // --print-policy-names reads it).
     if (std::shared_ptr<const PolicyName> p = table_.GetPolicy(r.policy)) {
@@ -408,16 +412,25 @@ void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out,
     iface->set_name(std::move(name));
   }
   out->set_summary(FlowSummary(r));
+  out->clear_extensions();
+  if (extensions && IsKernelDrop(r)) {
+    flowscope::v1::KernelDrop drop;
+    drop.set_reason(std::string(bpf::KernelDropReasonName(r.policy)));
+    out->mutable_extensions()->PackFrom(drop);
+  }
 }
 
 void FlowBuilder::BuildResponse(const FlowRecord& r, uint64_t position,
-                                ::observer::GetFlowsResponse* out, uint32_t run) const {
-  Build(r, position, out->mutable_flow(), run);
+                                ::observer::GetFlowsResponse* out, uint32_t run,
+                                bool extensions) const {
+  Build(r, position, out->mutable_flow(), run, extensions);
   out->set_node_name(node_name_);
   *out->mutable_time() = out->flow().time();
 }
 
 namespace {
+
+constexpr absl::string_view kKernelDropTypeUrl = "type.googleapis.com/flowscope.v1.KernelDrop";
 
 // --- encoding straight to the wire ------------------------------------------------------------
 
@@ -550,7 +563,7 @@ void FlowBuilder::EncodeService(uint32_t field, uint32_t id, std::string* out) c
 }
 
 void FlowBuilder::EncodeResponse(const FlowRecord& r, uint64_t position, std::string* out,
-                                 uint32_t run, EndpointCache* cache) const {
+                                 uint32_t run, EndpointCache* cache, bool extensions) const {
   Wire w(out);
   const size_t flow_at = w.Open(1, 2);  // GetFlowsResponse.flow
   w.Timestamp(1, r.time_ns);
@@ -620,7 +633,7 @@ void FlowBuilder::EncodeResponse(const FlowRecord& r, uint64_t position, std::st
   const flow::TrafficDirection direction = TrafficDirectionOf(r);
   w.U64(22, direction);
   std::shared_ptr<const PolicyName> policy;
-  if (r.policy != 0 && dropped) policy = table_.GetPolicy(r.policy);
+  if (PolicyIdOf(r) != 0) policy = table_.GetPolicy(r.policy);
   if (policy != nullptr && r.emit_reason == FS_EMIT_POLICY_VERDICT) {
     w.U64(23, static_cast<uint32_t>(policy->match_type));
   }
@@ -650,6 +663,14 @@ void FlowBuilder::EncodeResponse(const FlowRecord& r, uint64_t position, std::st
     w.Close(at);
   }
   w.Str(100000, FlowSummary(r));
+  if (extensions && IsKernelDrop(r)) {
+    const size_t any = w.Open(150000);
+    w.Str(1, kKernelDropTypeUrl);
+    const size_t value = w.Open(2);
+    w.Str(1, bpf::KernelDropReasonName(r.policy));  // flowscope.v1.KernelDrop.reason
+    w.Close(value);
+    w.Close(any);
+  }
   w.Close(flow_at, 2);
   w.Str(1000, node_name_);
   w.Timestamp(1001, r.time_ns);

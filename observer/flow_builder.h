@@ -91,10 +91,12 @@ class FlowBuilder {
   void AttachRuns(const RunArchive* runs, uint32_t current_run);
 
   // `position` is the record's ring position in its run (they make the uuid); run 0 is this
-  // one.
-  void Build(const FlowRecord& r, uint64_t position, flow::Flow* out, uint32_t run = 0) const;
+  // one. `extensions`: the client asked for flowscope's types in Flow.extensions
+  // (flowscope.v1.GetFlowsOptions); a Hubble client never gets them.
+  void Build(const FlowRecord& r, uint64_t position, flow::Flow* out, uint32_t run = 0,
+             bool extensions = false) const;
   void BuildResponse(const FlowRecord& r, uint64_t position, ::observer::GetFlowsResponse* out,
-                     uint32_t run = 0) const;
+                     uint32_t run = 0, bool extensions = false) const;
   // One stream's encoded endpoints, reused from flow to flow (an entry's content never changes
   // under its id; the cache is emptied when the table changes all the same). One thread at a
   // time; Refresh() before each batch.
@@ -114,7 +116,7 @@ class FlowBuilder {
   // serializer writes, without building the message (the streams' path for a full flow); the
   // endpoints from `cache` when given.
   void EncodeResponse(const FlowRecord& r, uint64_t position, std::string* out, uint32_t run = 0,
-                      EndpointCache* cache = nullptr) const;
+                      EndpointCache* cache = nullptr, bool extensions = false) const;
 
   const std::string& node_name() const { return node_name_; }
   std::string InterfaceName(uint32_t ifindex) const;

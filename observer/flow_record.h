@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "bpf/flow_event.h"
+
 namespace flowscope::observer {
 
 struct FlowRecord {
@@ -34,8 +36,17 @@ struct FlowRecord {
   uint8_t icmp_type = 0;
   uint8_t icmp_code = 0;
   uint8_t emit_reason = 0;  // fs_emit_reason; FS_EMIT_POLICY_VERDICT makes a policy-verdict event
-  uint8_t policy = 0;       // drops by a named deny rule: EndpointTable::PolicyNames id
+  // Drops by a named deny rule: EndpointTable::PolicyNames id. Kernel drops (emit_reason
+  // FS_EMIT_KERNEL_DROP): flowscope's id of the kernel's reason (bpf/drop_reasons.h), and then
+  // drop_reason is the Hubble code that means the same, or 0.
+  uint8_t policy = 0;
 };
+
+inline bool IsKernelDrop(const FlowRecord& r) { return r.emit_reason == FS_EMIT_KERNEL_DROP; }
+// The deny rule's name id of a policy drop; 0 for anything else.
+inline uint8_t PolicyIdOf(const FlowRecord& r) {
+  return r.verdict == FS_VERDICT_DROPPED && !IsKernelDrop(r) ? r.policy : 0;
+}
 
 static_assert(std::is_trivially_copyable_v<FlowRecord>);
 static_assert(sizeof(FlowRecord) == 96, "FlowRecord layout");

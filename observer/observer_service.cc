@@ -77,8 +77,9 @@ class RingStreamReactor : public grpc::ServerWriteReactor<Out>, public StreamPum
 // observer.Observer/GetFlows: one flow (or lost-event notice) per message.
 class FlowStreamReactor final : public RingStreamReactor<::observer::GetFlowsResponse> {
  public:
-  FlowStreamReactor(ObserverService* service, FlowQuery query, const CompiledFieldMask& mask)
-      : RingStreamReactor(service, std::move(query)), mask_(mask) {
+  FlowStreamReactor(ObserverService* service, FlowQuery query, const CompiledFieldMask& mask,
+                    bool extensions)
+      : RingStreamReactor(service, std::move(query)), mask_(mask), extensions_(extensions) {
     Pump();
   }
 
@@ -93,7 +94,8 @@ class FlowStreamReactor final : public RingStreamReactor<::observer::GetFlowsRes
         return Produced::kWait;
       case FlowQuery::Step::kFlow: {
         ::observer::GetFlowsResponse* resp = NewMessage();
-        service_->builder_.BuildResponse(item_.record, item_.position, resp, item_.run);
+        service_->builder_.BuildResponse(item_.record, item_.position, resp, item_.run,
+                                         extensions_);
         mask_.Trim(resp->mutable_flow());
         return Produced::kMessage;
       }
@@ -105,6 +107,7 @@ class FlowStreamReactor final : public RingStreamReactor<::observer::GetFlowsRes
   }
 
   const FlowTrimmer mask_;  // flow fields the client wants
+  const bool extensions_;   // flowscope's Flow.extensions
 };
 
 // flowscope.v1.FlowStream/GetFlowBatches: up to max_batch_events per message, each batch
@@ -113,8 +116,9 @@ class FlowStreamReactor final : public RingStreamReactor<::observer::GetFlowsRes
 // trims, and lost-event notices, are built and serialized.
 class BatchStreamReactor final : public RingStreamReactor<grpc::ByteBuffer> {
  public:
-  BatchStreamReactor(ObserverService* service, FlowQuery query, const CompiledFieldMask& mask)
-      : RingStreamReactor(service, std::move(query)), mask_(mask) {
+  BatchStreamReactor(ObserverService* service, FlowQuery query, const CompiledFieldMask& mask,
+                     bool extensions)
+      : RingStreamReactor(service, std::move(query)), mask_(mask), extensions_(extensions) {
     service_->notifier_.AddHeartbeatStream();
     SetMessage(&buffer_);
     Pump();
@@ -154,14 +158,15 @@ class BatchStreamReactor final : public RingStreamReactor<grpc::ByteBuffer> {
         if (!mask_.active()) {  // encoded in place, as FlowBatch.events
           const size_t at = OpenLengthDelimited(1, &batch_);
           service_->builder_.EncodeResponse(item_.record, item_.position, &batch_, item_.run,
-                                            &endpoints_);
+                                            &endpoints_, extensions_);
           CloseLengthDelimited(at, &batch_);
           if (++events >= service_->options_.max_batch_events || BatchFull()) return Send(now);
           continue;
         }
         auto* resp =
             google::protobuf::Arena::CreateMessage<::observer::GetFlowsResponse>(&scratch_);
-        service_->builder_.BuildResponse(item_.record, item_.position, resp, item_.run);
+        service_->builder_.BuildResponse(item_.record, item_.position, resp, item_.run,
+                                         extensions_);
         mask_.Trim(resp->mutable_flow());
         resp->AppendToString(&event_);
       } else {
@@ -207,6 +212,7 @@ class BatchStreamReactor final : public RingStreamReactor<grpc::ByteBuffer> {
   }
 
   const FlowTrimmer mask_;
+  const bool extensions_;
   uint64_t watermark_ = 0;  // UTC ns promised so far
   absl::Time last_sent_ = absl::InfinitePast();
   bool ended_ = false;
@@ -285,7 +291,7 @@ grpc::ServerWriteReactor<::observer::GetFlowsResponse>* ObserverService::GetFlow
   if (!query.ok()) {
     return new FinishNow<::observer::GetFlowsResponse>(ToGrpcStatus(query.status()));
   }
-  return new FlowStreamReactor(this, *std::move(query), std::move(mask));
+  return new FlowStreamReactor(this, *std::move(query), std::move(mask), WantsFlowExtensions(*req));
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* FlowBatchService::GetFlowBatches(
@@ -301,7 +307,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* FlowBatchService::GetFlowBatches(
   if (!query.ok()) {
     return new FinishNow<grpc::ByteBuffer>(ToGrpcStatus(query.status()));
   }
-  return new BatchStreamReactor(observer_, *std::move(query), std::move(mask));
+  return new BatchStreamReactor(observer_, *std::move(query), std::move(mask),
+                                WantsFlowExtensions(req));
 }
 
 grpc::ServerWriteReactor<::observer::GetAgentEventsResponse>* ObserverService::GetAgentEvents(

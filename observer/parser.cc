@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "bpf/drop_reasons.h"
 #include "bpf/flow_event.h"
 
 namespace flowscope::observer {
@@ -62,11 +63,15 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
   }
   flow_event e;
   std::memcpy(&e, raw.data(), sizeof e);
-  const bool valid = (e.family == FS_FAMILY_IPV4 || e.family == FS_FAMILY_IPV6) &&
-                     (e.verdict == FS_VERDICT_FORWARDED || e.verdict == FS_VERDICT_DROPPED) &&
-                     e.obs_point <= FS_OBS_TO_NETWORK && e.is_reply <= FS_REPLY_UNKNOWN &&
-                     (e.verdict == FS_VERDICT_DROPPED) == (e.drop_reason != 0) && e.ktime_ns != 0 &&
-                     (e.emit_reason != FS_EMIT_POLICY_VERDICT || e.verdict == FS_VERDICT_DROPPED);
+  // A kernel drop has no datapath reason of its own (the kernel's is named here).
+  const bool kernel_drop = e.emit_reason == FS_EMIT_KERNEL_DROP;
+  const bool valid =
+      (e.family == FS_FAMILY_IPV4 || e.family == FS_FAMILY_IPV6) &&
+      (e.verdict == FS_VERDICT_FORWARDED || e.verdict == FS_VERDICT_DROPPED) &&
+      e.obs_point <= FS_OBS_TO_NETWORK && e.is_reply <= FS_REPLY_UNKNOWN && e.ktime_ns != 0 &&
+      (kernel_drop ? e.verdict == FS_VERDICT_DROPPED && e.drop_reason == 0 && e.policy == 0
+                   : (e.verdict == FS_VERDICT_DROPPED) == (e.drop_reason != 0)) &&
+      (e.emit_reason != FS_EMIT_POLICY_VERDICT || e.verdict == FS_VERDICT_DROPPED);
   if (!valid) {
     ++stats_.malformed;
     return false;
@@ -113,11 +118,18 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
   out->obs_point = e.obs_point;
   out->verdict = e.verdict;
   out->drop_reason = e.drop_reason;
+  out->policy = e.verdict == FS_VERDICT_DROPPED ? e.policy : 0;
+  if (kernel_drop) {
+    const uint8_t id = e.kernel_reason < kernel_reason_ids_.size()
+                           ? kernel_reason_ids_[e.kernel_reason]
+                           : bpf::kKernelReasonUnknown;
+    out->policy = id;
+    out->drop_reason = static_cast<uint8_t>(bpf::HubbleDropReasonOf(id));
+  }
   out->is_reply = e.is_reply;
   out->icmp_type = e.icmp_type;
   out->icmp_code = e.icmp_code;
   out->emit_reason = e.emit_reason;
-  out->policy = e.verdict == FS_VERDICT_DROPPED ? e.policy : 0;
   ++stats_.parsed;
   return true;
 }

@@ -10,6 +10,7 @@
 #define FLOWSCOPE_OBSERVER_PARSER_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/types/span.h"
 #include "observer/endpoint_table.h"
@@ -44,6 +45,10 @@ class EventParser {
 
   const ParserStats& stats() const { return stats_; }
 
+  // The running kernel's skb_drop_reason values mapped to flowscope's ids (Datapath::
+  // kernel_reason_ids()); without them every kernel drop's reason is unknown.
+  void SetKernelReasons(std::vector<uint8_t> ids) { kernel_reason_ids_ = std::move(ids); }
+
  private:
   EndpointTable::Resolver resolver_;
   ParserStats stats_;
@@ -52,6 +57,7 @@ class EventParser {
   uint64_t next_refresh_ktime_ = 0;
   uint64_t last_time_ns_ = 0;  // the floor: record times never go below it
   uint64_t ktime_passed_ = 0;  // a kernel (monotonic) time known to have passed
+  std::vector<uint8_t> kernel_reason_ids_;
 
   void MaybeRefreshClock(uint64_t ktime_ns);
 };

@@ -12,6 +12,7 @@
 #include "absl/strings/strip.h"
 #include "api/json.h"
 #include "api/text.h"
+#include "bpf/drop_reasons.h"
 #include "bpf/ip_protocol.h"
 
 namespace flowscope::cli {
@@ -213,10 +214,18 @@ absl::Status AddSingle(flow::FlowFilter& f, const std::string& flag, absl::strin
     }
     f.add_verdict(verdict);
   } else if (flag == "drop-reason-desc") {
+    // Hubble's reasons, and (flowscope) the kernel's: "NETFILTER_DROP", "NO_SOCKET".
     flow::DropReason reason;
-    if (!flow::DropReason_Parse(v, &reason))
-      return Bad(flag, v, "unknown drop reason (e.g. POLICY_DENIED)");
-    f.add_drop_reason_desc(reason);
+    if (flow::DropReason_Parse(v, &reason)) {
+      f.add_drop_reason_desc(reason);
+    } else if (bpf::KernelDropReasonId(v).has_value() && v == absl::AsciiStrToUpper(v)) {
+      f.mutable_drop_reason_desc()->Add(bpf::kKernelDropReasonFilterBase +
+                                        *bpf::KernelDropReasonId(v));
+    } else {
+      return Bad(flag, v,
+                 "unknown drop reason (Hubble's, e.g. POLICY_DENIED, or the kernel's, e.g. "
+                 "NETFILTER_DROP)");
+    }
   } else if (flag == "type") {
     auto t = ParseType(v);
     if (!t.ok()) return t.status();

@@ -16,6 +16,7 @@
 #include "api/grpc_util.h"
 #include "api/json.h"
 #include "api/json_wire.h"
+#include "flowscope/v1/flowscope.pb.h"
 
 namespace flowscope::cli {
 namespace {
@@ -262,6 +263,8 @@ std::string FormatTime(const google::protobuf::Timestamp* ts, absl::string_view 
 }
 
 std::string FlowType(const flow::Flow& f) {
+  // flowscope's kernel drops (only a flowscope client gets the extension that says so).
+  if (f.extensions().Is<flowscope::v1::KernelDrop>()) return "kernel-drop";
   if (f.has_l7()) {
     const char* proto = f.l7().has_dns()     ? "dns"
                         : f.l7().has_http()  ? "http"

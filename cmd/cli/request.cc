@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "api/flows_request.h"
 #include "api/time_parse.h"
 
 namespace flowscope::cli {
@@ -136,6 +137,7 @@ absl::StatusOr<::observer::GetFlowsRequest> BuildRequest(const ObserveOptions& o
     req.set_number(20);
   }
   req.set_follow(o.follow);
+  RequestFlowExtensions(&req);  // this CLI resolves flowscope's types (Hubble's servers ignore it)
   if (absl::Status s = SetTimes(o, now, &req); !s.ok()) return s;
   if (!o.field_mask.empty()) {
     if (o.printer.format != Format::kJson) {
@@ -149,6 +151,8 @@ absl::StatusOr<::observer::GetFlowsRequest> BuildRequest(const ObserveOptions& o
     // so its lines read "policy-verdict:none TRAFFIC_DIRECTION_UNKNOWN" and name no policy).
     req.mutable_field_mask()->add_paths("traffic_direction");
     req.mutable_field_mask()->add_paths("policy_match_type");
+    // flowscope's KernelDrop, which makes a kernel drop's type "kernel-drop".
+    req.mutable_field_mask()->add_paths("extensions");
     if (o.printer.print_policy_names) {
       for (const char* p :
            {"egress_allowed_by", "ingress_allowed_by", "egress_denied_by", "ingress_denied_by"}) {

@@ -422,11 +422,50 @@ TEST_F(DatapathTest, ObservationPointsPerInterface) {
   EXPECT_EQ(Drain().at(0).obs_point, FS_OBS_FROM_ENDPOINT);
 }
 
+// A packet a deny rule drops is reported once, as the policy drop: the kernel's own drop event
+// for it (BPF_PROG_TEST_RUN frees its packets with kfree_skb, a drop without a reason) is not
+// reported again. A packet the tc program lets pass is, when its address is watched.
+TEST_F(DatapathTest, DenyRuleDropsAreNotReportedAgainAsKernelDrops) {
+  Start();
+  if (!dp_->kernel_drops_unavailable().empty()) {
+    GTEST_SKIP() << "this kernel cannot report drops: " << dp_->kernel_drops_unavailable();
+  }
+  watch_key k{};
+  k.family = FS_FAMILY_IPV4;
+  inet_pton(AF_INET, "10.0.1.5", &k.addr[0]);
+  ASSERT_TRUE(dp_->SetWatchedAddresses({k}).ok());
+  ASSERT_TRUE(dp_->SetDenyRules({*DenyRule::Parse("10.0.1.5", "", "tcp", 80)}).ok());
+  EXPECT_EQ(Run(Tcp("10.0.1.5", 40000, "10.0.2.7", 80, FS_TCP_SYN)), TC_ACT_SHOT);
+  EXPECT_EQ(Run(Tcp("10.0.1.5", 40000, "10.0.2.7", 443, FS_TCP_SYN)), TC_ACT_OK);
+  std::vector<uint8_t> emits;
+  std::vector<uint16_t> ports;
+  for (const flow_event& e : Drain()) {
+    emits.push_back(e.emit_reason);
+    ports.push_back(e.dport);
+  }
+  EXPECT_THAT(emits, ElementsAre(FS_EMIT_DROP, FS_EMIT_POLICY_VERDICT, FS_EMIT_NEW_FLOW,
+                                 FS_EMIT_KERNEL_DROP));
+  EXPECT_THAT(ports, ElementsAre(80, 80, 443, 443));
+}
+
+// Without the tracepoint (turned off here; a kernel without BTF or skb_drop_reason alike) the
+// tc programs load and work, and the datapath says why drops are not reported.
+TEST_F(DatapathTest, WithoutKernelDropsTheTcProgramsStillLoad) {
+  DatapathOptions o = Small();
+  o.kernel_drops = false;
+  Start(o);
+  EXPECT_EQ(dp_->kernel_drops_unavailable(), "kernel drops are turned off");
+  EXPECT_EQ(dp_->kfree_skb_prog_fd(), -1);
+  EXPECT_TRUE(dp_->kernel_reason_ids().empty());
+  EXPECT_EQ(Run(Udp("10.0.1.5", 1000, "10.0.2.7", 53)), TC_ACT_OK);
+  EXPECT_EQ(Drain().size(), 1u);
+}
+
 TEST_F(DatapathTest, MapUsageCountsFlowsInterfacesAndRules) {
   Start();
   auto usage = dp_->ReadMapUsage();
   ASSERT_TRUE(usage.ok()) << usage.status();
-  ASSERT_EQ(usage->size(), 3u);
+  ASSERT_EQ(usage->size(), 4u);
   EXPECT_EQ((*usage)[0].name, "flows");
   EXPECT_EQ((*usage)[0].entries, 0u);
   EXPECT_EQ((*usage)[0].max_entries, 1024u);
@@ -448,6 +487,8 @@ TEST_F(DatapathTest, MapUsageCountsFlowsInterfacesAndRules) {
   EXPECT_EQ((*usage)[2].name, "deny_rules");
   EXPECT_EQ((*usage)[2].entries, 1u);
   EXPECT_EQ((*usage)[2].max_entries, static_cast<uint64_t>(FS_MAX_DENY_RULES));
+  EXPECT_EQ((*usage)[3].name, "watched_addrs");
+  EXPECT_EQ((*usage)[3].entries, 0u);
 }
 
 TEST_F(DatapathTest, FullRingBufferCountsLostEvents) {

@@ -6,6 +6,9 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/str_cat.h"
+#include "bpf/drop_reasons.h"
+
 namespace flowscope::cli {
 namespace {
 
@@ -117,6 +120,20 @@ TEST(FiltersTest, BadValuesAndNot) {
   EXPECT_THAT(Error({{"ip-trace-id", "0"}}), HasSubstr("greater than 0"));
   EXPECT_THAT(Error({{"not", ""}, {"not", ""}}), HasSubstr("--not"));
   EXPECT_THAT(Error({{"pod", "a"}, {"not", ""}}), HasSubstr("--not must be followed"));
+}
+
+// --drop-reason-desc takes Hubble's reasons and (flowscope) the kernel's, above Hubble's codes.
+TEST(FiltersTest, DropReasonsHubblesAndTheKernels) {
+  EXPECT_EQ(
+      Json(Build({{"drop-reason-desc", "POLICY_DENIED"}, {"drop-reason-desc", "NETFILTER_DROP"}})
+               .whitelist),
+      absl::StrCat(R"([{"drop_reason_desc":["POLICY_DENIED",)",
+                   bpf::kKernelDropReasonFilterBase + *bpf::KernelDropReasonId("NETFILTER_DROP"),
+                   "]}]"));
+  EXPECT_THAT(Error({{"drop-reason-desc", "NOT_A_REASON"}}),
+              HasSubstr("unknown drop reason (Hubble's, e.g. POLICY_DENIED, or the kernel's"));
+  EXPECT_THAT(Error({{"drop-reason-desc", "netfilter_drop"}}), HasSubstr("unknown drop reason"))
+      << "names are upper case, as Hubble's";
 }
 
 // Hubble's namespace checks: a namespace flag against names in another namespace, and a side's

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "absl/time/time.h"
+#include "flowscope/v1/flowscope.pb.h"
 
 namespace flowscope::cli {
 namespace {
@@ -92,6 +93,45 @@ TEST(PrinterTest, CompactMatchesTheReferenceExample) {
   EXPECT_EQ(Print({kDropped}, o),
             "Jan  1 00:20:34.567 [k8s1]: 1.1.1.1:31793 (health) -> 2.2.2.2:8080 (ID:12345) "
             "Policy denied DROPPED (TCP Flags: SYN)\n");
+}
+
+// A kernel drop as flowscope's CLI gets it (with the KernelDrop extension): the reason after the
+// verdict, "kernel-drop" as its type; in JSON the extension with its type.
+TEST(PrinterTest, KernelDrops) {
+  const char* drop = R"pb(
+    flow {
+      time { seconds: 1714826828 nanos: 811000000 }
+      verdict: DROPPED
+      IP { source: "10.0.1.5" destination: "10.0.2.7" ipVersion: IPv4 }
+      l4 { UDP { source_port: 41000 destination_port: 9 } }
+      source { identity: 1234 namespace: "default" pod_name: "tiefighter" }
+      destination { identity: 4242 namespace: "default" pod_name: "deathstar" }
+      Type: L3_L4
+      event_type { type: 1 }
+      Summary: "NO_SOCKET"
+    })pb";
+  ::observer::GetFlowsResponse resp = Resp(drop);
+  flowscope::v1::KernelDrop why;
+  why.set_reason("NO_SOCKET");
+  resp.mutable_flow()->mutable_extensions()->PackFrom(why);
+  auto print = [&](PrinterOptions o) {
+    std::ostringstream out, err;
+    Printer p(o, out, err);
+    EXPECT_TRUE(p.Write(resp));
+    EXPECT_TRUE(p.Finish());
+    return out.str();
+  };
+  EXPECT_EQ(print({}),
+            "May  4 12:47:08.811: default/tiefighter:41000 (ID:1234) <> default/deathstar:9 "
+            "(ID:4242) kernel-drop DROPPED (NO_SOCKET)\n");
+  // Without the extension (a Hubble server's flow) it is Hubble's drop type.
+  EXPECT_THAT(Print({drop}, {}), HasSubstr("(ID:4242) Success DROPPED (NO_SOCKET)"));
+  PrinterOptions o;
+  o.format = Format::kJson;
+  const auto j = nlohmann::json::parse(print(o));
+  EXPECT_EQ(j["flow"]["extensions"]["@type"], "type.googleapis.com/flowscope.v1.KernelDrop");
+  EXPECT_EQ(j["flow"]["extensions"]["reason"], "NO_SOCKET");
+  EXPECT_EQ(j["flow"]["Summary"], "NO_SOCKET");
 }
 
 TEST(PrinterTest, CompactPodsRepliesAndUnknownDirection) {

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <limits>
 
+#include "api/flows_request.h"
 #include "cmd/cli/commands.h"
 #include "cmd/cli/config.h"
 
@@ -87,11 +88,13 @@ TEST(RequestTest, ConflictsAndRawFilters) {
 
 TEST(RequestTest, FieldMasks) {
   auto compact = Req({});
-  // Hubble's default mask, plus what a policy-verdict line prints.
-  ASSERT_EQ(compact.field_mask().paths_size(), static_cast<int>(DefaultFieldMask().size()) + 2);
+  // Hubble's default mask, plus what a policy-verdict line prints and flowscope's extensions (a
+  // kernel drop's type), which the request asks for.
+  ASSERT_EQ(compact.field_mask().paths_size(), static_cast<int>(DefaultFieldMask().size()) + 3);
   EXPECT_EQ(compact.field_mask().paths(0), "time");
   EXPECT_THAT(compact.field_mask().paths(),
-              ::testing::IsSupersetOf({"traffic_direction", "policy_match_type"}));
+              ::testing::IsSupersetOf({"traffic_direction", "policy_match_type", "extensions"}));
+  EXPECT_TRUE(WantsFlowExtensions(compact));
   ObserveOptions json;
   json.printer.format = Format::kJson;
   EXPECT_FALSE(Req(json).has_field_mask()) << "json gets whole flows by default";

@@ -119,12 +119,16 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
   EXPECT_THAT(up, HasSubstr("History: ")) << "status shows the nodes' histories";
 
   // Wait until the traffic has produced everything asserted below (a few seconds).
-  std::vector<json> tie, dropped, dns, recent;
+  std::vector<json> tie, dropped, dns, recent, kernel;
   bool syn = false, syn_ack = false, fin = false;
   testing::WaitUntil(
       [&] {
         tie = Flows("observe --since 3m --pod default/tiefighter");
-        dropped = Flows("observe --last 50 --pod default/xwing --verdict DROPPED");
+        dropped = Flows(
+            "observe --last 50 --pod default/xwing --verdict DROPPED "
+            "--drop-reason-desc POLICY_DENIED");
+        kernel = Flows(
+            "observe --last 20 --drop-reason-desc NO_SOCKET --drop-reason-desc NETFILTER_DROP");
         dns = Flows("observe --last 50 --to-port 53 --protocol UDP");
         recent = Flows("observe --last 300");
         syn = syn_ack = fin = false;
@@ -139,7 +143,10 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
         }
         std::set<std::string> nodes;
         for (const json& f : recent) nodes.insert(f.value("node_name", ""));
-        return syn && syn_ack && fin && !dropped.empty() && !dns.empty() && nodes.size() == 2;
+        std::set<std::string> reasons;
+        for (const json& f : kernel) reasons.insert(f.value("Summary", ""));
+        return syn && syn_ack && fin && !dropped.empty() && !dns.empty() && nodes.size() == 2 &&
+               reasons.size() == 2;
       },
       absl::Seconds(30));
 
@@ -149,7 +156,8 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
   for (const json& f : tie) {
     EXPECT_TRUE(Pod(f, "source") == "tiefighter" || Pod(f, "destination") == "tiefighter")
         << "--pod default/tiefighter returned " << f.dump();
-    if (Pod(f, "destination").starts_with("deathstar-")) {
+    // (Its UDP probes of port 9 are checked with the kernel's drops below.)
+    if (Pod(f, "destination").starts_with("deathstar-") && f["l4"].contains("TCP")) {
       EXPECT_EQ(f.value("verdict", ""), "FORWARDED") << f.dump();
       EXPECT_EQ(f["l4"]["TCP"].value("destination_port", 0), 80) << f.dump();
     }
@@ -167,6 +175,33 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
         f.contains("egress_denied_by") ? f["egress_denied_by"] : f["ingress_denied_by"];
     ASSERT_TRUE(by.is_array()) << f.dump();
     EXPECT_EQ(by[0].value("name", ""), "deathstar-no-alliance") << f.dump();
+  }
+  // The kernel's drops, with its reasons: tiefighter's probe of deathstar-1's closed UDP port 9
+  // on node-1, xwing's own nftables on node-2; each reported once, by the node it happened on.
+  EXPECT_THAT(up, HasSubstr("DROPPED (NO_SOCKET)"));
+  std::set<std::string> reasons;
+  for (const json& f : kernel) {
+    const std::string reason = f.value("Summary", "");
+    reasons.insert(reason);
+    EXPECT_EQ(f.value("verdict", ""), "DROPPED") << f.dump();
+    EXPECT_EQ(f["l4"]["UDP"].value("destination_port", 0), 9) << f.dump();
+    EXPECT_EQ(f["extensions"].value("reason", ""), reason) << f.dump();
+    EXPECT_EQ(f["extensions"].value("@type", ""), "type.googleapis.com/flowscope.v1.KernelDrop");
+    if (reason == "NO_SOCKET") {
+      EXPECT_EQ(Pod(f, "source"), "tiefighter") << f.dump();
+      EXPECT_EQ(Pod(f, "destination"), "deathstar-6fb5694d48-5hmds") << f.dump();
+      EXPECT_EQ(f.value("node_name", ""), "node-1") << f.dump();
+    } else {
+      EXPECT_EQ(reason, "NETFILTER_DROP") << f.dump();
+      EXPECT_EQ(Pod(f, "source"), "xwing") << f.dump();
+      EXPECT_EQ(f.value("node_name", ""), "node-2") << f.dump();
+    }
+  }
+  EXPECT_THAT(reasons, ::testing::ElementsAre("NETFILTER_DROP", "NO_SOCKET"));
+  std::set<std::string> seen;  // the same drop never twice (the demo's nodes share a kernel)
+  for (const json& f : kernel) {
+    const json key = {f["l4"], f["time"]};
+    EXPECT_TRUE(seen.insert(key.dump()).second) << "reported twice: " << f.dump();
   }
   // DNS to coredns on port 53.
   ASSERT_FALSE(dns.empty());
@@ -220,7 +255,7 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
     in >> pid;
     pids.push_back(pid);
   }
-  ASSERT_EQ(pids.size(), 8u) << "2 observers, the relay, 5 workloads";
+  ASSERT_EQ(pids.size(), 10u) << "2 observers, the relay, 5 workloads, 2 probes";
   const std::string down = Demo("down", &status);
   EXPECT_EQ(status, 0) << down;
   for (const std::string& pid : pids) EXPECT_FALSE(Alive(pid)) << "pid " << pid << " still runs";

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include "absl/strings/str_cat.h"
+#include "bpf/drop_reasons.h"
 #include "bpf/flow_event.h"
 
 namespace flowscope::observer {
@@ -181,6 +183,44 @@ TEST_F(FilterTest, VerdictEventTypeProtocolPortsFlags) {
   EXPECT_TRUE(Passes(drop, {"tcp_flags { FIN: true } tcp_flags { SYN: true }"}));
   EXPECT_TRUE(Passes(fwd, {"ip_version: IPv4"}));
   EXPECT_FALSE(Passes(fwd, {"ip_version: IPv6"}));
+}
+
+// flowscope's kernel drops by the kernel's reason: drop_reason_desc values from
+// kKernelDropReasonFilterBase on, alternatives to Hubble's codes in the same filter; on records
+// and on decoded flows that carry the KernelDrop extension. A reason this build does not know
+// matches nothing.
+TEST_F(FilterTest, KernelDropReasons) {
+  FlowRecord nf = Tcp("10.0.1.6", 40001, "10.0.2.7", 80, FS_TCP_SYN, FS_REPLY_UNKNOWN);
+  nf.verdict = FS_VERDICT_DROPPED;
+  nf.emit_reason = FS_EMIT_KERNEL_DROP;
+  nf.policy = *bpf::KernelDropReasonId("NETFILTER_DROP");
+  FlowRecord policy = nf;
+  policy.emit_reason = FS_EMIT_DROP;
+  policy.drop_reason = FS_DROP_POLICY_DENIED;
+  policy.policy = nf.policy;  // a deny rule's name id of the same number
+  auto reason = [](absl::string_view name) {
+    return absl::StrCat("drop_reason_desc: ",
+                        bpf::kKernelDropReasonFilterBase + *bpf::KernelDropReasonId(name));
+  };
+  EXPECT_TRUE(Passes(nf, {reason("NETFILTER_DROP")}));
+  EXPECT_FALSE(Passes(nf, {reason("NO_SOCKET")}));
+  EXPECT_FALSE(Passes(policy, {reason("NETFILTER_DROP")}));
+  EXPECT_TRUE(Passes(policy, {reason("NETFILTER_DROP") + " drop_reason_desc: POLICY_DENIED"}));
+  EXPECT_TRUE(Passes(nf, {reason("NETFILTER_DROP") + " drop_reason_desc: POLICY_DENIED"}));
+  EXPECT_TRUE(Passes(nf, {"drop_reason_desc: DROP_REASON_UNKNOWN"})) << "as its flow says";
+  EXPECT_FALSE(Passes(nf, {"drop_reason_desc: 1254"})) << "a reason this build does not know";
+  EXPECT_TRUE(Passes(nf, {"verdict: DROPPED"}, {reason("NO_SOCKET")}));
+  EXPECT_FALSE(Passes(nf, {"verdict: DROPPED"}, {reason("NETFILTER_DROP")}));
+
+  flow::Flow f;
+  builder_.Build(nf, 0, &f, 0, /*extensions=*/true);
+  google::protobuf::RepeatedPtrField<flow::FlowFilter> w;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(reason("NETFILTER_DROP"), w.Add()));
+  auto pred = FlowPredicate::CompileForFlows(w, {});
+  ASSERT_TRUE(pred.ok());
+  EXPECT_TRUE(pred->MatchFlow(f));
+  builder_.Build(nf, 0, &f);  // as a Hubble client gets it: nothing says it is the kernel's
+  EXPECT_FALSE(pred->MatchFlow(f));
 }
 
 TEST_F(FilterTest, ReplyDirectionAndInterfaces) {

@@ -11,7 +11,9 @@
 #include <array>
 #include <random>
 
+#include "bpf/drop_reasons.h"
 #include "bpf/flow_event.h"
+#include "flowscope/v1/flowscope.pb.h"
 
 namespace flowscope::observer {
 namespace {
@@ -201,6 +203,46 @@ TEST_F(FlowBuilderTest, PolicyDropWithUnknownDirection) {
   ASSERT_TRUE(google::protobuf::util::MessageToJsonString(f, &json, o).ok());
   EXPECT_THAT(json, ::testing::HasSubstr("\"drop_reason_desc\":\"POLICY_DENIED\""));
   EXPECT_THAT(json, ::testing::HasSubstr("\"Summary\":\"TCP Flags: SYN\""));
+}
+
+// A kernel drop: Hubble's fields as any Hubble client reads them (the kernel's reason in Summary,
+// Hubble's code where one means the same), flowscope's KernelDrop only for a client that asked.
+TEST_F(FlowBuilderTest, KernelDropsSayWhyAndCarryTheirTypeOnlyWhenAsked) {
+  FlowRecord r = Record("10.0.1.5", "10.0.2.7", IPPROTO_UDP);
+  r.verdict = FS_VERDICT_DROPPED;
+  r.emit_reason = FS_EMIT_KERNEL_DROP;
+  r.obs_point = FS_OBS_UNKNOWN;
+  r.is_reply = FS_REPLY_UNKNOWN;
+  r.ifindex = 0;
+  r.policy = *bpf::KernelDropReasonId("NETFILTER_DROP");
+  r.drop_reason = 0;
+  flow::Flow f;
+  builder_.Build(r, 0, &f);
+  EXPECT_EQ(f.verdict(), flow::DROPPED);
+  EXPECT_EQ(f.summary(), "NETFILTER_DROP");
+  EXPECT_EQ(f.drop_reason_desc(), flow::DROP_REASON_UNKNOWN) << "Hubble has no netfilter reason";
+  EXPECT_EQ(f.event_type().type(), 1);
+  EXPECT_EQ(f.event_type().sub_type(), 0);
+  EXPECT_FALSE(f.has_is_reply());
+  EXPECT_TRUE(f.egress_denied_by().empty() && f.ingress_denied_by().empty())
+      << "the reason id is not a policy id";
+  EXPECT_FALSE(f.has_extensions()) << "a Hubble client cannot resolve flowscope's types";
+
+  builder_.Build(r, 0, &f, 0, /*extensions=*/true);
+  flowscope::v1::KernelDrop drop;
+  ASSERT_TRUE(f.extensions().UnpackTo(&drop));
+  EXPECT_EQ(drop.reason(), "NETFILTER_DROP");
+  EXPECT_EQ(f.extensions().type_url(), "type.googleapis.com/flowscope.v1.KernelDrop");
+
+  r.policy = *bpf::KernelDropReasonId("IP_INNOROUTES");
+  r.drop_reason = static_cast<uint8_t>(bpf::HubbleDropReasonOf(r.policy));
+  builder_.Build(r, 0, &f);
+  EXPECT_EQ(f.drop_reason_desc(), flow::FIB_LOOKUP_FAILED) << "the same meaning in Hubble's words";
+  EXPECT_EQ(f.event_type().sub_type(), flow::FIB_LOOKUP_FAILED);
+  EXPECT_EQ(f.summary(), "IP_INNOROUTES");
+
+  r.policy = bpf::kKernelReasonUnknown;
+  EXPECT_EQ(FlowSummary(r), "UNKNOWN");
 }
 
 // A named rule's denial: the drop and the policy verdict (type 5) both name it, on the side of
@@ -415,8 +457,9 @@ TEST(FlowEncodeTest, WritesWhatTheBuiltMessageSerializesTo) {
     r.verdict = static_cast<uint8_t>(pick(FS_VERDICT_FORWARDED, FS_VERDICT_DROPPED));
     r.drop_reason = static_cast<uint8_t>(pick(0, FS_DROP_POLICY_DENIED, rng()));
     r.is_reply = static_cast<uint8_t>(pick(FS_REPLY_UNKNOWN, FS_REPLY_NO, FS_REPLY_YES));
-    r.emit_reason = static_cast<uint8_t>(pick(FS_EMIT_DROP, FS_EMIT_POLICY_VERDICT, 0));
-    r.policy = static_cast<uint8_t>(pick(0, deny, odd, 200));
+    r.emit_reason =
+        static_cast<uint8_t>(pick(FS_EMIT_DROP, FS_EMIT_POLICY_VERDICT, FS_EMIT_KERNEL_DROP, 0));
+    r.policy = static_cast<uint8_t>(pick(0, deny, odd, 12, 200, 255));
     r.src_endpoint = ids[rng() % ids.size()];
     r.dst_endpoint = ids[rng() % ids.size()];
     r.src_service = static_cast<uint32_t>(services[rng() % services.size()]);
@@ -425,12 +468,14 @@ TEST(FlowEncodeTest, WritesWhatTheBuiltMessageSerializesTo) {
     const uint64_t position = pick(0, 1, rng());
     const uint32_t run = static_cast<uint32_t>(pick(0, 5, 2));
 
+    const bool extensions = rng() % 2 == 0;
+
     ::observer::GetFlowsResponse built;
-    builder.BuildResponse(r, position, &built, run);
+    builder.BuildResponse(r, position, &built, run, extensions);
     std::string expected;
     ASSERT_TRUE(built.SerializeToString(&expected));
     std::string encoded = "prefix";  // appended to what is there
-    builder.EncodeResponse(r, position, &encoded, run, i % 2 == 0 ? &cache : nullptr);
+    builder.EncodeResponse(r, position, &encoded, run, i % 2 == 0 ? &cache : nullptr, extensions);
     ASSERT_EQ(encoded.substr(0, 6), "prefix");
     if (encoded.substr(6) != expected) {
       ::observer::GetFlowsResponse got;

@@ -151,7 +151,7 @@ TEST_F(ObserverE2eTest, RealFlowsWithNamesVerdictsFlagsAndDirections) {
     EXPECT_EQ(f.node_name(), "node-1");
     if (f.l4().tcp().destination_port() == 8080 && f.l4().tcp().source_port() == port) {
       EXPECT_EQ(f.destination().pod_name(), "deathstar-6fb5694d48-5hmds");
-      EXPECT_EQ(f.verdict(), flow::FORWARDED);
+      EXPECT_EQ(f.verdict(), flow::FORWARDED) << f.ShortDebugString();
       ASSERT_TRUE(f.has_is_reply());
       EXPECT_FALSE(f.is_reply().value());
       if (f.l4().tcp().flags().syn()) {

@@ -17,8 +17,10 @@
 #include <fstream>
 #include <thread>
 
+#include "api/flows_request.h"
 #include "api/grpc_server.h"
 #include "api/grpc_util.h"
+#include "bpf/drop_reasons.h"
 #include "bpf/flow_event.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "tests/testing/flow_records.h"
@@ -450,6 +452,67 @@ TEST_F(ObserverServiceTest, BatchesCarryHistoryInOrderAndEnd) {
   const grpc::Status status = failing->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("not-an-ip"));
+}
+
+// A kernel drop carries flowscope's KernelDrop in Flow.extensions only for a client that asked
+// (flowscope.v1.GetFlowsOptions), on both APIs: a Hubble client's JSON printer cannot resolve it.
+TEST_F(ObserverServiceTest, FlowExtensionsOnlyForClientsThatAsk) {
+  FlowRecord r;
+  r.time_ns = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  r.family = FS_FAMILY_IPV4;
+  r.protocol = IPPROTO_UDP;
+  r.dport = 9;
+  r.verdict = FS_VERDICT_DROPPED;
+  r.emit_reason = FS_EMIT_KERNEL_DROP;
+  r.is_reply = FS_REPLY_UNKNOWN;
+  r.policy = *bpf::KernelDropReasonId("NO_SOCKET");
+  r.src_endpoint = r.dst_endpoint = kWorldEndpointId;
+  ring_->Write(r);
+  ring_->Publish();
+
+  ::observer::GetFlowsRequest plain;
+  plain.set_number(1);
+  ::observer::GetFlowsRequest asking = plain;
+  RequestFlowExtensions(&asking);
+  grpc::Status status;
+  auto got = GetFlows(plain, &status);
+  ASSERT_EQ(got.size(), 1u) << status.error_message();
+  EXPECT_FALSE(got[0].flow().has_extensions());
+  EXPECT_EQ(got[0].flow().summary(), "NO_SOCKET");
+  got = GetFlows(asking, &status);
+  ASSERT_EQ(got.size(), 1u) << status.error_message();
+  ::flowscope::v1::KernelDrop drop;
+  ASSERT_TRUE(got[0].flow().extensions().UnpackTo(&drop));
+  EXPECT_EQ(drop.reason(), "NO_SOCKET");
+
+  for (const bool ask : {false, true}) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    auto reader = batch_stub_->GetFlowBatches(&ctx, ask ? asking : plain);
+    ::flowscope::v1::FlowBatch batch;
+    int flows = 0;
+    while (reader->Read(&batch)) {
+      for (const auto& e : batch.events()) {
+        ++flows;
+        EXPECT_EQ(e.flow().has_extensions(), ask);
+      }
+    }
+    EXPECT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(flows, 1);
+  }
+
+  // Another vendor's request extension is ignored, as Hubble ignores it; flowscope's own must
+  // decode.
+  ::observer::GetFlowsRequest other = plain;
+  other.mutable_extensions()->set_type_url("type.googleapis.com/example.Other");
+  other.mutable_extensions()->set_value("\xff");
+  EXPECT_EQ(GetFlows(other, &status).size(), 1u);
+  EXPECT_TRUE(status.ok());
+  ::observer::GetFlowsRequest broken = asking;
+  broken.mutable_extensions()->set_value("\xff");
+  EXPECT_TRUE(GetFlows(broken, &status).empty());
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("GetFlowsOptions"));
 }
 
 // A batch closes at max_batch_bytes as well as at max_batch_events (large flows stay well

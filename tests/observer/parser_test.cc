@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "bpf/drop_reasons.h"
 #include "bpf/flow_event.h"
 
 namespace flowscope::observer {
@@ -100,6 +101,45 @@ TEST_F(ParserTest, CountsMalformedEvents) {
   EXPECT_EQ(parser_.stats().malformed, 9u);
   EXPECT_EQ(parser_.stats().parsed, 0u);
   EXPECT_TRUE(parser_.Parse(Raw(good), &r));
+}
+
+// A kernel drop's reason is the running kernel's number: the parser names it with the kernel's
+// table (flowscope's ids), and fills in Hubble's code where one means the same.
+TEST_F(ParserTest, KernelDropsGetFlowscopesReasonIdAndHubblesCode) {
+  std::vector<uint8_t> ids(200, bpf::kKernelReasonUnknown);
+  ids[12] = *bpf::KernelDropReasonId("NETFILTER_DROP");
+  ids[88] = *bpf::KernelDropReasonId("IP_INNOROUTES");
+  parser_.SetKernelReasons(ids);
+  flow_event e = Event(1, "10.0.2.7", "10.0.1.5");
+  e.verdict = FS_VERDICT_DROPPED;
+  e.emit_reason = FS_EMIT_KERNEL_DROP;
+  e.obs_point = FS_OBS_UNKNOWN;
+  e.is_reply = FS_REPLY_UNKNOWN;
+  e.kernel_reason = 12;
+  FlowRecord r;
+  ASSERT_TRUE(parser_.Parse(Raw(e), &r));
+  EXPECT_TRUE(IsKernelDrop(r));
+  EXPECT_EQ(bpf::KernelDropReasonName(r.policy), "NETFILTER_DROP");
+  EXPECT_EQ(r.drop_reason, 0);
+  EXPECT_EQ(PolicyIdOf(r), 0);
+  e.kernel_reason = 88;
+  ASSERT_TRUE(parser_.Parse(Raw(e), &r));
+  EXPECT_EQ(r.drop_reason, 169);            // FIB_LOOKUP_FAILED
+  for (uint16_t unknown : {150, 0xffff}) {  // not in the kernel's table / a subsystem's
+    e.kernel_reason = unknown;
+    ASSERT_TRUE(parser_.Parse(Raw(e), &r));
+    EXPECT_EQ(r.policy, bpf::kKernelReasonUnknown);
+  }
+  // Impossible kernel drops: forwarded, with a datapath reason, with a policy.
+  flow_event bad = e;
+  bad.verdict = FS_VERDICT_FORWARDED;
+  EXPECT_FALSE(parser_.Parse(Raw(bad), &r));
+  bad = e;
+  bad.drop_reason = 133;
+  EXPECT_FALSE(parser_.Parse(Raw(bad), &r));
+  bad = e;
+  bad.policy = 1;
+  EXPECT_FALSE(parser_.Parse(Raw(bad), &r));
 }
 
 TEST(ParserClockTest, RealClockOffsetGivesCurrentUtc) {
