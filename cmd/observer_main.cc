@@ -17,6 +17,7 @@
 #include "api/memory.h"
 #include "api/time_parse.h"
 #include "api/version.h"
+#include "bpf/drop_reasons.h"
 #include "observer/daemon.h"
 
 namespace {
@@ -164,6 +165,12 @@ int main(int argc, char** argv) {
   auto agg = flowscope::bpf::ParseAggregation(aggregation);
   if (!agg.ok()) return Fail(std::string(agg.status().message()));
   o.datapath.aggregation = *agg;
+  for (const std::string& name : o.datapath.ignored_kernel_reasons) {
+    if (!flowscope::bpf::KernelDropReasonId(name).has_value()) {
+      return Fail("invalid --kernel-drops-ignore \"" + name.substr(0, 100) +
+                  "\": expected kernel drop reasons such as QUEUE_PURGE or NETFILTER_DROP");
+    }
+  }
   auto interval = flowscope::ParseGoDuration(report_interval);
   if (!interval.ok() || *interval <= absl::ZeroDuration()) {
     return Fail("invalid --report-interval \"" + report_interval +

@@ -11,6 +11,7 @@ std::vector<Figure> AllFigures() {
   for (auto& f : KubeFigures()) figures.push_back(std::move(f));
   for (auto& f : HistoryFigures()) figures.push_back(std::move(f));
   for (auto& f : ScaleFigures()) figures.push_back(std::move(f));
+  for (auto& f : KernelFigures()) figures.push_back(std::move(f));
   return figures;
 }
 

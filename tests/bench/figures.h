@@ -32,6 +32,7 @@ std::vector<Figure> RelayFigures();
 std::vector<Figure> KubeFigures();
 std::vector<Figure> HistoryFigures();
 std::vector<Figure> ScaleFigures();
+std::vector<Figure> KernelFigures();
 
 }  // namespace flowscope::bench
 

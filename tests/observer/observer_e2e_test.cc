@@ -253,6 +253,8 @@ TEST_F(ObserverE2eTest, RefusesBadConfigurationWithAClearMessage) {
            {{"--kubeconfig", "/nonexistent/kubeconfig"}, "kubeconfig /nonexistent/kubeconfig: "},
            {{"--kubernetes"}, "not running in a Kubernetes pod"},
            {{"--config", (dir_ / "bad.conf").string()}, "bogus-key"},
+           {{"--kernel-drops-ignore", "QUEUE_PURGE,NO_SUCH_REASON"},
+            "invalid --kernel-drops-ignore \"NO_SUCH_REASON\""},
            {{"--listen-address", "127.0.0.1:0", "--tls-cert-file", "/nonexistent/server.crt",
              "--tls-key-file", "/nonexistent/server.key"},
             "cannot read TLS certificate /nonexistent/server.crt"}}) {
