@@ -321,7 +321,20 @@ bool AppendValue(const Field& f, const Occurrence& o, std::string* out, int dept
   }
 }
 
-bool IsDefault(const Occurrence& o) { return o.wire == kLen ? o.payload.empty() : o.value == 0; }
+// Whether the decoded field holds its default. A 32-bit field keeps the low 32 bits of a varint
+// (a 10-byte varint of 1 << 63 decodes to 0 in an enum).
+bool IsDefault(const Field& f, const Occurrence& o) {
+  if (o.wire == kLen) return o.payload.empty();
+  switch (f.type) {
+    case Type::TYPE_INT32:
+    case Type::TYPE_UINT32:
+    case Type::TYPE_SINT32:
+    case Type::TYPE_ENUM:
+      return static_cast<uint32_t>(o.value) == 0;
+    default:
+      return o.value == 0;
+  }
+}
 
 // The elements of a packed run of scalars.
 template <typename Fn>
@@ -461,7 +474,7 @@ bool AppendMessage(const Layout& layout, absl::string_view wire, std::string* ou
         return false;
       }
       const Occurrence& o = seen[j - 1];
-      if (!f.presence && IsDefault(o)) {
+      if (!f.presence && IsDefault(f, o)) {
         out->resize(before);
       } else {
         if (!AppendValue(f, o, out, depth)) {

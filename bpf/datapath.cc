@@ -69,15 +69,13 @@ absl::Status ParsePrefix(absl::string_view text, absl::string_view what, __u32 n
 }
 
 // The running kernel's enum skb_drop_reason from its BTF: flowscope's id per value, and the values
-// that are not drops. Fails with the reason kernel drops cannot be reported.
+// the program leaves out. Fails with the reason kernel drops cannot be reported.
 struct KernelReasons {
   std::vector<uint8_t> ids;
-  uint32_t not_dropped_yet = ~0U;
-  uint32_t consumed = ~0U;
-  std::array<uint64_t, 4> ignored{};  // bit per value < 256
+  Datapath::KernelReasonFilter filter;
 };
 
-absl::StatusOr<KernelReasons> ReadKernelReasons(const std::vector<std::string>& ignored) {
+absl::StatusOr<KernelReasons> ReadKernelReasons(const std::vector<uint8_t>& ignored_ids) {
   btf* vmlinux = btf__load_vmlinux_btf();
   if (vmlinux == nullptr) {
     return absl::UnavailableError(
@@ -96,16 +94,14 @@ absl::StatusOr<KernelReasons> ReadKernelReasons(const std::vector<std::string>& 
   for (uint16_t i = 0; i < btf_vlen(t); ++i) {
     const absl::string_view name = btf__name_by_offset(vmlinux, e[i].name_off);
     const uint32_t value = static_cast<uint32_t>(e[i].val);
-    if (name == "SKB_NOT_DROPPED_YET") out.not_dropped_yet = value;
-    if (name == "SKB_CONSUMED") out.consumed = value;
+    if (name == "SKB_NOT_DROPPED_YET") out.filter.not_dropped_yet = value;
+    if (name == "SKB_CONSUMED") out.filter.consumed = value;
     if (value > 0xfffe) continue;  // subsystem masks and the like
     if (value >= out.ids.size()) out.ids.resize(value + 1, kKernelReasonUnknown);
-    out.ids[value] = KernelDropReasonIdOfEnumerator(name);
-    for (const std::string& n : ignored) {
-      if (value < 256 && out.ids[value] != kKernelReasonUnknown &&
-          KernelDropReasonId(n) == out.ids[value]) {
-        out.ignored[value / 64] |= uint64_t{1} << (value % 64);
-      }
+    const uint8_t id = KernelDropReasonIdOfEnumerator(name);
+    out.ids[value] = id;
+    if (value < 256 && std::find(ignored_ids.begin(), ignored_ids.end(), id) != ignored_ids.end()) {
+      out.filter.ignored[value / 64] |= uint64_t{1} << (value % 64);
     }
   }
   btf__free(vmlinux);
@@ -187,21 +183,23 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
   std::unique_ptr<Datapath> dp(new Datapath(options));
   std::string log;
   if (options.kernel_drops) {
+    std::vector<uint8_t> ignored;
     for (const std::string& n : options.ignored_kernel_reasons) {
-      if (!KernelDropReasonId(n).has_value()) {
+      const std::optional<uint8_t> id = KernelDropReasonId(n);
+      if (!id.has_value()) {
         return absl::InvalidArgumentError(absl::StrCat("unknown kernel drop reason \"",
                                                        n.substr(0, 100),
                                                        "\" to ignore: expected a name such "
                                                        "as QUEUE_PURGE or NETFILTER_DROP"));
       }
+      ignored.push_back(*id);
     }
-    auto reasons = ReadKernelReasons(options.ignored_kernel_reasons);
+    auto reasons = ReadKernelReasons(ignored);
     if (!reasons.ok()) {
       dp->kernel_drops_unavailable_ = std::string(reasons.status().message());
     } else {
       dp->kernel_reason_ids_ = std::move(reasons->ids);
-      absl::Status s = dp->LoadSkeleton(
-          KernelReasonFilter{reasons->not_dropped_yet, reasons->consumed, reasons->ignored}, &log);
+      absl::Status s = dp->LoadSkeleton(reasons->filter, &log);
       if (s.ok()) return dp;
       if (s.code() == absl::StatusCode::kPermissionDenied) return s;
       // The tc programs do not need the tracepoint: load them alone and say why.
@@ -224,7 +222,6 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Load(const DatapathOptions& 
 
 absl::Status Datapath::LoadSkeleton(std::optional<KernelReasonFilter> kernel_drops,
                                     std::string* log) {
-  const bool with_kernel_drops = kernel_drops.has_value();
   skel_ = flowscope_bpf__open();
   if (skel_ == nullptr) return absl::ErrnoToStatus(errno, "opening the BPF datapath");
   flowscope_bpf* s = skel_;
@@ -234,7 +231,7 @@ absl::Status Datapath::LoadSkeleton(std::optional<KernelReasonFilter> kernel_dro
   s->rodata->wakeup_bytes = options_.wakeup_bytes;
   bpf_map__set_max_entries(s->maps.events, options_.ring_buffer_bytes);
   bpf_map__set_max_entries(s->maps.flows, options_.flow_table_entries);
-  bpf_program__set_autoload(s->progs.flowscope_kfree_skb, with_kernel_drops);
+  bpf_program__set_autoload(s->progs.flowscope_kfree_skb, kernel_drops.has_value());
   if (kernel_drops) {
     s->rodata->reason_not_dropped_yet = kernel_drops->not_dropped_yet;
     s->rodata->reason_consumed = kernel_drops->consumed;
@@ -264,7 +261,7 @@ absl::Status Datapath::LoadSkeleton(std::optional<KernelReasonFilter> kernel_dro
                                             std::strerror(e), ")",
                                             log->empty() ? "" : "; verifier log:\n", *log));
   }
-  if (with_kernel_drops) {
+  if (kernel_drops) {
     bpf_link* link = bpf_program__attach(s->progs.flowscope_kfree_skb);
     if (link == nullptr) {
       kernel_drops_unavailable_ =

@@ -122,15 +122,16 @@ class Datapath {
 
   const DatapathOptions& options() const { return options_; }
 
- private:
-  explicit Datapath(const DatapathOptions& options) : options_(options) {}
-
-  // The running kernel's values the kfree_skb program leaves out.
+  // The running kernel's skb_drop_reason values the kfree_skb program leaves out.
   struct KernelReasonFilter {
     uint32_t not_dropped_yet = ~0U;
     uint32_t consumed = ~0U;
     std::array<uint64_t, 4> ignored{};  // a bit per value < 256
   };
+
+ private:
+  explicit Datapath(const DatapathOptions& options) : options_(options) {}
+
   // Opens and loads the skeleton into skel_ (left for the caller to destroy on failure), with
   // the kfree_skb program when given its filter.
   absl::Status LoadSkeleton(std::optional<KernelReasonFilter> kernel_drops, std::string* log);

@@ -271,8 +271,9 @@ class CompiledFilter {
       const bool hubble = x.verdict() == flow::DROPPED &&
                           std::find(drop_reasons_.begin(), drop_reasons_.end(), x.drop_reason()) !=
                               drop_reasons_.end();
-      const bool kernel = std::find(kernel_reasons_.begin(), kernel_reasons_.end(),
-                                    x.kernel_reason()) != kernel_reasons_.end();
+      const bool kernel =
+          !kernel_reasons_.empty() && std::find(kernel_reasons_.begin(), kernel_reasons_.end(),
+                                                x.kernel_reason()) != kernel_reasons_.end();
       if (!hubble && !kernel) return false;
     }
     if (!interfaces_.empty()) {

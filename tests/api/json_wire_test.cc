@@ -94,6 +94,19 @@ TEST(JsonWireTest, UnpackedAndPackedRepeatedScalarsAndUnknownFields) {
   ExpectSameAsDecoded<flow::FlowFilter>(packed);
 }
 
+// A 32-bit field keeps the low 32 bits of its varint: an enum written as the 10-byte varint of
+// 1 << 63 is 0, its default, and is left out as the decoder leaves it out (found by fuzzing).
+TEST(JsonWireTest, ThirtyTwoBitFieldsOfWideVarintsTakeTheirLowBits) {
+  const std::string flow = std::string("\x10\x10", 2) +  // verdict 16, then
+                           std::string("\x10\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 11) +
+                           std::string("\x18\x80\x80\x80\x80\x10", 6);  // drop_reason 1 << 32
+  const std::string wire = std::string("\x0a", 1) + static_cast<char>(flow.size()) + flow;
+  ExpectSameAsDecoded<::observer::GetFlowsResponse>(wire);
+  std::string ours;
+  ASSERT_TRUE(AppendJsonFromWire(::observer::GetFlowsResponse::descriptor(), wire, &ours));
+  EXPECT_EQ(ours, R"({"flow":{}})");
+}
+
 TEST(JsonWireTest, TheLastMemberOfAOneofSetIsTheOneWritten) {
   ::observer::GetFlowsResponse flow, lost;
   flow.mutable_flow()->set_uuid("a");
