@@ -15,6 +15,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "api/flows_request.h"
+#include "flowscope/v1/flowscope.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "observer/observer.grpc.pb.h"
 #include "tests/testing/bpf_env.h"
@@ -96,6 +98,7 @@ class ObserverE2eTest : public testing::NetnsTestBase {
     ::observer::GetFlowsRequest req;
     req.set_number(1000);
     req.add_whitelist()->add_source_pod(source_pod);
+    RequestFlowExtensions(&req);  // kernel drops say so
     return Query(req);
   }
 
@@ -145,6 +148,7 @@ TEST_F(ObserverE2eTest, RealFlowsWithNamesVerdictsFlagsAndDirections) {
   std::vector<std::string> syn_points;
   bool saw_fin = false;
   for (const flow::Flow& f : flows) {
+    if (f.extensions().Is<flowscope::v1::KernelDrop>()) continue;  // the kernel's own
     EXPECT_EQ(f.source().pod_name(), "tiefighter");
     EXPECT_EQ(f.source().namespace_(), "default");
     EXPECT_THAT(f.source().labels(), ::testing::Contains("k8s:org=empire"));
@@ -168,7 +172,7 @@ TEST_F(ObserverE2eTest, RealFlowsWithNamesVerdictsFlagsAndDirections) {
   // on the side of the flow's direction.
   int drops = 0, verdicts = 0;
   for (const flow::Flow& f : flows) {
-    if (f.verdict() != flow::DROPPED) continue;
+    if (f.verdict() != flow::DROPPED || f.extensions().Is<flowscope::v1::KernelDrop>()) continue;
     const bool verdict = f.event_type().type() == 5;
     ++(verdict ? verdicts : drops);
     EXPECT_EQ(f.l4().tcp().destination_port(), 8081u);
@@ -427,7 +431,10 @@ TEST_F(ObserverE2eTest, MetricsHealthAndReadinessOverHttpCountRealTraffic) {
   double forwarded = 0, dropped = 0, drop_events = 0;
   for (const flow::Flow& f : flows) {
     (f.verdict() == flow::DROPPED ? dropped : forwarded) += 1;
-    if (f.event_type().type() == 1) drop_events += 1;  // not the policy verdicts beside them
+    // The policy's drops, not the policy verdicts beside them nor the kernel's own drops.
+    if (f.event_type().type() == 1 && f.drop_reason_desc() == flow::POLICY_DENIED) {
+      drop_events += 1;
+    }
   }
   // Every flow from tiefighter, forwarded or dropped, across observation points and protocols.
   double counted_forwarded = 0, counted_dropped = 0;
