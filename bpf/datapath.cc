@@ -229,6 +229,7 @@ absl::Status Datapath::LoadSkeleton(std::optional<KernelReasonFilter> kernel_dro
   s->rodata->report_interval_ns =
       static_cast<__u64>(absl::ToInt64Nanoseconds(options_.report_interval));
   s->rodata->wakeup_bytes = options_.wakeup_bytes;
+  s->rodata->dns_messages = options_.dns ? 1 : 0;
   bpf_map__set_max_entries(s->maps.events, options_.ring_buffer_bytes);
   bpf_map__set_max_entries(s->maps.flows, options_.flow_table_entries);
   bpf_program__set_autoload(s->progs.flowscope_kfree_skb, kernel_drops.has_value());
@@ -392,6 +393,7 @@ absl::StatusOr<DatapathStats> Datapath::ReadStats() const {
   st.policy_drops = sums[FS_STAT_POLICY_DROPS];
   st.kernel_drops = sums[FS_STAT_KERNEL_DROPS];
   st.kernel_drops_suppressed = sums[FS_STAT_KERNEL_DROPS_SUPPRESSED];
+  st.dns_messages = sums[FS_STAT_DNS];
   return st;
 }
 

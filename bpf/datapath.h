@@ -48,6 +48,9 @@ struct DatapathOptions {
   // Kernel reasons not reported (names as bpf/drop_reasons.h spells them). The default leaves
   // out what a closing socket purges from its queues: data nobody read, not a network drop.
   std::vector<std::string> ignored_kernel_reasons = {"QUEUE_PURGE"};
+  // Report DNS messages (UDP and TCP port 53) with a prefix of their content (struct dns_event):
+  // queries as they leave an endpoint, answers as they arrive at one.
+  bool dns = true;
 };
 
 // A deny rule: source and destination prefixes, protocol and destination port; empty or zero
@@ -70,6 +73,7 @@ struct DatapathStats {
   uint64_t policy_drops = 0;
   uint64_t kernel_drops = 0;             // kernel drops of watched addresses
   uint64_t kernel_drops_suppressed = 0;  // of those, not reported (one per flow per interval)
+  uint64_t dns_messages = 0;             // DNS messages reported (struct dns_event)
 };
 
 // How full one of the datapath's maps is (Cilium's cilium_bpf_map_pressure is entries/max).

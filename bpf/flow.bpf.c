@@ -30,6 +30,8 @@ const volatile __u32 wakeup_bytes = 0;
 // Observation points for interfaces that have no if_config entry.
 const volatile __u8 default_ingress_point = FS_OBS_FROM_ENDPOINT;
 const volatile __u8 default_egress_point = FS_OBS_TO_ENDPOINT;
+// Report DNS messages (port 53) with a prefix of their content (struct dns_event).
+const volatile __u8 dns_messages = 1;
 
 // The running kernel's enum skb_drop_reason values that are not drops (set from its BTF at load;
 // ~0 where the kernel has no such value).
@@ -133,6 +135,7 @@ struct pkt {
   __u8 icmp_code;
   __u8 is_echo_request;
   __u8 is_echo_reply;
+  __u16 payload_off;  // TCP and UDP: where the L4 payload starts in the frame
 };
 
 static __always_inline void stat_inc(__u32 idx) {
@@ -152,12 +155,14 @@ static __always_inline int parse_l4(struct __sk_buff* skb, __u32 off, int has_l4
       p->sport = ((__u16)b[0] << 8) | b[1];
       p->dport = ((__u16)b[2] << 8) | b[3];
       p->tcp_flags = b[13] | ((__u16)(b[12] & 1) << 8);
+      p->payload_off = (__u16)(off + (b[12] >> 4) * 4);
       return PARSE_OK;
     case IPPROTO_UDP:
     case IPPROTO_SCTP:
       if (bpf_skb_load_bytes(skb, off, b, 4) < 0) return PARSE_MALFORMED;
       p->sport = ((__u16)b[0] << 8) | b[1];
       p->dport = ((__u16)b[2] << 8) | b[3];
+      p->payload_off = (__u16)(off + 8);
       return PARSE_OK;
     case IPPROTO_ICMP:
     case IPPROTO_ICMPV6:
@@ -337,17 +342,16 @@ static __always_inline int sender_originates(const struct pkt* p, __u8* known) {
 
 // --- events ------------------------------------------------------------------------------------
 
-static __always_inline void emit(__u32 ifindex, __u32 len, const struct pkt* p, __u8 obs_point,
-                                 __u8 verdict, __u8 drop_reason, __u8 is_reply, __u8 reason,
-                                 __u8 policy, __u16 kernel_reason, __u64 now,
-                                 const struct flow_state* st) {
-  struct flow_event* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-  if (!e) {
-    __u32 key = 0;
-    __u64* lost = bpf_map_lookup_elem(&lost_events, &key);
-    if (lost) *lost += 1;
-    return;
-  }
+static __always_inline void count_lost(void) {
+  __u32 key = 0;
+  __u64* lost = bpf_map_lookup_elem(&lost_events, &key);
+  if (lost) *lost += 1;
+}
+
+static __always_inline void fill(struct flow_event* e, __u32 ifindex, __u32 len,
+                                 const struct pkt* p, __u8 obs_point, __u8 verdict,
+                                 __u8 drop_reason, __u8 is_reply, __u8 reason, __u8 policy,
+                                 __u16 kernel_reason, __u64 now, const struct flow_state* st) {
   e->ktime_ns = now;
   e->flow_packets = st ? st->packets : 1;
   e->flow_bytes = st ? st->bytes : len;
@@ -372,13 +376,72 @@ static __always_inline void emit(__u32 ifindex, __u32 len, const struct pkt* p, 
   e->kernel_reason = kernel_reason;
   __builtin_memset(e->pad, 0, sizeof(e->pad));
   stat_inc(FS_STAT_EVENTS);
+}
 
-  __u64 flags = 0;
-  if (wakeup_bytes) {
-    flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-                                                                          : BPF_RB_NO_WAKEUP;
+static __always_inline __u64 submit_flags(void) {
+  if (!wakeup_bytes) return 0;
+  return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+                                                                       : BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void emit(__u32 ifindex, __u32 len, const struct pkt* p, __u8 obs_point,
+                                 __u8 verdict, __u8 drop_reason, __u8 is_reply, __u8 reason,
+                                 __u8 policy, __u16 kernel_reason, __u64 now,
+                                 const struct flow_state* st) {
+  struct flow_event* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+  if (!e) {
+    count_lost();
+    return;
   }
-  bpf_ringbuf_submit(e, flags);
+  fill(e, ifindex, len, p, obs_point, verdict, drop_reason, is_reply, reason, policy, kernel_reason,
+       now, st);
+  bpf_ringbuf_submit(e, submit_flags());
+}
+
+// A DNS message in a TCP or UDP packet: a query leaving an endpoint (from-endpoint, to port 53)
+// or an answer arriving at one (to-endpoint, from port 53) — the client's side, where Cilium's
+// DNS proxy sees them — so each message is reported once however many hooks it crosses. The
+// message's first FS_DNS_MAX_PAYLOAD bytes go with it; user space parses them.
+static __always_inline void emit_dns(struct __sk_buff* skb, const struct pkt* p, __u8 obs_point,
+                                     __u8 is_reply, __u64 now, const struct flow_state* st) {
+  if (!dns_messages) return;
+  if (p->protocol != IPPROTO_UDP && p->protocol != IPPROTO_TCP) return;
+  const int query = p->dport == 53 && p->sport != 53 && obs_point == FS_OBS_FROM_ENDPOINT;
+  const int answer = p->sport == 53 && obs_point == FS_OBS_TO_ENDPOINT;
+  if (!query && !answer) return;
+  __u32 off = p->payload_off;
+  const __u32 len = skb->len;
+  if (off == 0 || off > len) return;
+  __u32 avail = len - off;
+  __u32 msg_len = avail;
+  if (p->protocol == IPPROTO_TCP) {
+    // Only segments that start a message: a length prefix and a header. Pure ACKs and the
+    // rest of long messages carry none.
+    if (avail < 2 + 12) return;
+    __u8 prefix[2];
+    if (bpf_skb_load_bytes(skb, off, prefix, 2) < 0) return;
+    msg_len = ((__u32)prefix[0] << 8) | prefix[1];
+    off += 2;
+    avail -= 2;
+  }
+  __u32 n = avail < FS_DNS_MAX_PAYLOAD ? avail : FS_DNS_MAX_PAYLOAD;
+  struct dns_event* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+  if (!e) {
+    count_lost();
+    return;
+  }
+  fill(&e->flow, skb->ifindex, len, p, obs_point, FS_VERDICT_FORWARDED, 0, is_reply, FS_EMIT_DNS, 0,
+       0, now, st);
+  e->msg_len = msg_len > 0xffff ? 0xffff : (__u16)msg_len;
+  __builtin_memset(e->pad, 0, sizeof(e->pad));
+  // Bounded for the verifier: 1 .. FS_DNS_MAX_PAYLOAD.
+  if (n > 0 && n <= FS_DNS_MAX_PAYLOAD && bpf_skb_load_bytes(skb, off, e->data, n) == 0) {
+    e->copied = (__u16)n;
+  } else {
+    e->copied = 0;
+  }
+  stat_inc(FS_STAT_DNS);
+  bpf_ringbuf_submit(e, submit_flags());
 }
 
 static __always_inline int handle(struct __sk_buff* skb, int ingress) {
@@ -483,6 +546,10 @@ static __always_inline int handle(struct __sk_buff* skb, int ingress) {
     const __u8 is_reply = !st->origin_known ? FS_REPLY_UNKNOWN : (dir ? FS_REPLY_YES : FS_REPLY_NO);
     emit(skb->ifindex, skb->len, &p, obs_point, FS_VERDICT_FORWARDED, 0, is_reply, reason, 0, 0,
          now, st);
+  }
+  if (p.dport == 53 || p.sport == 53) {
+    const __u8 is_reply = !st->origin_known ? FS_REPLY_UNKNOWN : (dir ? FS_REPLY_YES : FS_REPLY_NO);
+    emit_dns(skb, &p, obs_point, is_reply, now, st);
   }
   return TC_ACT_OK;
 }

@@ -52,6 +52,9 @@ enum fs_emit_reason {
                                  as Cilium's policy-verdict notification */
   FS_EMIT_KERNEL_DROP = 8,    /* the kernel freed the packet as dropped (skb:kfree_skb): no
                                  observation point or interface, kernel_reason says why */
+  FS_EMIT_DNS = 9,            /* a DNS message (struct dns_event): a query leaving an endpoint
+                                 (from-endpoint, to port 53) or an answer arriving at one
+                                 (to-endpoint, from port 53), once per packet */
 };
 
 /* TCP flags as in byte 13 of the TCP header, plus NS (the low bit of byte 12) as bit 8. */
@@ -98,6 +101,18 @@ struct flow_event {
   __u16 kernel_reason; /* FS_EMIT_KERNEL_DROP: the running kernel's enum skb_drop_reason value
                           (0xffff: a subsystem's reason); user space names it */
   __u8 pad[4];
+};
+
+/* A DNS message's event: the packet's flow_event (emit_reason FS_EMIT_DNS) and a bounded prefix of
+ * the message (UDP payload; over TCP the message after its 2-byte length, from segments that
+ * start one). 608 bytes. */
+#define FS_DNS_MAX_PAYLOAD 512
+struct dns_event {
+  struct flow_event flow;
+  __u16 copied;  /* bytes of the message in data (<= FS_DNS_MAX_PAYLOAD) */
+  __u16 msg_len; /* the message's length: the UDP payload's, or TCP's length prefix */
+  __u8 pad[4];
+  __u8 data[FS_DNS_MAX_PAYLOAD];
 };
 
 /* Flow table key: both directions of a flow at one interface share it. Endpoint "a" is the
@@ -179,11 +194,13 @@ enum fs_stat {
   FS_STAT_POLICY_DROPS = 4,
   FS_STAT_KERNEL_DROPS = 5,            /* kernel drops of watched addresses */
   FS_STAT_KERNEL_DROPS_SUPPRESSED = 6, /* of those, not reported (rate limit per flow) */
-  FS_STAT_MAX = 7,
+  FS_STAT_DNS = 7,                     /* DNS messages reported */
+  FS_STAT_MAX = 8,
 };
 
 #ifdef __cplusplus
 static_assert(sizeof(struct flow_event) == 88, "flow_event layout");
+static_assert(sizeof(struct dns_event) == 608, "dns_event layout");
 static_assert(sizeof(struct flow_key) == 44, "flow_key layout");
 static_assert(sizeof(struct flow_state) == 56, "flow_state layout");
 static_assert(sizeof(struct deny_rule) == 72, "deny_rule layout");
@@ -191,6 +208,7 @@ static_assert(sizeof(struct watch_key) == 20, "watch_key layout");
 static_assert(sizeof(struct kernel_drop_key) == 40, "kernel_drop_key layout");
 #else
 _Static_assert(sizeof(struct flow_event) == 88, "flow_event layout");
+_Static_assert(sizeof(struct dns_event) == 608, "dns_event layout");
 _Static_assert(sizeof(struct flow_key) == 44, "flow_key layout");
 _Static_assert(sizeof(struct flow_state) == 56, "flow_state layout");
 _Static_assert(sizeof(struct deny_rule) == 72, "deny_rule layout");

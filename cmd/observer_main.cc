@@ -85,6 +85,10 @@ int main(int argc, char** argv) {
                  "kernel drop reasons not reported (comma-separated)")
       ->delimiter(',')
       ->capture_default_str();
+  app.add_option("--dns", o.datapath.dns,
+                 "report DNS queries and answers of this node's endpoints as Hubble's L7 DNS "
+                 "flows (UDP and TCP port 53, read from the packets)")
+      ->capture_default_str();
   app.add_option("--listen-socket", o.listen_socket, "unix socket to serve on ('' for none)")
       ->capture_default_str();
   app.add_option("--listen-address", o.listen_address, "TCP address to serve on, e.g. :4244");

@@ -77,6 +77,9 @@ absl::Status ObserverDaemon::Start() {
   std::random_device rd;
   const uint64_t run_id = (static_cast<uint64_t>(rd()) << 32) ^ rd();
   builder_ = std::make_unique<FlowBuilder>(*table_, options_.node_name, &names_, run_id);
+  // One DNS message per ring slot at most: every DNS record in the ring has its message.
+  dns_ = std::make_unique<DnsTable>(ring_->Cap() + 1);
+  builder_->AttachDns(dns_.get());
   if (options_.history) {
     auto history = HistoryStore::Open({.dir = options_.data_dir + "/history",
                                        .max_age = options_.history_max_age,
@@ -89,7 +92,9 @@ absl::Status ObserverDaemon::Start() {
                           history_->next_service_id());
     table_->RestorePolicies(history_->LoadPolicies());
     builder_->AttachRuns(history_.get(), history_->run());
+    dns_->AttachArchive(history_.get(), history_->next_dns_id());
     history_writer_ = std::make_unique<HistoryWriter>(*history_, *ring_, *table_, &names_);
+    history_writer_->SetDns(dns_.get());
     history_writer_->Start();
     FLOWSCOPE_LOG_INFO("history in {} (run {}, up to {} and {} MiB)", history_->options().dir,
                        history_->run(), absl::FormatDuration(options_.history_max_age),
@@ -150,18 +155,22 @@ absl::Status ObserverDaemon::Start() {
   }
   parser_ = std::make_unique<EventParser>(*table_);
   parser_->SetKernelReasons(datapath_->kernel_reason_ids());
+  parser_->SetDnsTable(dns_.get());
   WatchEndpointAddresses();
-  auto consumer =
-      ringbuf::RingBufferConsumer::Create(datapath_->events_fd(), datapath_->lost_events_fd(),
-                                          sizeof(flow_event), [this](absl::Span<const uint8_t> ev) {
-                                            events_.fetch_add(1, std::memory_order_relaxed);
-                                            FlowRecord r;
-                                            if (parser_->Parse(ev, &r)) {
-                                              ring_->Write(r);
-                                            } else {
-                                              malformed_.fetch_add(1, std::memory_order_relaxed);
-                                            }
-                                          });
+  auto consumer = ringbuf::RingBufferConsumer::Create(
+      datapath_->events_fd(), datapath_->lost_events_fd(), sizeof(flow_event),
+      [this](absl::Span<const uint8_t> ev) {
+        events_.fetch_add(1, std::memory_order_relaxed);
+        FlowRecord r;
+        if (parser_->Parse(ev, &r)) {
+          ring_->Write(r);
+        } else if (const uint64_t d = parser_->stats().dns_malformed;
+                   d != dns_malformed_.load(std::memory_order_relaxed)) {
+          dns_malformed_.store(d, std::memory_order_relaxed);
+        } else {
+          malformed_.fetch_add(1, std::memory_order_relaxed);
+        }
+      });
   if (!consumer.ok()) return consumer.status();
   consumer_ = std::move(consumer).value();
   drain_ = std::thread([this] { Drain(); });
@@ -466,6 +475,9 @@ void ObserverDaemon::CollectMetrics(MetricsWriter& w) const {
                 "Kernel drops not reported as flows: the same flow and reason was reported less "
                 "than a report interval before");
       w.Sample(static_cast<double>(st->kernel_drops_suppressed));
+      w.Counter("flowscope_dns_messages_total",
+                "DNS messages the datapath reported (queries leaving, answers reaching endpoints)");
+      w.Sample(static_cast<double>(st->dns_messages));
     }
     w.Gauge("flowscope_kernel_drops_enabled",
             "1 when the kernel's drops are reported (skb:kfree_skb with BTF)");
@@ -503,6 +515,9 @@ void ObserverDaemon::CollectMetrics(MetricsWriter& w) const {
   w.Sample(static_cast<double>(s.events));
   w.Counter("flowscope_bpf_events_malformed_total", "Drained events the parser refused");
   w.Sample(static_cast<double>(s.malformed));
+  w.Counter("flowscope_dns_malformed_total",
+            "DNS messages skipped because they could not be parsed (malformed or cut short)");
+  w.Sample(static_cast<double>(s.dns_malformed));
   w.Counter("flowscope_bpf_ring_lost_total",
             "Events the datapath could not reserve in the BPF ring buffer");
   w.Sample(static_cast<double>(s.kernel_lost));
@@ -605,6 +620,7 @@ DaemonStats ObserverDaemon::stats() const {
   DaemonStats out;
   out.events = events_.load();
   out.malformed = malformed_.load();
+  out.dns_malformed = dns_malformed_.load();
   out.kernel_lost = kernel_lost_.load();
   out.policy_failures = policy_failures_.load();
   std::lock_guard<std::mutex> lock(policy_mu_);

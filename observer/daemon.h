@@ -80,9 +80,10 @@ struct DaemonOptions {
 };
 
 struct DaemonStats {
-  uint64_t events = 0;       // ring-buffer events received
-  uint64_t malformed = 0;    // dropped by the parser
-  uint64_t kernel_lost = 0;  // reservation failures in the datapath
+  uint64_t events = 0;         // ring-buffer events received
+  uint64_t malformed = 0;      // dropped by the parser
+  uint64_t dns_malformed = 0;  // DNS messages the parser could not read (skipped)
+  uint64_t kernel_lost = 0;    // reservation failures in the datapath
   // The deny policy in force, and why the file's current content is not (empty when it is).
   uint64_t policy_rules = 0;
   uint64_t policy_failures = 0;  // reloads refused (unreadable or invalid file)
@@ -126,6 +127,7 @@ class ObserverDaemon {
   IngestWatermark watermark_;
   std::unique_ptr<EndpointTable> table_;
   InterfaceNames names_;
+  std::unique_ptr<DnsTable> dns_;
   std::unique_ptr<FlowBuilder> builder_;
   std::unique_ptr<FileEndpointSource> endpoints_;
   std::unique_ptr<KubernetesEndpointSource> kube_;
@@ -149,6 +151,7 @@ class ObserverDaemon {
   std::atomic<uint64_t> events_{0};
   std::atomic<uint64_t> drain_passes_{0};  // completed: everything parsed is in the ring
   std::atomic<uint64_t> malformed_{0};
+  std::atomic<uint64_t> dns_malformed_{0};
   std::atomic<uint64_t> kernel_lost_{0};
   std::string policy_signature_;
   uint64_t policy_table_version_ = 0;

@@ -38,6 +38,7 @@ class Reader {
     size_t p = *pos;
     size_t resume = 0;  // where the name ends in the message when it jumped
     int pointers = 0;
+    size_t wire = 0;  // the name's length as on the wire
     for (;;) {
       if (!Has(p, 1)) return absl::OutOfRangeError("truncated name");
       const uint8_t len = msg_[p];
@@ -59,8 +60,9 @@ class Reader {
         break;
       }
       if (!Has(p + 1, len)) return absl::OutOfRangeError("truncated label");
-      if (out->size() + len + 1 > kMaxName) return absl::InvalidArgumentError("name too long");
-      out->append(reinterpret_cast<const char*>(&msg_[p + 1]), len);
+      wire += len + 1;
+      if (wire > kMaxName) return absl::InvalidArgumentError("name too long");
+      AppendLabel(msg_.subspan(p + 1, len), out);
       out->push_back('.');
       p += 1 + len;
     }
@@ -75,6 +77,28 @@ class Reader {
  private:
   absl::Span<const uint8_t> msg_;
 };
+
+}  // namespace
+
+void AppendLabel(absl::Span<const uint8_t> label, std::string* out) {
+  for (const uint8_t c : label) {
+    if (c <= 0x20 || c >= 0x7f) {
+      // Not printable ASCII: \DDD, as DNS presentation format writes it (and names stay valid
+      // UTF-8 for the flows' string fields).
+      out->push_back('\\');
+      out->push_back(static_cast<char>('0' + c / 100));
+      out->push_back(static_cast<char>('0' + c / 10 % 10));
+      out->push_back(static_cast<char>('0' + c % 10));
+    } else if (c == '.' || c == '\\' || c == '"' || c == '(' || c == ')' || c == ';' || c == '@') {
+      out->push_back('\\');
+      out->push_back(static_cast<char>(c));
+    } else {
+      out->push_back(static_cast<char>(c));
+    }
+  }
+}
+
+namespace {
 
 std::string IpText(absl::Span<const uint8_t> raw) {
   char buf[INET6_ADDRSTRLEN] = {};

@@ -39,6 +39,11 @@ struct DnsMessage {
 // OutOfRange when the bytes end too early, InvalidArgument when they are malformed.
 absl::StatusOr<DnsMessage> ParseDnsMessage(absl::Span<const uint8_t> msg, bool complete);
 
+// Appends a label in DNS presentation format: printable ASCII as it is, '.', '\\', '"', '(',
+// ')', ';' and '@' escaped with a backslash, any other byte as \DDD (decimal) — so a name is
+// always valid UTF-8 text, whatever bytes its labels hold.
+void AppendLabel(absl::Span<const uint8_t> label, std::string* out);
+
 // "A", "AAAA", "CNAME", ... as Hubble's qtypes and rrtypes spell them; "TYPE<n>" for others.
 std::string DnsTypeName(uint16_t type);
 

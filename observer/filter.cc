@@ -181,6 +181,16 @@ class CompiledFilter {
     flow::TrafficDirection direction() const { return TrafficDirectionOf(r); }
     int drop_reason() const { return dropped() ? r.drop_reason : 0; }
     int kernel_reason() const { return IsKernelDrop(r) ? r.policy : -1; }
+    bool dns() const { return IsDns(r); }
+    // "" for a flow that is not DNS, or whose message is no longer kept.
+    std::string dns_query() const {
+      flow::DNS m;
+      if (!IsDns(r) || c.builder_ == nullptr || c.builder_->dns() == nullptr ||
+          !c.builder_->dns()->Decode(DnsIdOf(r), &m)) {
+        return "";
+      }
+      return m.query();
+    }
     uint32_t ifindex() const { return r.ifindex; }
     std::string interface_name() const { return c.builder_->InterfaceName(r.ifindex); }
     std::string uuid() const { return c.builder_->Uuid(position); }
@@ -211,9 +221,9 @@ class CompiledFilter {
       return s.ips.empty() && s.ports.empty() && s.services.empty();
     };
     return !never_ && plain(src_) && plain(dst_) && verdicts_.none() && ip_versions_.empty() &&
-           protocols_.empty() && event_types_.empty() && tcp_flags_.empty() && reply_.empty() &&
-           directions_.empty() && drop_reasons_.empty() && kernel_reasons_.empty() &&
-           interfaces_.empty() && encrypted_.empty() && uuids_.empty();
+           protocols_.empty() && !dns_protocol_ && dns_queries_.empty() && event_types_.empty() &&
+           tcp_flags_.empty() && reply_.empty() && directions_.empty() && drop_reasons_.empty() &&
+           kernel_reasons_.empty() && interfaces_.empty() && encrypted_.empty() && uuids_.empty();
   }
   bool SideAccepts(uint32_t endpoint, bool source) const {
     const Side& side = source ? src_ : dst_;
@@ -234,9 +244,21 @@ class CompiledFilter {
         std::find(ip_versions_.begin(), ip_versions_.end(), x.ip_version()) == ip_versions_.end()) {
       return false;
     }
-    if (!protocols_.empty() &&
-        std::find(protocols_.begin(), protocols_.end(), x.protocol()) == protocols_.end()) {
+    // L4 protocols and "dns" (an L7 DNS flow, whose L4 is UDP or TCP as well) are alternatives.
+    if ((!protocols_.empty() || dns_protocol_) &&
+        std::find(protocols_.begin(), protocols_.end(), x.protocol()) == protocols_.end() &&
+        !(dns_protocol_ && x.dns())) {
       return false;
+    }
+    if (!dns_queries_.empty()) {
+      if (!x.dns()) return false;
+      const std::string query = x.dns_query();
+      if (std::none_of(dns_queries_.begin(), dns_queries_.end(),
+                       [&](const std::shared_ptr<const RE2>& re) {
+                         return RE2::PartialMatch(query, *re);
+                       })) {
+        return false;
+      }
     }
     if (!SideMatches(src_, x, true) || !SideMatches(dst_, x, false)) return false;
     if (!event_types_.empty() &&
@@ -327,6 +349,8 @@ class CompiledFilter {
   std::bitset<8> verdicts_;
   std::vector<flow::IPVersion> ip_versions_;
   std::vector<uint8_t> protocols_;
+  bool dns_protocol_ = false;  // "dns": L7 DNS flows
+  std::vector<std::shared_ptr<const RE2>> dns_queries_;
   std::vector<flow::EventTypeFilter> event_types_;
   std::vector<uint16_t> tcp_flags_;
   std::vector<bool> reply_;
@@ -505,9 +529,10 @@ absl::StatusOr<std::unique_ptr<CompiledFilter>> CompiledFilter::Compile(
     auto protos = Protocols(p);
     if (!protos.ok()) return protos.status();
     c->protocols_.insert(c->protocols_.end(), protos->begin(), protos->end());
+    if (absl::AsciiStrToLower(p) == "dns") c->dns_protocol_ = true;
   }
-  // Only L7 protocols asked for: no L3/L4 flow matches.
-  if (f.protocol_size() > 0 && c->protocols_.empty()) c->never_ = true;
+  // Only L7 protocols flowscope does not produce (http, kafka) asked for: nothing matches.
+  if (f.protocol_size() > 0 && c->protocols_.empty() && !c->dns_protocol_) c->never_ = true;
   for (const flow::TCPFlags& t : f.tcp_flags()) {
     uint16_t m = 0;
     if (t.fin()) m |= FS_TCP_FIN;
@@ -587,6 +612,7 @@ absl::StatusOr<std::unique_ptr<CompiledFilter>> CompiledFilter::Compile(
   }
   for (const std::string& v : f.dns_query()) {
     if (absl::Status s = ValidateRegex("dns_query", v); !s.ok()) return s;
+    c->dns_queries_.push_back(std::make_shared<const RE2>(v));
   }
   if (http) {
     const auto [name, value] =
@@ -596,9 +622,6 @@ absl::StatusOr<std::unique_ptr<CompiledFilter>> CompiledFilter::Compile(
         : f.http_url_size() > 0       ? std::pair{"http_url", f.http_url(0)}
                                       : std::pair{"http_header", f.http_header(0).key()};
     return Unsupported(name, value, "flowscope records no HTTP (L7) data yet");
-  }
-  if (f.dns_query_size() > 0) {
-    return Unsupported("dns_query", f.dns_query(0), "flowscope records no DNS (L7) data yet");
   }
   if (f.trace_id_size() > 0) {
     return Unsupported("trace_id", f.trace_id(0), "flowscope records no trace contexts");
@@ -787,6 +810,8 @@ bool CompiledFilter::MatchFlow(const flow::Flow& f) const {
     }
     flow::TrafficDirection direction() const { return f.traffic_direction(); }
     int drop_reason() const { return f.drop_reason_desc(); }
+    bool dns() const { return f.has_l7() && f.l7().has_dns(); }
+    std::string dns_query() const { return f.l7().dns().query(); }
     int kernel_reason() const {
       flowscope::v1::KernelDrop drop;
       if (f.verdict() != flow::DROPPED || !f.extensions().UnpackTo(&drop)) return -1;

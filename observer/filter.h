@@ -4,8 +4,10 @@
 // populated field must match, and a field matches if any of its values does. Endpoint criteria
 // (pod, label, identity, workload, cluster) are evaluated once per endpoint id and cached; when
 // they are all a request asks, a record is decided by two table lookups.
-// Fields about L7 data flowscope does not produce yet (HTTP, DNS, FQDN, services, trace ids)
-// are validated and match nothing. An invalid filter is InvalidArgument naming field and value.
+// DNS flows (L7, passive DNS) match `protocol: dns` and `dns_query` (an RE2 expression found
+// anywhere in the query name, as Hubble matches it). Criteria on data flowscope does not produce
+// (HTTP, FQDNs of L3/L4 flows, trace ids) are validated and refused as unsupported. An invalid
+// filter is InvalidArgument naming field and value.
 //
 // A FlowPredicate is used by one stream at a time (its caches are not locked).
 //

@@ -16,6 +16,10 @@
 namespace flowscope::observer {
 namespace {
 
+// The Summary of a DNS flow whose message is no longer kept (older than the DNS table, with no
+// history to find it in).
+constexpr char kDnsGoneSummary[] = "DNS (message no longer kept)";
+
 // Monitor trace sub-types (the reference §2.6) and the proto enum for each observation point.
 struct PointInfo {
   int32_t monitor_sub_type;
@@ -208,11 +212,12 @@ std::string IcmpTypeName(bool v6, uint8_t type, uint8_t code) {
 
 int32_t MonitorType(const FlowRecord& r) {
   if (r.emit_reason == FS_EMIT_POLICY_VERDICT) return 5;
+  if (IsDns(r)) return 129;
   return r.verdict == FS_VERDICT_DROPPED ? 1 : 4;
 }
 
 int32_t MonitorSubType(const FlowRecord& r) {
-  if (r.emit_reason == FS_EMIT_POLICY_VERDICT) return 0;
+  if (r.emit_reason == FS_EMIT_POLICY_VERDICT || IsDns(r)) return 0;
   return r.verdict == FS_VERDICT_DROPPED ? r.drop_reason : Point(r.obs_point).monitor_sub_type;
 }
 
@@ -374,12 +379,24 @@ void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out,
   FillEndpoint(r.dst_endpoint, out->mutable_destination());
   FillService(r.src_service, out, true);
   FillService(r.dst_service, out, false);
-  out->set_type(flow::L3_L4);
+  const bool dns = IsDns(r);
+  out->set_type(dns ? flow::L7 : flow::L3_L4);
   out->set_node_name(node_name_);
+  flow::DNS message;
+  const bool have_message = dns && dns_ != nullptr && dns_->Decode(DnsIdOf(r), &message);
+  if (dns) {
+    flow::Layer7* l7 = out->mutable_l7();
+    l7->set_type(r.is_reply == FS_REPLY_YES ? flow::RESPONSE : flow::REQUEST);
+    l7->set_latency_ns(DnsLatencyOf(r));
+    *l7->mutable_dns() = message;
+  } else {
+    out->clear_l7();
+  }
 
   out->mutable_event_type()->set_type(MonitorType(r));
   out->mutable_event_type()->set_sub_type(MonitorSubType(r));
-  if (!dropped) out->set_trace_observation_point(Point(r.obs_point).proto);
+  out->set_trace_observation_point(!dropped && !dns ? Point(r.obs_point).proto
+                                                    : flow::UNKNOWN_POINT);
 
   out->set_traffic_direction(TrafficDirectionOf(r));
   out->clear_egress_denied_by();
@@ -406,12 +423,18 @@ void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out,
     out->set_reply(reply);
   }
 
-  flow::NetworkInterface* iface = out->mutable_interface();
-  iface->set_index(r.ifindex);
-  if (std::string name = InterfaceName(r.ifindex, run); !name.empty()) {
-    iface->set_name(std::move(name));
+  if (dns) {
+    out->clear_interface();  // an L7 flow, as Cilium's proxy reports it: no interface
+    out->set_summary(have_message ? DnsSummary(message, r.is_reply == FS_REPLY_YES)
+                                  : std::string(kDnsGoneSummary));
+  } else {
+    flow::NetworkInterface* iface = out->mutable_interface();
+    iface->set_index(r.ifindex);
+    if (std::string name = InterfaceName(r.ifindex, run); !name.empty()) {
+      iface->set_name(std::move(name));
+    }
+    out->set_summary(FlowSummary(r));
   }
-  out->set_summary(FlowSummary(r));
   out->clear_extensions();
   if (extensions && IsKernelDrop(r)) {
     flowscope::v1::KernelDrop drop;
@@ -618,9 +641,23 @@ void FlowBuilder::EncodeResponse(const FlowRecord& r, uint64_t position, std::st
   }
   EncodeEndpoint(8, r.src_endpoint, out, cache);
   EncodeEndpoint(9, r.dst_endpoint, out, cache);
-  w.U64(10, flow::L3_L4);
+  const bool dns = IsDns(r);
+  w.U64(10, dns ? flow::L7 : flow::L3_L4);
   w.Str(11, node_name_);
   const bool reply = r.is_reply == FS_REPLY_YES;
+  std::shared_ptr<const std::string> message;
+  if (dns) {
+    if (dns_ != nullptr) message = dns_->Get(DnsIdOf(r));
+    const size_t at = w.Open(15, 2);  // l7
+    w.U64(1, reply ? flow::RESPONSE : flow::REQUEST);
+    w.U64(2, DnsLatencyOf(r));
+    if (message != nullptr) {
+      w.Bytes(100, *message);
+    } else {
+      w.Bytes(100, "");
+    }
+    w.Close(at, 2);
+  }
   if (r.is_reply != FS_REPLY_UNKNOWN) w.U64(16, reply);
   {
     const size_t at = w.Open(19);  // event_type
@@ -637,14 +674,14 @@ void FlowBuilder::EncodeResponse(const FlowRecord& r, uint64_t position, std::st
   if (policy != nullptr && r.emit_reason == FS_EMIT_POLICY_VERDICT) {
     w.U64(23, static_cast<uint32_t>(policy->match_type));
   }
-  if (!dropped) w.U64(24, Point(r.obs_point).proto);
+  if (!dropped && !dns) w.U64(24, Point(r.obs_point).proto);
   if (dropped) w.U64(25, r.drop_reason);
   if (r.is_reply != FS_REPLY_UNKNOWN) {
     const size_t at = w.Open(26);  // is_reply
     w.U64(1, reply);
     w.Close(at);
   }
-  {
+  if (!dns) {
     const size_t at = w.Open(28);  // interface
     w.U64(1, r.ifindex);
     w.Str(2, InterfaceName(r.ifindex, run));
@@ -662,7 +699,14 @@ void FlowBuilder::EncodeResponse(const FlowRecord& r, uint64_t position, std::st
     w.Str(5, policy->kind);
     w.Close(at);
   }
-  w.Str(100000, FlowSummary(r));
+  if (!dns) {
+    w.Str(100000, FlowSummary(r));
+  } else if (message == nullptr) {
+    w.Str(100000, kDnsGoneSummary);
+  } else {
+    flow::DNS decoded;
+    w.Str(100000, decoded.ParseFromString(*message) ? DnsSummary(decoded, reply) : kDnsGoneSummary);
+  }
   if (extensions && IsKernelDrop(r)) {
     const size_t any = w.Open(150000);
     w.Str(1, kKernelDropTypeUrl);

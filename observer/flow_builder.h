@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "flow/flow.pb.h"
+#include "observer/dns_table.h"
 #include "observer/endpoint_table.h"
 #include "observer/flow_record.h"
 #include "observer/observer.pb.h"
@@ -58,7 +59,7 @@ std::string FlowSummary(const FlowRecord& r);
 std::string IcmpTypeName(bool v6, uint8_t type, uint8_t code);
 
 // Hubble's monitor numbering for the event type of a record: {1, drop reason} for drops,
-// {4, observation point} for traces.
+// {4, observation point} for traces, {129, 0} for L7 (DNS) flows.
 int32_t MonitorType(const FlowRecord& r);
 int32_t MonitorSubType(const FlowRecord& r);
 
@@ -89,6 +90,10 @@ class FlowBuilder {
   // Records of runs other than `current_run` are built with what `runs` kept of theirs. Call
   // before the builder is shared.
   void AttachRuns(const RunArchive* runs, uint32_t current_run);
+  // The DNS messages DNS records refer to (Hubble's L7 DNS flows). Without it, a DNS record is
+  // built as an L7 flow without its message. Call before the builder is shared.
+  void AttachDns(const DnsTable* dns) { dns_ = dns; }
+  const DnsTable* dns() const { return dns_; }
 
   // `position` is the record's ring position in its run (they make the uuid); run 0 is this
   // one. `extensions`: the client asked for flowscope's types in Flow.extensions
@@ -139,6 +144,7 @@ class FlowBuilder {
   const uint64_t run_id_;
   const RunArchive* runs_ = nullptr;
   uint32_t current_run_ = 0;
+  const DnsTable* dns_ = nullptr;
 };
 
 }  // namespace flowscope::observer

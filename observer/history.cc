@@ -89,6 +89,14 @@ constexpr absl::string_view kInterfacePrefix = "i/";
 constexpr absl::string_view kRunPrefix = "r/";
 constexpr absl::string_view kGapPrefix = "g/";
 constexpr absl::string_view kPolicyPrefix = "p/";
+constexpr absl::string_view kDnsPrefix = "d/";
+
+std::string DnsKey(uint64_t id) {
+  std::string k(kDnsPrefix);
+  k.resize(kDnsPrefix.size() + 8);
+  PutBe64(id, k.data() + kDnsPrefix.size());
+  return k;
+}
 constexpr absl::string_view kRunsKey = "runs";
 
 absl::Status FromRocks(const rocksdb::Status& s, absl::string_view what) {
@@ -281,6 +289,14 @@ absl::Status HistoryStore::Init() {
   next_endpoint_id_ = std::max<uint32_t>(3, LastId(db_.get(), meta_cf_, kEndpointPrefix) + 1);
   next_service_id_ = LastId(db_.get(), meta_cf_, kServicePrefix) + 1;
   {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta_cf_));
+    it->SeekForPrev(DnsKey(~uint64_t{0}));
+    if (it->Valid() && it->key().size() == kDnsPrefix.size() + 8 &&
+        it->key().starts_with(rocksdb::Slice(kDnsPrefix.data(), kDnsPrefix.size()))) {
+      next_dns_id_ = Be64(it->key().data() + kDnsPrefix.size()) + 1;
+    }
+  }
+  {
     // Keys go on from the newest stored, even if the clock went back over the restart.
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), flows_cf_));
     for (it->SeekToLast(); it->Valid(); it->Prev()) {
@@ -323,6 +339,10 @@ void HistoryStore::Batch::AddService(const Service& s) {
 
 void HistoryStore::Batch::AddInterface(uint32_t run, uint32_t ifindex, const std::string& name) {
   batch_->Put(MetaKey(kInterfacePrefix, run, ifindex), name);
+}
+
+void HistoryStore::Batch::AddDns(uint64_t id, const std::string& message) {
+  batch_->Put(DnsKey(id), message);
 }
 
 void HistoryStore::Batch::AddFlow(uint32_t run, uint64_t position, const FlowRecord& r) {
@@ -421,6 +441,23 @@ absl::Status HistoryStore::Retain() {
       return s;
     }
   }
+  // DNS messages no stored flow refers to any more: ids grow in storage order, so everything
+  // below the first DNS record still stored goes (looked for in the oldest chunks only).
+  {
+    std::unique_ptr<Cursor> cursor = Scan();
+    FlowRecord r;
+    cursor->SeekToFirst();
+    for (int i = 0; i < 64 * 64 && cursor->Valid(); ++i, cursor->Next()) {
+      if (!IsDns(cursor->Read(&r))) continue;
+      if (absl::Status s = FromRocks(
+              db_->DeleteRange(rocksdb::WriteOptions(), meta_cf_, DnsKey(0), DnsKey(DnsIdOf(r))),
+              "dropping old DNS messages");
+          !s.ok()) {
+        return s;
+      }
+      break;
+    }
+  }
   std::string gap_end(kGapPrefix);
   gap_end.resize(gap_end.size() + 8);
   PutBe64(static_cast<uint64_t>(cutoff), gap_end.data() + 2);
@@ -466,6 +503,12 @@ uint64_t HistoryStore::RunId(uint32_t run) const {
 
 std::string HistoryStore::InterfaceName(uint32_t run, uint32_t ifindex) const {
   return GetMeta(MetaKey(kInterfacePrefix, run, ifindex)).value_or("");
+}
+
+std::shared_ptr<const std::string> HistoryStore::FindDns(uint64_t id) const {
+  auto v = GetMeta(DnsKey(id));
+  if (!v) return nullptr;
+  return std::make_shared<const std::string>(*std::move(v));
 }
 
 std::shared_ptr<const Endpoint> HistoryStore::FindEndpoint(uint32_t id) const {
@@ -707,6 +750,11 @@ size_t HistoryWriter::Fill(ringbuf::RingReader<FlowRecord>& reader, HistoryStore
     for (uint32_t id : {r.src_service, r.dst_service}) {
       if (!Novel(id, services_stored_, services_added_)) continue;
       if (auto svc = table_.GetService(id)) batch.AddService(*svc);
+    }
+    if (dns_ != nullptr && DnsIdOf(r) > dns_stored_) {
+      // Gone from the table already (the writer fell far behind): the flow is kept without it.
+      if (auto m = dns_->Get(DnsIdOf(r))) batch.AddDns(DnsIdOf(r), *m);
+      dns_stored_ = DnsIdOf(r);
     }
     if (names_ != nullptr && Novel(r.ifindex, interfaces_stored_, interfaces_added_)) {
       batch.AddInterface(store_.run(), r.ifindex, names_->Get(r.ifindex));

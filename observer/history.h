@@ -13,7 +13,9 @@
 // write amplification stays near 1. The default column family holds
 // what the records refer to, each written in the same batch as (so before) the first flow that
 // needs it: endpoints by table id ("e/"), services by id ("s/"), interface names per run
-// ("i/"), each run's uuid seed ("r/"), and the intervals the writer missed ("g/"). Endpoint and
+// ("i/"), each run's uuid seed ("r/"), the intervals the writer missed ("g/"), and DNS records'
+// messages by DnsTable id ("d/"; ids go on across runs, and the ones below the oldest stored DNS
+// record are dropped with retention). Endpoint and
 // service ids are never reused across runs (the table starts above the stored ones), so a
 // stored flow keeps its names after its pod is gone and after a restart.
 //
@@ -56,6 +58,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "api/clock.h"
+#include "observer/dns_table.h"
 #include "observer/endpoint_table.h"
 #include "observer/flow_builder.h"
 #include "observer/flow_record.h"
@@ -90,7 +93,9 @@ inline uint64_t HistorySeq(uint32_t run, uint64_t position) {
   return (static_cast<uint64_t>(run) << 40) | (position & ((uint64_t{1} << 40) - 1));
 }
 
-class HistoryStore final : public EndpointTable::Archive, public RunArchive {
+class HistoryStore final : public EndpointTable::Archive,
+                           public RunArchive,
+                           public DnsTable::Archive {
  public:
   // FailedPrecondition when another process holds the directory; other errors when neither the
   // database nor a fresh one can be opened.
@@ -101,6 +106,8 @@ class HistoryStore final : public EndpointTable::Archive, public RunArchive {
   // Above every id stored: where the endpoint table starts its ids.
   uint32_t next_endpoint_id() const { return next_endpoint_id_; }
   uint32_t next_service_id() const { return next_service_id_; }
+  // Above every DNS message id stored: where the DNS table starts its ids.
+  uint64_t next_dns_id() const { return next_dns_id_; }
   // What Open() did with a database it could not open ("" when nothing happened).
   const std::string& recovery() const { return recovery_; }
   const HistoryOptions& options() const { return options_; }
@@ -115,6 +122,8 @@ class HistoryStore final : public EndpointTable::Archive, public RunArchive {
     void AddEndpoint(const Endpoint& e);
     void AddService(const Service& s);
     void AddInterface(uint32_t run, uint32_t ifindex, const std::string& name);
+    // A DNS record's message (serialized flow.DNS), by its DnsTable id.
+    void AddDns(uint64_t id, const std::string& message);
     // Flows go into the chunk being built while they follow each other in one run's ring.
     void AddFlow(uint32_t run, uint64_t position, const FlowRecord& r);
     void AddGap(const HistoryGap& gap);
@@ -210,6 +219,7 @@ class HistoryStore final : public EndpointTable::Archive, public RunArchive {
 
   std::shared_ptr<const Endpoint> FindEndpoint(uint32_t id) const override;
   std::shared_ptr<const Service> FindService(uint32_t id) const override;
+  std::shared_ptr<const std::string> FindDns(uint64_t id) const override;
 
   // Policy rule names by id ("p/"), so an earlier run's drops keep the names of the rules that
   // denied them (EndpointTable::RestorePolicies). Store writes every name given.
@@ -236,6 +246,7 @@ class HistoryStore final : public EndpointTable::Archive, public RunArchive {
   uint32_t run_ = 0;
   uint32_t next_endpoint_id_ = 3;
   uint32_t next_service_id_ = 1;
+  uint64_t next_dns_id_ = 1;
   uint64_t reserve_bytes_ = 0;
   uint64_t key_time_ = 0;  // the newest flow time stored (writer)
   std::atomic<uint64_t> flows_committed_{0}, chunks_committed_{0};  // by this run
@@ -261,6 +272,9 @@ class HistoryWriter {
                 const EndpointTable& table, const InterfaceNames* names,
                 HistoryWriterOptions options = {});
   ~HistoryWriter();
+  // The DNS messages DNS records refer to: stored with the first record that needs each. Call
+  // before Start().
+  void SetDns(const DnsTable* dns) { dns_ = dns; }
   void Start();
   void Stop();  // commits what it has read, then returns
 
@@ -286,6 +300,8 @@ class HistoryWriter {
   const ringbuf::FlowRing<FlowRecord>& ring_;
   const EndpointTable& table_;
   const InterfaceNames* names_;
+  const DnsTable* dns_ = nullptr;
+  uint64_t dns_stored_ = 0;  // DNS ids grow in ring order: every one up to this is stored
   const HistoryWriterOptions options_;
   std::thread thread_;
   std::atomic<bool> stop_{false};

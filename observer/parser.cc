@@ -5,13 +5,17 @@
 
 #include <cstring>
 
+#include "absl/container/flat_hash_map.h"
 #include "bpf/drop_reasons.h"
 #include "bpf/flow_event.h"
+#include "observer/dns_message.h"
 
 namespace flowscope::observer {
 namespace {
 
 constexpr uint64_t kRefreshEveryNs = 1'000'000'000;
+constexpr size_t kMaxPendingQueries = 16384;
+constexpr uint64_t kQueryTimeoutNs = 30'000'000'000;  // an answer later than this has no latency
 
 int64_t ClockNs(clockid_t id) {
   timespec ts{};
@@ -65,6 +69,16 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
   std::memcpy(&e, raw.data(), sizeof e);
   // A kernel drop has no datapath reason of its own (the kernel's is named here).
   const bool kernel_drop = e.emit_reason == FS_EMIT_KERNEL_DROP;
+  const bool dns = e.emit_reason == FS_EMIT_DNS;
+  if (dns && (raw.size() < sizeof(dns_event) || e.verdict != FS_VERDICT_FORWARDED ||
+              (e.protocol != IPPROTO_UDP && e.protocol != IPPROTO_TCP))) {
+    ++stats_.malformed;
+    return false;
+  }
+  if (dns && dns_ == nullptr) {
+    ++stats_.dns_skipped;
+    return false;
+  }
   const bool valid =
       (e.family == FS_FAMILY_IPV4 || e.family == FS_FAMILY_IPV6) &&
       (e.verdict == FS_VERDICT_FORWARDED || e.verdict == FS_VERDICT_DROPPED) &&
@@ -85,6 +99,7 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
       return false;
     }
   }
+  if (dns && !ParseDns(raw, e, out)) return false;
   MaybeRefreshClock(e.ktime_ns);
   uint64_t t = static_cast<uint64_t>(static_cast<int64_t>(e.ktime_ns) + offset_ns_);
   if (t < last_time_ns_) {
@@ -96,8 +111,10 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
   last_time_ns_ = t;
 
   out->time_ns = t;
-  out->flow_packets = e.flow_packets;
-  out->flow_bytes = e.flow_bytes;
+  if (!dns) {
+    out->flow_packets = e.flow_packets;
+    out->flow_bytes = e.flow_bytes;
+  }
   std::memcpy(out->saddr, e.saddr, sizeof out->saddr);
   std::memcpy(out->daddr, e.daddr, sizeof out->daddr);
   out->src_endpoint = resolver_.Lookup(e.family, e.saddr);
@@ -126,11 +143,54 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
     out->policy = id;
     out->drop_reason = static_cast<uint8_t>(bpf::HubbleDropReasonOf(id));
   }
-  out->is_reply = e.is_reply;
+  if (dns) {
+    out->tcp_flags = 0;  // an L7 flow: is_reply was set from the message (ParseDns)
+  } else {
+    out->is_reply = e.is_reply;
+  }
   out->icmp_type = e.icmp_type;
   out->icmp_code = e.icmp_code;
   out->emit_reason = e.emit_reason;
   ++stats_.parsed;
+  return true;
+}
+
+bool EventParser::ParseDns(absl::Span<const uint8_t> raw, const flow_event& e, FlowRecord* out) {
+  dns_event d;
+  std::memcpy(&d, raw.data(), sizeof d);
+  const size_t copied = std::min<size_t>(d.copied, FS_DNS_MAX_PAYLOAD);
+  absl::StatusOr<DnsMessage> m =
+      ParseDnsMessage(absl::MakeConstSpan(d.data, copied), copied >= d.msg_len);
+  if (!m.ok()) {
+    ++stats_.dns_malformed;
+    return false;
+  }
+  // The client is the query's sender and the answer's receiver.
+  PendingKey key{};
+  std::memcpy(key.client, m->response ? e.daddr : e.saddr, sizeof key.client);
+  std::memcpy(key.server, m->response ? e.saddr : e.daddr, sizeof key.server);
+  key.client_port = m->response ? e.dport : e.sport;
+  key.id = m->id;
+  key.family = e.family;
+  key.protocol = e.protocol;
+  uint64_t latency = 0;
+  if (!m->response) {
+    if (pending_.size() >= kMaxPendingQueries) {
+      absl::erase_if(pending_,
+                     [&](const auto& kv) { return e.ktime_ns - kv.second > kQueryTimeoutNs; });
+      if (pending_.size() >= kMaxPendingQueries) pending_.clear();
+    }
+    pending_[key] = e.ktime_ns;
+  } else if (auto it = pending_.find(key); it != pending_.end()) {
+    if (e.ktime_ns >= it->second && e.ktime_ns - it->second <= kQueryTimeoutNs) {
+      latency = e.ktime_ns - it->second;
+    }
+    pending_.erase(it);
+  }
+  out->is_reply = m->response ? FS_REPLY_YES : FS_REPLY_NO;
+  out->flow_bytes = dns_->Add(EncodeDns(*m));
+  out->flow_packets = latency;
+  ++stats_.dns;
   return true;
 }
 

@@ -9,10 +9,13 @@
 #ifndef FLOWSCOPE_OBSERVER_PARSER_H_
 #define FLOWSCOPE_OBSERVER_PARSER_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/types/span.h"
+#include "observer/dns_table.h"
 #include "observer/endpoint_table.h"
 #include "observer/flow_record.h"
 
@@ -20,8 +23,11 @@ namespace flowscope::observer {
 
 struct ParserStats {
   uint64_t parsed = 0;
-  uint64_t malformed = 0;  // wrong size, impossible field values, a time not yet reached
-  uint64_t clamped = 0;    // times raised to keep the ring in order
+  uint64_t malformed = 0;      // wrong size, impossible field values, a time not yet reached
+  uint64_t clamped = 0;        // times raised to keep the ring in order
+  uint64_t dns = 0;            // DNS messages made into records
+  uint64_t dns_malformed = 0;  // DNS messages that could not be parsed (skipped)
+  uint64_t dns_skipped = 0;    // DNS events while no DnsTable is attached
 };
 
 class EventParser {
@@ -49,6 +55,10 @@ class EventParser {
   // kernel_reason_ids()); without them every kernel drop's reason is unknown.
   void SetKernelReasons(std::vector<uint8_t> ids) { kernel_reason_ids_ = std::move(ids); }
 
+  // Where DNS messages (FS_EMIT_DNS events) go; without a table they are skipped. Must outlive
+  // the parser.
+  void SetDnsTable(DnsTable* dns) { dns_ = dns; }
+
  private:
   EndpointTable::Resolver resolver_;
   ParserStats stats_;
@@ -58,8 +68,32 @@ class EventParser {
   uint64_t last_time_ns_ = 0;  // the floor: record times never go below it
   uint64_t ktime_passed_ = 0;  // a kernel (monotonic) time known to have passed
   std::vector<uint8_t> kernel_reason_ids_;
+  DnsTable* dns_ = nullptr;
+  // Queries waiting for their answer: (client address, client port, server port, DNS id) ->
+  // the query's kernel time. Bounded; unanswered ones are forgotten after a while.
+  struct PendingKey {
+    uint32_t client[4];
+    uint32_t server[4];
+    uint16_t client_port;
+    uint16_t id;
+    uint8_t family;
+    uint8_t protocol;
+    template <typename H>
+    friend H AbslHashValue(H h, const PendingKey& k) {
+      return H::combine(H::combine_contiguous(std::move(h), k.client, 4), k.server[0], k.server[1],
+                        k.server[2], k.server[3], k.client_port, k.id, k.family, k.protocol);
+    }
+    friend bool operator==(const PendingKey& a, const PendingKey& b) {
+      return std::equal(a.client, a.client + 4, b.client) &&
+             std::equal(a.server, a.server + 4, b.server) && a.client_port == b.client_port &&
+             a.id == b.id && a.family == b.family && a.protocol == b.protocol;
+    }
+  };
+  absl::flat_hash_map<PendingKey, uint64_t> pending_;
 
   void MaybeRefreshClock(uint64_t ktime_ns);
+  // The DNS part of a DNS event: false when the message is malformed (counted).
+  bool ParseDns(absl::Span<const uint8_t> raw, const flow_event& e, FlowRecord* out);
 };
 
 }  // namespace flowscope::observer

@@ -27,6 +27,7 @@
 #include "tests/bench/figures.h"
 #include "tests/bench/observer_fill.h"
 #include "tests/testing/bpf_env.h"
+#include "tests/testing/dns_wire.h"
 #include "tests/testing/packet.h"
 
 namespace flowscope::bench {
@@ -64,13 +65,43 @@ std::vector<observer::MetricSpec> AllMetricFamilies() {
       .value();
 }
 
-// Runs the real datapath (aggregation none) on `kEvents` packets on one thread while this
-// thread drains; `ingest` selects the full observer path instead of counting.
-absl::StatusOr<DrainRun> DrainOnce(bool ingest, bool metrics = false) {
+// The packets a drain run sends, and what each makes: one L3/L4 event, or (DNS) that and a DNS
+// event carrying the message, which the parser reads into the DNS table.
+struct Stream {
+  std::vector<uint8_t> packet;
+  bool egress = false;  // through the egress (to-endpoint) program
+  bool dns = false;
+};
+
+Stream PlainStream() {
+  testing::PacketSpec spec;
+  spec.src = "10.1.0.1";
+  spec.dst = "10.1.0.2";
+  return {testing::BuildPacket(spec)};
+}
+
+// coredns's answer to a pod, arriving at the pod: a name, two addresses (the demo's lookup).
+Stream DnsAnswerStream() {
+  testing::DnsWire answer;
+  answer.Header(0x8180, 1, 2).Name("deathstar.default.svc.cluster.local").Question(1);
+  answer.Answer(1, 30, {10, 244, 1, 20}).Answer(1, 30, {10, 244, 2, 20});
+  testing::PacketSpec spec;
+  spec.src = "10.1.0.2";
+  spec.dst = "10.1.0.1";
+  spec.sport = 53;
+  spec.dport = 40000;
+  spec.payload_bytes = answer.b;
+  return {testing::BuildPacket(spec), /*egress=*/true, /*dns=*/true};
+}
+
+// Runs the real datapath (aggregation none) on packets making `kEvents` events on one thread
+// while this thread drains; `ingest` selects the full observer path instead of counting.
+absl::StatusOr<DrainRun> DrainOnce(bool ingest, bool metrics = false,
+                                   const Stream& stream = PlainStream()) {
   constexpr uint32_t kEvents = 1'000'000;
   bpf::DatapathOptions o;
   o.aggregation = bpf::Aggregation::kNone;
-  o.ring_buffer_bytes = 1u << 27;  // 128 MiB: holds every event, so nothing is lost
+  o.ring_buffer_bytes = 1u << 29;  // 512 MiB: holds every event (DNS ones too), nothing is lost
   o.wakeup_bytes = 1u << 20;       // the consumer busy-polls
   o.flow_table_entries = 1024;
   auto dp = bpf::Datapath::Load(o);
@@ -80,6 +111,8 @@ absl::StatusOr<DrainRun> DrainOnce(bool ingest, bool metrics = false) {
   AddPods(table);
   auto ring = std::move(Ring::Create(kMaxRingCapacityForBench)).value();
   observer::EventParser parser(table);
+  observer::DnsTable dns(kMaxRingCapacityForBench + 1);
+  parser.SetDnsTable(&dns);
   uint64_t count = 0;
   ringbuf::EventCallback cb;
   if (ingest) {
@@ -100,14 +133,12 @@ absl::StatusOr<DrainRun> DrainOnce(bool ingest, bool metrics = false) {
         *ring, table, observer::FlowMetricsOptions{.metrics = AllMetricFamilies()});
     flow_metrics->Start();
   }
-  testing::PacketSpec spec;
-  spec.src = "10.1.0.1";
-  spec.dst = "10.1.0.2";
-  const auto packet = testing::BuildPacket(spec);
   std::atomic<bool> produced{false};
+  const uint32_t packets = stream.dns ? kEvents / 2 : kEvents;
   const auto start = Clock::now();
   std::thread producer([&] {
-    auto r = testing::TestRun((*dp)->ingress_prog_fd(), packet, kEvents);
+    auto r = testing::TestRun(stream.egress ? (*dp)->egress_prog_fd() : (*dp)->ingress_prog_fd(),
+                              stream.packet, packets);
     if (!r.ok()) std::cerr << "flowscope-bench: B1 producer: " << r.status() << "\n";
     produced = true;
   });
@@ -122,6 +153,11 @@ absl::StatusOr<DrainRun> DrainOnce(bool ingest, bool metrics = false) {
   producer.join();
   DrainRun out;
   out.events_per_s = static_cast<double>(count) / seconds;
+  if (stream.dns && parser.stats().dns != packets) {
+    return absl::InternalError(absl::StrCat("B17: ", parser.stats().dns, " DNS records of ",
+                                            packets, " answers (", parser.stats().dns_malformed,
+                                            " malformed)"));
+  }
   out.lost = *(*consumer)->TakeLost();
   if (flow_metrics) {
     flow_metrics->Stop();
@@ -153,6 +189,31 @@ std::vector<FigureResult> RunB1(const Options& options) {
   std::cerr << "flowscope-bench: B1: events lost in all runs: " << lost << "\n";
   return {MakeFigure("B1", "ingest_events_per_s", "events/s", ours, bare,
                      {Target::AtLeastTimesBaseline(0.5), Target::AtLeast(1e6, "events/s")})};
+}
+
+// --- B17 (DNS) ---------------------------------------------------------------------------------
+
+// Ingest of a DNS-heavy stream — every packet a DNS answer, so half the events carry a message
+// the parser reads (names, compression, two addresses) into the DNS table — vs the L3/L4-only
+// stream of B1, both through the full observer path.
+std::vector<FigureResult> RunB17Dns(const Options& options) {
+  if (auto reason = testing::BpfUnavailableReason()) {
+    std::cerr << "flowscope-bench: B17 skipped: " << *reason << "\n";
+    return {};
+  }
+  std::vector<double> dns, plain;
+  for (int run = 0; run < options.runs; ++run) {
+    auto p = DrainOnce(true);
+    auto d = DrainOnce(true, false, DnsAnswerStream());
+    if (!p.ok() || !d.ok()) {
+      std::cerr << "flowscope-bench: B17: " << (p.ok() ? d.status() : p.status()) << "\n";
+      return {};
+    }
+    plain.push_back(p->events_per_s);
+    dns.push_back(d->events_per_s);
+  }
+  return {MakeFigure("B17", "dns_ingest_events_per_s", "events/s", dns, plain,
+                     {Target::AtLeastTimesBaseline(0.5)})};
 }
 
 // --- B12 ---------------------------------------------------------------------------------------
@@ -294,6 +355,7 @@ std::vector<Figure> ObserverFigures() {
       {"B1", "observer ingest (parse + enrich + ring write) vs a bare counting consumer", RunB1},
       {"B3", "--pod filtered scan of a full 1 M ring vs reading it", RunB3},
       {"B12", "ingest with every flow metric family on vs off (same producer)", RunB12},
+      {"B17", "ingest with DNS parsing on a DNS-heavy stream vs L3/L4 only", RunB17Dns},
       {"B5", "memory per stored flow (RSS growth, 1 M capacity)", RunB5},
       {"B6", "GetFlows to a discarding client, one flow per message", RunB6},
   };

@@ -14,6 +14,7 @@
 
 #include "ringbuf/event_consumer.h"
 #include "tests/testing/bpf_env.h"
+#include "tests/testing/dns_wire.h"
 #include "tests/testing/flow_events.h"
 #include "tests/testing/packet.h"
 
@@ -182,6 +183,118 @@ TEST_F(DatapathTest, UdpRequestAndResponse) {
   EXPECT_EQ(ev[1].is_reply, FS_REPLY_YES);
   EXPECT_EQ(ev[1].sport, 53);
   EXPECT_EQ(ev[1].tcp_flags, 0);
+}
+
+// --- passive DNS ---------------------------------------------------------------------------------
+
+std::vector<uint8_t> Query(uint16_t id = 0x1234) {
+  testing::DnsWire q;
+  q.Header(0x0100, 1, 0, id).Name("deathstar.default.svc.cluster.local").Question(1);
+  return q.b;
+}
+
+PacketSpec Dns(const std::string& src, uint16_t sport, const std::string& dst, uint16_t dport,
+               std::vector<uint8_t> message, uint8_t protocol = IPPROTO_UDP) {
+  PacketSpec s = protocol == IPPROTO_UDP ? Udp(src, sport, dst, dport)
+                                         : Tcp(src, sport, dst, dport, FS_TCP_ACK | FS_TCP_PSH);
+  s.payload_bytes = std::move(message);
+  return s;
+}
+
+std::vector<uint8_t> Copied(const dns_event& d) {
+  return std::vector<uint8_t>(d.data, d.data + d.copied);
+}
+
+TEST_F(DatapathTest, DnsQueryLeavingAndAnswerReachingAnEndpointCarryTheMessage) {
+  Start();
+  const std::vector<uint8_t> query = Query();
+  testing::DnsWire answer;
+  answer.Header(0x8180, 1, 1).Name("deathstar.default.svc.cluster.local").Question(1);
+  answer.Answer(1, 30, {10, 96, 0, 10});
+  // The client's side: the query from the endpoint (ingress of its interface), the answer to it.
+  EXPECT_EQ(Run(Dns("10.0.1.5", 53875, "10.0.3.2", 53, query), /*ingress=*/true), TC_ACT_OK);
+  EXPECT_EQ(Run(Dns("10.0.3.2", 53, "10.0.1.5", 53875, answer.b), /*ingress=*/false), TC_ACT_OK);
+  // The server's side of the same messages is not reported again.
+  EXPECT_EQ(Run(Dns("10.0.1.5", 53875, "10.0.3.2", 53, query), /*ingress=*/false), TC_ACT_OK);
+  EXPECT_EQ(Run(Dns("10.0.3.2", 53, "10.0.1.5", 53875, answer.b), /*ingress=*/true), TC_ACT_OK);
+  const auto flows = Drain();
+  EXPECT_FALSE(flows.empty()) << "the L3/L4 flow events are still there";
+  const std::vector<dns_event> dns = events_->TakeDns();
+  ASSERT_EQ(dns.size(), 2u);
+  EXPECT_EQ(dns[0].flow.emit_reason, FS_EMIT_DNS);
+  EXPECT_EQ(dns[0].flow.obs_point, FS_OBS_FROM_ENDPOINT);
+  EXPECT_EQ(dns[0].flow.sport, 53875);
+  EXPECT_EQ(dns[0].flow.dport, 53);
+  EXPECT_EQ(dns[0].flow.verdict, FS_VERDICT_FORWARDED);
+  EXPECT_EQ(dns[0].msg_len, query.size());
+  EXPECT_EQ(Copied(dns[0]), query);
+  EXPECT_EQ(dns[1].flow.obs_point, FS_OBS_TO_ENDPOINT);
+  EXPECT_EQ(dns[1].flow.sport, 53);
+  EXPECT_EQ(Copied(dns[1]), answer.b);
+  auto st = dp_->ReadStats();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->dns_messages, 2u);
+}
+
+TEST_F(DatapathTest, DnsOverTcpSkipsTheLengthPrefixAndPureAcks) {
+  Start();
+  const std::vector<uint8_t> query = Query();
+  std::vector<uint8_t> framed = {static_cast<uint8_t>(query.size() >> 8),
+                                 static_cast<uint8_t>(query.size())};
+  framed.insert(framed.end(), query.begin(), query.end());
+  Run(Dns("10.0.1.5", 40001, "10.0.3.2", 53, framed, IPPROTO_TCP));
+  PacketSpec ack = Tcp("10.0.1.5", 40001, "10.0.3.2", 53, FS_TCP_ACK);
+  ack.payload = 0;
+  Run(ack);
+  Drain();
+  const std::vector<dns_event> dns = events_->TakeDns();
+  ASSERT_EQ(dns.size(), 1u);
+  EXPECT_EQ(dns[0].flow.protocol, IPPROTO_TCP);
+  EXPECT_EQ(dns[0].msg_len, query.size());
+  EXPECT_EQ(Copied(dns[0]), query);
+}
+
+TEST_F(DatapathTest, DnsMessagesAreCutAtTheBoundAndOddOnesStillReported) {
+  Start();
+  // Oversized: a 1,400-byte message is copied up to the bound and says how long it was.
+  std::vector<uint8_t> big = Query();
+  big.resize(1400, 0xab);
+  Run(Dns("10.0.1.5", 50000, "10.0.3.2", 53, big));
+  // Truncated and garbage payloads travel as they are: user space counts them as malformed.
+  Run(Dns("10.0.1.5", 50001, "10.0.3.2", 53, {0x12, 0x34, 0x01}));
+  testing::DnsWire loop;
+  loop.Header(0x0100, 1, 0).Pointer(12).Question(1);  // a name pointing at itself
+  Run(Dns("10.0.1.5", 50002, "10.0.3.2", 53, loop.b));
+  PacketSpec empty = Udp("10.0.1.5", 50003, "10.0.3.2", 53);
+  empty.payload = 0;
+  Run(empty);
+  Drain();
+  const std::vector<dns_event> dns = events_->TakeDns();
+  ASSERT_EQ(dns.size(), 4u);
+  EXPECT_EQ(dns[0].copied, FS_DNS_MAX_PAYLOAD);
+  EXPECT_EQ(dns[0].msg_len, 1400);
+  EXPECT_EQ(Copied(dns[0]), std::vector<uint8_t>(big.begin(), big.begin() + FS_DNS_MAX_PAYLOAD));
+  EXPECT_EQ(dns[1].copied, 3);
+  EXPECT_EQ(Copied(dns[2]), loop.b);
+  EXPECT_EQ(dns[3].copied, 0);
+  EXPECT_EQ(dns[3].msg_len, 0);
+}
+
+TEST_F(DatapathTest, DnsIsNotReportedWhenDeniedOrTurnedOff) {
+  DatapathOptions off = Small();
+  off.dns = false;
+  Start(off);
+  Run(Dns("10.0.1.5", 53875, "10.0.3.2", 53, Query()));
+  EXPECT_EQ(Drain().size(), 1u);
+  EXPECT_TRUE(events_->TakeDns().empty());
+
+  Start();
+  auto rule = DenyRule::Parse("", "10.0.3.2", "udp", 53);
+  ASSERT_TRUE(rule.ok());
+  ASSERT_TRUE(dp_->SetDenyRules({*rule}).ok());
+  EXPECT_EQ(Run(Dns("10.0.1.5", 53875, "10.0.3.2", 53, Query())), TC_ACT_SHOT);
+  Drain();
+  EXPECT_TRUE(events_->TakeDns().empty()) << "a dropped query reaches no server";
 }
 
 TEST_F(DatapathTest, IcmpEchoBothFamilies) {

@@ -119,7 +119,7 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
   EXPECT_THAT(up, HasSubstr("History: ")) << "status shows the nodes' histories";
 
   // Wait until the traffic has produced everything asserted below (a few seconds).
-  std::vector<json> tie, dropped, dns, recent, kernel;
+  std::vector<json> tie, dropped, dns, recent, kernel, lookups;
   bool syn = false, syn_ack = false, fin = false;
   testing::WaitUntil(
       [&] {
@@ -130,6 +130,11 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
         kernel = Flows(
             "observe --last 20 --drop-reason-desc NO_SOCKET --drop-reason-desc NETFILTER_DROP");
         dns = Flows("observe --last 50 --to-port 53 --protocol UDP");
+        lookups = Flows("observe --last 20 --protocol dns --pod default/tiefighter");
+        bool answered = false;
+        for (const json& f : lookups) {
+          answered |= f.contains("l7") && f["l7"].value("type", "") == "RESPONSE";
+        }
         recent = Flows("observe --last 300");
         syn = syn_ack = fin = false;
         for (const json& f : tie) {
@@ -146,7 +151,7 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
         std::set<std::string> reasons;
         for (const json& f : kernel) reasons.insert(f.value("Summary", ""));
         return syn && syn_ack && fin && !dropped.empty() && !dns.empty() && nodes.size() == 2 &&
-               reasons.size() == 2;
+               reasons.size() == 2 && answered;
       },
       absl::Seconds(30));
 
@@ -209,6 +214,46 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
     EXPECT_THAT(Pod(f, "destination"), ::testing::StartsWith("coredns-")) << f.dump();
     EXPECT_EQ(f["destination"].value("namespace", ""), "kube-system") << f.dump();
   }
+  // tiefighter's DNS lookups, read from the packets: Hubble's L7 DNS flows, each query and
+  // answer once, the answer with coredns's addresses and the time it took.
+  EXPECT_THAT(up, HasSubstr("dns-request proxy FORWARDED (DNS Query "
+                            "deathstar.default.svc.cluster.local. A)"));
+  ASSERT_FALSE(lookups.empty());
+  int requests = 0, responses = 0;
+  std::set<std::string> seen_lookups;
+  for (const json& f : lookups) {
+    EXPECT_EQ(f.value("Type", ""), "L7") << f.dump();
+    EXPECT_EQ(f["event_type"].value("type", 0), 129) << f.dump();
+    EXPECT_EQ(f.value("node_name", ""), "node-1") << f.dump();
+    const json& d = f["l7"]["dns"];
+    EXPECT_EQ(d.value("query", ""), "deathstar.default.svc.cluster.local.") << f.dump();
+    EXPECT_EQ(d["qtypes"], json::array({"A"})) << f.dump();
+    EXPECT_EQ(d.value("observation_source", ""), "proxy") << f.dump();
+    EXPECT_TRUE(seen_lookups.insert(json({f["l4"], f["l7"]["type"], f["time"]}).dump()).second)
+        << "reported twice: " << f.dump();
+    if (f["l7"].value("type", "") == "REQUEST") {
+      ++requests;
+      EXPECT_EQ(Pod(f, "source"), "tiefighter") << f.dump();
+      EXPECT_THAT(Pod(f, "destination"), ::testing::StartsWith("coredns-")) << f.dump();
+      EXPECT_EQ(f.value("Summary", ""), "DNS Query deathstar.default.svc.cluster.local. A");
+    } else {
+      ++responses;
+      EXPECT_EQ(f["l7"].value("type", ""), "RESPONSE") << f.dump();
+      EXPECT_THAT(Pod(f, "source"), ::testing::StartsWith("coredns-")) << f.dump();
+      EXPECT_EQ(Pod(f, "destination"), "tiefighter") << f.dump();
+      EXPECT_TRUE(f.value("is_reply", false)) << f.dump();
+      EXPECT_EQ(d["ips"], json::array({"10.244.1.20", "10.244.2.20"})) << f.dump();
+      EXPECT_EQ(d["rrtypes"], json::array({"A", "A"})) << f.dump();
+      EXPECT_EQ(d.value("ttl", 0), 30) << f.dump();
+      const json& latency = f["l7"]["latency_ns"];  // uint64: a string in protojson
+      EXPECT_TRUE(latency.is_string() && std::stoull(latency.get<std::string>()) > 0) << f.dump();
+      EXPECT_EQ(f.value("Summary", ""),
+                "DNS Answer \"10.244.1.20,10.244.2.20\" TTL: 30 (Proxy "
+                "deathstar.default.svc.cluster.local. A)");
+    }
+  }
+  EXPECT_GT(requests, 0);
+  EXPECT_GT(responses, 0);
   // Both nodes, and the relay sees both.
   std::set<std::string> nodes;
   for (const json& f : recent) nodes.insert(f.value("node_name", ""));

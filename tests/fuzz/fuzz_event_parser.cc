@@ -1,9 +1,12 @@
 // libFuzzer: raw datapath events (bpf/flow_event.h) into the parser, as the drain thread feeds
-// it, then the flow built from every record it accepts. Never crashes; a record it accepts has
-// a time no older than the last.
+// it — DNS events (struct dns_event) with their messages too — then the flow built from every
+// record it accepts, both ways (built and encoded in place, which must agree). Never crashes; a
+// record it accepts has a time no older than the last.
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 
+#include "observer/dns_table.h"
 #include "observer/endpoint_table.h"
 #include "observer/flow_builder.h"
 #include "observer/parser.h"
@@ -11,7 +14,7 @@
 namespace {
 
 struct State {
-  State() : table("default"), builder(table, "fuzz-node", nullptr, 1), parser(table) {
+  State() : table("default"), builder(table, "fuzz-node", nullptr, 1), parser(table), dns(64) {
     flowscope::observer::EndpointInfo pod;
     pod.ips = {"10.0.1.5", "fd00::5"};
     pod.namespace_name = "default";
@@ -19,10 +22,13 @@ struct State {
     pod.labels = {"org=empire"};
     table.Update({pod});
     parser.SetFixedClockOffset(1'700'000'000'000'000'000);
+    parser.SetDnsTable(&dns);
+    builder.AttachDns(&dns);
   }
   flowscope::observer::EndpointTable table;
   flowscope::observer::FlowBuilder builder;
   flowscope::observer::EventParser parser;
+  flowscope::observer::DnsTable dns;
   uint64_t last = 0;
 };
 
@@ -36,6 +42,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     s->last = r.time_ns;
     ::observer::GetFlowsResponse resp;
     s->builder.BuildResponse(r, 1, &resp);
+    std::string built, encoded;
+    if (!resp.SerializeToString(&built)) std::abort();
+    s->builder.EncodeResponse(r, 1, &encoded);
+    if (built != encoded) std::abort();
   }
   return 0;
 }

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_split.h"
+#include "tests/testing/dns_wire.h"
 
 namespace flowscope::observer {
 namespace {
@@ -18,36 +18,22 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-// Builds DNS messages byte by byte.
-class Msg {
- public:
-  Msg& U8(uint8_t v) {
-    b.push_back(v);
-    return *this;
-  }
-  Msg& U16(uint16_t v) { return U8(static_cast<uint8_t>(v >> 8)).U8(static_cast<uint8_t>(v)); }
-  Msg& U32(uint32_t v) { return U16(static_cast<uint16_t>(v >> 16)).U16(static_cast<uint16_t>(v)); }
-  Msg& Header(uint16_t flags, uint16_t qd, uint16_t an) {
-    return U16(0x1234).U16(flags).U16(qd).U16(an).U16(0).U16(0);
-  }
-  Msg& Name(const std::string& dotted) {
-    for (absl::string_view label : absl::StrSplit(dotted, '.', absl::SkipEmpty())) {
-      U8(static_cast<uint8_t>(label.size()));
-      for (char c : label) U8(static_cast<uint8_t>(c));
-    }
-    return U8(0);
-  }
-  Msg& Pointer(uint16_t to) { return U16(static_cast<uint16_t>(0xC000 | to)); }
-  Msg& Question(uint16_t type) { return U16(type).U16(1); }
-  Msg& Answer(uint16_t type, uint32_t ttl, const std::vector<uint8_t>& data) {
-    Pointer(12).U16(type).U16(1).U32(ttl).U16(static_cast<uint16_t>(data.size()));
-    for (uint8_t d : data) U8(d);
-    return *this;
-  }
-  std::vector<uint8_t> b;
-};
+using Msg = testing::DnsWire;
 
 constexpr char kName[] = "deathstar.default.svc.cluster.local";
+
+// Labels hold any bytes; names are text in presentation format (a flow's string fields must be
+// valid UTF-8): other bytes as \DDD, the special characters escaped. fuzz_event_parser found a
+// name of raw bytes that protobuf refused to serialize.
+TEST(DnsMessageTest, NamesOfAnyBytesAreEscapedText) {
+  Msg q;
+  q.Header(0x0100, 1, 0);
+  q.U8(6).U8('a').U8('.').U8(0xC3).U8(0x28).U8(' ').U8('\\').U8(3).U8('c').U8('o').U8('m').U8(0);
+  q.Question(1);
+  auto m = ParseDnsMessage(q.b, true);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->query, "a\\.\\195\\(\\032\\\\.com.");
+}
 
 TEST(DnsMessageTest, QueryNameAndTypes) {
   Msg q;

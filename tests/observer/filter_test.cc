@@ -223,6 +223,48 @@ TEST_F(FilterTest, KernelDropReasons) {
   EXPECT_FALSE(pred->MatchFlow(f));
 }
 
+// DNS flows: `protocol: dns` (alone or beside L4 protocols; an L7 DNS flow is UDP as well),
+// `dns_query` (an RE2 expression found anywhere in the name), event type l7 (129); on records and
+// on decoded flows.
+TEST_F(FilterTest, DnsFlowsByProtocolQueryAndEventType) {
+  DnsTable dns(8);
+  builder_.AttachDns(&dns);
+  DnsMessage m;
+  m.query = "deathstar.default.svc.cluster.local.";
+  m.qtypes = {1};
+  FlowRecord q = Tcp("10.0.1.5", 53875, "10.0.3.2", 53, 0);
+  q.protocol = IPPROTO_UDP;
+  q.emit_reason = FS_EMIT_DNS;
+  q.flow_bytes = dns.Add(EncodeDns(m));
+  FlowRecord l4 = q;
+  l4.emit_reason = FS_EMIT_NEW_FLOW;
+  l4.flow_bytes = 1;
+  EXPECT_TRUE(Passes(q, {R"(protocol: "dns")"}));
+  EXPECT_TRUE(Passes(q, {R"(protocol: "DNS")"}));
+  EXPECT_FALSE(Passes(l4, {R"(protocol: "dns")"})) << "the packet's L3/L4 flow is not DNS";
+  EXPECT_TRUE(Passes(q, {R"(protocol: "udp")"}));
+  EXPECT_TRUE(Passes(l4, {R"(protocol: "dns" protocol: "udp")"}));
+  EXPECT_FALSE(Passes(q, {R"(protocol: "http")"}));
+  EXPECT_TRUE(Passes(q, {R"(dns_query: "deathstar")"})) << "found anywhere in the name";
+  EXPECT_TRUE(Passes(q, {R"(dns_query: "^deathstar\\..*\\.local\\.$")"}));
+  EXPECT_FALSE(Passes(q, {R"(dns_query: "^xwing")"}));
+  EXPECT_FALSE(Passes(l4, {R"(dns_query: ".*")"})) << "only DNS flows have a query";
+  EXPECT_TRUE(Passes(q, {"event_type { type: 129 }"}));
+  EXPECT_FALSE(Passes(l4, {"event_type { type: 129 }"}));
+  EXPECT_TRUE(Passes(q, {R"(verdict: FORWARDED protocol: "dns" source_pod: "tiefighter")"}));
+
+  flow::Flow f;
+  builder_.Build(q, 0, &f);
+  google::protobuf::RepeatedPtrField<flow::FlowFilter> w;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      R"(protocol: "dns" dns_query: "svc\\.cluster")", w.Add()));
+  auto pred = FlowPredicate::CompileForFlows(w, {});
+  ASSERT_TRUE(pred.ok()) << pred.status();
+  EXPECT_TRUE(pred->MatchFlow(f));
+  builder_.Build(l4, 0, &f);
+  EXPECT_FALSE(pred->MatchFlow(f));
+}
+
 TEST_F(FilterTest, ReplyDirectionAndInterfaces) {
   const FlowRecord req = Tcp("10.0.1.5", 40000, "10.0.2.7", 80, FS_TCP_SYN, FS_REPLY_NO);
   const FlowRecord rep =
@@ -358,7 +400,6 @@ TEST_F(FilterTest, FieldsFlowscopeCannotEvaluateAreRefusedNamingTheField) {
            {R"(http_path: "/v1/.*")", "http_path"},
            {R"(http_url: "http://x/.*")", "http_url"},
            {R"(http_header { key: "x-a" value: "b" })", "http_header"},
-           {R"(dns_query: ".*\\.local")", "dns_query"},
            {R"(trace_id: "4bf92f3577b34da6")", "trace_id"},
            {"ip_trace_id: 7", "ip_trace_id"},
        }) {

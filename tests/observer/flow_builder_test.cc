@@ -245,6 +245,100 @@ TEST_F(FlowBuilderTest, KernelDropsSayWhyAndCarryTheirTypeOnlyWhenAsked) {
   EXPECT_EQ(FlowSummary(r), "UNKNOWN");
 }
 
+// Passive DNS: Hubble's L7 DNS flows — type L7, event type 129, l7 REQUEST/RESPONSE with the
+// message and the latency, Summary as Hubble's proxy flows have it, no observation point and no
+// interface — and Hubble-compatible JSON.
+TEST_F(FlowBuilderTest, DnsQueryAndAnswerAreHubblesL7DnsFlows) {
+  DnsTable dns(16);
+  builder_.AttachDns(&dns);
+  DnsMessage query;
+  query.query = "deathstar.default.svc.cluster.local.";
+  query.qtypes = {1};
+  FlowRecord q = Record("10.0.1.5", "10.0.3.2", IPPROTO_UDP);
+  q.sport = 53875;
+  q.dport = 53;
+  q.src_endpoint = Id("10.0.1.5");
+  q.dst_endpoint = Id("10.0.3.2");
+  q.emit_reason = FS_EMIT_DNS;
+  q.obs_point = FS_OBS_FROM_ENDPOINT;
+  q.is_reply = FS_REPLY_NO;
+  q.flow_bytes = dns.Add(EncodeDns(query));
+  flow::Flow f;
+  builder_.Build(q, 3, &f);
+  EXPECT_EQ(f.type(), flow::L7);
+  EXPECT_EQ(f.event_type().type(), 129);
+  EXPECT_EQ(f.event_type().sub_type(), 0);
+  EXPECT_EQ(f.l7().type(), flow::REQUEST);
+  EXPECT_EQ(f.l7().dns().query(), "deathstar.default.svc.cluster.local.");
+  EXPECT_THAT(f.l7().dns().qtypes(), ElementsAre("A"));
+  EXPECT_EQ(f.l7().dns().observation_source(), "proxy");
+  EXPECT_EQ(f.summary(), "DNS Query deathstar.default.svc.cluster.local. A");
+  EXPECT_EQ(f.traffic_direction(), flow::EGRESS);
+  EXPECT_FALSE(f.is_reply().value());
+  EXPECT_EQ(f.trace_observation_point(), flow::UNKNOWN_POINT);
+  EXPECT_FALSE(f.has_interface());
+  EXPECT_EQ(f.l4().udp().destination_port(), 53u);
+
+  DnsMessage answer = query;
+  answer.response = true;
+  answer.ips = {"10.96.0.20", "fd00::20"};
+  answer.rrtypes = {1, 28};
+  answer.ttl = 30;
+  FlowRecord a = Record("10.0.3.2", "10.0.1.5", IPPROTO_UDP);
+  a.sport = 53;
+  a.dport = 53875;
+  a.emit_reason = FS_EMIT_DNS;
+  a.obs_point = FS_OBS_TO_ENDPOINT;
+  a.is_reply = FS_REPLY_YES;
+  a.flow_bytes = dns.Add(EncodeDns(answer));
+  a.flow_packets = 412'000;  // latency
+  builder_.Build(a, 4, &f);
+  EXPECT_EQ(f.l7().type(), flow::RESPONSE);
+  EXPECT_EQ(f.l7().latency_ns(), 412'000u);
+  EXPECT_THAT(f.l7().dns().ips(), ElementsAre("10.96.0.20", "fd00::20"));
+  EXPECT_THAT(f.l7().dns().rrtypes(), ElementsAre("A", "AAAA"));
+  EXPECT_EQ(f.l7().dns().ttl(), 30u);
+  EXPECT_EQ(f.summary(),
+            "DNS Answer \"10.96.0.20,fd00::20\" TTL: 30 (Proxy "
+            "deathstar.default.svc.cluster.local. A)");
+  EXPECT_EQ(f.traffic_direction(), flow::EGRESS) << "the client's egress, as the proxy's flows";
+  EXPECT_TRUE(f.is_reply().value());
+
+  DnsMessage nx = query;
+  nx.response = true;
+  nx.rcode = 3;
+  a.flow_bytes = dns.Add(EncodeDns(nx));
+  builder_.Build(a, 5, &f);
+  EXPECT_EQ(f.l7().dns().rcode(), 3u);
+  EXPECT_EQ(f.summary(),
+            "DNS Answer RCode: Non-Existent Domain TTL: 4294967295 (Proxy "
+            "deathstar.default.svc.cluster.local. A)");
+
+  DnsMessage cname = answer;
+  cname.cnames = {"ds.example."};
+  a.flow_bytes = dns.Add(EncodeDns(cname));
+  builder_.Build(a, 6, &f);
+  EXPECT_THAT(f.summary(), ::testing::HasSubstr("\"10.96.0.20,fd00::20\" CNAMEs: \"ds.example.\""));
+
+  // Hubble's JSON names: l7.dns, qtypes, observation_source, latency_ns.
+  std::string json;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  builder_.Build(q, 3, &f);
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(f, &json, o).ok());
+  EXPECT_THAT(json, ::testing::HasSubstr("\"Type\":\"L7\""));
+  EXPECT_THAT(json, ::testing::HasSubstr(
+                        "\"l7\":{\"type\":\"REQUEST\",\"dns\":{\"query\":\"deathstar.default.svc."
+                        "cluster.local.\",\"observation_source\":\"proxy\",\"qtypes\":[\"A\"]}}"));
+
+  // A message no longer kept (older than the table, no history): still an L7 DNS flow.
+  for (int i = 0; i < 16; ++i) dns.Add(EncodeDns(query));
+  builder_.Build(q, 3, &f);
+  EXPECT_EQ(f.type(), flow::L7);
+  EXPECT_TRUE(f.l7().has_dns());
+  EXPECT_EQ(f.summary(), "DNS (message no longer kept)");
+}
+
 // A named rule's denial: the drop and the policy verdict (type 5) both name it, on the side of
 // the flow's direction; the verdict carries the rule's match type.
 TEST_F(FlowBuilderTest, PolicyVerdictNamesTheRuleThatDenied) {
@@ -409,6 +503,19 @@ TEST(FlowEncodeTest, WritesWhatTheBuiltMessageSerializesTo) {
   TwoRuns runs;
   FlowBuilder builder(table, "node-1", &names, 77);
   builder.AttachRuns(&runs, 5);
+  DnsTable dns(8);
+  builder.AttachDns(&dns);
+  std::vector<uint64_t> dns_ids = {0, 12345};
+  for (int i = 0; i < 6; ++i) {
+    DnsMessage m;
+    m.response = i % 2 == 1;
+    m.query = i == 5 ? std::string(250, 'q') + "." : "deathstar.default.svc.cluster.local.";
+    m.qtypes = {1, 28};
+    if (m.response) m.ips = {"10.96.0.20"};
+    if (m.response) m.rrtypes = {1};
+    m.rcode = static_cast<uint8_t>(i == 3 ? 3 : 0);
+    dns_ids.push_back(dns.Add(EncodeDns(m)));
+  }
 
   EndpointTable::Resolver res(table);
   std::vector<uint32_t> ids, services = {0, 12345};
@@ -457,8 +564,14 @@ TEST(FlowEncodeTest, WritesWhatTheBuiltMessageSerializesTo) {
     r.verdict = static_cast<uint8_t>(pick(FS_VERDICT_FORWARDED, FS_VERDICT_DROPPED));
     r.drop_reason = static_cast<uint8_t>(pick(0, FS_DROP_POLICY_DENIED, rng()));
     r.is_reply = static_cast<uint8_t>(pick(FS_REPLY_UNKNOWN, FS_REPLY_NO, FS_REPLY_YES));
-    r.emit_reason =
-        static_cast<uint8_t>(pick(FS_EMIT_DROP, FS_EMIT_POLICY_VERDICT, FS_EMIT_KERNEL_DROP, 0));
+    r.emit_reason = static_cast<uint8_t>(
+        pick(FS_EMIT_DROP, FS_EMIT_POLICY_VERDICT, FS_EMIT_KERNEL_DROP, FS_EMIT_DNS, 0));
+    if (r.emit_reason == FS_EMIT_DNS) {
+      r.verdict = FS_VERDICT_FORWARDED;
+      r.drop_reason = 0;
+      r.flow_bytes = dns_ids[rng() % dns_ids.size()];
+      r.flow_packets = pick(0, 1, rng());
+    }
     r.policy = static_cast<uint8_t>(pick(0, deny, odd, 12, 200, 255));
     r.src_endpoint = ids[rng() % ids.size()];
     r.dst_endpoint = ids[rng() % ids.size()];

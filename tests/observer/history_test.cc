@@ -18,6 +18,7 @@
 #include <fstream>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "observer/flow_query.h"
 #include "tests/testing/flow_records.h"
 #include "tests/testing/wait.h"
@@ -59,13 +60,18 @@ class HistoryTest : public ::testing::Test {
     table_->AttachArchive(store_.get(), store_->next_endpoint_id(), store_->next_service_id());
     builder_ = std::make_unique<FlowBuilder>(*table_, "node-1", nullptr, 1000 + runs_);
     builder_->AttachRuns(store_.get(), store_->run());
+    dns_ = std::make_unique<DnsTable>(8);
+    dns_->AttachArchive(store_.get(), store_->next_dns_id());
+    builder_->AttachDns(dns_.get());
     writer_ = std::make_unique<HistoryWriter>(*store_, *ring_, *table_, nullptr);
+    writer_->SetDns(dns_.get());
     writer_->Start();
     ++runs_;
   }
   void Close() {
     writer_.reset();
     builder_.reset();
+    dns_.reset();
     table_.reset();
     store_.reset();
   }
@@ -144,6 +150,7 @@ class HistoryTest : public ::testing::Test {
   std::unique_ptr<Ring> ring_;
   std::unique_ptr<EndpointTable> table_;
   std::unique_ptr<FlowBuilder> builder_;
+  std::unique_ptr<DnsTable> dns_;
   std::unique_ptr<HistoryWriter> writer_;
 };
 
@@ -258,6 +265,68 @@ TEST_F(HistoryTest, StoredFlowsKeepTheirNamesAfterThePodsAndARestart) {
   // Filters match the stored names too.
   EXPECT_EQ(Run({.since_ns = TimeOf(0)}, "source_pod: 'default/tiefighter'").ports,
             Range(0, 100, 2));
+}
+
+// A DNS record's message is stored with it: a flow read back from the history has its name and
+// answers after the in-memory DNS table has moved on and after a restart; ids go on across runs;
+// retention drops the messages of flows no longer stored and keeps the others'.
+TEST_F(HistoryTest, DnsMessagesOfStoredFlowsOutliveTheTableAndARestart) {
+  auto fill = [&](uint64_t from, uint64_t n) {
+    EndpointTable::Resolver res(*table_);
+    for (uint64_t s = from; s < from + n; ++s) {
+      FlowRecord r =
+          testing::DnsQueryRecord(TimeOf(s), "10.0.1.5", "10.0.2.7", static_cast<uint16_t>(s), res);
+      DnsMessage m;
+      m.query = absl::StrCat("n", s, ".example.");
+      m.qtypes = {1};
+      r.emit_reason = FS_EMIT_DNS;
+      r.is_reply = FS_REPLY_NO;
+      r.flow_bytes = dns_->Add(EncodeDns(m));
+      ring_->Write(r);
+      if ((s + 1) % 8 == 0) {  // the table holds 8: the writer keeps up with it
+        ring_->Publish();
+        WaitStored();
+      }
+    }
+    ring_->Publish();
+    WaitStored();
+  };
+  fill(0, 40);
+  const uint64_t next = dns_->next_id();
+  Restart();
+  EXPECT_EQ(dns_->next_id(), next) << "ids go on above the stored ones";
+  fill(40, 8);
+  auto summaries = [&] {
+    std::vector<std::string> out;
+    auto cursor = store_->Scan();
+    FlowRecord r;
+    for (cursor->SeekToFirst(); cursor->Valid(); cursor->Next()) {
+      flow::Flow f;
+      builder_->Build(cursor->Read(&r), cursor->position(), &f, cursor->run());
+      out.push_back(f.summary());
+    }
+    return out;
+  };
+  std::vector<std::string> all = summaries();
+  ASSERT_EQ(all.size(), 48u);
+  for (uint64_t s = 0; s < 48; ++s) {
+    EXPECT_EQ(all[s], absl::StrCat("DNS Query n", s, ".example. A")) << s;
+  }
+  // Retention: once the first run's flows are gone, so are their messages.
+  auto cursor = store_->Scan();
+  cursor->SeekToFirst();
+  FlowRecord first;
+  cursor->Read(&first);
+  EXPECT_NE(store_->FindDns(DnsIdOf(first)), nullptr);
+  ASSERT_TRUE(store_->Retain().ok());  // the first run's file is older than --history-max-age
+  cursor = store_->Scan();
+  cursor->SeekToFirst();
+  ASSERT_TRUE(cursor->Valid());
+  FlowRecord now;
+  cursor->Read(&now);
+  EXPECT_EQ(cursor->run(), store_->run()) << "the first run's flows are gone";
+  EXPECT_EQ(store_->FindDns(DnsIdOf(first)), nullptr) << "gone with its flow";
+  EXPECT_NE(store_->FindDns(DnsIdOf(now)), nullptr) << "its flow is still stored";
 }
 
 TEST_F(HistoryTest, PolicyNamesSurviveARestart) {

@@ -4,11 +4,14 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "bpf/drop_reasons.h"
 #include "bpf/flow_event.h"
+#include "observer/dns_table.h"
+#include "tests/testing/dns_wire.h"
 
 namespace flowscope::observer {
 namespace {
@@ -140,6 +143,81 @@ TEST_F(ParserTest, KernelDropsGetFlowscopesReasonIdAndHubblesCode) {
   bad = e;
   bad.policy = 1;
   EXPECT_FALSE(parser_.Parse(Raw(bad), &r));
+}
+
+dns_event DnsEvent(uint64_t ktime, const char* src, uint16_t sport, const char* dst, uint16_t dport,
+                   const std::vector<uint8_t>& message, size_t msg_len = 0) {
+  dns_event d{};
+  d.flow = Event(ktime, src, dst);
+  d.flow.protocol = IPPROTO_UDP;
+  d.flow.tcp_flags = 0;
+  d.flow.sport = sport;
+  d.flow.dport = dport;
+  d.flow.emit_reason = FS_EMIT_DNS;
+  d.copied = static_cast<uint16_t>(std::min<size_t>(message.size(), FS_DNS_MAX_PAYLOAD));
+  d.msg_len = static_cast<uint16_t>(msg_len != 0 ? msg_len : message.size());
+  std::memcpy(d.data, message.data(), d.copied);
+  return d;
+}
+
+absl::Span<const uint8_t> Raw(const dns_event& d) {
+  return {reinterpret_cast<const uint8_t*>(&d), sizeof d};
+}
+
+// DNS events: the message goes to the DnsTable, the record refers to it; an answer gets the
+// latency from its query (matched by client, server and DNS id); malformed messages are counted
+// and skipped, never a crash; without a table DNS events are skipped.
+TEST_F(ParserTest, DnsMessagesBecomeRecordsWithLatencyAndMalformedOnesAreCounted) {
+  testing::DnsWire q;
+  q.Header(0x0100, 1, 0, 77).Name("deathstar.default.svc.cluster.local").Question(1);
+  testing::DnsWire a;
+  a.Header(0x8183, 1, 0, 77).Name("deathstar.default.svc.cluster.local").Question(1);
+  FlowRecord r;
+  EXPECT_FALSE(parser_.Parse(Raw(DnsEvent(1000, "10.0.1.5", 40000, "10.0.3.2", 53, q.b)), &r));
+  EXPECT_EQ(parser_.stats().dns_skipped, 1u);
+
+  DnsTable dns(64);
+  parser_.SetDnsTable(&dns);
+  ASSERT_TRUE(parser_.Parse(Raw(DnsEvent(1000, "10.0.1.5", 40000, "10.0.3.2", 53, q.b)), &r));
+  EXPECT_TRUE(IsDns(r));
+  EXPECT_EQ(r.is_reply, FS_REPLY_NO);
+  EXPECT_EQ(DnsLatencyOf(r), 0u);
+  flow::DNS m;
+  ASSERT_TRUE(dns.Decode(DnsIdOf(r), &m));
+  EXPECT_EQ(m.query(), "deathstar.default.svc.cluster.local.");
+  // Another client's answer with the same DNS id is not this query's.
+  ASSERT_TRUE(parser_.Parse(Raw(DnsEvent(2000, "10.0.3.2", 53, "10.0.1.6", 40000, a.b)), &r));
+  EXPECT_EQ(DnsLatencyOf(r), 0u);
+  ASSERT_TRUE(parser_.Parse(Raw(DnsEvent(4500, "10.0.3.2", 53, "10.0.1.5", 40000, a.b)), &r));
+  EXPECT_EQ(r.is_reply, FS_REPLY_YES);
+  EXPECT_EQ(DnsLatencyOf(r), 3500u);
+  ASSERT_TRUE(dns.Decode(DnsIdOf(r), &m));
+  EXPECT_EQ(m.rcode(), 3u);
+  EXPECT_EQ(r.sport, 53);
+  EXPECT_EQ(r.tcp_flags, 0);
+
+  // Malformed: truncated header, a name pointing at itself, a label running past the end, a
+  // prefix of a long message that ends inside its question.
+  testing::DnsWire loop;
+  loop.Header(0x0100, 1, 0).Pointer(12).Question(1);
+  testing::DnsWire past;
+  past.Header(0x0100, 1, 0).U8(40).U8('a');
+  std::vector<uint8_t> cut = q.b;
+  cut.resize(20);
+  const uint64_t parsed = parser_.stats().parsed;
+  for (const auto& [bytes, len] :
+       {std::pair{std::vector<uint8_t>{0x12, 0x34, 0x01}, size_t{0}}, std::pair{loop.b, size_t{0}},
+        std::pair{past.b, size_t{0}}, std::pair{cut, size_t{900}}}) {
+    EXPECT_FALSE(
+        parser_.Parse(Raw(DnsEvent(5000, "10.0.1.5", 40001, "10.0.3.2", 53, bytes, len)), &r));
+  }
+  EXPECT_EQ(parser_.stats().dns_malformed, 4u);
+  EXPECT_EQ(parser_.stats().parsed, parsed);
+  EXPECT_EQ(parser_.stats().malformed, 0u) << "the events themselves were sound";
+  // An event too short to hold its message is a malformed event.
+  const dns_event d = DnsEvent(6000, "10.0.1.5", 40000, "10.0.3.2", 53, q.b);
+  EXPECT_FALSE(parser_.Parse({reinterpret_cast<const uint8_t*>(&d), sizeof(flow_event)}, &r));
+  EXPECT_EQ(parser_.stats().malformed, 1u);
 }
 
 TEST(ParserClockTest, RealClockOffsetGivesCurrentUtc) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace flowscope::testing {
@@ -10,13 +11,20 @@ absl::StatusOr<std::unique_ptr<FlowEventCollector>> FlowEventCollector::Create(
     const bpf::Datapath& dp) {
   auto c = std::make_unique<FlowEventCollector>();
   FlowEventCollector* self = c.get();
-  auto consumer =
-      ringbuf::RingBufferConsumer::Create(dp.events_fd(), dp.lost_events_fd(), sizeof(flow_event),
-                                          [self](absl::Span<const uint8_t> ev) {
-                                            flow_event e;
-                                            std::memcpy(&e, ev.data(), sizeof e);
-                                            self->events_.push_back(e);
-                                          });
+  auto consumer = ringbuf::RingBufferConsumer::Create(
+      dp.events_fd(), dp.lost_events_fd(), sizeof(flow_event),
+      [self](absl::Span<const uint8_t> ev) {
+        flow_event e;
+        std::memcpy(&e, ev.data(), sizeof e);
+        if (e.emit_reason != FS_EMIT_DNS) {
+          self->events_.push_back(e);
+          return;
+        }
+        EXPECT_EQ(ev.size(), sizeof(dns_event));
+        dns_event d{};
+        std::memcpy(&d, ev.data(), std::min(ev.size(), sizeof d));
+        self->dns_.push_back(d);
+      });
   if (!consumer.ok()) return consumer.status();
   c->consumer_ = std::move(consumer).value();
   return c;
@@ -26,6 +34,13 @@ std::vector<flow_event> FlowEventCollector::Drain() {
   events_.clear();
   EXPECT_TRUE(consumer_->Consume().ok());
   return events_;
+}
+
+std::vector<dns_event> FlowEventCollector::TakeDns() {
+  EXPECT_TRUE(consumer_->Consume().ok());
+  std::vector<dns_event> out;
+  out.swap(dns_);
+  return out;
 }
 
 }  // namespace flowscope::testing

@@ -1,5 +1,6 @@
 // Collects the flow_events a loaded Datapath writes, for tests: Drain() consumes what is in
-// the ring buffer now and returns it. One thread.
+// the ring buffer now and returns its flow events; the DNS events (struct dns_event) among them
+// are kept for TakeDns(). One thread.
 #ifndef FLOWSCOPE_TESTS_TESTING_FLOW_EVENTS_H_
 #define FLOWSCOPE_TESTS_TESTING_FLOW_EVENTS_H_
 
@@ -16,11 +17,14 @@ class FlowEventCollector {
  public:
   static absl::StatusOr<std::unique_ptr<FlowEventCollector>> Create(const bpf::Datapath& dp);
   std::vector<flow_event> Drain();
+  // The DNS events consumed so far (by Drain() or now), oldest first; forgets them.
+  std::vector<dns_event> TakeDns();
   ringbuf::RingBufferConsumer& consumer() { return *consumer_; }
 
  private:
   std::unique_ptr<ringbuf::RingBufferConsumer> consumer_;
   std::vector<flow_event> events_;
+  std::vector<dns_event> dns_;
 };
 
 }  // namespace flowscope::testing

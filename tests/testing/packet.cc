@@ -31,6 +31,10 @@ size_t L4HeaderSize(const PacketSpec& s) {
 
 std::vector<uint8_t> L4(const PacketSpec& s) {
   std::vector<uint8_t> h(L4HeaderSize(s) + s.payload, 0);
+  if (!s.payload_bytes.empty()) {
+    h.resize(L4HeaderSize(s));
+    h.insert(h.end(), s.payload_bytes.begin(), s.payload_bytes.end());
+  }
   switch (s.protocol) {
     case 6:
       Put16(h, 0, s.sport);

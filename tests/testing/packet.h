@@ -20,6 +20,7 @@ struct PacketSpec {
   uint8_t icmp_code = 0;
   uint16_t echo_id = 77;
   size_t payload = 16;
+  std::vector<uint8_t> payload_bytes;  // the L4 payload; when empty, `payload` zero bytes
   bool vlan = false;
   // IPv6 only: extension headers to insert before the L4 header (0 hop-by-hop, 60 destination
   // options, 43 routing, 44 fragment).
