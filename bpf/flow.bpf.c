@@ -378,10 +378,15 @@ static __always_inline void fill(struct flow_event* e, __u32 ifindex, __u32 len,
   stat_inc(FS_STAT_EVENTS);
 }
 
-static __always_inline __u64 submit_flags(void) {
+// With wakeup_bytes: wake the consumer when this record (of `size` bytes, reserved already)
+// takes what waits across the threshold — once per crossing, not on every record after it (a
+// wakeup is an interrupt; the consumer, once awake, drains everything, and polls with a timeout).
+static __always_inline __u64 submit_flags(__u64 size) {
   if (!wakeup_bytes) return 0;
-  return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-                                                                       : BPF_RB_NO_WAKEUP;
+  const __u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+  const __u64 taken = size + 8;  // the record and its header (BPF_RINGBUF_HDR_SZ)
+  return avail >= wakeup_bytes && avail < wakeup_bytes + taken ? BPF_RB_FORCE_WAKEUP
+                                                               : BPF_RB_NO_WAKEUP;
 }
 
 static __always_inline void emit(__u32 ifindex, __u32 len, const struct pkt* p, __u8 obs_point,
@@ -395,31 +400,37 @@ static __always_inline void emit(__u32 ifindex, __u32 len, const struct pkt* p, 
   }
   fill(e, ifindex, len, p, obs_point, verdict, drop_reason, is_reply, reason, policy, kernel_reason,
        now, st);
-  bpf_ringbuf_submit(e, submit_flags());
+  bpf_ringbuf_submit(e, submit_flags(sizeof(*e)));
 }
 
-// A DNS message in a TCP or UDP packet: a query leaving an endpoint (from-endpoint, to port 53)
-// or an answer arriving at one (to-endpoint, from port 53) — the client's side, where Cilium's
-// DNS proxy sees them — so each message is reported once however many hooks it crosses. The
-// message's first FS_DNS_MAX_PAYLOAD bytes go with it; user space parses them.
-static __always_inline void emit_dns(struct __sk_buff* skb, const struct pkt* p, __u8 obs_point,
-                                     __u8 is_reply, __u64 now, const struct flow_state* st) {
-  if (!dns_messages) return;
-  if (p->protocol != IPPROTO_UDP && p->protocol != IPPROTO_TCP) return;
-  const int query = p->dport == 53 && p->sport != 53 && obs_point == FS_OBS_FROM_ENDPOINT;
-  const int answer = p->sport == 53 && obs_point == FS_OBS_TO_ENDPOINT;
-  if (!query && !answer) return;
+// Whether the packet is a DNS message this hook reports: a query leaving an endpoint
+// (from-endpoint, to port 53) or an answer arriving at one (to-endpoint, from port 53) — the
+// client's side, where Cilium's DNS proxy sees them — so each message is reported once however
+// many hooks it crosses.
+static __always_inline int dns_here(const struct pkt* p, __u8 obs_point) {
+  if (!dns_messages) return 0;
+  if (p->protocol != IPPROTO_UDP && p->protocol != IPPROTO_TCP) return 0;
+  return (p->dport == 53 && p->sport != 53 && obs_point == FS_OBS_FROM_ENDPOINT) ||
+         (p->sport == 53 && obs_point == FS_OBS_TO_ENDPOINT);
+}
+
+// Reports the DNS message in the packet with its first FS_DNS_MAX_PAYLOAD bytes, and the
+// packet's L3/L4 event in the same record when `flow_reason` is one. Returns whether it did (a
+// TCP segment that does not start a message has none).
+static __always_inline int emit_dns(struct __sk_buff* skb, const struct pkt* p, __u8 obs_point,
+                                    __u8 is_reply, __u8 flow_reason, __u64 now,
+                                    const struct flow_state* st) {
   __u32 off = p->payload_off;
   const __u32 len = skb->len;
-  if (off == 0 || off > len) return;
+  if (off == 0 || off > len) return 0;
   __u32 avail = len - off;
   __u32 msg_len = avail;
   if (p->protocol == IPPROTO_TCP) {
     // Only segments that start a message: a length prefix and a header. Pure ACKs and the
     // rest of long messages carry none.
-    if (avail < 2 + 12) return;
+    if (avail < 2 + 12) return 0;
     __u8 prefix[2];
-    if (bpf_skb_load_bytes(skb, off, prefix, 2) < 0) return;
+    if (bpf_skb_load_bytes(skb, off, prefix, 2) < 0) return 0;
     msg_len = ((__u32)prefix[0] << 8) | prefix[1];
     off += 2;
     avail -= 2;
@@ -428,11 +439,12 @@ static __always_inline void emit_dns(struct __sk_buff* skb, const struct pkt* p,
   struct dns_event* e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
   if (!e) {
     count_lost();
-    return;
+    return 1;
   }
   fill(&e->flow, skb->ifindex, len, p, obs_point, FS_VERDICT_FORWARDED, 0, is_reply, FS_EMIT_DNS, 0,
        0, now, st);
   e->msg_len = msg_len > 0xffff ? 0xffff : (__u16)msg_len;
+  e->flow_reason = flow_reason;
   __builtin_memset(e->pad, 0, sizeof(e->pad));
   // Bounded for the verifier: 1 .. FS_DNS_MAX_PAYLOAD.
   if (n > 0 && n <= FS_DNS_MAX_PAYLOAD && bpf_skb_load_bytes(skb, off, e->data, n) == 0) {
@@ -441,7 +453,8 @@ static __always_inline void emit_dns(struct __sk_buff* skb, const struct pkt* p,
     e->copied = 0;
   }
   stat_inc(FS_STAT_DNS);
-  bpf_ringbuf_submit(e, submit_flags());
+  bpf_ringbuf_submit(e, submit_flags(sizeof(*e)));
+  return 1;
 }
 
 static __always_inline int handle(struct __sk_buff* skb, int ingress) {
@@ -537,19 +550,21 @@ static __always_inline int handle(struct __sk_buff* skb, int ingress) {
   st->dirs_seen |= 1 << dir;
   if (p.tcp_flags & (FS_TCP_FIN | FS_TCP_RST)) st->closed = 1;
 
+  const __u8 is_reply = !st->origin_known ? FS_REPLY_UNKNOWN : (dir ? FS_REPLY_YES : FS_REPLY_NO);
+  const int dns = dns_here(&p, obs_point);
   if (reason) {
     if (dir) {
       st->last_report_ns[1] = now;
     } else {
       st->last_report_ns[0] = now;
     }
-    const __u8 is_reply = !st->origin_known ? FS_REPLY_UNKNOWN : (dir ? FS_REPLY_YES : FS_REPLY_NO);
-    emit(skb->ifindex, skb->len, &p, obs_point, FS_VERDICT_FORWARDED, 0, is_reply, reason, 0, 0,
-         now, st);
-  }
-  if (p.dport == 53 || p.sport == 53) {
-    const __u8 is_reply = !st->origin_known ? FS_REPLY_UNKNOWN : (dir ? FS_REPLY_YES : FS_REPLY_NO);
-    emit_dns(skb, &p, obs_point, is_reply, now, st);
+    // A DNS message carries its packet's L3/L4 event: one record instead of two.
+    if (!dns || !emit_dns(skb, &p, obs_point, is_reply, reason, now, st)) {
+      emit(skb->ifindex, skb->len, &p, obs_point, FS_VERDICT_FORWARDED, 0, is_reply, reason, 0, 0,
+           now, st);
+    }
+  } else if (dns) {
+    emit_dns(skb, &p, obs_point, is_reply, 0, now, st);
   }
   return TC_ACT_OK;
 }

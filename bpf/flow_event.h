@@ -105,13 +105,15 @@ struct flow_event {
 
 /* A DNS message's event: the packet's flow_event (emit_reason FS_EMIT_DNS) and a bounded prefix of
  * the message (UDP payload; over TCP the message after its 2-byte length, from segments that
- * start one). 608 bytes. */
+ * start one). When the packet is also reported as an L3/L4 flow, the same event carries that
+ * (flow_reason: its fs_emit_reason; 0 when not): one ring-buffer record per packet. 608 bytes. */
 #define FS_DNS_MAX_PAYLOAD 512
 struct dns_event {
   struct flow_event flow;
-  __u16 copied;  /* bytes of the message in data (<= FS_DNS_MAX_PAYLOAD) */
-  __u16 msg_len; /* the message's length: the UDP payload's, or TCP's length prefix */
-  __u8 pad[4];
+  __u16 copied;     /* bytes of the message in data (<= FS_DNS_MAX_PAYLOAD) */
+  __u16 msg_len;    /* the message's length: the UDP payload's, or TCP's length prefix */
+  __u8 flow_reason; /* the packet's L3/L4 event (FS_EMIT_NEW_FLOW .. FS_EMIT_PERIODIC), or 0 */
+  __u8 pad[3];
   __u8 data[FS_DNS_MAX_PAYLOAD];
 };
 

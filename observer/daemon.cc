@@ -162,14 +162,11 @@ absl::Status ObserverDaemon::Start() {
       [this](absl::Span<const uint8_t> ev) {
         events_.fetch_add(1, std::memory_order_relaxed);
         FlowRecord r;
-        if (parser_->Parse(ev, &r)) {
-          ring_->Write(r);
-        } else if (const uint64_t d = parser_->stats().dns_malformed;
-                   d != dns_malformed_.load(std::memory_order_relaxed)) {
-          dns_malformed_.store(d, std::memory_order_relaxed);
-        } else {
-          malformed_.fetch_add(1, std::memory_order_relaxed);
-        }
+        if (parser_->Parse(ev, &r)) ring_->Write(r);
+        if (parser_->TakeDns(&r)) ring_->Write(r);  // a DNS message beside its packet's flow
+        const ParserStats& st = parser_->stats();
+        malformed_.store(st.malformed, std::memory_order_relaxed);
+        dns_malformed_.store(st.dns_malformed, std::memory_order_relaxed);
       });
   if (!consumer.ok()) return consumer.status();
   consumer_ = std::move(consumer).value();

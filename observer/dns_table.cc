@@ -8,20 +8,45 @@
 
 namespace flowscope::observer {
 
-std::string EncodeDns(const DnsMessage& m) {
-  flow::DNS dns;
-  dns.set_query(m.query);
-  for (const std::string& ip : m.ips) dns.add_ips(ip);
-  if (m.response) {
-    // Cilium's proxy reports the smallest TTL of the answers, starting from the largest.
-    dns.set_ttl(m.rrtypes.empty() ? std::numeric_limits<uint32_t>::max() : m.ttl);
+namespace {
+
+// Protobuf's wire format for the few field kinds flow.DNS has, written directly: one string
+// per message and no flow::DNS object built on the drain thread.
+void Varint(uint64_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
   }
-  for (const std::string& c : m.cnames) dns.add_cnames(c);
-  dns.set_observation_source(kDnsObservationSource);
-  dns.set_rcode(m.rcode);
-  for (uint16_t t : m.qtypes) dns.add_qtypes(DnsTypeName(t));
-  for (uint16_t t : m.rrtypes) dns.add_rrtypes(DnsTypeName(t));
-  return dns.SerializeAsString();
+  out->push_back(static_cast<char>(v));
+}
+void Text(uint32_t field, absl::string_view v, std::string* out) {  // a repeated element
+  Varint((field << 3) | 2, out);
+  Varint(v.size(), out);
+  out->append(v.data(), v.size());
+}
+void Number(uint32_t field, uint64_t v, std::string* out) {
+  if (v == 0) return;
+  Varint(field << 3, out);
+  Varint(v, out);
+}
+
+}  // namespace
+
+std::string EncodeDns(const DnsMessage& m) {
+  // flow.DNS in field order: query 1, ips 2, ttl 3, cnames 4, observation_source 5, rcode 6,
+  // qtypes 7, rrtypes 8; empty singular fields are left out, as protobuf does.
+  std::string out;
+  out.reserve(64 + m.query.size() + 20 * m.ips.size());
+  if (!m.query.empty()) Text(1, m.query, &out);
+  for (const std::string& ip : m.ips) Text(2, ip, &out);
+  // Cilium's proxy reports the smallest TTL of the answers, starting from the largest.
+  if (m.response) Number(3, m.rrtypes.empty() ? std::numeric_limits<uint32_t>::max() : m.ttl, &out);
+  for (const std::string& c : m.cnames) Text(4, c, &out);
+  Text(5, kDnsObservationSource, &out);
+  Number(6, m.rcode, &out);
+  for (uint16_t t : m.qtypes) Text(7, DnsTypeName(t), &out);
+  for (uint16_t t : m.rrtypes) Text(8, DnsTypeName(t), &out);
+  return out;
 }
 
 std::string DnsRcodeText(uint32_t rcode) {

@@ -60,7 +60,15 @@ uint64_t EventParser::AdvanceFloor(uint64_t ktime_ns) {
   return last_time_ns_;
 }
 
+bool EventParser::TakeDns(FlowRecord* out) {
+  if (!has_dns_) return false;
+  *out = dns_record_;
+  has_dns_ = false;
+  return true;
+}
+
 bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
+  has_dns_ = false;
   if (raw.size() < sizeof(flow_event)) {
     ++stats_.malformed;
     return false;
@@ -70,14 +78,18 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
   // A kernel drop has no datapath reason of its own (the kernel's is named here).
   const bool kernel_drop = e.emit_reason == FS_EMIT_KERNEL_DROP;
   const bool dns = e.emit_reason == FS_EMIT_DNS;
+  // A DNS event may carry its packet's L3/L4 event too (flow_reason).
+  const uint8_t flow_reason =
+      dns && raw.size() >= sizeof(dns_event) ? raw[offsetof(dns_event, flow_reason)] : 0;
   if (dns && (raw.size() < sizeof(dns_event) || e.verdict != FS_VERDICT_FORWARDED ||
-              (e.protocol != IPPROTO_UDP && e.protocol != IPPROTO_TCP))) {
+              (e.protocol != IPPROTO_UDP && e.protocol != IPPROTO_TCP) ||
+              flow_reason > FS_EMIT_PERIODIC)) {
     ++stats_.malformed;
     return false;
   }
   if (dns && dns_ == nullptr) {
     ++stats_.dns_skipped;
-    return false;
+    if (flow_reason == 0) return false;
   }
   const bool valid =
       (e.family == FS_FAMILY_IPV4 || e.family == FS_FAMILY_IPV6) &&
@@ -99,7 +111,10 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
       return false;
     }
   }
-  if (dns && !ParseDns(raw, e, out)) return false;
+  // The message first: alone, a malformed one makes no record (and moves no time floor).
+  FlowRecord l7;
+  const bool have_l7 = dns && dns_ != nullptr && ParseDns(raw, e, &l7);
+  if (dns && !have_l7 && flow_reason == 0) return false;
   MaybeRefreshClock(e.ktime_ns);
   uint64_t t = static_cast<uint64_t>(static_cast<int64_t>(e.ktime_ns) + offset_ns_);
   if (t < last_time_ns_) {
@@ -111,10 +126,8 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
   last_time_ns_ = t;
 
   out->time_ns = t;
-  if (!dns) {
-    out->flow_packets = e.flow_packets;
-    out->flow_bytes = e.flow_bytes;
-  }
+  out->flow_packets = e.flow_packets;
+  out->flow_bytes = e.flow_bytes;
   std::memcpy(out->saddr, e.saddr, sizeof out->saddr);
   std::memcpy(out->daddr, e.daddr, sizeof out->daddr);
   out->src_endpoint = resolver_.Lookup(e.family, e.saddr);
@@ -143,15 +156,30 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
     out->policy = id;
     out->drop_reason = static_cast<uint8_t>(bpf::HubbleDropReasonOf(id));
   }
-  if (dns) {
-    out->tcp_flags = 0;  // an L7 flow: is_reply was set from the message (ParseDns)
-  } else {
-    out->is_reply = e.is_reply;
-  }
+  out->is_reply = e.is_reply;
   out->icmp_type = e.icmp_type;
   out->icmp_code = e.icmp_code;
   out->emit_reason = e.emit_reason;
   ++stats_.parsed;
+  if (dns) {
+    // The L7 record: the packet's addresses and endpoints, the message's direction, its id in
+    // the DNS table and its latency (ParseDns), no TCP flags.
+    if (have_l7) {
+      const FlowRecord parsed = l7;
+      l7 = *out;
+      l7.is_reply = parsed.is_reply;
+      l7.flow_bytes = parsed.flow_bytes;
+      l7.flow_packets = parsed.flow_packets;
+      l7.tcp_flags = 0;
+    }
+    if (flow_reason == 0) {
+      *out = l7;
+    } else {
+      out->emit_reason = flow_reason;
+      dns_record_ = l7;
+      has_dns_ = have_l7;
+    }
+  }
   return true;
 }
 

@@ -26,7 +26,7 @@ struct ParserStats {
   uint64_t malformed = 0;      // wrong size, impossible field values, a time not yet reached
   uint64_t clamped = 0;        // times raised to keep the ring in order
   uint64_t dns = 0;            // DNS messages made into records
-  uint64_t dns_malformed = 0;  // DNS messages that could not be parsed (skipped)
+  uint64_t dns_malformed = 0;  // DNS messages that could not be parsed (their L7 record skipped)
   uint64_t dns_skipped = 0;    // DNS events while no DnsTable is attached
 };
 
@@ -34,8 +34,12 @@ class EventParser {
  public:
   explicit EventParser(const EndpointTable& table);
 
-  // Fills *out from one ring-buffer event. Returns false (and counts it) if it is malformed.
+  // Fills *out from one ring-buffer event. Returns false (and counts it) if it is malformed. A
+  // DNS event that also carries its packet's L3/L4 event gives two records: the L3/L4 one here,
+  // then the DNS one from TakeDns() (a malformed message leaves the first alone).
   bool Parse(absl::Span<const uint8_t> raw, FlowRecord* out);
+  // The DNS record of the event Parse() just read, when it made two; false otherwise.
+  bool TakeDns(FlowRecord* out);
 
   // Re-measures the offset between the kernel's monotonic clock (bpf_ktime_get_ns) and UTC.
   // Parse() does it by itself once a second of kernel time has passed.
@@ -69,6 +73,8 @@ class EventParser {
   uint64_t ktime_passed_ = 0;  // a kernel (monotonic) time known to have passed
   std::vector<uint8_t> kernel_reason_ids_;
   DnsTable* dns_ = nullptr;
+  FlowRecord dns_record_;  // the second record of the last event, for TakeDns()
+  bool has_dns_ = false;
   // Queries waiting for their answer: (client address, client port, server port, DNS id) ->
   // the query's kernel time. Bounded; unanswered ones are forgotten after a while.
   struct PendingKey {

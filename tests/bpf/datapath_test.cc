@@ -218,9 +218,16 @@ TEST_F(DatapathTest, DnsQueryLeavingAndAnswerReachingAnEndpointCarryTheMessage) 
   EXPECT_EQ(Run(Dns("10.0.1.5", 53875, "10.0.3.2", 53, query), /*ingress=*/false), TC_ACT_OK);
   EXPECT_EQ(Run(Dns("10.0.3.2", 53, "10.0.1.5", 53875, answer.b), /*ingress=*/true), TC_ACT_OK);
   const auto flows = Drain();
-  EXPECT_FALSE(flows.empty()) << "the L3/L4 flow events are still there";
   const std::vector<dns_event> dns = events_->TakeDns();
   ASSERT_EQ(dns.size(), 2u);
+  // Each message's record carries its packet's L3/L4 event: the new flow, its first reply.
+  EXPECT_EQ(dns[0].flow_reason, FS_EMIT_NEW_FLOW);
+  EXPECT_EQ(dns[1].flow_reason, FS_EMIT_NEW_DIR);
+  ASSERT_EQ(flows.size(), 2u) << "and nothing else: the server's side has nothing new";
+  EXPECT_EQ(flows[0].emit_reason, FS_EMIT_NEW_FLOW);
+  EXPECT_EQ(flows[0].is_reply, FS_REPLY_NO);
+  EXPECT_EQ(flows[1].emit_reason, FS_EMIT_NEW_DIR);
+  EXPECT_EQ(flows[1].is_reply, FS_REPLY_YES);
   EXPECT_EQ(dns[0].flow.emit_reason, FS_EMIT_DNS);
   EXPECT_EQ(dns[0].flow.obs_point, FS_OBS_FROM_ENDPOINT);
   EXPECT_EQ(dns[0].flow.sport, 53875);

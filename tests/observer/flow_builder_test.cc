@@ -339,6 +339,37 @@ TEST_F(FlowBuilderTest, DnsQueryAndAnswerAreHubblesL7DnsFlows) {
   EXPECT_EQ(f.summary(), "DNS (message no longer kept)");
 }
 
+// EncodeDns writes flow.DNS by hand: byte for byte what protobuf writes for the same message.
+TEST(DnsEncodeTest, WritesWhatProtobufWrites) {
+  std::vector<DnsMessage> messages(5);
+  messages[0].query = "deathstar.default.svc.cluster.local.";
+  messages[0].qtypes = {1};
+  messages[1] = messages[0];
+  messages[1].response = true;
+  messages[1].ips = {"10.244.1.20", "fd00::20", ""};
+  messages[1].rrtypes = {1, 28, 99};
+  messages[1].ttl = 300;
+  messages[1].cnames = {"a.example.", ""};
+  messages[2] = messages[0];
+  messages[2].response = true;
+  messages[2].rcode = 3;  // no answers: TTL 4294967295
+  messages[3].response = true;
+  messages[3].query = std::string(300, 'x');  // a length of two bytes
+  messages[3].rcode = 200;
+  for (const DnsMessage& m : messages) {
+    flow::DNS dns;
+    dns.set_query(m.query);
+    for (const auto& ip : m.ips) dns.add_ips(ip);
+    if (m.response) dns.set_ttl(m.rrtypes.empty() ? 4294967295u : m.ttl);
+    for (const auto& c : m.cnames) dns.add_cnames(c);
+    dns.set_observation_source("proxy");
+    dns.set_rcode(m.rcode);
+    for (uint16_t t : m.qtypes) dns.add_qtypes(DnsTypeName(t));
+    for (uint16_t t : m.rrtypes) dns.add_rrtypes(DnsTypeName(t));
+    EXPECT_EQ(EncodeDns(m), dns.SerializeAsString()) << dns.ShortDebugString();
+  }
+}
+
 // A named rule's denial: the drop and the policy verdict (type 5) both name it, on the side of
 // the flow's direction; the verdict carries the rule's match type.
 TEST_F(FlowBuilderTest, PolicyVerdictNamesTheRuleThatDenied) {

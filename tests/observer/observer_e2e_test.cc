@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -20,6 +21,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "observer/observer.grpc.pb.h"
 #include "tests/testing/bpf_env.h"
+#include "tests/testing/dns_wire.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/kube_apiserver.h"
 #include "tests/testing/kube_fixtures.h"
@@ -489,6 +491,75 @@ TEST_F(ObserverE2eTest, MetricsHealthAndReadinessOverHttpCountRealTraffic) {
   EXPECT_THAT(om.body, ::testing::EndsWith("# EOF\n"));
   EXPECT_EQ(Get(*net_, http, "/nope").status, 404);
   EXPECT_TRUE(daemon().Running());
+}
+
+// Passive DNS over real packets between two pods: a lookup answered with two addresses, one
+// answered NXDOMAIN, and an answer too malformed to read (skipped, counted), as Hubble's L7 DNS
+// flows — each message once, on the client's side, the answer with its latency.
+TEST_F(ObserverE2eTest, DnsLookupsBetweenPodsAreHubblesL7DnsFlows) {
+  StartDaemon();
+  const std::string http = observer_->HttpAddress();
+  auto bytes = [](const testing::DnsWire& w) { return std::string(w.b.begin(), w.b.end()); };
+  testing::DnsWire q1, a1, q2, a2, q3, a3;
+  q1.Header(0x0100, 1, 0, 0x1111).Name("deathstar.default.svc.cluster.local").Question(1);
+  a1.Header(0x8180, 1, 2, 0x1111).Name("deathstar.default.svc.cluster.local").Question(1);
+  a1.Answer(1, 30, {10, 96, 0, 20}).Answer(1, 20, {10, 96, 0, 21});
+  q2.Header(0x0100, 1, 0, 0x2222).Name("unknown-galaxy.default.svc.cluster.local").Question(28);
+  a2.Header(0x8183, 1, 0, 0x2222).Name("unknown-galaxy.default.svc.cluster.local").Question(28);
+  q3.Header(0x0100, 1, 0, 0x3333).Name("loop.example").Question(1);
+  a3.Header(0x8180, 1, 0, 0x3333).Pointer(12).Question(1);  // a name pointing at itself
+  const uint16_t p1 = testing::UdpExchange(*net_, 53, bytes(q1), bytes(a1));
+  const uint16_t p2 = testing::UdpExchange(*net_, 53, bytes(q2), bytes(a2));
+  const uint16_t p3 = testing::UdpExchange(*net_, 53, bytes(q3), bytes(a3));
+
+  ::observer::GetFlowsRequest req;
+  req.set_number(100);
+  req.add_whitelist()->add_protocol("dns");
+  std::vector<flow::Flow> flows;
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    flows = Query(req);
+    return flows.size() >= 5;
+  })) << flows.size();
+  std::map<std::pair<uint32_t, bool>, flow::Flow> by;  // (client port, response)
+  for (const flow::Flow& f : flows) {
+    const bool response = f.l7().type() == flow::RESPONSE;
+    const uint32_t client = response ? f.l4().udp().destination_port() : f.l4().udp().source_port();
+    EXPECT_TRUE(by.emplace(std::pair{client, response}, f).second)
+        << "reported twice: " << f.ShortDebugString();
+    EXPECT_EQ(f.type(), flow::L7);
+    EXPECT_EQ(f.event_type().type(), 129);
+    EXPECT_EQ(f.verdict(), flow::FORWARDED);
+    EXPECT_EQ(f.traffic_direction(), flow::EGRESS);
+    EXPECT_EQ(f.node_name(), "node-1");
+    EXPECT_EQ(f.l7().dns().observation_source(), "proxy");
+    EXPECT_EQ((response ? f.destination() : f.source()).pod_name(), "tiefighter");
+    EXPECT_EQ((response ? f.source() : f.destination()).pod_name(), "deathstar-6fb5694d48-5hmds");
+  }
+  ASSERT_EQ(flows.size(), 5u) << "three queries, two readable answers";
+  auto at = [&](uint16_t client, bool response) -> const flow::Flow& {
+    return by[std::pair<uint32_t, bool>(client, response)];
+  };
+  const flow::Flow& r1 = at(p1, true);
+  EXPECT_EQ(at(p1, false).summary(), "DNS Query deathstar.default.svc.cluster.local. A");
+  EXPECT_EQ(r1.l7().dns().query(), "deathstar.default.svc.cluster.local.");
+  EXPECT_THAT(r1.l7().dns().ips(), ::testing::ElementsAre("10.96.0.20", "10.96.0.21"));
+  EXPECT_THAT(r1.l7().dns().rrtypes(), ::testing::ElementsAre("A", "A"));
+  EXPECT_EQ(r1.l7().dns().ttl(), 20u) << "the smallest";
+  EXPECT_EQ(r1.l7().dns().rcode(), 0u);
+  EXPECT_GT(r1.l7().latency_ns(), 0u);
+  EXPECT_LT(r1.l7().latency_ns(), 5'000'000'000u);
+  EXPECT_TRUE(r1.is_reply().value());
+  const flow::Flow& r2 = at(p2, true);
+  EXPECT_EQ(r2.l7().dns().rcode(), 3u);
+  EXPECT_THAT(r2.l7().dns().qtypes(), ::testing::ElementsAre("AAAA"));
+  EXPECT_EQ(r2.summary(),
+            "DNS Answer RCode: Non-Existent Domain TTL: 4294967295 (Proxy "
+            "unknown-galaxy.default.svc.cluster.local. AAAA)");
+  EXPECT_EQ(by.count(std::pair<uint32_t, bool>(p3, true)), 0u) << "the malformed answer";
+  EXPECT_EQ(at(p3, false).l7().dns().query(), "loop.example.");
+  const std::string metrics = Get(*net_, http, "/metrics").body;
+  EXPECT_EQ(Sample(metrics, "flowscope_dns_malformed_total"), 1) << metrics;
+  EXPECT_EQ(Sample(metrics, "flowscope_dns_messages_total"), 6) << metrics;
 }
 
 TEST_F(ObserverE2eTest, ExportsTheFlowsItsAllowListLetsThroughToAFile) {

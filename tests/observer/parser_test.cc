@@ -220,6 +220,43 @@ TEST_F(ParserTest, DnsMessagesBecomeRecordsWithLatencyAndMalformedOnesAreCounted
   EXPECT_EQ(parser_.stats().malformed, 1u);
 }
 
+// A DNS event that carries its packet's L3/L4 event (flow_reason) makes two records: the L3/L4
+// flow from Parse() and the L7 DNS flow from TakeDns(); a malformed message leaves the first.
+TEST_F(ParserTest, ADnsEventCarryingItsPacketsFlowMakesTwoRecords) {
+  DnsTable dns(8);
+  parser_.SetDnsTable(&dns);
+  testing::DnsWire q;
+  q.Header(0x0100, 1, 0, 9).Name("deathstar.default.svc.cluster.local").Question(1);
+  dns_event d = DnsEvent(1000, "10.0.1.5", 40000, "10.0.3.2", 53, q.b);
+  d.flow_reason = FS_EMIT_NEW_FLOW;
+  d.flow.flow_bytes = 74;
+  d.flow.is_reply = FS_REPLY_UNKNOWN;
+  FlowRecord flow, l7;
+  ASSERT_TRUE(parser_.Parse(Raw(d), &flow));
+  EXPECT_EQ(flow.emit_reason, FS_EMIT_NEW_FLOW);
+  EXPECT_EQ(flow.flow_bytes, 74u);
+  EXPECT_EQ(flow.is_reply, FS_REPLY_UNKNOWN);
+  ASSERT_TRUE(parser_.TakeDns(&l7));
+  EXPECT_TRUE(IsDns(l7));
+  EXPECT_EQ(l7.is_reply, FS_REPLY_NO) << "the message says it is a query";
+  EXPECT_EQ(l7.time_ns, flow.time_ns);
+  EXPECT_EQ(l7.src_endpoint, flow.src_endpoint);
+  flow::DNS m;
+  ASSERT_TRUE(dns.Decode(DnsIdOf(l7), &m));
+  EXPECT_EQ(m.query(), "deathstar.default.svc.cluster.local.");
+  EXPECT_FALSE(parser_.TakeDns(&l7)) << "taken once";
+
+  dns_event bad = DnsEvent(2000, "10.0.1.5", 40001, "10.0.3.2", 53, {1, 2, 3});
+  bad.flow_reason = FS_EMIT_NEW_FLOW;
+  ASSERT_TRUE(parser_.Parse(Raw(bad), &flow)) << "the packet's flow stands";
+  EXPECT_EQ(flow.emit_reason, FS_EMIT_NEW_FLOW);
+  EXPECT_FALSE(parser_.TakeDns(&l7));
+  EXPECT_EQ(parser_.stats().dns_malformed, 1u);
+  bad.flow_reason = 99;  // no such event
+  EXPECT_FALSE(parser_.Parse(Raw(bad), &flow));
+  EXPECT_EQ(parser_.stats().malformed, 1u);
+}
+
 TEST(ParserClockTest, RealClockOffsetGivesCurrentUtc) {
   EndpointTable table("default");
   EventParser parser(table);

@@ -24,6 +24,10 @@ absl::StatusOr<std::unique_ptr<FlowEventCollector>> FlowEventCollector::Create(
         dns_event d{};
         std::memcpy(&d, ev.data(), std::min(ev.size(), sizeof d));
         self->dns_.push_back(d);
+        if (d.flow_reason != 0) {  // the packet's L3/L4 event, carried in the same record
+          e.emit_reason = d.flow_reason;
+          self->events_.push_back(e);
+        }
       });
   if (!consumer.ok()) return consumer.status();
   c->consumer_ = std::move(consumer).value();

@@ -1,6 +1,6 @@
 // Collects the flow_events a loaded Datapath writes, for tests: Drain() consumes what is in
-// the ring buffer now and returns its flow events; the DNS events (struct dns_event) among them
-// are kept for TakeDns(). One thread.
+// the ring buffer now and returns its L3/L4 flow events (those a DNS event carries too, with
+// their own emit reason); the DNS events (struct dns_event) are kept for TakeDns(). One thread.
 #ifndef FLOWSCOPE_TESTS_TESTING_FLOW_EVENTS_H_
 #define FLOWSCOPE_TESTS_TESTING_FLOW_EVENTS_H_
 

@@ -73,7 +73,8 @@ uint16_t TcpExchange(const TestNetwork& net, uint16_t port, const char* frontend
   return client_port;
 }
 
-uint16_t UdpExchange(const TestNetwork& net, uint16_t port) {
+uint16_t UdpExchange(const TestNetwork& net, uint16_t port, const std::string& payload,
+                     const std::string& reply) {
   int server_fd = -1;
   InNetns(net.pod_b(), [&] {
     server_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -84,13 +85,15 @@ uint16_t UdpExchange(const TestNetwork& net, uint16_t port) {
     EXPECT_EQ(bind(server_fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
   });
   NetnsThread server(net.pod_b(), [&] {
-    char buf[64];
+    char buf[2048];
     sockaddr_in from{};
     socklen_t len = sizeof from;
     const ssize_t n =
         recvfrom(server_fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
     EXPECT_GT(n, 0);
-    sendto(server_fd, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), len);
+    const std::string out =
+        reply.empty() ? std::string(buf, n > 0 ? static_cast<size_t>(n) : 0) : reply;
+    sendto(server_fd, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&from), len);
   });
   uint16_t client_port = 0;
   InNetns(net.pod_a(), [&] {
@@ -101,9 +104,12 @@ uint16_t UdpExchange(const TestNetwork& net, uint16_t port) {
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
     a.sin_addr.s_addr = Ipv4(TestNetwork::kIpB);
-    EXPECT_EQ(sendto(s, "query", 5, 0, reinterpret_cast<sockaddr*>(&a), sizeof a), 5);
-    char buf[64];
-    EXPECT_EQ(recv(s, buf, sizeof buf, 0), 5);
+    EXPECT_EQ(
+        sendto(s, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a),
+        static_cast<ssize_t>(payload.size()));
+    char buf[2048];
+    EXPECT_EQ(recv(s, buf, sizeof buf, 0),
+              static_cast<ssize_t>(reply.empty() ? payload.size() : reply.size()));
     sockaddr_in local{};
     socklen_t len = sizeof local;
     getsockname(s, reinterpret_cast<sockaddr*>(&local), &len);

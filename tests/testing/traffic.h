@@ -4,6 +4,7 @@
 #define FLOWSCOPE_TESTS_TESTING_TRAFFIC_H_
 
 #include <cstdint>
+#include <string>
 
 #include "absl/time/time.h"
 #include "tests/testing/netns.h"
@@ -19,8 +20,10 @@ uint32_t Ipv4(const char* text);
 uint16_t TcpExchange(const TestNetwork& net, uint16_t port, const char* frontend_ip = nullptr,
                      uint16_t frontend_port = 0);
 
-// One UDP datagram from pod a to pod b and its echo. Returns the client's port.
-uint16_t UdpExchange(const TestNetwork& net, uint16_t port);
+// One UDP datagram from pod a to pod b and its echo (or `reply`, when given). Returns the
+// client's port.
+uint16_t UdpExchange(const TestNetwork& net, uint16_t port, const std::string& payload = "query",
+                     const std::string& reply = "");
 
 // Whether a TCP connection from pod a to pod b:port completes within `timeout` (a listener is
 // opened in pod b for it).
