@@ -384,6 +384,7 @@ void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out,
   out->set_node_name(node_name_);
   flow::DNS message;
   const bool have_message = dns && dns_ != nullptr && dns_->Decode(DnsIdOf(r), &message);
+  if (!have_message) message.Clear();  // what a failed parse left in it is not sent
   if (dns) {
     flow::Layer7* l7 = out->mutable_l7();
     l7->set_type(r.is_reply == FS_REPLY_YES ? flow::RESPONSE : flow::REQUEST);
@@ -646,16 +647,14 @@ void FlowBuilder::EncodeResponse(const FlowRecord& r, uint64_t position, std::st
   w.Str(11, node_name_);
   const bool reply = r.is_reply == FS_REPLY_YES;
   std::shared_ptr<const std::string> message;
+  flow::DNS decoded;  // for the Summary; bytes that do not decode are sent as none, as Build does
   if (dns) {
     if (dns_ != nullptr) message = dns_->Get(DnsIdOf(r));
+    if (message != nullptr && !decoded.ParseFromString(*message)) message = nullptr;
     const size_t at = w.Open(15, 2);  // l7
     w.U64(1, reply ? flow::RESPONSE : flow::REQUEST);
     w.U64(2, DnsLatencyOf(r));
-    if (message != nullptr) {
-      w.Bytes(100, *message);
-    } else {
-      w.Bytes(100, "");
-    }
+    w.Bytes(100, message != nullptr ? absl::string_view(*message) : absl::string_view());
     w.Close(at, 2);
   }
   if (r.is_reply != FS_REPLY_UNKNOWN) w.U64(16, reply);
@@ -701,11 +700,8 @@ void FlowBuilder::EncodeResponse(const FlowRecord& r, uint64_t position, std::st
   }
   if (!dns) {
     w.Str(100000, FlowSummary(r));
-  } else if (message == nullptr) {
-    w.Str(100000, kDnsGoneSummary);
   } else {
-    flow::DNS decoded;
-    w.Str(100000, decoded.ParseFromString(*message) ? DnsSummary(decoded, reply) : kDnsGoneSummary);
+    w.Str(100000, message != nullptr ? DnsSummary(decoded, reply) : kDnsGoneSummary);
   }
   if (extensions && IsKernelDrop(r)) {
     const size_t any = w.Open(150000);

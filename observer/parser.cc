@@ -3,7 +3,9 @@
 #include <netinet/in.h>
 #include <time.h>
 
+#include <cstddef>
 #include <cstring>
+#include <optional>
 
 #include "absl/container/flat_hash_map.h"
 #include "bpf/drop_reasons.h"
@@ -112,9 +114,9 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
     }
   }
   // The message first: alone, a malformed one makes no record (and moves no time floor).
-  FlowRecord l7;
-  const bool have_l7 = dns && dns_ != nullptr && ParseDns(raw, e, &l7);
-  if (dns && !have_l7 && flow_reason == 0) return false;
+  std::optional<DnsFacts> l7;
+  if (dns && dns_ != nullptr) l7 = ParseDns(raw, e);
+  if (dns && !l7 && flow_reason == 0) return false;
   MaybeRefreshClock(e.ktime_ns);
   uint64_t t = static_cast<uint64_t>(static_cast<int64_t>(e.ktime_ns) + offset_ns_);
   if (t < last_time_ns_) {
@@ -161,37 +163,32 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
   out->icmp_code = e.icmp_code;
   out->emit_reason = e.emit_reason;
   ++stats_.parsed;
-  if (dns) {
+  if (dns && l7) {
     // The L7 record: the packet's addresses and endpoints, the message's direction, its id in
-    // the DNS table and its latency (ParseDns), no TCP flags.
-    if (have_l7) {
-      const FlowRecord parsed = l7;
-      l7 = *out;
-      l7.is_reply = parsed.is_reply;
-      l7.flow_bytes = parsed.flow_bytes;
-      l7.flow_packets = parsed.flow_packets;
-      l7.tcp_flags = 0;
-    }
-    if (flow_reason == 0) {
-      *out = l7;
-    } else {
-      out->emit_reason = flow_reason;
-      dns_record_ = l7;
-      has_dns_ = have_l7;
-    }
+    // the DNS table and its latency, no TCP flags.
+    FlowRecord& record = flow_reason == 0 ? *out : dns_record_;
+    record = *out;
+    record.is_reply = l7->is_reply;
+    record.flow_bytes = l7->id;
+    record.flow_packets = l7->latency_ns;
+    record.tcp_flags = 0;
+    has_dns_ = flow_reason != 0;
   }
+  if (flow_reason != 0) out->emit_reason = flow_reason;  // the packet's own L3/L4 event
   return true;
 }
 
-bool EventParser::ParseDns(absl::Span<const uint8_t> raw, const flow_event& e, FlowRecord* out) {
-  dns_event d;
-  std::memcpy(&d, raw.data(), sizeof d);
-  const size_t copied = std::min<size_t>(d.copied, FS_DNS_MAX_PAYLOAD);
+std::optional<EventParser::DnsFacts> EventParser::ParseDns(absl::Span<const uint8_t> raw,
+                                                           const flow_event& e) {
+  uint16_t copied, msg_len;
+  std::memcpy(&copied, raw.data() + offsetof(dns_event, copied), sizeof copied);
+  std::memcpy(&msg_len, raw.data() + offsetof(dns_event, msg_len), sizeof msg_len);
+  const size_t n = std::min<size_t>(copied, FS_DNS_MAX_PAYLOAD);
   absl::StatusOr<DnsMessage> m =
-      ParseDnsMessage(absl::MakeConstSpan(d.data, copied), copied >= d.msg_len);
+      ParseDnsMessage(raw.subspan(offsetof(dns_event, data), n), n >= msg_len);
   if (!m.ok()) {
     ++stats_.dns_malformed;
-    return false;
+    return std::nullopt;
   }
   // The client is the query's sender and the answer's receiver.
   PendingKey key{};
@@ -215,11 +212,10 @@ bool EventParser::ParseDns(absl::Span<const uint8_t> raw, const flow_event& e, F
     }
     pending_.erase(it);
   }
-  out->is_reply = m->response ? FS_REPLY_YES : FS_REPLY_NO;
-  out->flow_bytes = dns_->Add(EncodeDns(*m));
-  out->flow_packets = latency;
   ++stats_.dns;
-  return true;
+  return DnsFacts{.id = dns_->Add(EncodeDns(*m)),
+                  .latency_ns = latency,
+                  .is_reply = static_cast<uint8_t>(m->response ? FS_REPLY_YES : FS_REPLY_NO)};
 }
 
 }  // namespace flowscope::observer

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -98,8 +99,13 @@ class EventParser {
   absl::flat_hash_map<PendingKey, uint64_t> pending_;
 
   void MaybeRefreshClock(uint64_t ktime_ns);
-  // The DNS part of a DNS event: false when the message is malformed (counted).
-  bool ParseDns(absl::Span<const uint8_t> raw, const flow_event& e, FlowRecord* out);
+  // What a DNS event's message gives its L7 record; nullopt when it is malformed (counted).
+  struct DnsFacts {
+    uint64_t id = 0;  // in the DNS table
+    uint64_t latency_ns = 0;
+    uint8_t is_reply = FS_REPLY_NO;  // an answer
+  };
+  std::optional<DnsFacts> ParseDns(absl::Span<const uint8_t> raw, const flow_event& e);
 };
 
 }  // namespace flowscope::observer

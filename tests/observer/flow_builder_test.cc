@@ -547,6 +547,7 @@ TEST(FlowEncodeTest, WritesWhatTheBuiltMessageSerializesTo) {
     m.rcode = static_cast<uint8_t>(i == 3 ? 3 : 0);
     dns_ids.push_back(dns.Add(EncodeDns(m)));
   }
+  dns_ids.push_back(dns.Add(std::string("\x0a\x02\xff\xfe", 4)));  // not UTF-8: unreadable
 
   EndpointTable::Resolver res(table);
   std::vector<uint32_t> ids, services = {0, 12345};
