@@ -234,8 +234,8 @@ absl::Status ObserverDaemon::Start() {
   if (!server.ok()) return server.status();
   server_ = std::move(server).value();
 
-  flow_metrics_ =
-      std::make_unique<FlowMetrics>(*ring_, *table_, FlowMetricsOptions{.metrics = *metric_specs});
+  flow_metrics_ = std::make_unique<FlowMetrics>(
+      *ring_, *table_, FlowMetricsOptions{.metrics = *metric_specs, .dns = dns_.get()});
   flow_metrics_->Start();
   if (!options_.export_file_path.empty()) {
     exporter_ = std::make_unique<FlowExporter>(*ring_, *table_, *builder_, export_config,

@@ -65,20 +65,20 @@ absl::StatusOr<std::vector<MetricContext>> ParseContextList(absl::string_view op
 }
 
 absl::StatusOr<MetricSpec> ParseMetricSpec(absl::string_view item) {
-  static const absl::string_view kMetrics[] = {"flow", "drop",          "tcp", "port-distribution",
-                                               "icmp", "flows-to-world"};
+  static const absl::string_view kMetrics[] = {"flow", "drop",           "tcp", "port-distribution",
+                                               "icmp", "flows-to-world", "dns"};
   MetricSpec spec;
   const size_t colon = item.find(':');
   spec.name = std::string(item.substr(0, colon));
   if (std::find(std::begin(kMetrics), std::end(kMetrics), spec.name) == std::end(kMetrics)) {
     std::string why = "unknown metric";
-    if (spec.name == "dns" || spec.name == "http" || spec.name == "httpV2" ||
-        spec.name == "kafka" || spec.name == "policy") {
+    if (spec.name == "http" || spec.name == "httpV2" || spec.name == "kafka" ||
+        spec.name == "policy") {
       why = "not available: flowscope has no such events yet";
     }
     return absl::InvalidArgumentError(
         absl::StrCat("--metrics \"", Quote(spec.name), "\": ", why,
-                     " (flow, drop, tcp, port-distribution, icmp, flows-to-world)"));
+                     " (flow, drop, tcp, port-distribution, icmp, flows-to-world, dns)"));
   }
   if (colon == absl::string_view::npos) return spec;
   for (absl::string_view option : absl::StrSplit(item.substr(colon + 1), ';', absl::SkipEmpty())) {
@@ -116,6 +116,8 @@ absl::StatusOr<MetricSpec> ParseMetricSpec(absl::string_view item) {
     } else if (spec.name == "flows-to-world" &&
                (key == "any-drop" || key == "port" || key == "syn-only") && value.empty()) {
       (key == "any-drop" ? spec.any_drop : key == "port" ? spec.port : spec.syn_only) = true;
+    } else if (spec.name == "dns" && (key == "query" || key == "ignoreaaaa") && value.empty()) {
+      (key == "query" ? spec.query : spec.ignore_aaaa) = true;
     } else {
       return absl::InvalidArgumentError(absl::StrCat(where, ": unknown option"));
     }
@@ -132,6 +134,7 @@ absl::StatusOr<MetricSpec> ParseMetricSpec(absl::string_view item) {
   return spec;
 }
 
+// The L4 protocol's name, as port-distribution's label.
 const char* ProtocolName(const FlowRecord& r) {
   switch (r.protocol) {
     case IPPROTO_TCP:
@@ -148,6 +151,9 @@ const char* ProtocolName(const FlowRecord& r) {
       return "Unknown L4";
   }
 }
+
+// A flow's protocol as Hubble's metrics name it: an L7 flow by its L7 part.
+const char* FlowProtocol(const FlowRecord& r) { return IsDns(r) ? "DNS" : ProtocolName(r); }
 
 bool HasL4(const FlowRecord& r) {
   return r.protocol == IPPROTO_TCP || r.protocol == IPPROTO_UDP || r.protocol == IPPROTO_SCTP ||
@@ -204,6 +210,36 @@ std::string AddressOf(const FlowRecord& r, bool source) {
   return AddrToString(k);
 }
 
+// The rcode label of hubble_dns_responses_total: Hubble's metric spells the IANA names its own
+// way (9 is "Not Authorized") and leaves codes it does not name empty.
+std::string DnsMetricRcode(uint32_t rcode) {
+  static constexpr const char* kNames[] = {"No Error",
+                                           "Format Error",
+                                           "Server Failure",
+                                           "Non-Existent Domain",
+                                           "Not Implemented",
+                                           "Query Refused",
+                                           "Name Exists when it should not",
+                                           "RR Set Exists when it should not",
+                                           "RR Set that should exist does not",
+                                           "Not Authorized",
+                                           "Name not contained in zone",
+                                           "DSO-TYPE Not Implemented",
+                                           "",
+                                           "",
+                                           "",
+                                           "",
+                                           "Bad OPT Version",
+                                           "Key not recognized",
+                                           "Signature out of time window",
+                                           "Bad TKEY Mode",
+                                           "Duplicate key name",
+                                           "Algorithm not supported",
+                                           "Bad Truncation",
+                                           "Bad/missing Server Cookie"};
+  return rcode < std::size(kNames) ? kNames[rcode] : "";
+}
+
 }  // namespace
 
 std::vector<std::string> MetricContextOptions::LabelNames() const {
@@ -236,7 +272,8 @@ struct FlowMetrics::Handler {
   std::string family;
   std::string help;
   std::vector<std::string> fixed_names;
-  bool context_first = false;  // drop puts its context labels first, as Hubble does
+  bool context_first = false;  // drop and dns put their context labels first, as Hubble does
+  enum class Dns { kNone, kQueries, kResponses, kResponseTypes } dns = Dns::kNone;
   std::vector<std::string> label_names;
 
   struct Series {
@@ -263,6 +300,29 @@ FlowMetrics::FlowMetrics(const Ring& ring, const EndpointTable& table, FlowMetri
     for (const std::string& l : c.labels) need_addresses_ |= absl::EndsWith(l, "_ip");
     auto h = std::make_unique<Handler>();
     h->spec = spec;
+    if (spec.name == "dns") {
+      // Three families, as Hubble's: queries, responses and the responses' record types.
+      need_dns_ = true;
+      for (auto kind :
+           {Handler::Dns::kQueries, Handler::Dns::kResponses, Handler::Dns::kResponseTypes}) {
+        auto d = std::make_unique<Handler>();
+        d->spec = spec;
+        d->dns = kind;
+        d->context_first = true;
+        d->family = kind == Handler::Dns::kQueries     ? "hubble_dns_queries_total"
+                    : kind == Handler::Dns::kResponses ? "hubble_dns_responses_total"
+                                                       : "hubble_dns_response_types_total";
+        d->help = "Number of DNS queries observed";  // Hubble's text for all three
+        d->fixed_names = kind == Handler::Dns::kResponseTypes
+                             ? std::vector<std::string>{"type", "qtypes"}
+                             : std::vector<std::string>{"rcode", "qtypes", "ips_returned"};
+        if (spec.query) d->fixed_names.push_back("query");
+        d->label_names = spec.context.LabelNames();
+        d->label_names.insert(d->label_names.end(), d->fixed_names.begin(), d->fixed_names.end());
+        handlers_.push_back(std::move(d));
+      }
+      continue;
+    }
     if (spec.name == "flow") {
       h->family = "hubble_flows_processed_total";
       h->help = "Total number of flows processed";
@@ -319,6 +379,7 @@ void FlowMetrics::Stop() {
 struct FlowMetrics::Key {
   uint32_t src_endpoint = 0, dst_endpoint = 0;
   std::array<uint32_t, 4> saddr{}, daddr{};  // only when a context needs addresses
+  uint64_t dns_id = 0;                       // only when the dns metric reads the messages
   uint16_t dport = 0;
   uint16_t tcp_flags = 0;  // FIN, SYN, ACK, RST
   uint8_t family = 0, protocol = 0, obs_point = 0, verdict = 0, drop_reason = 0, is_reply = 0,
@@ -327,9 +388,9 @@ struct FlowMetrics::Key {
   bool operator==(const Key& o) const = default;
   template <typename H>
   friend H AbslHashValue(H h, const Key& k) {
-    return H::combine(std::move(h), k.src_endpoint, k.dst_endpoint, k.saddr, k.daddr, k.dport,
-                      k.tcp_flags, k.family, k.protocol, k.obs_point, k.verdict, k.drop_reason,
-                      k.is_reply, k.icmp_type, k.icmp_code, k.emit_reason);
+    return H::combine(std::move(h), k.src_endpoint, k.dst_endpoint, k.saddr, k.daddr, k.dns_id,
+                      k.dport, k.tcp_flags, k.family, k.protocol, k.obs_point, k.verdict,
+                      k.drop_reason, k.is_reply, k.icmp_type, k.icmp_code, k.emit_reason);
   }
   FlowRecord Record() const {
     FlowRecord r;
@@ -337,6 +398,7 @@ struct FlowMetrics::Key {
     r.dst_endpoint = dst_endpoint;
     std::copy(saddr.begin(), saddr.end(), r.saddr);
     std::copy(daddr.begin(), daddr.end(), r.daddr);
+    r.flow_bytes = dns_id;
     r.dport = dport;
     r.tcp_flags = tcp_flags;
     r.family = family;
@@ -370,8 +432,10 @@ void FlowMetrics::Fold(const FlowRecord& r, absl::flat_hash_map<Key, uint64_t>* 
   k.is_reply = r.is_reply;
   k.icmp_type = r.icmp_type;
   k.icmp_code = r.icmp_code;
-  // A policy verdict is only told apart from its drop (which every other metric counts).
-  k.emit_reason = r.emit_reason == FS_EMIT_POLICY_VERDICT ? FS_EMIT_POLICY_VERDICT : 0;
+  // A policy verdict is only told apart from its drop (which every other metric counts), a DNS
+  // record from its packet's L3/L4 one.
+  k.emit_reason = r.emit_reason == FS_EMIT_POLICY_VERDICT || IsDns(r) ? r.emit_reason : uint8_t{0};
+  if (need_dns_) k.dns_id = DnsIdOf(r);
   ++(*batch)[k];
 }
 
@@ -569,6 +633,7 @@ void FlowMetrics::Count(uint64_t n, Handler& h, const FlowRecord& r,
 void FlowMetrics::CountAll(const FlowRecord& r, uint64_t n) {
   const bool dropped = r.verdict == FS_VERDICT_DROPPED;
   const bool reply = r.is_reply == FS_REPLY_YES;
+  const bool dns = IsDns(r);  // an L7 flow: ports, but no TCP flags or ICMP of its own
   if (r.emit_reason == FS_EMIT_POLICY_VERDICT) {
     // The drop beside it is what the other metrics count.
     for (auto& hp : handlers_) {
@@ -578,13 +643,19 @@ void FlowMetrics::CountAll(const FlowRecord& r, uint64_t n) {
     }
     return;
   }
+  flow::DNS message;
+  enum { kUnread, kRead, kGone } message_state = kUnread;
   for (auto& hp : handlers_) {
     Handler& h = *hp;
     const std::string& name = h.spec.name;
     if (name == "flow") {
-      Count(n, h, r,
-            {ProtocolName(r), dropped ? "Drop" : "Trace",
-             dropped ? "" : TracePointName(MonitorSubType(r)), VerdictName(r)});
+      if (dns) {
+        Count(n, h, r, {"DNS", "L7", "DNS", VerdictName(r)});
+      } else {
+        Count(n, h, r,
+              {ProtocolName(r), dropped ? "Drop" : "Trace",
+               dropped ? "" : TracePointName(MonitorSubType(r)), VerdictName(r)});
+      }
     } else if (name == "drop") {
       if (dropped) {
         Count(
@@ -592,13 +663,14 @@ void FlowMetrics::CountAll(const FlowRecord& r, uint64_t n) {
             {flow::DropReason_Name(static_cast<flow::DropReason>(r.drop_reason)), ProtocolName(r)});
       }
     } else if (name == "tcp") {
-      if (dropped || r.protocol != IPPROTO_TCP || r.tcp_flags == 0) continue;
+      if (dns || dropped || r.protocol != IPPROTO_TCP || r.tcp_flags == 0) continue;
       const std::string family = r.family == FS_FAMILY_IPV4 ? "IPv4" : "IPv6";
       if (r.tcp_flags & FS_TCP_FIN) Count(n, h, r, {"FIN", family});
       if (r.tcp_flags & FS_TCP_SYN)
         Count(n, h, r, {(r.tcp_flags & FS_TCP_ACK) ? "SYN-ACK" : "SYN", family});
       if (r.tcp_flags & FS_TCP_RST) Count(n, h, r, {"RST", family});
     } else if (name == "port-distribution") {
+      // A DNS request counts by its L4 port, as the proxy's L7 flows do in Hubble.
       if (dropped || !HasL4(r) || reply) continue;
       const bool icmp = r.protocol == IPPROTO_ICMP || r.protocol == IPPROTO_ICMPV6;
       Count(n, h, r, {ProtocolName(r), icmp ? "0" : absl::StrCat(r.dport)});
@@ -608,14 +680,24 @@ void FlowMetrics::CountAll(const FlowRecord& r, uint64_t n) {
       } else if (r.protocol == IPPROTO_ICMPV6) {
         Count(n, h, r, {"IPv6", IcmpTypeName(true, r.icmp_type, r.icmp_code)});
       }
+    } else if (name == "dns") {
+      if (!dns) continue;
+      if (message_state == kUnread) {
+        const bool read = options_.dns != nullptr && options_.dns->Decode(DnsIdOf(r), &message);
+        message_state = read ? kRead : kGone;
+        if (!read) missed_.fetch_add(n, std::memory_order_relaxed);
+      }
+      if (message_state == kGone) continue;
+      CountDns(n, h, r, message);
     } else {  // flows-to-world
       if (r.dst_endpoint != kWorldEndpointId || !HasL4(r)) continue;
       if (dropped && !h.spec.any_drop && r.drop_reason != flow::POLICY_DENIED) continue;
       if (!dropped && reply) continue;
-      if (h.spec.syn_only && (r.protocol != IPPROTO_TCP || !(r.tcp_flags & FS_TCP_SYN) || reply)) {
+      if (h.spec.syn_only &&
+          (dns || r.protocol != IPPROTO_TCP || !(r.tcp_flags & FS_TCP_SYN) || reply)) {
         continue;
       }
-      std::vector<std::string> fixed = {ProtocolName(r), VerdictName(r)};
+      std::vector<std::string> fixed = {FlowProtocol(r), VerdictName(r)};
       if (h.spec.port) {
         const bool ports =
             r.protocol == IPPROTO_TCP || r.protocol == IPPROTO_UDP || r.protocol == IPPROTO_SCTP;
@@ -624,6 +706,36 @@ void FlowMetrics::CountAll(const FlowRecord& r, uint64_t n) {
       Count(n, h, r, fixed);
     }
   }
+}
+
+void FlowMetrics::CountDns(uint64_t n, Handler& h, const FlowRecord& r, const flow::DNS& m) {
+  if (h.spec.ignore_aaaa && m.qtypes_size() == 1 && m.qtypes(0) == "AAAA") return;
+  const bool dropped = r.verdict == FS_VERDICT_DROPPED;
+  const bool reply = r.is_reply == FS_REPLY_YES;
+  const std::string qtypes = absl::StrJoin(m.qtypes(), ",");
+  std::vector<std::string> fixed;
+  switch (h.dns) {
+    case Handler::Dns::kQueries:
+      if (!dropped && reply) return;
+      fixed = {dropped ? "Policy denied" : "", qtypes, absl::StrCat(m.ips_size())};
+      break;
+    case Handler::Dns::kResponses:
+      if (dropped || !reply) return;
+      fixed = {DnsMetricRcode(m.rcode()), qtypes, absl::StrCat(m.ips_size())};
+      break;
+    case Handler::Dns::kResponseTypes:
+      if (dropped || !reply) return;
+      for (const std::string& type : m.rrtypes()) {
+        fixed = {type, qtypes};
+        if (h.spec.query) fixed.push_back(m.query());
+        Count(n, h, r, fixed);
+      }
+      return;
+    case Handler::Dns::kNone:
+      return;
+  }
+  if (h.spec.query) fixed.push_back(m.query());
+  Count(n, h, r, fixed);
 }
 
 void FlowMetrics::Expire() {
@@ -652,21 +764,31 @@ void FlowMetrics::Collect(MetricsWriter& w) const {
     }
   }
   if (handlers_.empty()) return;
+  // Per metric as --metrics names it (dns's three families together).
+  std::vector<std::pair<uint64_t, uint64_t>> totals;  // overflow, series
+  for (const MetricSpec& spec : options_.metrics) {
+    auto& [overflow, series] = totals.emplace_back();
+    for (const auto& h : handlers_) {
+      if (h->spec.name != spec.name) continue;
+      absl::MutexLock lock(&h->mu);
+      overflow += h->overflow;
+      series += h->series.size();
+    }
+  }
   w.Counter("flowscope_metrics_overflow_total",
             "Flows counted in a metric's overflow series: its series cap was reached");
-  for (const auto& h : handlers_) {
-    absl::MutexLock lock(&h->mu);
-    w.Sample({{"metric", h->spec.name}}, static_cast<double>(h->overflow));
+  for (size_t i = 0; i < totals.size(); ++i) {
+    w.Sample({{"metric", options_.metrics[i].name}}, static_cast<double>(totals[i].first));
   }
   w.Gauge("flowscope_metrics_series", "Series a flow metric holds");
-  for (const auto& h : handlers_) {
-    absl::MutexLock lock(&h->mu);
-    w.Sample({{"metric", h->spec.name}}, static_cast<double>(h->series.size()));
+  for (size_t i = 0; i < totals.size(); ++i) {
+    w.Sample({{"metric", options_.metrics[i].name}}, static_cast<double>(totals[i].second));
   }
   w.Counter("flowscope_metrics_flows_processed_total", "Flows the metrics have counted");
   w.Sample(static_cast<double>(processed()));
   w.Counter("flowscope_metrics_flows_missed_total",
-            "Flows the metrics missed: the ring moved past them before they were counted");
+            "Flows the metrics missed: the ring moved past them before they were counted, or "
+            "the DNS message a dns metric reads was no longer kept");
   w.Sample(static_cast<double>(missed()));
 }
 

@@ -6,12 +6,15 @@
 //   --metrics "flow:sourceContext=namespace;destinationContext=namespace drop tcp"
 //
 // Each item is `name[:option;option...]`, items separated by spaces (the flag may be given
-// several times). Metrics: flow, drop, tcp, port-distribution, icmp, flows-to-world. Options:
+// several times). Metrics: flow, drop, tcp, port-distribution, icmp, flows-to-world, dns. Options:
 // sourceContext / destinationContext and their Egress/Ingress variants (identity | namespace |
 // pod | pod-short | pod-name | dns | ip | reserved-identity | workload | workload-name | app,
 // several joined by '|': the first non-empty wins), labelsContext (source_ip, source_pod,
 // source_namespace, source_workload, source_app, the destination_ ones, traffic_direction) and,
-// for flows-to-world, any-drop, port and syn-only. Anything else is an error naming it.
+// for flows-to-world, any-drop, port and syn-only; for dns, query and ignoreAAAA. Anything else is
+// an error naming it. dns counts the passive DNS flows (hubble_dns_queries_total,
+// hubble_dns_responses_total, hubble_dns_response_types_total), reading each message from the
+// DnsTable the options name.
 //
 // Label cardinality is bounded: beyond max_series series per metric, new label sets are counted
 // in one series whose context labels read "overflow" (and flowscope_metrics_overflow_total
@@ -35,6 +38,7 @@
 #include "absl/time/time.h"
 #include "api/clock.h"
 #include "api/metrics.h"
+#include "observer/dns_table.h"
 #include "observer/endpoint_table.h"
 #include "observer/flow_query.h"
 
@@ -67,11 +71,13 @@ struct MetricContextOptions {
 };
 
 struct MetricSpec {
-  std::string name;  // flow, drop, tcp, port-distribution, icmp, flows-to-world
+  std::string name;  // flow, drop, tcp, port-distribution, icmp, flows-to-world, dns
   MetricContextOptions context;
   bool any_drop = false;  // flows-to-world
   bool port = false;
   bool syn_only = false;
+  bool query = false;        // dns: a "query" label with the name asked for
+  bool ignore_aaaa = false;  // dns: AAAA-only lookups are not counted
 };
 
 // Parses --metrics values.
@@ -81,7 +87,8 @@ struct FlowMetricsOptions {
   std::vector<MetricSpec> metrics;
   size_t max_series = 10000;  // per metric
   absl::Duration series_ttl = absl::Minutes(10);
-  const Clock* clock = nullptr;  // the real one when unset
+  const Clock* clock = nullptr;   // the real one when unset
+  const DnsTable* dns = nullptr;  // the messages of DNS records (the dns metric needs it)
 };
 
 class FlowMetrics {
@@ -114,6 +121,8 @@ class FlowMetrics {
   void Flush(absl::flat_hash_map<Key, uint64_t>* batch);
   // Counts `n` records alike in what the metrics look at.
   void CountAll(const FlowRecord& r, uint64_t n);
+  // The dns metric's families for a DNS record whose message is `m`.
+  void CountDns(uint64_t n, Handler& h, const FlowRecord& r, const flow::DNS& m);
   // A context label value of an endpoint, cached by (endpoint id, context).
   const std::string& EndpointContext(uint32_t id, MetricContext c);
   void Count(uint64_t n, Handler& h, const FlowRecord& r, const std::vector<std::string>& fixed);
@@ -125,7 +134,8 @@ class FlowMetrics {
   const FlowMetricsOptions options_;
   const Clock& clock_;
   std::vector<std::unique_ptr<Handler>> handlers_;
-  bool need_addresses_ = false;                                  // a context or label is an address
+  bool need_addresses_ = false;  // a context or label is an address
+  bool need_dns_ = false;        // the dns metric reads each DNS record's message
   absl::flat_hash_map<uint64_t, std::string> endpoint_context_;  // Process's thread only
   std::atomic<uint64_t> processed_{0};
   std::atomic<uint64_t> missed_{0};

@@ -36,7 +36,18 @@ class FlowMetricsTest : public ::testing::Test {
     EXPECT_TRUE(specs.ok()) << specs.status();
     return std::make_unique<FlowMetrics>(
         *ring_, table_,
-        FlowMetricsOptions{.metrics = *specs, .max_series = max_series, .clock = &clock_});
+        FlowMetricsOptions{
+            .metrics = *specs, .max_series = max_series, .clock = &clock_, .dns = &dns_});
+  }
+  // The L7 DNS record of `m` (kept in dns_) between src and dst, as the parser writes it.
+  FlowRecord Dns(const char* src, const char* dst, const DnsMessage& m) {
+    FlowRecord r = m.response ? Udp(src, dst, 40000) : Udp(src, dst, 53);
+    if (m.response) r.sport = 53;
+    r.emit_reason = FS_EMIT_DNS;
+    r.obs_point = m.response ? FS_OBS_TO_ENDPOINT : FS_OBS_FROM_ENDPOINT;
+    r.is_reply = m.response ? FS_REPLY_YES : FS_REPLY_NO;
+    r.flow_bytes = dns_.Add(EncodeDns(m));
+    return r;
   }
   FlowRecord Udp(const char* src, const char* dst, uint16_t dport) {
     EndpointTable::Resolver res(table_);
@@ -53,6 +64,7 @@ class FlowMetricsTest : public ::testing::Test {
   ManualClock clock_{absl::Now()};
   std::unique_ptr<Ring> ring_;
   EndpointTable table_{"default"};
+  DnsTable dns_{64};
 };
 
 TEST(MetricSpecTest, HubbleSyntaxAndClearErrors) {
@@ -71,10 +83,15 @@ TEST(MetricSpecTest, HubbleSyntaxAndClearErrors) {
       ::testing::ElementsAre("source_namespace", "destination_namespace", "traffic_direction"))
       << "Hubble's order, whatever order they were given in";
   EXPECT_TRUE((*specs)[3].any_drop && (*specs)[3].port && (*specs)[3].syn_only);
+  auto dns = ParseMetricSpecs({"dns:query;ignoreAAAA;sourceContext=pod"});
+  ASSERT_TRUE(dns.ok()) << dns.status();
+  EXPECT_TRUE((*dns)[0].query && (*dns)[0].ignore_aaaa);
 
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"flows", "unknown metric"},
-      {"dns:query", "not available"},
+      {"http", "not available"},
+      {"dns:ignoreAAAA=yes", "unknown option"},
+      {"dns:port", "unknown option"},
       {"flow:sourceContext=pods", "unknown context \"pods\""},
       {"flow:labelsContext=source_pod,nope", "invalid labelsContext value \"nope\""},
       {"drop:colour=blue", "unknown option"},
@@ -175,6 +192,83 @@ TEST_F(FlowMetricsTest, FlowsToWorldWithItsOptions) {
   m->Process(dropped);
   EXPECT_THAT(Text(*m), HasSubstr("hubble_flows_to_world_total{protocol=\"TCP\",verdict="
                                   "\"FORWARDED\",port=\"443\"} 1\n# HELP"));
+}
+
+// A DNS flow is an L7 flow to Hubble's metrics: flow counts it as {DNS, L7, DNS}, tcp and icmp
+// leave it, port-distribution counts a request by its port and flows-to-world by "DNS"; the dns
+// metric reads its message.
+TEST_F(FlowMetricsTest, DnsFlowsAreL7FlowsAndHubblesDnsMetricsCountTheirMessages) {
+  auto m = Make({"flow port-distribution flows-to-world tcp dns:query;sourceContext=pod"});
+  DnsMessage query;
+  query.query = "deathstar.default.svc.cluster.local.";
+  query.qtypes = {1};
+  m->Process(Dns("10.0.1.5", "10.0.3.2", query));
+  m->Process(Udp("10.0.1.5", "10.0.3.2", 53));  // the query's packet, its L3/L4 flow
+  DnsMessage answer = query;
+  answer.response = true;
+  answer.ips = {"10.96.0.20", "10.96.0.21"};
+  answer.rrtypes = {1, 1};
+  answer.ttl = 30;
+  m->Process(Dns("10.0.3.2", "10.0.1.5", answer));
+  DnsMessage nx = query;
+  nx.response = true;
+  nx.rcode = 3;
+  m->Process(Dns("10.0.3.2", "10.0.1.5", nx));
+  DnsMessage out = query;
+  out.query = "example.com.";
+  m->Process(Dns("10.0.1.5", "8.8.8.8", out));  // to a resolver in the world
+  FlowRecord gone = Dns("10.0.1.5", "10.0.3.2", query);
+  gone.flow_bytes = 999;  // a message the table no longer has
+  m->Process(gone);
+
+  const std::string text = Text(*m);
+  EXPECT_THAT(text, HasSubstr("hubble_flows_processed_total{protocol=\"DNS\",type=\"L7\","
+                              "subtype=\"DNS\",verdict=\"FORWARDED\"} 5\n"));
+  EXPECT_THAT(text, HasSubstr("hubble_flows_processed_total{protocol=\"UDP\",type=\"Trace\","
+                              "subtype=\"from-endpoint\",verdict=\"FORWARDED\"} 1\n"))
+      << "the L3/L4 flow is a Trace flow, the DNS ones are not";
+  EXPECT_THAT(text, HasSubstr("hubble_port_distribution_total{protocol=\"UDP\",port=\"53\"} 4\n"))
+      << "three requests and the L3/L4 flow; answers are replies";
+  EXPECT_THAT(text, HasSubstr("hubble_flows_to_world_total{protocol=\"DNS\",verdict="
+                              "\"FORWARDED\"} 1\n"));
+  EXPECT_THAT(text, Not(HasSubstr("hubble_tcp_flags_total{")));
+
+  const std::string tie = "source=\"default/tiefighter-6d5b9c7f4d-x2x9z\"";
+  const std::string coredns = "source=\"kube-system/coredns-1\"";
+  EXPECT_THAT(text, HasSubstr("# TYPE hubble_dns_queries_total counter\n"));
+  EXPECT_THAT(text, HasSubstr("hubble_dns_queries_total{" + tie +
+                              ",rcode=\"\",qtypes=\"A\",ips_returned=\"0\",query=\"deathstar."
+                              "default.svc.cluster.local.\"} 1\n"))
+      << "the request whose message is gone is not counted here";
+  EXPECT_THAT(text, HasSubstr("hubble_dns_queries_total{" + tie +
+                              ",rcode=\"\",qtypes=\"A\",ips_returned=\"0\",query=\"example."
+                              "com.\"} 1\n"));
+  EXPECT_THAT(text,
+              HasSubstr("hubble_dns_responses_total{" + coredns +
+                        ",rcode=\"No Error\",qtypes=\"A\",ips_returned=\"2\",query=\"deathstar."
+                        "default.svc.cluster.local.\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("hubble_dns_responses_total{" + coredns +
+                              ",rcode=\"Non-Existent Domain\",qtypes=\"A\",ips_returned=\"0\","
+                              "query=\"deathstar.default.svc.cluster.local.\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("hubble_dns_response_types_total{" + coredns +
+                              ",type=\"A\",qtypes=\"A\",query=\"deathstar.default.svc.cluster."
+                              "local.\"} 2\n"))
+      << "one per answer record";
+  EXPECT_THAT(text, HasSubstr("flowscope_metrics_series{metric=\"dns\"} 5\n"));
+  EXPECT_EQ(m->missed(), 1u);
+  EXPECT_EQ(m->processed(), 6u);
+
+  // ignoreAAAA leaves AAAA-only lookups out; without context the labels are Hubble's own.
+  auto plain = Make({"dns:ignoreAAAA"});
+  DnsMessage aaaa = query;
+  aaaa.qtypes = {28};
+  plain->Process(Dns("10.0.1.5", "10.0.3.2", aaaa));
+  plain->Process(Dns("10.0.1.5", "10.0.3.2", query));
+  const std::string counted = Text(*plain);
+  EXPECT_THAT(
+      counted,
+      HasSubstr("hubble_dns_queries_total{rcode=\"\",qtypes=\"A\",ips_returned=\"0\"} 1\n"));
+  EXPECT_THAT(counted, Not(HasSubstr("AAAA")));
 }
 
 TEST_F(FlowMetricsTest, SeriesAreCappedWithAnOverflowSeriesAndExpire) {

@@ -495,9 +495,10 @@ TEST_F(ObserverE2eTest, MetricsHealthAndReadinessOverHttpCountRealTraffic) {
 
 // Passive DNS over real packets between two pods: a lookup answered with two addresses, one
 // answered NXDOMAIN, and an answer too malformed to read (skipped, counted), as Hubble's L7 DNS
-// flows — each message once, on the client's side, the answer with its latency.
+// flows — each message once, on the client's side, the answer with its latency — counted by
+// Hubble's dns metrics.
 TEST_F(ObserverE2eTest, DnsLookupsBetweenPodsAreHubblesL7DnsFlows) {
-  StartDaemon();
+  StartDaemon({"--metrics", "flow dns:destinationContext=pod-name"});
   const std::string http = observer_->HttpAddress();
   auto bytes = [](const testing::DnsWire& w) { return std::string(w.b.begin(), w.b.end()); };
   testing::DnsWire q1, a1, q2, a2, q3, a3;
@@ -557,9 +558,34 @@ TEST_F(ObserverE2eTest, DnsLookupsBetweenPodsAreHubblesL7DnsFlows) {
             "unknown-galaxy.default.svc.cluster.local. AAAA)");
   EXPECT_EQ(by.count(std::pair<uint32_t, bool>(p3, true)), 0u) << "the malformed answer";
   EXPECT_EQ(at(p3, false).l7().dns().query(), "loop.example.");
-  const std::string metrics = Get(*net_, http, "/metrics").body;
+  std::string metrics;
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    metrics = Get(*net_, http, "/metrics").body;
+    return Sample(metrics,
+                  "hubble_flows_processed_total{protocol=\"DNS\",type=\"L7\","
+                  "subtype=\"DNS\",verdict=\"FORWARDED\"}") == 5;
+  })) << metrics;
   EXPECT_EQ(Sample(metrics, "flowscope_dns_malformed_total"), 1) << metrics;
   EXPECT_EQ(Sample(metrics, "flowscope_dns_messages_total"), 6) << metrics;
+  const std::string server = "destination=\"deathstar-6fb5694d48-5hmds\"";
+  const std::string client = "destination=\"tiefighter\"";
+  EXPECT_EQ(Sample(metrics, "hubble_dns_queries_total{" + server +
+                                ",rcode=\"\",qtypes=\"A\",ips_returned=\"0\"}"),
+            2)
+      << metrics;
+  EXPECT_EQ(Sample(metrics, "hubble_dns_queries_total{" + server +
+                                ",rcode=\"\",qtypes=\"AAAA\",ips_returned=\"0\"}"),
+            1);
+  EXPECT_EQ(Sample(metrics, "hubble_dns_responses_total{" + client +
+                                ",rcode=\"No Error\",qtypes=\"A\",ips_returned=\"2\"}"),
+            1);
+  EXPECT_EQ(
+      Sample(metrics, "hubble_dns_responses_total{" + client +
+                          ",rcode=\"Non-Existent Domain\",qtypes=\"AAAA\",ips_returned=\"0\"}"),
+      1);
+  EXPECT_EQ(
+      Sample(metrics, "hubble_dns_response_types_total{" + client + ",type=\"A\",qtypes=\"A\"}"),
+      2);
 }
 
 TEST_F(ObserverE2eTest, ExportsTheFlowsItsAllowListLetsThroughToAFile) {

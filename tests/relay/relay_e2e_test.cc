@@ -22,6 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "peer/peer.grpc.pb.h"
+#include "tests/testing/dns_wire.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/kube_apiserver.h"
 #include "tests/testing/kube_fixtures.h"
@@ -124,7 +125,7 @@ class RelayE2eTest : public testing::NetnsTestBase {
                                      "--policy",
                                      (dir_ / "policy.yaml").string(),
                                      "--metrics",
-                                     "flow drop:sourceContext=namespace tcp port-distribution",
+                                     "flow drop:sourceContext=namespace tcp port-distribution dns",
                                      "--ring-capacity",
                                      "4095",
                                      "--ring-buffer-bytes",
@@ -365,23 +366,34 @@ TEST_F(RelayE2eTest, ARealPrometheusScrapesObserversAndRelayAndEveryDashboardQue
       << "every target scraped: " << query("up").dump() << "\n"
       << testing::RunShell("cat " + (dir_ / "prometheus.log").string());
 
-  // Traffic: connections that pass, and one the policy denies.
+  // Traffic: connections that pass, one the policy denies, and a DNS lookup.
   for (int i = 0; i < 3; ++i) testing::TcpExchange(*net_, 8080);
+  testing::DnsWire lookup, answer;
+  lookup.Header(0x0100, 1, 0).Name("deathstar.default.svc.cluster.local").Question(1);
+  answer.Header(0x8180, 1, 1).Name("deathstar.default.svc.cluster.local").Question(1);
+  answer.Answer(1, 30, {10, 96, 0, 20});
+  testing::UdpExchange(*net_, 53, std::string(lookup.b.begin(), lookup.b.end()),
+                       std::string(answer.b.begin(), answer.b.end()));
   EXPECT_FALSE(testing::TryConnect(*net_, 7070, absl::Milliseconds(1200)));
   // Once Prometheus holds what the observers count now, it matches GetFlows through the relay.
   std::map<std::string, double> from_flows;
-  double drop_events = 0;  // the drops, not the policy verdicts beside them
+  double drop_events = 0;  // the policy drops, not the policy verdicts beside them
+  std::map<std::string, double> drop_reasons;
   std::string out;
   ASSERT_TRUE(testing::WaitUntil(
       [&] {
         out = Cli("observe --all -o json");
         from_flows.clear();
         drop_events = 0;
+        drop_reasons.clear();
         for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
           const auto f = nlohmann::json::parse(line, nullptr, false);
           if (!f.is_discarded() && f.contains("flow")) {
             from_flows[f["flow"].value("verdict", "")] += 1;
-            if (f["flow"]["event_type"].value("type", 0) == 1) drop_events += 1;
+            if (f["flow"]["event_type"].value("type", 0) != 1) continue;
+            const std::string reason = f["flow"].value("drop_reason_desc", "");
+            drop_reasons[reason] += 1;
+            if (reason == "POLICY_DENIED") drop_events += 1;
           }
         }
         return from_flows["DROPPED"] > 0 &&
@@ -395,7 +407,9 @@ TEST_F(RelayE2eTest, ARealPrometheusScrapesObserversAndRelayAndEveryDashboardQue
       << " dropped; Prometheus: "
       << query("sum by (verdict) (hubble_flows_processed_total)").dump();
   EXPECT_EQ(value("sum(hubble_drop_total{reason=\"POLICY_DENIED\",source=\"default\"})"),
-            drop_events);
+            drop_events)
+      << query("hubble_drop_total").dump() << "\n"
+      << nlohmann::json(drop_reasons).dump();
   EXPECT_EQ(value("sum(flowscope_relay_peers{state=\"connected\"})"), 2);
 
   // Every query of the dashboard returns data (rates need a few scrapes).

@@ -5,6 +5,8 @@
 
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <atomic>
 #include <cstring>
@@ -168,9 +170,31 @@ TEST_F(EventConsumerTest, StopWakesABlockedPoll) {
   EXPECT_TRUE((*consumer)->stopped());
 }
 
+// Keeps the calling thread on the CPU it runs on for its lifetime. A perf buffer is one ring
+// per CPU and the kernel writes a ring's lost-samples record on that CPU's next sample: a
+// burst and the sample after it must come from the same CPU.
+class PinToThisCpu {
+ public:
+  PinToThisCpu() {
+    pthread_getaffinity_np(pthread_self(), sizeof(old_), &old_);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    pinned_ = pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0;
+  }
+  ~PinToThisCpu() { pthread_setaffinity_np(pthread_self(), sizeof(old_), &old_); }
+  bool pinned() const { return pinned_; }
+
+ private:
+  cpu_set_t old_;
+  bool pinned_ = false;
+};
+
 TEST_F(EventConsumerTest, PerfBufferFallbackDeliversAlignedEventsAndCountsLoss) {
   Skel skel = Load();
   ASSERT_TRUE(skel);
+  PinToThisCpu pin;
+  ASSERT_TRUE(pin.pinned());
   Collector got;
   auto consumer = PerfBufferConsumer::Create(bpf_map__fd(skel->maps.perf_events), 1,
                                              sizeof(test_event), got.Callback());
