@@ -80,6 +80,8 @@ absl::Status ObserverDaemon::Start() {
   // One DNS message per ring slot at most: every DNS record in the ring has its message.
   dns_ = std::make_unique<DnsTable>(ring_->Cap() + 1);
   builder_->AttachDns(dns_.get());
+  dns_names_ = std::make_unique<NameCache>();
+  builder_->AttachNames(dns_names_.get());
   if (options_.history) {
     auto history = HistoryStore::Open({.dir = options_.data_dir + "/history",
                                        .max_age = options_.history_max_age,
@@ -156,6 +158,7 @@ absl::Status ObserverDaemon::Start() {
   parser_ = std::make_unique<EventParser>(*table_);
   parser_->SetKernelReasons(datapath_->kernel_reason_ids());
   parser_->SetDnsTable(dns_.get());
+  parser_->SetNameCache(dns_names_.get());
   WatchEndpointAddresses();
   auto consumer = ringbuf::RingBufferConsumer::Create(
       datapath_->events_fd(), datapath_->lost_events_fd(), sizeof(flow_event),
@@ -235,7 +238,8 @@ absl::Status ObserverDaemon::Start() {
   server_ = std::move(server).value();
 
   flow_metrics_ = std::make_unique<FlowMetrics>(
-      *ring_, *table_, FlowMetricsOptions{.metrics = *metric_specs, .dns = dns_.get()});
+      *ring_, *table_,
+      FlowMetricsOptions{.metrics = *metric_specs, .dns = dns_.get(), .names = dns_names_.get()});
   flow_metrics_->Start();
   if (!options_.export_file_path.empty()) {
     exporter_ = std::make_unique<FlowExporter>(*ring_, *table_, *builder_, export_config,

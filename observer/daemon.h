@@ -128,6 +128,7 @@ class ObserverDaemon {
   std::unique_ptr<EndpointTable> table_;
   InterfaceNames names_;
   std::unique_ptr<DnsTable> dns_;
+  std::unique_ptr<NameCache> dns_names_;  // the names DNS answers gave each client
   std::unique_ptr<FlowBuilder> builder_;
   std::unique_ptr<FileEndpointSource> endpoints_;
   std::unique_ptr<KubernetesEndpointSource> kube_;

@@ -96,7 +96,14 @@ class CompiledFilter {
     std::vector<std::string> clusters;
     std::vector<uint16_t> ports;
     std::vector<NameRule> services;
+    std::vector<std::shared_ptr<const RE2>> fqdns;  // anchored, over the side's DNS names
 
+    bool FqdnMatches(const std::vector<std::string>& names) const {
+      return std::any_of(names.begin(), names.end(), [&](const std::string& n) {
+        return std::any_of(fqdns.begin(), fqdns.end(),
+                           [&](const auto& re) { return RE2::FullMatch(n, *re); });
+      });
+    }
     bool ServiceMatches(const std::string& ns, const std::string& name) const {
       return std::any_of(services.begin(), services.end(),
                          [&](const NameRule& rule) { return rule.Match(ns, name); });
@@ -194,6 +201,11 @@ class CompiledFilter {
     uint32_t ifindex() const { return r.ifindex; }
     std::string interface_name() const { return c.builder_->InterfaceName(r.ifindex); }
     std::string uuid() const { return c.builder_->Uuid(position); }
+    std::vector<std::string> names(bool source) const {
+      const NameCache* cache = c.builder_ == nullptr ? nullptr : c.builder_->names();
+      if (cache == nullptr) return {};
+      return source ? cache->SourceNames(r) : cache->DestinationNames(r);
+    }
     // Evaluated once per endpoint id while it stays in its cache slot (ids grow with pod
     // churn; the cache does not).
     bool endpoint_matches(const Side& side, bool source) const {
@@ -218,7 +230,7 @@ class CompiledFilter {
   // record: then the filter matches it exactly when both sides accept their endpoint ids.
   bool EndpointOnly() const {
     const auto plain = [](const Side& s) {
-      return s.ips.empty() && s.ports.empty() && s.services.empty();
+      return s.ips.empty() && s.ports.empty() && s.services.empty() && s.fqdns.empty();
     };
     return !never_ && plain(src_) && plain(dst_) && verdicts_.none() && ip_versions_.empty() &&
            protocols_.empty() && !dns_protocol_ && dns_queries_.empty() && event_types_.empty() &&
@@ -335,6 +347,7 @@ class CompiledFilter {
       if (std::find(side.ports.begin(), side.ports.end(), port) == side.ports.end()) return false;
     }
     if (!side.services.empty() && !x.service_matches(side, source)) return false;
+    if (!side.fqdns.empty() && !side.FqdnMatches(x.names(source))) return false;
     return !side.HasEndpointCriteria() || x.endpoint_matches(side, source);
   }
 
@@ -380,20 +393,29 @@ absl::Status ValidateRegex(absl::string_view field, const std::string& value) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateFqdn(absl::string_view field, const std::string& value) {
+// Hubble's FQDN patterns: lowercased, without surrounding spaces and one trailing dot, of
+// letters, digits, '-', '_', '.' and '*' (any run of those but '*'); the whole name must match.
+absl::StatusOr<std::shared_ptr<const RE2>> FqdnPattern(absl::string_view field,
+                                                       const std::string& value) {
   const std::string lower = absl::AsciiStrToLower(value);
-  absl::string_view v = lower;
+  absl::string_view v = absl::StripAsciiWhitespace(lower);
   absl::ConsumeSuffix(&v, ".");
   if (v.empty()) return Invalid(field, value, "must not be empty");
+  std::string re;
   for (char c : v) {
-    if (!(absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '*' ||
-          c == '_')) {
+    if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') {
+      re.push_back(c);
+    } else if (c == '.') {
+      re += "[.]";
+    } else if (c == '*') {
+      re += "[-a-zA-Z0-9_.]*";
+    } else {
       return Invalid(
           field, value,
           absl::StrCat("character '", std::string(1, c), "' is not allowed in an FQDN pattern"));
     }
   }
-  return absl::OkStatus();
+  return std::make_shared<const RE2>(re);
 }
 
 // Hubble's node name patterns: "[cluster/]node", each part lowercased, without surrounding
@@ -496,11 +518,12 @@ absl::Status CompileSide(const flow::FlowFilter& f, bool source, CompiledFilter:
     if (!r.ok()) return r.status();
     side->services.push_back(*std::move(r));
   }
-  // Criteria on data flowscope does not record yet: refused, never answered as matching nothing.
   for (const std::string& v : source ? f.source_fqdn() : f.destination_fqdn()) {
-    if (absl::Status s = ValidateFqdn(field("fqdn"), v); !s.ok()) return s;
-    return Unsupported(field("fqdn"), v, "flowscope records no DNS names for flows yet");
+    auto re = FqdnPattern(field("fqdn"), v);
+    if (!re.ok()) return re.status();
+    side->fqdns.push_back(*std::move(re));
   }
+  // Criteria on data flowscope does not record yet: refused, never answered as matching nothing.
   if (source) {
     for (const std::string& v : f.source_ip_xlated()) {
       if (auto c = ParseCidr("source_ip_xlated", v); !c.ok()) return c.status();
@@ -821,6 +844,10 @@ bool CompiledFilter::MatchFlow(const flow::Flow& f) const {
     uint32_t ifindex() const { return f.interface().index(); }
     std::string interface_name() const { return f.interface().name(); }
     std::string uuid() const { return absl::AsciiStrToLower(f.uuid()); }
+    std::vector<std::string> names(bool source) const {
+      const auto& n = source ? f.source_names() : f.destination_names();
+      return {n.begin(), n.end()};
+    }
     bool endpoint_matches(const Side& side, bool source) const {
       return EndpointOfFlowMatches(side, source ? f.source() : f.destination());
     }

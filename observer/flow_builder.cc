@@ -382,6 +382,10 @@ void FlowBuilder::Build(const FlowRecord& r, uint64_t position, flow::Flow* out,
   const bool dns = IsDns(r);
   out->set_type(dns ? flow::L7 : flow::L3_L4);
   out->set_node_name(node_name_);
+  if (names_ != nullptr && !names_->empty()) {
+    for (std::string& n : names_->SourceNames(r)) out->add_source_names(std::move(n));
+    for (std::string& n : names_->DestinationNames(r)) out->add_destination_names(std::move(n));
+  }
   flow::DNS message;
   const bool have_message = dns && dns_ != nullptr && dns_->Decode(DnsIdOf(r), &message);
   if (!have_message) message.Clear();  // what a failed parse left in it is not sent
@@ -645,6 +649,10 @@ void FlowBuilder::EncodeResponse(const FlowRecord& r, uint64_t position, std::st
   const bool dns = IsDns(r);
   w.U64(10, dns ? flow::L7 : flow::L3_L4);
   w.Str(11, node_name_);
+  if (names_ != nullptr && !names_->empty()) {
+    for (const std::string& n : names_->SourceNames(r)) w.Bytes(13, n);
+    for (const std::string& n : names_->DestinationNames(r)) w.Bytes(14, n);
+  }
   const bool reply = r.is_reply == FS_REPLY_YES;
   std::shared_ptr<const std::string> message;
   flow::DNS decoded;  // for the Summary; bytes that do not decode are sent as none, as Build does

@@ -19,6 +19,7 @@
 #include "observer/dns_table.h"
 #include "observer/endpoint_table.h"
 #include "observer/flow_record.h"
+#include "observer/name_cache.h"
 #include "observer/observer.pb.h"
 #include "ringbuf/flow_ring.h"
 
@@ -94,6 +95,10 @@ class FlowBuilder {
   // built as an L7 flow without its message. Call before the builder is shared.
   void AttachDns(const DnsTable* dns) { dns_ = dns; }
   const DnsTable* dns() const { return dns_; }
+  // The names clients looked up (source_names, destination_names). Call before the builder is
+  // shared.
+  void AttachNames(const NameCache* names) { names_ = names; }
+  const NameCache* names() const { return names_; }
 
   // `position` is the record's ring position in its run (they make the uuid); run 0 is this
   // one. `extensions`: the client asked for flowscope's types in Flow.extensions
@@ -145,6 +150,7 @@ class FlowBuilder {
   const RunArchive* runs_ = nullptr;
   uint32_t current_run_ = 0;
   const DnsTable* dns_ = nullptr;
+  const NameCache* names_ = nullptr;
 };
 
 }  // namespace flowscope::observer

@@ -295,7 +295,8 @@ FlowMetrics::FlowMetrics(const Ring& ring, const EndpointTable& table, FlowMetri
     const MetricContextOptions& c = spec.context;
     for (const auto* list : {&c.source, &c.destination, &c.source_egress, &c.source_ingress,
                              &c.destination_egress, &c.destination_ingress}) {
-      need_addresses_ |= std::find(list->begin(), list->end(), MetricContext::kIp) != list->end();
+      need_addresses_ |= std::find(list->begin(), list->end(), MetricContext::kIp) != list->end() ||
+                         std::find(list->begin(), list->end(), MetricContext::kDns) != list->end();
     }
     for (const std::string& l : c.labels) need_addresses_ |= absl::EndsWith(l, "_ip");
     auto h = std::make_unique<Handler>();
@@ -452,6 +453,7 @@ void FlowMetrics::Flush(absl::flat_hash_map<Key, uint64_t>* batch) {
 void FlowMetrics::Process(const FlowRecord& r) {
   absl::flat_hash_map<Key, uint64_t> batch;
   Fold(r, &batch);
+  count_time_ns_ = r.time_ns;
   Flush(&batch);
 }
 
@@ -468,6 +470,7 @@ void FlowMetrics::Run(uint64_t from) {
       switch (reader.Next(&r)) {
         case ringbuf::ReadStatus::kRecord:
           Fold(r, &batch);
+          count_time_ns_ = r.time_ns;
           ++read;
           break;
         case ringbuf::ReadStatus::kLost:
@@ -537,11 +540,21 @@ const std::string& FlowMetrics::EndpointContext(uint32_t id, MetricContext c) {
     case MetricContext::kApp:
       v = AppOf(e);
       break;
-    case MetricContext::kDns:  // no names resolved yet
-    case MetricContext::kIp:   // by address, not by endpoint
+    case MetricContext::kDns:  // by the flow's addresses, not by endpoint
+    case MetricContext::kIp:
       break;
   }
   return endpoint_context_.emplace(key, std::move(v)).first->second;
+}
+
+std::string FlowMetrics::DnsNames(const FlowRecord& r, bool source) const {
+  if (options_.names == nullptr) return "";
+  // Names as they stand when the batch is counted (records come to the metrics just after
+  // the drain wrote them).
+  FlowRecord at = r;
+  at.time_ns = count_time_ns_;
+  return absl::StrJoin(
+      source ? options_.names->SourceNames(at) : options_.names->DestinationNames(at), ",");
 }
 
 void FlowMetrics::ContextValues(const Handler& h, const FlowRecord& r,
@@ -573,9 +586,14 @@ void FlowMetrics::ContextValues(const Handler& h, const FlowRecord& r,
     if (!ingress.empty() && direction == flow::INGRESS) list = &ingress;
     if (!egress.empty() && direction == flow::EGRESS) list = &egress;
     for (MetricContext id : *list) {
-      std::string v = id == MetricContext::kIp
-                          ? AddressOf(r, source)
-                          : EndpointContext(source ? r.src_endpoint : r.dst_endpoint, id);
+      std::string v;
+      if (id == MetricContext::kIp) {
+        v = AddressOf(r, source);
+      } else if (id == MetricContext::kDns) {
+        v = DnsNames(r, source);
+      } else {
+        v = EndpointContext(source ? r.src_endpoint : r.dst_endpoint, id);
+      }
       if (!v.empty()) return v;  // the first non-empty one
     }
     return std::string();

@@ -41,6 +41,7 @@
 #include "observer/dns_table.h"
 #include "observer/endpoint_table.h"
 #include "observer/flow_query.h"
+#include "observer/name_cache.h"
 
 namespace flowscope::observer {
 
@@ -87,8 +88,9 @@ struct FlowMetricsOptions {
   std::vector<MetricSpec> metrics;
   size_t max_series = 10000;  // per metric
   absl::Duration series_ttl = absl::Minutes(10);
-  const Clock* clock = nullptr;   // the real one when unset
-  const DnsTable* dns = nullptr;  // the messages of DNS records (the dns metric needs it)
+  const Clock* clock = nullptr;      // the real one when unset
+  const DnsTable* dns = nullptr;     // the messages of DNS records (the dns metric needs it)
+  const NameCache* names = nullptr;  // the names clients looked up (the dns context needs it)
 };
 
 class FlowMetrics {
@@ -126,6 +128,8 @@ class FlowMetrics {
   // A context label value of an endpoint, cached by (endpoint id, context).
   const std::string& EndpointContext(uint32_t id, MetricContext c);
   void Count(uint64_t n, Handler& h, const FlowRecord& r, const std::vector<std::string>& fixed);
+  // The dns context: Hubble's source_names / destination_names, joined by ','.
+  std::string DnsNames(const FlowRecord& r, bool source) const;
   void ContextValues(const Handler& h, const FlowRecord& r, std::vector<std::string>* out);
   void Run(uint64_t from);
 
@@ -136,6 +140,7 @@ class FlowMetrics {
   std::vector<std::unique_ptr<Handler>> handlers_;
   bool need_addresses_ = false;  // a context or label is an address
   bool need_dns_ = false;        // the dns metric reads each DNS record's message
+  uint64_t count_time_ns_ = 0;   // the newest record folded: when names are looked up
   absl::flat_hash_map<uint64_t, std::string> endpoint_context_;  // Process's thread only
   std::atomic<uint64_t> processed_{0};
   std::atomic<uint64_t> missed_{0};

@@ -173,6 +173,10 @@ bool EventParser::Parse(absl::Span<const uint8_t> raw, FlowRecord* out) {
     record.flow_packets = l7->latency_ns;
     record.tcp_flags = 0;
     has_dns_ = flow_reason != 0;
+    if (names_ != nullptr && !l7->ips.empty()) {
+      names_->Add(NameCache::ClientOf(record, /*source=*/false), l7->name, l7->ips, l7->ttl,
+                  record.time_ns);
+    }
   }
   if (flow_reason != 0) out->emit_reason = flow_reason;  // the packet's own L3/L4 event
   return true;
@@ -213,9 +217,16 @@ std::optional<EventParser::DnsFacts> EventParser::ParseDns(absl::Span<const uint
     pending_.erase(it);
   }
   ++stats_.dns;
-  return DnsFacts{.id = dns_->Add(EncodeDns(*m)),
-                  .latency_ns = latency,
-                  .is_reply = static_cast<uint8_t>(m->response ? FS_REPLY_YES : FS_REPLY_NO)};
+  DnsFacts facts;
+  facts.id = dns_->Add(EncodeDns(*m));
+  facts.latency_ns = latency;
+  facts.is_reply = m->response ? FS_REPLY_YES : FS_REPLY_NO;
+  if (m->response && m->rcode == 0 && names_ != nullptr) {
+    facts.name = std::move(m->query);
+    facts.ips = std::move(m->ips);
+    facts.ttl = m->ttl;
+  }
+  return facts;
 }
 
 }  // namespace flowscope::observer

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -19,6 +20,7 @@
 #include "observer/dns_table.h"
 #include "observer/endpoint_table.h"
 #include "observer/flow_record.h"
+#include "observer/name_cache.h"
 
 namespace flowscope::observer {
 
@@ -63,6 +65,9 @@ class EventParser {
   // Where DNS messages (FS_EMIT_DNS events) go; without a table they are skipped. Must outlive
   // the parser.
   void SetDnsTable(DnsTable* dns) { dns_ = dns; }
+  // Where the names answers give their clients go (source_names/destination_names). Must
+  // outlive the parser.
+  void SetNameCache(NameCache* names) { names_ = names; }
 
  private:
   EndpointTable::Resolver resolver_;
@@ -74,6 +79,7 @@ class EventParser {
   uint64_t ktime_passed_ = 0;  // a kernel (monotonic) time known to have passed
   std::vector<uint8_t> kernel_reason_ids_;
   DnsTable* dns_ = nullptr;
+  NameCache* names_ = nullptr;
   FlowRecord dns_record_;  // the second record of the last event, for TakeDns()
   bool has_dns_ = false;
   // Queries waiting for their answer: (client address, client port, server port, DNS id) ->
@@ -104,6 +110,10 @@ class EventParser {
     uint64_t id = 0;  // in the DNS table
     uint64_t latency_ns = 0;
     uint8_t is_reply = FS_REPLY_NO;  // an answer
+    // An answer's name and addresses, for the name cache.
+    std::string name;
+    std::vector<std::string> ips;
+    uint32_t ttl = 0;
   };
   std::optional<DnsFacts> ParseDns(absl::Span<const uint8_t> raw, const flow_event& e);
 };

@@ -119,7 +119,7 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
   EXPECT_THAT(up, HasSubstr("History: ")) << "status shows the nodes' histories";
 
   // Wait until the traffic has produced everything asserted below (a few seconds).
-  std::vector<json> tie, dropped, dns, recent, kernel, lookups;
+  std::vector<json> tie, dropped, dns, recent, kernel, lookups, named;
   bool syn = false, syn_ack = false, fin = false;
   testing::WaitUntil(
       [&] {
@@ -131,6 +131,7 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
             "observe --last 20 --drop-reason-desc NO_SOCKET --drop-reason-desc NETFILTER_DROP");
         dns = Flows("observe --last 50 --to-port 53 --protocol UDP");
         lookups = Flows("observe --last 20 --protocol dns --pod default/tiefighter");
+        named = Flows("observe --last 20 --to-fqdn '*.default.svc.cluster.local'");
         bool answered = false;
         for (const json& f : lookups) {
           answered |= f.contains("l7") && f["l7"].value("type", "") == "RESPONSE";
@@ -151,7 +152,7 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
         std::set<std::string> reasons;
         for (const json& f : kernel) reasons.insert(f.value("Summary", ""));
         return syn && syn_ack && fin && !dropped.empty() && !dns.empty() && nodes.size() == 2 &&
-               reasons.size() == 2 && answered;
+               reasons.size() == 2 && answered && !named.empty();
       },
       absl::Seconds(30));
 
@@ -166,6 +167,13 @@ TEST_F(DemoE2eTest, UpShowsTheClusterAndDownLeavesNothing) {
       EXPECT_EQ(f.value("verdict", ""), "FORWARDED") << f.dump();
       EXPECT_EQ(f["l4"]["TCP"].value("destination_port", 0), 80) << f.dump();
     }
+  }
+  // The clients looked deathstar up before connecting: their flows to it carry the name.
+  ASSERT_FALSE(named.empty());
+  for (const json& f : named) {
+    EXPECT_THAT(Pod(f, "destination"), ::testing::StartsWith("deathstar-")) << f.dump();
+    EXPECT_EQ(f["destination_names"], json::array({"deathstar.default.svc.cluster.local"}))
+        << f.dump();
   }
   // xwing does not: its SYNs to deathstar:80 are dropped by the policy.
   ASSERT_FALSE(dropped.empty());

@@ -1,7 +1,7 @@
 // libFuzzer: raw datapath events (bpf/flow_event.h) into the parser, as the drain thread feeds
-// it — DNS events (struct dns_event) with their messages too — then the flow built from every
-// record it accepts, both ways (built and encoded in place, which must agree). Never crashes; a
-// record it accepts has a time no older than the last.
+// it — DNS events (struct dns_event) with their messages too, their answers naming addresses —
+// then the flow built from every record it accepts, both ways (built and encoded in place, which
+// must agree). Never crashes; a record it accepts has a time no older than the last.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -9,6 +9,7 @@
 #include "observer/dns_table.h"
 #include "observer/endpoint_table.h"
 #include "observer/flow_builder.h"
+#include "observer/name_cache.h"
 #include "observer/parser.h"
 
 namespace {
@@ -23,12 +24,15 @@ struct State {
     table.Update({pod});
     parser.SetFixedClockOffset(1'700'000'000'000'000'000);
     parser.SetDnsTable(&dns);
+    parser.SetNameCache(&names);
     builder.AttachDns(&dns);
+    builder.AttachNames(&names);
   }
   flowscope::observer::EndpointTable table;
   flowscope::observer::FlowBuilder builder;
   flowscope::observer::EventParser parser;
   flowscope::observer::DnsTable dns;
+  flowscope::observer::NameCache names;  // answers name the addresses of later flows
   uint64_t last = 0;
 };
 

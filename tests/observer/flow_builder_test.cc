@@ -561,6 +561,15 @@ TEST(FlowEncodeTest, WritesWhatTheBuiltMessageSerializesTo) {
     services.push_back(res.LookupService(a->family, a->words.data(), ip[9] == '0' ? 80 : 81));
   }
   ASSERT_NE(services[2], 0u);
+  // Names two clients looked up for one address (source_names, destination_names).
+  NameCache lookups;
+  builder.AttachNames(&lookups);
+  lookups.Add(NameCache::Client{.endpoint = ids[0]}, "z.example.", {"10.200.0.1"}, 30, 0);
+  lookups.Add(NameCache::Client{.endpoint = ids[0]}, "api.example.", {"10.200.0.1"}, 30, 0);
+  lookups.Add(NameCache::Client{.endpoint = ids[1]}, std::string(200, 'n') + ".example.",
+              {"10.200.0.1"}, 30, 0);
+  const std::array<uint32_t, 4> named = {htonl(0x0AC80001), 0, 0, 0};
+  int with_names = 0;
 
   std::mt19937_64 rng(7);
   auto pick = [&](auto... v) {
@@ -613,10 +622,15 @@ TEST(FlowEncodeTest, WritesWhatTheBuiltMessageSerializesTo) {
     const uint64_t position = pick(0, 1, rng());
     const uint32_t run = static_cast<uint32_t>(pick(0, 5, 2));
 
+    if (rng() % 4 == 0) {  // to or from the named address
+      r.family = FS_FAMILY_IPV4;
+      std::copy(named.begin(), named.end(), rng() % 2 == 0 ? r.daddr : r.saddr);
+    }
     const bool extensions = rng() % 2 == 0;
 
     ::observer::GetFlowsResponse built;
     builder.BuildResponse(r, position, &built, run, extensions);
+    with_names += built.flow().source_names_size() + built.flow().destination_names_size() > 0;
     std::string expected;
     ASSERT_TRUE(built.SerializeToString(&expected));
     std::string encoded = "prefix";  // appended to what is there
@@ -631,6 +645,7 @@ TEST(FlowEncodeTest, WritesWhatTheBuiltMessageSerializesTo) {
     ++checked;
   }
   EXPECT_EQ(checked, 20000);
+  EXPECT_GT(with_names, 100);
 }
 
 // A length-delimited field written in place has the minimal length protobuf writes, whatever

@@ -34,10 +34,12 @@ class FlowMetricsTest : public ::testing::Test {
   std::unique_ptr<FlowMetrics> Make(std::vector<std::string> flags, size_t max_series = 10000) {
     auto specs = ParseMetricSpecs(flags);
     EXPECT_TRUE(specs.ok()) << specs.status();
-    return std::make_unique<FlowMetrics>(
-        *ring_, table_,
-        FlowMetricsOptions{
-            .metrics = *specs, .max_series = max_series, .clock = &clock_, .dns = &dns_});
+    return std::make_unique<FlowMetrics>(*ring_, table_,
+                                         FlowMetricsOptions{.metrics = *specs,
+                                                            .max_series = max_series,
+                                                            .clock = &clock_,
+                                                            .dns = &dns_,
+                                                            .names = &names_});
   }
   // The L7 DNS record of `m` (kept in dns_) between src and dst, as the parser writes it.
   FlowRecord Dns(const char* src, const char* dst, const DnsMessage& m) {
@@ -65,6 +67,7 @@ class FlowMetricsTest : public ::testing::Test {
   std::unique_ptr<Ring> ring_;
   EndpointTable table_{"default"};
   DnsTable dns_{64};
+  NameCache names_;
 };
 
 TEST(MetricSpecTest, HubbleSyntaxAndClearErrors) {
@@ -269,6 +272,22 @@ TEST_F(FlowMetricsTest, DnsFlowsAreL7FlowsAndHubblesDnsMetricsCountTheirMessages
       counted,
       HasSubstr("hubble_dns_queries_total{rcode=\"\",qtypes=\"A\",ips_returned=\"0\"} 1\n"));
   EXPECT_THAT(counted, Not(HasSubstr("AAAA")));
+}
+
+// The dns context: the names the flow's client looked up for the other side (Hubble's
+// destination_names / source_names, joined by ','); the next context in the list otherwise.
+TEST_F(FlowMetricsTest, TheDnsContextIsTheNamesTheClientLookedUp) {
+  auto m = Make({"flow:destinationContext=dns|ip"});
+  FlowRecord answer = Udp("10.0.3.2", "10.0.1.5", 40000);
+  names_.Add(NameCache::ClientOf(answer, /*source=*/false), "www.example.com.", {"93.184.216.34"},
+             30, 0);
+  names_.Add(NameCache::ClientOf(answer, /*source=*/false), "example.com.", {"93.184.216.34"}, 30,
+             0);
+  m->Process(Udp("10.0.1.5", "93.184.216.34", 443));
+  m->Process(Udp("10.0.1.5", "93.184.216.35", 443));
+  const std::string text = Text(*m);
+  EXPECT_THAT(text, HasSubstr("destination=\"example.com,www.example.com\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("destination=\"93.184.216.35\"} 1\n"));
 }
 
 TEST_F(FlowMetricsTest, SeriesAreCappedWithAnOverflowSeriesAndExpire) {

@@ -586,6 +586,44 @@ TEST_F(ObserverE2eTest, DnsLookupsBetweenPodsAreHubblesL7DnsFlows) {
   EXPECT_EQ(
       Sample(metrics, "hubble_dns_response_types_total{" + client + ",type=\"A\",qtypes=\"A\"}"),
       2);
+
+  // An answer's addresses name its client's flows to them (Hubble's destination_names, and
+  // source_names on the replies): a lookup answered with pod b's address, then a connection.
+  testing::DnsWire q4, a4;
+  q4.Header(0x0100, 1, 0, 0x4444).Name("deathstar.default.svc.cluster.local").Question(1);
+  a4.Header(0x8180, 1, 1, 0x4444).Name("deathstar.default.svc.cluster.local").Question(1);
+  a4.Answer(1, 30, {10, 200, 2, 2});
+  ASSERT_EQ(std::string(TestNetwork::kIpB), "10.200.2.2");
+  testing::UdpExchange(*net_, 53, bytes(q4), bytes(a4));
+  const uint16_t tcp_client = testing::TcpExchange(*net_, 8080);
+  ::observer::GetFlowsRequest named;
+  named.set_number(100);
+  flow::FlowFilter* to = named.add_whitelist();
+  to->add_destination_fqdn("*.svc.cluster.local");
+  to->add_protocol("tcp");
+  flow::FlowFilter* from = named.add_whitelist();
+  from->add_source_fqdn("deathstar.default.svc.cluster.local.");
+  from->add_protocol("tcp");
+  ASSERT_TRUE(testing::WaitUntil([&] {
+    flows = Query(named);
+    return std::any_of(flows.begin(), flows.end(), [&](const flow::Flow& f) {
+      return f.l4().tcp().flags().fin() && f.l4().tcp().destination_port() == tcp_client;
+    });
+  })) << flows.size();
+  for (const flow::Flow& f : flows) {
+    const bool reply = f.l4().tcp().source_port() == 8080;
+    EXPECT_EQ(f.l4().tcp().destination_port(), reply ? tcp_client : 8080) << f.ShortDebugString();
+    EXPECT_THAT(reply ? f.source_names() : f.destination_names(),
+                ::testing::ElementsAre("deathstar.default.svc.cluster.local"));
+    EXPECT_THAT(reply ? f.destination_names() : f.source_names(), ::testing::IsEmpty());
+  }
+  // The flows before the lookup keep having no names.
+  ::observer::GetFlowsRequest earlier;
+  earlier.set_number(1000);
+  earlier.add_whitelist()->add_destination_fqdn("*");
+  for (const flow::Flow& f : Query(earlier)) {
+    EXPECT_GE(f.time().seconds(), flows.front().time().seconds() - 5) << f.ShortDebugString();
+  }
 }
 
 TEST_F(ObserverE2eTest, ExportsTheFlowsItsAllowListLetsThroughToAFile) {

@@ -1,6 +1,7 @@
 #include "observer/parser.h"
 
 #include <arpa/inet.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
@@ -255,6 +256,33 @@ TEST_F(ParserTest, ADnsEventCarryingItsPacketsFlowMakesTwoRecords) {
   bad.flow_reason = 99;  // no such event
   EXPECT_FALSE(parser_.Parse(Raw(bad), &flow));
   EXPECT_EQ(parser_.stats().malformed, 1u);
+}
+
+// An answer with addresses teaches its client the name (the client's flows to them get
+// destination_names from then on); queries, NXDOMAIN and answers without addresses teach nothing.
+TEST_F(ParserTest, AnswersGiveTheirClientNamesForTheirAddresses) {
+  DnsTable dns(8);
+  NameCache names;
+  parser_.SetDnsTable(&dns);
+  parser_.SetNameCache(&names);
+  testing::DnsWire q, a, nx;
+  q.Header(0x0100, 1, 0, 5).Name("API.example.com").Question(1);
+  a.Header(0x8180, 1, 2, 5).Name("API.example.com").Question(1);
+  a.Answer(1, 30, {93, 184, 216, 34}).Answer(1, 60, {93, 184, 216, 35});
+  nx.Header(0x8183, 1, 0, 6).Name("nope.example.com").Question(1);
+  FlowRecord r;
+  ASSERT_TRUE(parser_.Parse(Raw(DnsEvent(1000, "10.0.1.5", 40000, "10.0.3.2", 53, q.b)), &r));
+  ASSERT_TRUE(parser_.Parse(Raw(DnsEvent(2000, "10.0.3.2", 53, "10.0.1.5", 40001, nx.b)), &r));
+  EXPECT_TRUE(names.empty());
+  ASSERT_TRUE(parser_.Parse(Raw(DnsEvent(3000, "10.0.3.2", 53, "10.0.1.5", 40000, a.b)), &r));
+  EXPECT_EQ(names.size(), 2u);
+
+  FlowRecord out;
+  ASSERT_TRUE(parser_.Parse(Raw(Event(4000, "10.0.1.5", "93.184.216.35")), &out));
+  EXPECT_THAT(names.DestinationNames(out), ::testing::ElementsAre("api.example.com"));
+  FlowRecord other;
+  ASSERT_TRUE(parser_.Parse(Raw(Event(4000, "10.0.2.7", "93.184.216.35")), &other));
+  EXPECT_THAT(names.DestinationNames(other), ::testing::IsEmpty()) << "another client";
 }
 
 TEST(ParserClockTest, RealClockOffsetGivesCurrentUtc) {
