@@ -56,7 +56,7 @@ class NameCache {
 
   // The names `client` had for `addr` at `time_ns`, sorted, without trailing dots.
   std::vector<std::string> Lookup(const Client& client, uint8_t family, const uint32_t addr[4],
-                                   uint64_t time_ns) const;
+                                  uint64_t time_ns) const;
   // A record's destination_names (its source's names for its destination) and source_names.
   std::vector<std::string> DestinationNames(const FlowRecord& r) const;
   std::vector<std::string> SourceNames(const FlowRecord& r) const;

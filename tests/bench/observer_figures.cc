@@ -114,6 +114,8 @@ absl::StatusOr<DrainRun> DrainOnce(bool ingest, bool metrics = false,
   observer::EventParser parser(table);
   observer::DnsTable dns(kMaxRingCapacityForBench + 1);
   parser.SetDnsTable(&dns);
+  observer::NameCache names;  // as the daemon: answers name their addresses
+  parser.SetNameCache(&names);
   uint64_t count = 0;
   uint64_t flows = 0;
   uint64_t lost = 0;
@@ -232,8 +234,9 @@ std::vector<FigureResult> RunB1(const Options& options) {
 // --- B17 (DNS) ---------------------------------------------------------------------------------
 
 // Ingest of a DNS-heavy stream — every packet a DNS answer whose message the parser reads
-// (names, compression, two addresses) into the DNS table: two events per packet, its L3/L4 flow
-// and its L7 DNS flow — vs the L3/L4-only stream of B1, both through the full observer path.
+// (names, compression, two addresses) into the DNS table and the name cache: two events per
+// packet, its L3/L4 flow and its L7 DNS flow — vs the L3/L4-only stream of B1, both through the
+// full observer path.
 // Events are the flows written to the ring (Hubble's events), per second.
 std::vector<FigureResult> RunB17Dns(const Options& options) {
   if (auto reason = testing::BpfUnavailableReason()) {

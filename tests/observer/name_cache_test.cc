@@ -28,8 +28,8 @@ NameCache::Client Pod(uint32_t endpoint) { return NameCache::Client{.endpoint = 
 std::vector<std::string> Names(const NameCache& c, const NameCache::Client& client,
                                const char* addr, uint64_t t) {
   const auto a = Addr(addr);
-  const uint8_t family = std::string(addr).find(':') == std::string::npos ? FS_FAMILY_IPV4
-                                                                           : FS_FAMILY_IPV6;
+  const uint8_t family =
+      std::string(addr).find(':') == std::string::npos ? FS_FAMILY_IPV4 : FS_FAMILY_IPV6;
   return c.Lookup(client, family, a.data(), t);
 }
 
@@ -103,8 +103,7 @@ TEST(NameCacheTest, ClientsAreEndpointsOrOutsideThemAddresses) {
 TEST(NameCacheTest, BoundedInAddressesAndInNamesPerAddress) {
   NameCache c(NameCache::Options{.max_entries = 100, .max_names_per_entry = 4});
   for (int i = 0; i < 250; ++i) {
-    c.Add(Pod(7), absl::StrCat("n", i, ".example."), {absl::StrCat("198.51.100.", i)}, 30,
-          kSecond);
+    c.Add(Pod(7), absl::StrCat("n", i, ".example."), {absl::StrCat("198.51.100.", i)}, 30, kSecond);
   }
   EXPECT_EQ(c.size(), 100u);
   EXPECT_THAT(Names(c, Pod(7), "198.51.100.0", 2 * kSecond), IsEmpty()) << "the oldest left";
@@ -128,9 +127,9 @@ TEST(NameCacheTest, LookupsWhileTheDrainAdds) {
   });
   size_t seen = 0;
   for (int i = 0; i < 20000; ++i) {
-    seen += Names(c, Pod(7), absl::StrCat("10.1.", (i / 256) % 256, ".", i % 256).c_str(),
-                  2 * kSecond)
-                .size();
+    seen +=
+        Names(c, Pod(7), absl::StrCat("10.1.", (i / 256) % 256, ".", i % 256).c_str(), 2 * kSecond)
+            .size();
   }
   adder.join();
   EXPECT_LE(seen, 20000u);
