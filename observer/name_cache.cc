@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <mutex>
 
 #include "absl/strings/ascii.h"
 #include "bpf/flow_event.h"
@@ -32,7 +33,7 @@ void NameCache::Add(const Client& client, const std::string& name,
   const uint64_t ttl_ns = std::max<uint64_t>(uint64_t{ttl_s} * 1'000'000'000,
                                              absl::ToInt64Nanoseconds(options_.min_ttl));
   const uint64_t until = time_ns + ttl_ns;
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   for (const std::string& ip : ips) {
     Key k;
     k.client = client;
@@ -81,7 +82,7 @@ std::vector<std::string> NameCache::Lookup(const Client& client, uint8_t family,
   k.family = family;
   std::copy_n(addr, 4, k.addr.begin());
   {
-    absl::ReaderMutexLock lock(&mu_);
+    std::shared_lock lock(mu_);
     auto it = entries_.find(k);
     if (it == entries_.end()) return out;
     for (const Name& n : it->second) {
