@@ -210,34 +210,17 @@ std::string AddressOf(const FlowRecord& r, bool source) {
   return AddrToString(k);
 }
 
-// The rcode label of hubble_dns_responses_total: Hubble's metric spells the IANA names its own
-// way (9 is "Not Authorized") and leaves codes it does not name empty.
+// The rcode label of hubble_dns_responses_total: the descriptions the Summary uses (DnsRcodeText)
+// but for 9, which Hubble's metric calls "Not Authorized", and the extended codes it names;
+// codes it does not name are empty.
 std::string DnsMetricRcode(uint32_t rcode) {
-  static constexpr const char* kNames[] = {"No Error",
-                                           "Format Error",
-                                           "Server Failure",
-                                           "Non-Existent Domain",
-                                           "Not Implemented",
-                                           "Query Refused",
-                                           "Name Exists when it should not",
-                                           "RR Set Exists when it should not",
-                                           "RR Set that should exist does not",
-                                           "Not Authorized",
-                                           "Name not contained in zone",
-                                           "DSO-TYPE Not Implemented",
-                                           "",
-                                           "",
-                                           "",
-                                           "",
-                                           "Bad OPT Version",
-                                           "Key not recognized",
-                                           "Signature out of time window",
-                                           "Bad TKEY Mode",
-                                           "Duplicate key name",
-                                           "Algorithm not supported",
-                                           "Bad Truncation",
-                                           "Bad/missing Server Cookie"};
-  return rcode < std::size(kNames) ? kNames[rcode] : "";
+  if (rcode == 9) return "Not Authorized";
+  if (rcode <= 11) return DnsRcodeText(rcode);
+  static constexpr const char* kExtended[] = {
+      "Bad OPT Version", "Key not recognized",       "Signature out of time window",
+      "Bad TKEY Mode",   "Duplicate key name",       "Algorithm not supported",
+      "Bad Truncation",  "Bad/missing Server Cookie"};
+  return rcode >= 16 && rcode - 16 < std::size(kExtended) ? kExtended[rcode - 16] : "";
 }
 
 }  // namespace
